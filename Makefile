@@ -1,0 +1,42 @@
+# Two entry points: `make demo` and `make test`. Each installs what it needs on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
+
+.PHONY: demo test bench install clean
+
+demo: $(VENV)/.installed
+	$(BIN)/graphlake demo
+
+test: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed shellcheck
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run_all.py
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+# Azurite, the Azure Storage emulator, pinned in package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# checkov pins many packages of its own, so it lives in its own virtualenv.
+$(CHECKOV_VENV)/.installed: infra/requirements-checks.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --disable-pip-version-check -q -r infra/requirements-checks.txt
+	touch $@
+
+.PHONY: shellcheck
+shellcheck:
+	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules lake state .demo
