@@ -1,0 +1,76 @@
+"""Azure Functions entry points. Only wiring: the work happens in shared/ and normalizers/."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import cache
+
+import azure.functions as func
+
+from shared.normalize import InboundEvent, normalize_events
+from shared.settings import Settings, load_settings
+from shared.storage import Store, open_store
+
+app = func.FunctionApp()
+log = logging.getLogger("graphlake")
+
+
+@cache
+def _settings() -> Settings:
+    return load_settings()
+
+
+@cache
+def _store(url: str) -> Store:
+    return open_store(url)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%PULL_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def pull_alerts(timer: func.TimerRequest) -> None:
+    # Imported here so the normalize path's cold start never loads msgraph.
+    from shared.fanout import EventHubSink
+    from shared.pull import pull_all
+
+    settings = _settings()
+    if not settings.eventhub_namespace:
+        raise RuntimeError("setting EventHubConnection__fullyQualifiedNamespace is not set")
+    if timer.past_due:
+        log.warning("pull_alerts is running late; the watermark makes up for the missed ticks")
+    sink = EventHubSink(settings.eventhub_namespace)
+    try:
+        asyncio.run(pull_all(settings, _store(settings.state_url), sink))
+    finally:
+        sink.close()
+
+
+@app.retry(strategy="exponential_backoff", max_retry_count="-1", minimum_interval="00:00:10",
+           maximum_interval="00:15:00")
+@app.event_hub_message_trigger(arg_name="events", event_hub_name="%EVENTHUB_NAME%", connection="EventHubConnection",
+                               consumer_group="%EVENTHUB_CONSUMER_GROUP%", cardinality=func.Cardinality.MANY,
+                               data_type=func.DataType.BINARY)
+def normalize_alerts(events: list[func.EventHubEvent]) -> None:
+    # Retries forever on purpose: only storage failures raise (bad events are quarantined), and giving up would
+    # let the host checkpoint past a batch that never landed.
+    settings = _settings()
+    result = normalize_events(
+        [_inbound(event, index) for index, event in enumerate(events)],
+        lake=_store(settings.lake_url), state=_store(settings.state_url))
+    log.info("graphlake.normalize rows=%d duplicates=%d files=%d quarantined=%d",
+             result.rows, result.duplicates, len(result.files), len(result.quarantined))
+
+
+def _inbound(event: func.EventHubEvent, index: int) -> InboundEvent:
+    # With cardinality=many the host passes every event's application properties in one shared array.
+    metadata = event.metadata or {}
+    properties_array = metadata.get("PropertiesArray") or []
+    properties = properties_array[index] if index < len(properties_array) else {}
+    return InboundEvent(
+        body=event.get_body(),
+        properties=properties or {},
+        metadata={
+            "partition_key": event.partition_key,
+            "sequence_number": event.sequence_number,
+            "offset": event.offset,
+            "enqueued_time": event.enqueued_time.isoformat() if event.enqueued_time else None,
+        })

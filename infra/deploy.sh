@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Deploy graphlake to Azure with the az CLI, in one command:
+#   1. create the resource group (or reuse it),
+#   2. deploy infra/main.bicep with infra/main.parameters.json,
+#   3. publish the function code (zip deploy with remote build, as Flex Consumption expects),
+#   4. print what to do next.
+# Idempotent: ARM leaves unchanged resources alone, role assignments have deterministic names, and the code is
+# republished only when the package's SHA-256 (kept in the resource group tag graphlakePackage) changed or the
+# app has no functions.
+set -euo pipefail
+
+readonly DEPLOYMENT_NAME="graphlake"
+readonly PACKAGE_TAG="graphlakePackage"
+readonly MIN_AZ_VERSION="2.60.0"
+
+INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$INFRA_DIR")"
+
+RESOURCE_GROUP="${GRAPHLAKE_RESOURCE_GROUP:-graphlake}"
+LOCATION="${GRAPHLAKE_LOCATION:-}"
+PARAMS=()
+SKIP_CODE=false
+FORCE_CODE=false
+
+usage() {
+  cat <<EOF
+Usage: infra/deploy.sh [-g RESOURCE_GROUP] [-l LOCATION] [-p NAME=VALUE]... [--skip-code] [--force-code]
+
+Creates or updates the resource group, deploys infra/main.bicep and publishes the function code.
+
+  -g, --resource-group NAME  resource group (default: \$GRAPHLAKE_RESOURCE_GROUP or "graphlake")
+  -l, --location REGION      region; needed when the group does not exist yet (default: \$GRAPHLAKE_LOCATION,
+                             else the group's region). Flex Consumption regions:
+                               az functionapp list-flexconsumption-locations -o table
+  -p, --parameter NAME=VALUE override a Bicep parameter (repeatable), e.g. -p eventHubPartitionCount=8
+                             or -p graphEndpoint=https://graph.microsoft.us (also: -p @my.parameters.json)
+      --skip-code            deploy the infrastructure only
+      --force-code           publish the code even if it did not change
+  -h, --help                 show this help
+
+Needs: az (>= $MIN_AZ_VERSION, logged in with 'az login'), python3, and Owner (or Contributor + User Access
+Administrator) on the subscription or resource group, because the template assigns roles.
+EOF
+}
+
+die() { echo "deploy.sh: error: $*" >&2; exit 1; }
+info() { echo "==> $*" >&2; }
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -g|--resource-group) [[ $# -ge 2 ]] || die "$1 needs a value"; RESOURCE_GROUP="$2"; shift 2 ;;
+    -l|--location) [[ $# -ge 2 ]] || die "$1 needs a value"; LOCATION="$2"; shift 2 ;;
+    -p|--parameter) [[ $# -ge 2 ]] || die "$1 needs a value"; PARAMS+=("$2"); shift 2 ;;
+    --skip-code) SKIP_CODE=true; shift ;;
+    --force-code) FORCE_CODE=true; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+
+# --- Prerequisites -------------------------------------------------------------------------------------------
+
+command -v az >/dev/null 2>&1 \
+  || die "the Azure CLI (az) is not installed or not on PATH. Install it: https://learn.microsoft.com/cli/azure/install-azure-cli"
+command -v python3 >/dev/null 2>&1 || die "python3 is needed to build the function package"
+
+az_version="$(az version --query '"azure-cli"' -o tsv 2>/dev/null || true)"
+if [[ -n "$az_version" ]] \
+  && [[ "$(printf '%s\n%s\n' "$MIN_AZ_VERSION" "$az_version" | sort -V | head -n1)" != "$MIN_AZ_VERSION" ]]; then
+  die "az $az_version is too old for Flex Consumption; need >= $MIN_AZ_VERSION (run: az upgrade)"
+fi
+
+if ! subscription="$(az account show --query '[name, id]' -o tsv 2>/dev/null)"; then
+  die "az is not logged in. Run 'az login' (and 'az account set --subscription <id>'), then run this again."
+fi
+info "subscription: $(echo "$subscription" | tr '\n' ' ')"
+
+# --- Resource group ------------------------------------------------------------------------------------------
+
+if [[ "$(az group exists --name "$RESOURCE_GROUP" -o tsv)" == "true" ]]; then
+  group_location="$(az group show --name "$RESOURCE_GROUP" --query location -o tsv)"
+  LOCATION="${LOCATION:-$group_location}"
+  info "resource group $RESOURCE_GROUP exists ($group_location)"
+else
+  [[ -n "$LOCATION" ]] || die "resource group $RESOURCE_GROUP does not exist: give --location <region> (a Flex Consumption region: az functionapp list-flexconsumption-locations -o table)"
+  info "creating resource group $RESOURCE_GROUP in $LOCATION"
+  az group create --name "$RESOURCE_GROUP" --location "$LOCATION" --tags app=graphlake -o none
+fi
+
+# --- Infrastructure ------------------------------------------------------------------------------------------
+
+info "deploying infra/main.bicep (a few minutes the first time; az compiles Bicep with its own Bicep CLI)"
+outputs="$(az deployment group create \
+  --resource-group "$RESOURCE_GROUP" \
+  --name "$DEPLOYMENT_NAME" \
+  --template-file "$INFRA_DIR/main.bicep" \
+  --parameters "@$INFRA_DIR/main.parameters.json" \
+  --parameters location="$LOCATION" ${PARAMS[@]+"${PARAMS[@]}"} \
+  --query properties.outputs -o json)" \
+  || die "the Bicep deployment failed (error above). Details: az deployment operation group list -g $RESOURCE_GROUP -n $DEPLOYMENT_NAME -o table"
+
+output() {
+  # output NAME: one value of the deployment outputs.
+  python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]]["value"])' "$1" <<<"$outputs"
+}
+
+APP_NAME="$(output functionAppName)"
+IDENTITY_NAME="$(output identityName)"
+STORAGE_ACCOUNT="$(output storageAccountName)"
+LAKE_URL="$(output lakeUrl)"
+EVENT_HUB="$(output eventHubNamespace)/$(output eventHubName)"
+APP_INSIGHTS="$(output appInsightsName)"
+info "function app $APP_NAME, identity $IDENTITY_NAME"
+
+# --- Code ----------------------------------------------------------------------------------------------------
+
+if [[ "$SKIP_CODE" == true ]]; then
+  info "--skip-code: function code not published"
+else
+  work_dir="$(mktemp -d)"
+  trap 'rm -rf "$work_dir"' EXIT
+  package="$work_dir/graphlake.zip"
+  package_sha="$(python3 "$INFRA_DIR/package.py" --root "$REPO_DIR" --out "$package")"
+  deployed_sha="$(az group show --name "$RESOURCE_GROUP" --query "tags.$PACKAGE_TAG" -o tsv 2>/dev/null || true)"
+  function_count="$(az functionapp function list --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \
+    --query 'length(@)' -o tsv 2>/dev/null || echo 0)"
+
+  if [[ "$FORCE_CODE" != true && "$package_sha" == "$deployed_sha" && "${function_count:-0}" != "0" ]]; then
+    info "function code unchanged (sha256 ${package_sha:0:12}), not republished"
+  else
+    info "publishing function code (remote build installs requirements.txt; a few minutes)"
+    # Fresh role assignments can take a few minutes to reach the deployment container: retry.
+    attempt=1
+    until az functionapp deployment source config-zip \
+        --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \
+        --src "$package" --build-remote true -o none; do
+      if [[ $attempt -ge 3 ]]; then
+        die "code publish failed $attempt times; see the deployment log: az functionapp log deployment show -g $RESOURCE_GROUP -n $APP_NAME"
+      fi
+      info "publish failed (attempt $attempt); retrying in 60 s"
+      sleep 60
+      attempt=$((attempt + 1))
+    done
+    az group update --name "$RESOURCE_GROUP" --set "tags.$PACKAGE_TAG=$package_sha" -o none
+    info "function code published (sha256 ${package_sha:0:12})"
+  fi
+fi
+
+# --- Next steps ----------------------------------------------------------------------------------------------
+
+cat <<EOF
+
+graphlake is deployed to resource group $RESOURCE_GROUP ($LOCATION).
+  Function app:         $APP_NAME
+  Managed identity:     $IDENTITY_NAME
+  Event hub:            $EVENT_HUB
+  Lake:                 $LAKE_URL
+  Application Insights: $APP_INSIGHTS
+
+Next:
+  1. Let the managed identity read alerts: grant it the Microsoft Graph application role SecurityAlert.Read.All.
+     This needs a Privileged Role Administrator or Global Administrator (AppRoleAssignment.ReadWrite.All):
+       infra/grant-graph-permission.sh -g $RESOURCE_GROUP
+  2. Watch the first pulls (every minute by default) in Application Insights:
+       az monitor app-insights query -g $RESOURCE_GROUP --app $APP_INSIGHTS \\
+         --analytics-query "traces | where timestamp > ago(15m) | order by timestamp desc | take 50"
+  3. Read the lake: give yourself Storage Blob Data Reader on the account (shared keys are disabled):
+       az role assignment create --role "Storage Blob Data Reader" --assignee <your-upn-or-object-id> \\
+         --scope "\$(az storage account show -g $RESOURCE_GROUP -n $STORAGE_ACCOUNT --query id -o tsv)"
+  4. Tear everything down when done:
+       az group delete --name $RESOURCE_GROUP
+EOF

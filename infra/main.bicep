@@ -1,0 +1,603 @@
+// graphlake: Microsoft Graph security alerts (alerts_v2) -> Event Hubs -> parquet lake.
+//
+// Deploys into one resource group (infra/deploy.sh creates it):
+//   - a user-assigned managed identity, the only identity the app uses (host storage, lake and state blobs,
+//     Event Hubs send and receive, Application Insights, Microsoft Graph);
+//   - a storage account (shared keys off) with the lake, state and Flex deployment containers;
+//   - an Event Hubs namespace (SAS off) with the alerts hub and the normalizer's consumer group;
+//   - Log Analytics + Application Insights (Entra authentication only);
+//   - a Flex Consumption plan and the Python function app, with every app setting the code reads.
+//
+// The Microsoft Graph application role (SecurityAlert.Read.All) is NOT granted here: that needs the Microsoft
+// Graph Bicep extension (registry access at build time, and offline parsers cannot read it). Run
+// infra/grant-graph-permission.sh after this deployment.
+//
+// Keep this file readable by pycep-parser and tree-sitter-bicep (tests/test_infra.py): no `extension`,
+// no `import`, no registry modules.
+
+targetScope = 'resourceGroup'
+
+// ------------------------------------------------------------------------------------------------------------
+// Parameters: placement and names
+// ------------------------------------------------------------------------------------------------------------
+
+@description('Azure region of every resource. Must offer Flex Consumption: az functionapp list-flexconsumption-locations.')
+param location string = resourceGroup().location
+
+@description('Short prefix of resource names: lowercase letters, digits and hyphens, starting with a letter.')
+@minLength(2)
+@maxLength(12)
+param namePrefix string = 'graphlake'
+
+@description('Tags applied to every resource.')
+param tags object = {
+  app: 'graphlake'
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Parameters: storage
+// ------------------------------------------------------------------------------------------------------------
+
+@description('Replication of the storage account that holds the lake, the state and the host data.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param storageSku string = 'Standard_GRS'
+
+@description('Blob container of the parquet lake (LAKE_URL).')
+param lakeContainerName string = 'lake'
+
+@description('Blob container of watermarks, claim checks and quarantine (STATE_URL).')
+param stateContainerName string = 'graphlake-state'
+
+@description('Blob container Flex Consumption deploys the app package to.')
+param deploymentContainerName string = 'app-package'
+
+@description('Days a deleted or overwritten blob, and a deleted container, can be restored (soft delete).')
+@minValue(1)
+@maxValue(365)
+param blobSoftDeleteDays int = 7
+
+// ------------------------------------------------------------------------------------------------------------
+// Parameters: Event Hubs
+// ------------------------------------------------------------------------------------------------------------
+
+@description('Event Hubs tier. Basic is not offered: it allows only the $Default consumer group and 256 KB events.')
+@allowed([
+  'Standard'
+  'Premium'
+])
+param eventHubSku string = 'Standard'
+
+@description('Throughput units (Standard) or processing units (Premium). One TU takes 1 MB/s or 1,000 events/s in.')
+@minValue(1)
+@maxValue(40)
+param eventHubCapacity int = 1
+
+@description('Standard only: let the namespace add throughput units up to eventHubMaxThroughputUnits during bursts (backfills).')
+param eventHubAutoInflate bool = true
+
+@description('Standard only, with auto-inflate: the most throughput units the namespace may grow to.')
+@minValue(1)
+@maxValue(40)
+param eventHubMaxThroughputUnits int = 4
+
+@description('Hub pull_alerts sends to and normalize_alerts reads (EVENTHUB_NAME).')
+param eventHubName string = 'graph-alerts'
+
+@description('Partitions of the alerts hub: the most normalizer instances that can read in parallel. Fixed after creation on Standard.')
+@minValue(1)
+@maxValue(32)
+param eventHubPartitionCount int = 4
+
+@description('Days events stay in the hub, so the normalizer can catch up after an outage (Standard: at most 7).')
+@minValue(1)
+@maxValue(7)
+param eventHubRetentionDays int = 7
+
+@description('Consumer group of normalize_alerts (EVENTHUB_CONSUMER_GROUP).')
+param eventHubConsumerGroupName string = 'normalizer'
+
+@description('EVENTHUB_PROVIDER_HUBS: optional JSON map serviceSource -> hub. Those hubs are not created here; the identity can send to any hub of the namespace.')
+param eventHubProviderHubs string = ''
+
+// ------------------------------------------------------------------------------------------------------------
+// Parameters: the function app (Flex Consumption)
+// ------------------------------------------------------------------------------------------------------------
+
+@description('Python version of the Flex Consumption runtime (the requirements pin azure-functions 1.x, which needs Python < 3.13).')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Memory of each instance, in MB. Billing is per GB-second of execution, so smaller instances cost less per run.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Most instances the app may scale out to (Flex Consumption: 40 to 1000). The normalizer never uses more than one instance per partition.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Spread the Flex Consumption plan across availability zones. Only in regions that offer it for Flex Consumption; needs zone-redundant storage.')
+param zoneRedundant bool = false
+
+@description('Days Log Analytics keeps logs and Application Insights telemetry.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 30
+
+// ------------------------------------------------------------------------------------------------------------
+// Parameters: Microsoft Graph and the pull (app settings; defaults are those of shared/settings.py)
+// ------------------------------------------------------------------------------------------------------------
+
+@description('GRAPH_ENDPOINT. Global: https://graph.microsoft.com; US Gov L4 (GCC High): https://graph.microsoft.us; DoD: https://dod-graph.microsoft.us.')
+param graphEndpoint string = 'https://graph.microsoft.com'
+
+@description('GRAPH_AUTHORITY_HOST. Global: login.microsoftonline.com; US Gov and DoD: login.microsoftonline.us.')
+param graphAuthorityHost string = 'login.microsoftonline.com'
+
+@description('GRAPH_TENANT_ID: tenant to pull alerts from when GRAPH_SOURCES is empty. Default: the tenant of this deployment.')
+param graphTenantId string = tenant().tenantId
+
+@description('GRAPH_CREDENTIAL. managed_identity uses the user-assigned identity below; client_secret needs graphClientId and graphClientSecret.')
+@allowed([
+  'managed_identity'
+  'client_secret'
+  'certificate'
+  'default'
+])
+param graphCredential string = 'managed_identity'
+
+@description('GRAPH_CLIENT_ID. Empty: the client id of the user-assigned identity. Set it to the app registration id with client_secret.')
+param graphClientId string = ''
+
+@description('GRAPH_CLIENT_SECRET, only with client_secret: a Key Vault reference such as @Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<name>/), never the secret itself.')
+@secure()
+param graphClientSecret string = ''
+
+@description('SOURCE_ID: id of the single source. Empty: the tenant id.')
+param sourceId string = ''
+
+@description('SOURCE_LABEL: label of the single source, copied to p_source_label.')
+param sourceLabel string = 'Microsoft Graph'
+
+@description('GRAPH_SOURCES: JSON list of sources for pulling many tenants (MSSP). Overrides the single-source settings.')
+param graphSources string = ''
+
+@description('PULL_SCHEDULE: NCRONTAB schedule of pull_alerts, six fields with seconds first, in UTC (Flex Consumption has no WEBSITE_TIME_ZONE).')
+param pullSchedule string = '0 */1 * * * *'
+
+@description('More app settings, merged last (they win). For tuning (e.g. PULL_LOOKBACK_DAYS) or Key Vault references. Only names from shared/settings.py belong here.')
+param appSettingOverrides object = {}
+
+// ------------------------------------------------------------------------------------------------------------
+// Names and role ids
+// ------------------------------------------------------------------------------------------------------------
+
+var token = toLower(uniqueString(subscription().id, resourceGroup().id, namePrefix))
+var identityName = 'id-${namePrefix}-${token}'
+var storageAccountName = take('st${replace(toLower(namePrefix), '-', '')}${token}', 24)
+var eventHubNamespaceName = 'evhns-${namePrefix}-${token}'
+var logAnalyticsName = 'log-${namePrefix}-${token}'
+var appInsightsName = 'appi-${namePrefix}-${token}'
+var planName = 'plan-${namePrefix}-${token}'
+var functionAppName = 'func-${namePrefix}-${token}'
+
+// Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
+  eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Identity
+// ------------------------------------------------------------------------------------------------------------
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: identityName
+  location: location
+  tags: tags
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Storage: lake, state, Flex deployment package and the Functions host's own containers
+// ------------------------------------------------------------------------------------------------------------
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_43: the name is an expression checkov cannot evaluate: 'st' + namePrefix without hyphens + uniqueString(), lower-cased and cut to 24 characters (3-24 lowercase letters and digits for a prefix of letters, digits and hyphens).
+  name: storageAccountName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: storageSku
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    // checkov:skip=CKV_AZURE_59: Flex Consumption without VNet integration reaches storage over public endpoints from shared outbound addresses; access is Entra-only (shared keys disabled) and RBAC-scoped to one identity.
+    publicNetworkAccess: 'Enabled'
+    // checkov:skip=CKV_AZURE_35: the app's outbound addresses are shared and change, so a firewall cannot list them; access is Entra-only (shared keys disabled) and RBAC-scoped to one identity.
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+          keyType: 'Account'
+        }
+        file: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: blobSoftDeleteDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: blobSoftDeleteDays
+    }
+  }
+}
+
+resource lakeContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: lakeContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: stateContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Event Hubs
+// ------------------------------------------------------------------------------------------------------------
+
+resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
+  name: eventHubNamespaceName
+  location: location
+  tags: tags
+  sku: {
+    name: eventHubSku
+    tier: eventHubSku
+    capacity: eventHubCapacity
+  }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+    isAutoInflateEnabled: eventHubSku == 'Standard' && eventHubAutoInflate
+    maximumThroughputUnits: eventHubSku == 'Standard' && eventHubAutoInflate ? eventHubMaxThroughputUnits : 0
+  }
+}
+
+resource eventHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
+  parent: eventHubNamespace
+  name: eventHubName
+  properties: {
+    partitionCount: eventHubPartitionCount
+    messageRetentionInDays: eventHubRetentionDays
+  }
+}
+
+resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {
+  parent: eventHub
+  name: eventHubConsumerGroupName
+  properties: {
+    userMetadata: 'normalize_alerts (graphlake)'
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Monitoring: Application Insights on Log Analytics, Entra authentication only
+// ------------------------------------------------------------------------------------------------------------
+
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: logAnalyticsName
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: logRetentionDays
+    features: {
+      disableLocalAuth: true
+    }
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: appInsightsName
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logAnalytics.id
+    DisableLocalAuth: true
+    IngestionMode: 'LogAnalytics'
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Role assignments: least privilege, each scoped to the one resource it is about
+// ------------------------------------------------------------------------------------------------------------
+
+// Host storage (timer locks, Event Hubs checkpoints and leases, host keys), the Flex deployment package, the lake
+// and the state all live in this one account. The Functions host needs Storage Blob Data Owner on the account that
+// backs AzureWebJobsStorage (it creates its own containers), which also covers the lake and state containers, so
+// no narrower Contributor assignment is added beside it. No queue or table roles: the app uses neither.
+resource storageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'graphlake: Functions host storage, deployment package, lake and state'
+  }
+}
+
+// pull_alerts sends to the alerts hub and to any per-provider hub named in EVENTHUB_PROVIDER_HUBS, so the sender
+// role sits on the namespace (still not the group).
+resource eventHubSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventHubNamespace.id, identity.id, roles.eventHubsDataSender)
+  scope: eventHubNamespace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'graphlake: pull_alerts sends alerts'
+  }
+}
+
+// normalize_alerts reads only the alerts hub.
+resource eventHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventHub.id, identity.id, roles.eventHubsDataReceiver)
+  scope: eventHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'graphlake: normalize_alerts reads alerts'
+  }
+}
+
+// Application Insights with local auth disabled accepts telemetry only from identities with this role.
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identity.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'graphlake: telemetry with Entra authentication'
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// App settings: every setting of shared/settings.py (same names, same defaults unless derived from a resource),
+// plus the host's identity-based connections. Checked by tests/test_infra.py.
+// ------------------------------------------------------------------------------------------------------------
+
+// serviceBusEndpoint is https://<namespace>.<cloud's Service Bus suffix>:443/ ; keep the host name.
+var eventHubFqdn = split(split(eventHubNamespace.properties.serviceBusEndpoint, '/')[2], ':')[0]
+var blobEndpoint = storage.properties.primaryEndpoints.blob
+
+var appSettings = {
+  // Host storage through the identity (Flex Consumption: no connection string, no content share).
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__blobServiceUri: blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  // Application Insights with Entra authentication.
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+  // Event Hubs: the trigger binding (connection="EventHubConnection") and the producer in code.
+  EventHubConnection__fullyQualifiedNamespace: eventHubFqdn
+  EventHubConnection__credential: 'managedidentity'
+  EventHubConnection__clientId: identity.properties.clientId
+  EVENTHUB_NAME: eventHubName
+  EVENTHUB_CONSUMER_GROUP: eventHubConsumerGroupName
+  EVENTHUB_PROVIDER_HUBS: eventHubProviderHubs
+  // SDK clients (Blob, Event Hubs) use DefaultAzureCredential with this client id.
+  AZURE_CLIENT_ID: identity.properties.clientId
+  // Where things are kept.
+  STATE_URL: '${blobEndpoint}${stateContainer.name}'
+  LAKE_URL: '${blobEndpoint}${lakeContainer.name}'
+  // Microsoft Graph.
+  GRAPH_ENDPOINT: graphEndpoint
+  GRAPH_AUTHORITY_HOST: graphAuthorityHost
+  GRAPH_TENANT_ID: graphTenantId
+  GRAPH_CREDENTIAL: graphCredential
+  GRAPH_CLIENT_ID: empty(graphClientId) ? identity.properties.clientId : graphClientId
+  GRAPH_CLIENT_SECRET: graphClientSecret
+  GRAPH_CERTIFICATE_PATH: ''
+  SOURCE_ID: sourceId
+  SOURCE_LABEL: sourceLabel
+  GRAPH_SOURCES: graphSources
+  GRAPH_MAX_REQUESTS_PER_MINUTE: '120'
+  // The pull window.
+  PULL_SCHEDULE: pullSchedule
+  PULL_OVERLAP_SECONDS: '600'
+  PULL_DELAY_SECONDS: '120'
+  PULL_LOOKBACK_DAYS: '7'
+  PULL_SLICE_MINUTES: '360'
+  PULL_PAGE_SIZE: '2000'
+  PULL_MAX_RUN_SECONDS: '480'
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Flex Consumption plan and function app
+// ------------------------------------------------------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+    // checkov:skip=CKV_AZURE_225: zone redundancy is the zoneRedundant parameter; it is off by default because Flex Consumption offers it only in some regions, where it also needs zone-redundant storage.
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: functionAppName
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Key Vault references in app settings (GRAPH_CLIENT_SECRET) resolve with the same identity.
+    keyVaultReferenceIdentity: identity.id
+    // checkov:skip=CKV_AZURE_222: deploy.sh publishes the package through the app's SCM endpoint from the operator's machine, which needs public network access; the app has no HTTP trigger and its admin endpoints need keys or Entra tokens.
+    publicNetworkAccess: 'Enabled'
+    // checkov:skip=CKV_AZURE_17: the app has only timer and Event Hubs triggers and serves no HTTP clients whose certificates could be checked.
+    clientCertEnabled: false
+    // Only properties Flex Consumption accepts: it rejects ftpsState, numberOfWorkers, linuxFxVersion, alwaysOn and
+    // other App Service plan settings with ARM error 51021.
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP endpoint and rejects siteConfig.ftpsState (ARM error 51021); FTP and SCM basic-auth publishing are disabled below.
+      // checkov:skip=CKV_AZURE_213: health check probes an HTTP path to take instances out of a load balancer; the app has no HTTP trigger and Flex Consumption replaces unhealthy instances itself.
+      // checkov:skip=CKV_AZURE_212: siteConfig.numberOfWorkers belongs to App Service plans; Flex Consumption has no fixed worker count and adds instances per function on demand (up to maximumInstanceCount).
+      // The whole set: a redeploy replaces the app settings, so a setting removed here disappears from the app.
+      appSettings: [for setting in items(union(appSettings, appSettingOverrides)): {
+        name: setting.key
+        value: setting.value
+      }]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${blobEndpoint}${deploymentContainer.name}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+  // Start the app only once its roles, containers and consumer group exist.
+  dependsOn: [
+    consumerGroup
+    storageBlobOwner
+    eventHubSender
+    eventHubReceiver
+    metricsPublisher
+  ]
+}
+
+// No FTP or SCM basic-auth publishing: az functionapp deployment source config-zip sends an Entra token.
+// `location` is not in the type (Bicep may warn), but ARM has rejected these policies without it
+// (Azure/bicep-types-az#1526).
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  #disable-next-line BCP037
+  location: location
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  #disable-next-line BCP037
+  location: location
+  properties: {
+    allow: false
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Outputs (read by deploy.sh and grant-graph-permission.sh)
+// ------------------------------------------------------------------------------------------------------------
+
+output functionAppName string = functionApp.name
+output identityName string = identity.name
+output identityPrincipalId string = identity.properties.principalId
+output identityClientId string = identity.properties.clientId
+output storageAccountName string = storage.name
+output lakeUrl string = '${blobEndpoint}${lakeContainer.name}'
+output stateUrl string = '${blobEndpoint}${stateContainer.name}'
+output eventHubNamespace string = eventHubFqdn
+output eventHubName string = eventHub.name
+output appInsightsName string = appInsights.name
+output graphEndpoint string = graphEndpoint

@@ -1,0 +1,11 @@
+"""Microsoft Defender for Cloud Apps and app governance (which reports through the same product).
+
+Indicators sit in evidence: user, ip, cloudApplication, oauthApplication and cloudLogonSession.
+"""
+
+from normalizers.core import Provider, normalizer
+
+PROVIDER = Provider(
+    name="cloud_apps", service_sources=("microsoftDefenderForCloudApps", "microsoftAppGovernance"),
+)
+normalize = normalizer(PROVIDER)

@@ -1,0 +1,347 @@
+"""The shared normalizer: Graph alert properties to columns, Panther p_ fields, indicator extraction.
+
+Read top to bottom it is the mapping: which Graph properties become which typed column, how each
+indicator kind found in evidence lands in the p_any lists. Provider modules only say which free-form
+dictionaries of their alerts hold indicators too (see `Provider`).
+
+Hot-path notes (the normalizer must stay a small multiple of orjson's parse time): columns are filled from
+precomputed tuples, canonicalisation and timestamp parsing are memoized in bounded dicts (alerts repeat the
+same hosts, users and timestamps), and JSON columns are re-dumped with orjson.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+
+import orjson
+
+from normalizers import indicators
+from normalizers.evidence import (
+    ACTOR_ID,
+    DNS_DOMAIN,
+    EMAIL,
+    HASH,
+    HOST,
+    IP,
+    SENDER_EMAIL,
+    UPN,
+    URL,
+    USERNAME,
+    scan_by_key_name,
+    scan_evidence,
+)
+from normalizers.schema import LOG_TYPE, SCHEMA, SCHEMA_VERSION
+
+
+class NotAnAlert(ValueError):
+    """The input is not a Graph alert (not an object, or no id / timestamps); the caller quarantines it."""
+
+
+# --- Graph properties, by the column type they land in (names kept exactly as Graph spells them) ---
+STRING_PROPERTIES = (
+    "id", "providerAlertId", "incidentId", "tenantId", "title", "description", "recommendedActions",
+    "category", "severity", "status", "classification", "determination", "serviceSource",
+    "detectionSource", "productName", "detectorId", "alertPolicyId", "assignedTo", "actorDisplayName",
+    "threatDisplayName", "threatFamilyName", "investigationState", "alertWebUrl", "incidentWebUrl",
+)
+STRING_LIST_PROPERTIES = ("categories", "mitreTechniques", "systemTags")
+TIMESTAMP_PROPERTIES = (
+    "createdDateTime", "lastUpdateDateTime", "resolvedDateTime", "firstActivityDateTime", "lastActivityDateTime",
+)
+# Kept as JSON text: evidence is polymorphic and open-ended, and must survive exactly (unknown types too).
+JSON_PROPERTIES = ("comments", "evidence", "additionalData", "customDetails")
+
+# `@odata.type` of the alert itself carries no information beyond "this is an alert", so it is not unmapped.
+_ALERT_ODATA_TYPES = frozenset({"#microsoft.graph.security.alert", "microsoft.graph.security.alert"})
+_MAPPED_PROPERTIES = frozenset(
+    STRING_PROPERTIES + STRING_LIST_PROPERTIES + TIMESTAMP_PROPERTIES + JSON_PROPERTIES + ("@odata.type",)
+)
+
+# No top-level string property is scanned for indicators: assignedTo names the analyst owning the alert
+# (or "Automation"), and alertWebUrl/incidentWebUrl link every alert to the portal. As pivots they would
+# match everything; filter on those columns instead.
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What one provider family adds to the core mapping."""
+
+    name: str
+    service_sources: tuple[str, ...]
+    # Free-form dictionaries whose keys the alert's author chose (Sentinel custom details, DLP match data):
+    # read by key name like unknown evidence. Providers whose indicators all sit in evidence list none.
+    scanned_by_key_name: tuple[str, ...] = ()
+
+
+# Unknown providers (new serviceSource values, unknownFutureValue): we cannot know where they keep
+# indicators, so every free-form dictionary is read by key name.
+DEFAULT_PROVIDER = Provider(
+    name="core", service_sources=(), scanned_by_key_name=("additionalData", "customDetails"),
+)
+PROVIDER = DEFAULT_PROVIDER  # So the core answers normalizer_for() like any provider module.
+
+# --- Indicator kinds to p_any lists: slot numbers index indicators.INDICATOR_COLUMNS ---
+(_IP_SLOT, _DOMAIN_SLOT, _USERNAME_SLOT, _EMAIL_SLOT, _MD5_SLOT, _SHA1_SLOT, _SHA256_SLOT, _URL_SLOT,
+ _ACTOR_SLOT) = range(len(indicators.INDICATOR_COLUMNS))
+_HASH_SLOTS = {"md5": _MD5_SLOT, "sha1": _SHA1_SLOT, "sha256": _SHA256_SLOT}
+_Found = tuple[tuple[int, str], ...]
+
+
+def _ip(raw: str) -> _Found:
+    ip = indicators.canonical_ip(raw)
+    return ((_IP_SLOT, ip),) if ip else ()
+
+
+def _host(raw: str) -> _Found:
+    ip = indicators.canonical_ip(raw)
+    if ip:
+        return ((_IP_SLOT, ip),)
+    domain = indicators.canonical_domain(raw)
+    return ((_DOMAIN_SLOT, domain),) if domain else ()
+
+
+def _dns_domain(raw: str) -> _Found:
+    domain = indicators.canonical_domain(raw)
+    return ((_DOMAIN_SLOT, domain),) if domain and "." in domain else ()
+
+
+def _url(raw: str) -> _Found:
+    url = indicators.canonical_url(raw)
+    if url is None:
+        return ()
+    host = indicators.url_host(raw)
+    return ((_URL_SLOT, url), (_IP_SLOT if indicators.canonical_ip(host) else _DOMAIN_SLOT, host))
+
+
+def _email(raw: str) -> _Found:
+    email = indicators.canonical_email(raw)
+    return ((_EMAIL_SLOT, email),) if email else ()
+
+
+def _sender_email(raw: str) -> _Found:
+    email = indicators.canonical_email(raw)
+    return ((_EMAIL_SLOT, email), (_DOMAIN_SLOT, email.rpartition("@")[2])) if email else ()
+
+
+def _upn(raw: str) -> _Found:
+    username = indicators.canonical_username(raw)
+    if username is None:
+        return ()
+    email = indicators.canonical_email(raw)
+    return ((_USERNAME_SLOT, username), (_EMAIL_SLOT, email)) if email else ((_USERNAME_SLOT, username),)
+
+
+def _username(raw: str) -> _Found:
+    username = indicators.canonical_username(raw)
+    return ((_USERNAME_SLOT, username),) if username else ()
+
+
+def _hash(raw: str) -> _Found:
+    hashed = indicators.canonical_hash(raw)
+    return ((_HASH_SLOTS[hashed[0]], hashed[1]),) if hashed else ()
+
+
+def _actor_id(raw: str) -> _Found:
+    actor_id = indicators.canonical_actor_id(raw)
+    return ((_ACTOR_SLOT, actor_id),) if actor_id else ()
+
+
+_RESOLVERS = {
+    IP: _ip,
+    HOST: _host,
+    DNS_DOMAIN: _dns_domain,
+    URL: _url,
+    EMAIL: _email,
+    SENDER_EMAIL: _sender_email,
+    UPN: _upn,
+    USERNAME: _username,
+    HASH: _hash,
+    ACTOR_ID: _actor_id,
+}
+
+# Both caches are bounded by clearing: cheaper than LRU bookkeeping on every hit, and a refill costs
+# one canonicalisation per distinct value.
+_CACHE_LIMIT = 200_000
+_resolved_cache: dict[tuple[str, str], _Found] = {}
+_timestamp_cache: dict[str, datetime | None] = {}
+_UTC = timezone.utc
+_STRING_OR_NONE = frozenset({str, type(None)})
+
+
+def _resolve(found: tuple[str, str]) -> _Found:
+    if len(_resolved_cache) >= _CACHE_LIMIT:
+        _resolved_cache.clear()
+    resolved = _resolved_cache[found] = _RESOLVERS[found[0]](found[1])
+    return resolved
+
+
+def _parse_timestamp(raw: object) -> datetime | None:
+    """UTC datetime from Graph's ISO 8601 text (0-7 fractional digits, 'Z'); None if unparseable."""
+    if raw.__class__ is not str:
+        return None
+    text = raw.strip()
+    try:
+        # Python 3.11 reads 'Z' and any number of fractional digits (truncating past microseconds).
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        if "." not in text:
+            return None
+        # Over-long or odd fractions ("...27.12345678901Z"): keep microseconds, drop the rest.
+        head, _, fraction = text.partition(".")
+        digits = len(fraction) - len(fraction.lstrip("0123456789"))
+        try:
+            parsed = datetime.fromisoformat(f"{head}.{fraction[:min(digits, 6)] or '0'}{fraction[digits:]}")
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=_UTC)
+    return parsed if parsed.tzinfo is _UTC else parsed.astimezone(_UTC)
+
+
+def _parse_and_cache_timestamp(raw: object) -> datetime | None:
+    parsed = _parse_timestamp(raw)
+    if parsed is not None:
+        if len(_timestamp_cache) >= _CACHE_LIMIT:
+            _timestamp_cache.clear()
+        _timestamp_cache[raw] = parsed
+    return parsed
+
+
+def _dumps(value: object) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        # orjson refuses integers beyond 64 bits; the standard library keeps them exactly.
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _as_string(value: object) -> str:
+    """A scalar where Graph documents a string (e.g. a numeric incidentId) as its JSON text."""
+    return value if value.__class__ is str else _dumps(value)
+
+
+def _as_string_list(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if value.__class__ is not list:
+        value = [value]
+    return [item if item.__class__ is str else _dumps(item) for item in value if item is not None]
+
+
+def row_id(tenant_id: str | None, alert_id: str, last_update: str | None) -> str:
+    """Deterministic p_row_id: one id per alert version, so a re-delivered version deduplicates."""
+    key = f"{tenant_id or ''}\x1f{alert_id}\x1f{last_update or ''}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+def normalize(
+    alert: dict,
+    *,
+    source_id: str,
+    source_label: str,
+    parse_time: datetime,
+    provider: Provider = DEFAULT_PROVIDER,
+) -> dict:
+    """One lake row (keys exactly SCHEMA's names) for one version of one Graph alert."""
+    if alert.__class__ is not dict:
+        raise NotAnAlert(f"expected a JSON object, got {type(alert).__name__}")
+    get = alert.get
+    alert_id = get("id")
+    if alert_id.__class__ is not str or not alert_id:
+        raise NotAnAlert("alert has no id")
+    odata_type = get("@odata.type")
+    if odata_type is not None and odata_type not in _ALERT_ODATA_TYPES:
+        raise NotAnAlert(f"@odata.type is {odata_type!r}, not a security alert")
+    last_update_raw = get("lastUpdateDateTime")
+    created_raw = get("createdDateTime")
+    if not last_update_raw and not created_raw:
+        raise NotAnAlert(f"alert {alert_id} has neither lastUpdateDateTime nor createdDateTime")
+
+    # String columns: fetch and type-check in C; a non-string value (a numeric incidentId) is rare.
+    strings = list(map(get, STRING_PROPERTIES))
+    if not set(map(type, strings)) <= _STRING_OR_NONE:
+        strings = [value if value is None or value.__class__ is str else _as_string(value) for value in strings]
+    row = dict(zip(STRING_PROPERTIES, strings))
+    for name in STRING_LIST_PROPERTIES:
+        value = get(name)
+        row[name] = value if value is None else _as_string_list(value)
+
+    unparseable: dict | None = None
+    cached_timestamp = _timestamp_cache.get
+    for name in TIMESTAMP_PROPERTIES:
+        raw = get(name)
+        if raw is None:
+            row[name] = None
+            continue
+        parsed = row[name] = (cached_timestamp(raw) if raw.__class__ is str else None) or _parse_and_cache_timestamp(raw)
+        if parsed is None:
+            unparseable = unparseable or {}
+            unparseable[name] = raw
+
+    for name in JSON_PROPERTIES:
+        value = get(name)
+        row[name] = None if value is None else _dumps(value)
+
+    if unparseable is None and alert.keys() <= _MAPPED_PROPERTIES:
+        row["p_unmapped"] = None
+    else:
+        unmapped = {key: value for key, value in alert.items() if key not in _MAPPED_PROPERTIES}
+        if unparseable:
+            unmapped.update(unparseable)  # A timestamp we could not read is kept, not nulled away.
+        row["p_unmapped"] = _dumps(unmapped)
+
+    created = row["createdDateTime"]
+    row["p_log_type"] = LOG_TYPE
+    row["p_row_id"] = row_id(row["tenantId"], alert_id, _as_string(last_update_raw or created_raw))
+    if parse_time.tzinfo is None:
+        parse_time = parse_time.replace(tzinfo=_UTC)
+    row["p_event_time"] = created if created is not None else parse_time
+    row["p_parse_time"] = parse_time
+    row["p_source_id"] = source_id
+    row["p_source_label"] = source_label
+    row["p_schema_version"] = SCHEMA_VERSION
+
+    found: list[tuple[str, str]] = []
+    evidence = get("evidence")
+    if evidence.__class__ is list:
+        scan_evidence(evidence, found)
+    for name in provider.scanned_by_key_name:
+        value = get(name)
+        if value:
+            scan_by_key_name(value, None, found, 0)
+
+    collected: set[tuple[int, str]] = set()
+    cache_get = _resolved_cache.get
+    for item in found:
+        resolved = cache_get(item)
+        if resolved is None:
+            resolved = _resolve(item)
+        if resolved:
+            collected.update(resolved)
+    columns: list[list[str] | None] = [None] * len(indicators.INDICATOR_COLUMNS)
+    for slot, value in sorted(collected):
+        values = columns[slot]
+        if values is None:
+            columns[slot] = [value]
+        else:
+            values.append(value)
+    row.update(zip(indicators.INDICATOR_COLUMNS, columns))
+    return row
+
+
+def normalizer(provider: Provider) -> partial:
+    """`normalize` bound to one provider: what each provider module exposes as its `normalize`."""
+    return partial(normalize, provider=provider)
+
+
+_COLUMNS_FILLED = (
+    STRING_PROPERTIES + STRING_LIST_PROPERTIES + TIMESTAMP_PROPERTIES + JSON_PROPERTIES
+    + ("p_unmapped", "p_log_type", "p_row_id", "p_event_time", "p_parse_time", "p_source_id", "p_source_label",
+       "p_schema_version") + indicators.INDICATOR_COLUMNS
+)
+if sorted(_COLUMNS_FILLED) != sorted(SCHEMA.names):
+    raise RuntimeError(f"core.py and schema.py disagree on columns: {set(_COLUMNS_FILLED) ^ set(SCHEMA.names)}")

@@ -1,0 +1,10 @@
+"""Microsoft Defender for Endpoint.
+
+Its indicators all sit in evidence (device, file, process, registry, ip, url, networkConnection), which
+evidence.py reads; additionalData and customDetails come back empty in published payloads.
+"""
+
+from normalizers.core import Provider, normalizer
+
+PROVIDER = Provider(name="endpoint", service_sources=("microsoftDefenderForEndpoint",))
+normalize = normalizer(PROVIDER)

@@ -1,0 +1,10 @@
+"""Microsoft Entra ID Protection (Graph still calls it azureAdIdentityProtection).
+
+Risk detections such as anonymous IP address, unfamiliar sign-in properties and leaked credentials
+carry user and ip evidence, sometimes cloudLogonSession.
+"""
+
+from normalizers.core import Provider, normalizer
+
+PROVIDER = Provider(name="entra_id_protection", service_sources=("azureAdIdentityProtection",))
+normalize = normalizer(PROVIDER)

@@ -1,0 +1,289 @@
+"""Which evidence fields feed which indicator list, per evidence type, plus a scanner for types we don't know.
+
+`EVIDENCE_INDICATORS` is the table to edit: one entry per Graph evidence type (the `@odata.type` without
+`#microsoft.graph.security.`), mapping property names to a rule. A rule is
+- an indicator kind (below): the string, or each string of a list, is collected as that kind;
+- a dict: the property is an object (or a list of objects) read with that nested table;
+- `Nested("ipEvidence")`: the property holds evidence of another type, read with that type's entry
+  (the object's own `@odata.type` wins when present);
+- a tuple of rules: all of them apply.
+
+Fields that are absent are deliberately ignored. Elastic's pitfall is the model: deviceEvidence.osPlatform
+and .version ("Windows11", "22H2") and NetBIOS domains ("AzureAD") are not hosts, so they map to nothing.
+
+Evidence types missing from the table are never dropped: they stay in the `evidence` column as received and
+are read by `scan_by_key_name`, which walks every property and picks values by key name
+(`...IpAddress`, `url`, `userPrincipalName`, `sha256`, ...). Every kind is validated when canonicalised,
+so a key-name guess cannot put a non-address into p_any_ip_addresses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Union
+
+# Indicator kinds: what a raw value is. core.py turns each into canonical values in one or more p_any lists.
+IP = "ip"
+HOST = "host"  # A host name or FQDN; an IP address when it parses as one.
+DNS_DOMAIN = "dns_domain"  # A domain field that may hold a NetBIOS name: only dotted DNS names count.
+URL = "url"  # The URL itself, and its host as a domain or IP.
+EMAIL = "email"
+SENDER_EMAIL = "sender_email"  # A sender's address, and its domain: sender domains are worth a pivot.
+UPN = "upn"  # A username, and an email when it has that shape.
+USERNAME = "username"
+HASH = "hash"  # md5, sha1 or sha256, told apart by length.
+ACTOR_ID = "actor_id"  # Entra/AD object GUIDs, SIDs, Defender device ids (see indicators.py).
+QUALIFIED_ACCOUNT = "qualified_account"  # Applies to an object: its domainName\accountName.
+
+
+@dataclass(frozen=True, slots=True)
+class Nested:
+    """A property that holds evidence of `evidence_type` (e.g. networkConnectionEvidence.sourceAddress)."""
+
+    evidence_type: str
+
+
+Rule = Union[str, Nested, dict[str, "Rule"], tuple["Rule", ...]]
+
+USER_ACCOUNT: Rule = (QUALIFIED_ACCOUNT, {
+    "accountName": USERNAME,
+    "domainName": DNS_DOMAIN,
+    "userPrincipalName": UPN,
+    "azureAdUserId": ACTOR_ID,
+    "userSid": ACTOR_ID,
+    "activeDirectoryObjectGuid": ACTOR_ID,
+})
+LOGGED_ON_USER: Rule = (QUALIFIED_ACCOUNT, {"accountName": USERNAME, "domainName": DNS_DOMAIN})
+FILE_DETAILS: Rule = {"md5": HASH, "sha1": HASH, "sha256": HASH, "sha256Ac": HASH, "sha265Ac": HASH}
+EMAIL_SENDER: Rule = {"emailAddress": SENDER_EMAIL, "domainName": DNS_DOMAIN}
+
+EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
+    "ipEvidence": {"ipAddress": IP},
+    "urlEvidence": {"url": URL},
+    "userEvidence": {"userAccount": USER_ACCOUNT},
+    "deviceEvidence": {
+        "deviceDnsName": HOST,
+        "hostName": HOST,
+        "dnsDomain": DNS_DOMAIN,
+        "ipInterfaces": IP,
+        "lastIpAddress": IP,
+        "lastExternalIpAddress": IP,
+        "mdeDeviceId": ACTOR_ID,
+        "azureAdDeviceId": ACTOR_ID,
+        "loggedOnUsers": LOGGED_ON_USER,
+    },
+    "fileEvidence": {"fileDetails": FILE_DETAILS, "mdeDeviceId": ACTOR_ID},
+    "fileHashEvidence": {"value": HASH},
+    "processEvidence": {
+        "imageFile": FILE_DETAILS,
+        "parentProcessImageFile": FILE_DETAILS,
+        "userAccount": USER_ACCOUNT,
+        "mdeDeviceId": ACTOR_ID,
+    },
+    "registryKeyEvidence": {"mdeDeviceId": ACTOR_ID},
+    "registryValueEvidence": {"mdeDeviceId": ACTOR_ID},
+    "networkConnectionEvidence": {"sourceAddress": Nested("ipEvidence"), "destinationAddress": Nested("ipEvidence")},
+    "dnsEvidence": {
+        "domainName": HOST,
+        "dnsServerIp": Nested("ipEvidence"),
+        "hostIpAddress": Nested("ipEvidence"),
+        "ipAddresses": Nested("ipEvidence"),
+    },
+    "nicEvidence": {"ipAddress": Nested("ipEvidence")},
+    "hostLogonSessionEvidence": {"account": Nested("userEvidence"), "host": Nested("deviceEvidence")},
+    "cloudLogonSessionEvidence": {"account": Nested("userEvidence")},
+    "cloudLogonRequestEvidence": {},
+    "mailboxEvidence": {"primaryAddress": EMAIL, "upn": UPN, "userAccount": USER_ACCOUNT},
+    "mailboxConfigurationEvidence": {
+        "mailboxPrimaryAddress": EMAIL,
+        "upn": UPN,
+        "externalDirectoryObjectId": ACTOR_ID,
+    },
+    "analyzedMessageEvidence": {
+        "senderIp": IP,
+        "recipientEmailAddress": EMAIL,
+        "p1Sender": EMAIL_SENDER,
+        "p2Sender": EMAIL_SENDER,
+        "urls": URL,
+    },
+    # clusterByValue can be a sender, an IP or a subject depending on clusterBy: not a reliable indicator.
+    "mailClusterEvidence": {},
+    "submissionMailEvidence": {"sender": SENDER_EMAIL, "senderIp": IP, "recipient": EMAIL, "submitter": EMAIL},
+    "teamsMessageEvidence": {
+        "senderFromAddress": SENDER_EMAIL,
+        "senderIP": IP,
+        "recipients": UPN,
+        "suspiciousRecipients": UPN,
+        "urls": Nested("urlEvidence"),
+        "files": Nested("fileEvidence"),
+    },
+    # appId is Defender for Cloud Apps' numeric catalog id, not an Entra application id.
+    "cloudApplicationEvidence": {},
+    "oauthApplicationEvidence": {"appId": ACTOR_ID, "objectId": ACTOR_ID},
+    "servicePrincipalEvidence": {"appId": ACTOR_ID, "servicePrincipalObjectId": ACTOR_ID},
+    "securityGroupEvidence": {"securityGroupId": ACTOR_ID, "sid": ACTOR_ID, "activeDirectoryObjectGuid": ACTOR_ID},
+    "activeDirectoryDomainEvidence": {
+        "activeDirectoryDomainName": DNS_DOMAIN,
+        "trustedDomains": Nested("activeDirectoryDomainEvidence"),
+    },
+    "malwareEvidence": {"files": Nested("fileEvidence"), "processes": Nested("processEvidence")},
+    "ioTDeviceEvidence": {
+        "ipAddress": Nested("ipEvidence"),
+        "nics": Nested("nicEvidence"),
+        "sourceRef": Nested("urlEvidence"),
+    },
+    "blobEvidence": {"url": URL, "fileHashes": {"value": HASH}},
+    "kubernetesPodEvidence": {"podIp": Nested("ipEvidence")},
+    "gitHubUserEvidence": {"email": EMAIL, "login": USERNAME},
+    "azureResourceEvidence": {},
+}
+
+_GRAPH_TYPE_PREFIXES = ("#microsoft.graph.security.", "microsoft.graph.security.")
+
+# The key-name scanner: a key is normalized (lower-case, letters and digits only), then matched whole,
+# then by suffix, longest first. Kinds validate their values, so `...ip` matching "membership" is harmless.
+_KIND_BY_KEY_NAME = {
+    "ip": IP, "ips": IP, "ipaddress": IP, "ipaddresses": IP, "ipv4": IP, "ipv6": IP, "ipinterfaces": IP,
+    "url": URL, "urls": URL, "uri": URL,
+    "userprincipalname": UPN, "upn": UPN,
+    "accountname": USERNAME, "username": USERNAME, "samaccountname": USERNAME,
+    "email": EMAIL, "emails": EMAIL, "emailaddress": EMAIL, "emailaddresses": EMAIL, "mail": EMAIL,
+    "primaryaddress": EMAIL, "recipients": UPN,
+    "sender": SENDER_EMAIL, "senderaddress": SENDER_EMAIL, "senderfromaddress": SENDER_EMAIL,
+    "md5": HASH, "sha1": HASH, "sha256": HASH, "sha256ac": HASH, "hash": HASH, "hashvalue": HASH,
+    "host": HOST, "hostname": HOST, "devicename": HOST, "computername": HOST, "devicednsname": HOST,
+    "fqdn": HOST, "dnsname": HOST,
+    "domainname": DNS_DOMAIN, "domain": DNS_DOMAIN,
+    "azureaduserid": ACTOR_ID, "aaduserid": ACTOR_ID, "azureaddeviceid": ACTOR_ID, "objectid": ACTOR_ID,
+    "usersid": ACTOR_ID, "sid": ACTOR_ID, "mdedeviceid": ACTOR_ID, "objectguid": ACTOR_ID,
+}
+_KEY_NAME_SUFFIXES = sorted(_KIND_BY_KEY_NAME.items(), key=lambda item: -len(item[0]))
+_NON_ALNUM = re.compile(r"[^a-z0-9]")
+_KEY_KIND_CACHE_LIMIT = 4096
+_key_kind_cache: dict[str, str | None] = {}
+_SCAN_DEPTH_LIMIT = 12  # Evidence nests a few levels; deeper is pathological input, not data.
+
+# Compiled form of the table, for the hot path: per type, (property, kind) pairs for string values
+# (a property with two kinds appears twice) and (property, handler) pairs for object values, where a
+# handler is a nested compiled spec, a Nested type, or QUALIFIED_ACCOUNT.
+_CompiledSpec = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, object], ...]]
+
+
+def _compile(spec: dict[str, Rule]) -> _CompiledSpec:
+    string_rules: list[tuple[str, str]] = []
+    object_rules: list[tuple[str, object]] = []
+    for key, rule in spec.items():
+        for part in rule if isinstance(rule, tuple) else (rule,):
+            if isinstance(part, str):
+                (object_rules if part == QUALIFIED_ACCOUNT else string_rules).append((key, part))
+            elif isinstance(part, dict):
+                object_rules.append((key, _compile(part)))
+            elif isinstance(part, Nested):
+                if part.evidence_type not in EVIDENCE_INDICATORS:
+                    raise ValueError(f"{key}: Nested({part.evidence_type!r}) names no entry of EVIDENCE_INDICATORS")
+                object_rules.append((key, part))
+            else:
+                raise TypeError(f"{key}: a rule is a kind, a dict, Nested(...) or a tuple of those, not {part!r}")
+    return tuple(string_rules), tuple(object_rules)
+
+
+_COMPILED_BY_NAME: dict[str, _CompiledSpec] = {
+    name: _compile(spec) for name, spec in EVIDENCE_INDICATORS.items()
+}
+# Graph writes `#microsoft.graph.security.ipEvidence` at the top and, in nested objects, sometimes omits
+# the `#`; both spellings resolve without string work on the hot path.
+_COMPILED_BY_ODATA_TYPE: dict[str, _CompiledSpec] = {
+    prefix + name: spec for name, spec in _COMPILED_BY_NAME.items() for prefix in _GRAPH_TYPE_PREFIXES
+}
+
+
+def scan_evidence(evidence: list, found: list[tuple[str, str]]) -> None:
+    """Append (kind, raw value) for every indicator in an alert's evidence list."""
+    specs_get = _COMPILED_BY_ODATA_TYPE.get
+    for item in evidence:
+        if item.__class__ is dict:
+            spec = specs_get(item.get("@odata.type"))
+            if spec is None:
+                scan_by_key_name(item, None, found, 0)
+            else:
+                _walk(item, spec, found)
+
+
+def _walk(obj: dict, spec: _CompiledSpec, found: list[tuple[str, str]]) -> None:
+    get = obj.get
+    append = found.append
+    string_rules, object_rules = spec
+    for key, kind in string_rules:
+        value = get(key)
+        if value.__class__ is str:
+            append((kind, value))
+        elif value.__class__ is list:
+            for item in value:
+                if item.__class__ is str:
+                    append((kind, item))
+    for key, handler in object_rules:
+        value = get(key)
+        if value is None:
+            continue
+        for item in value if value.__class__ is list else (value,):
+            if item.__class__ is not dict:
+                continue
+            if handler.__class__ is tuple:
+                _walk(item, handler, found)
+            elif handler.__class__ is Nested:
+                _walk(item, _COMPILED_BY_ODATA_TYPE.get(item.get("@odata.type"))
+                      or _COMPILED_BY_NAME[handler.evidence_type], found)
+            else:
+                _qualified_account(item, found)
+
+
+def _qualified_account(account: dict, found: list[tuple[str, str]]) -> None:
+    name = account.get("accountName")
+    domain = account.get("domainName")
+    if name.__class__ is str and domain.__class__ is str and name.strip() and domain.strip() and "\\" not in name:
+        found.append((USERNAME, f"{domain.strip()}\\{name.strip()}"))
+
+
+def kind_for_key(key: str) -> str | None:
+    """The indicator kind the key-name scanner assigns to a property name, or None."""
+    kind = _key_kind_cache.get(key, "")
+    if kind != "":
+        return kind
+    normalized = _NON_ALNUM.sub("", key.lower())
+    kind = _KIND_BY_KEY_NAME.get(normalized)
+    if kind is None:
+        for suffix, suffix_kind in _KEY_NAME_SUFFIXES:
+            if normalized.endswith(suffix):
+                kind = suffix_kind
+                break
+    if len(_key_kind_cache) >= _KEY_KIND_CACHE_LIMIT:
+        _key_kind_cache.clear()
+    _key_kind_cache[key] = kind
+    return kind
+
+
+def scan_by_key_name(value: object, kind: str | None, found: list[tuple[str, str]], depth: int) -> None:
+    """Collect indicators from free-form JSON by key name; `kind` is the one of the key `value` sits under.
+
+    A nested object that declares a known evidence type is read with the table instead, so an unknown
+    wrapper around known evidence loses nothing.
+    """
+    if depth > _SCAN_DEPTH_LIMIT:
+        return
+    if value.__class__ is str:
+        if kind is not None:
+            found.append((kind, value))
+    elif value.__class__ is list:
+        for item in value:
+            scan_by_key_name(item, kind, found, depth + 1)
+    elif value.__class__ is dict:
+        spec = _COMPILED_BY_ODATA_TYPE.get(value.get("@odata.type"))
+        if spec is not None:
+            _walk(value, spec, found)
+            return
+        for key, item in value.items():
+            if item is not None and key.__class__ is str:
+                scan_by_key_name(item, kind_for_key(key), found, depth + 1)
+        if "accountName" in value and "domainName" in value:
+            _qualified_account(value, found)

@@ -1,0 +1,251 @@
+"""Canonical forms of indicator values, shared by the normalizer and by `graphlake search`.
+
+An analyst's search term and a value found in an alert meet only if both pass through the same function
+here, so every rule below is a contract with the data already in the lake: changing one means re-normalizing.
+
+Rules, and why:
+- IP addresses: the `ipaddress` text form (IPv6 compressed and lower-case, RFC 5952). An IPv4-mapped IPv6
+  address (`::ffff:203.0.113.5`) becomes the plain IPv4 address, because it names the same host that other
+  alerts report in IPv4 form. Zero-padded IPv4 (`010.0.0.1`) is ambiguous (octal or decimal) and rejected.
+- Domains: lower-case, without trailing dot, punycode labels decoded to Unicode (as Panther does), so
+  `xn--bcher-kva.example` and `bücher.example` are one value. A value that is all digits and dots is an
+  address, not a domain.
+- Emails: lower-case as a whole. The local part is case-sensitive in theory; no mail system we meet treats
+  it so, and Graph reports one mailbox in several casings.
+- Hashes: lower-case hex; the kind comes from the length (32 md5, 40 sha1, 64 sha256), never from the
+  field name, because Graph's own hash fields are sometimes mislabelled (`sha265Ac`).
+- Usernames: trimmed and lower-cased. Panther keeps usernames as sent; we do not, because Windows and
+  Entra names are case-insensitive and Graph reports one account as `ALICE`, `alice` and `Alice` across
+  evidence items. The original spelling stays in the `evidence` column.
+- Actor ids: Entra/AD object GUIDs and Defender device ids lower-case, SIDs with an upper-case `S-`. Values
+  of other shapes are rejected, so a free-form field that happens to be named `objectId` cannot fill the
+  column with noise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_HASH_KIND_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
+
+_ASCII_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_ASCII_DOMAIN = re.compile(rf"(?:{_ASCII_LABEL}\.)*{_ASCII_LABEL}")
+_DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
+_URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SID = re.compile(r"s-1(?:-[0-9]+)+")
+_DEFENDER_DEVICE_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def canonical_ip(value: str) -> str | None:
+    """IPv4 or IPv6 address in standard text form; None if `value` is not an address."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text[:1] == "[" and text[-1:] == "]":
+        text = text[1:-1]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def canonical_domain(value: str) -> str | None:
+    """Host or domain name, lower-case, no trailing dot, punycode decoded; None if not a DNS name.
+
+    Single-label names (`desktop-7`) are accepted: they are host names. Callers that need a dotted DNS
+    domain (an AD domain field that may hold a NetBIOS name) check for a dot themselves.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if text[-1:] == ".":
+        text = text[:-1]
+    if not text or len(text) > 253 or _DIGITS_AND_DOTS.fullmatch(text):
+        return None
+    if text.isascii():
+        if not _ASCII_DOMAIN.fullmatch(text):
+            return None
+        return _decode_punycode(text) if "xn--" in text else text
+    return text if _is_unicode_domain(text) else None
+
+
+def _decode_punycode(domain: str) -> str:
+    labels = []
+    for label in domain.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode").lower()
+            except UnicodeError:
+                pass  # Not valid IDNA, but still a well-formed DNS label: keep it as sent.
+        labels.append(label)
+    return ".".join(labels)
+
+
+def _is_unicode_domain(text: str) -> bool:
+    for label in text.split("."):
+        if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+            return False
+        if not all(char.isalnum() or char in "-_" for char in label):
+            return False
+    return True
+
+
+def canonical_email(value: str) -> str | None:
+    """`local@domain`, lower-case, domain canonical; accepts a `mailto:` prefix and `<...>` brackets."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text[:1] == "<" and text[-1:] == ">":
+        text = text[1:-1].strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:]
+    local, at, domain = text.rpartition("@")
+    if not at or not local or any(char.isspace() or char in "<>@," for char in local):
+        return None
+    domain = canonical_domain(domain)
+    if domain is None or "." not in domain:
+        return None
+    return f"{local.lower()}@{domain}"
+
+
+def canonical_hash(value: str) -> tuple[str, str] | None:
+    """(`md5` | `sha1` | `sha256`, lower-case hex) by length; None if not a hex digest."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    kind = _HASH_KIND_BY_LENGTH.get(len(text))
+    if kind is None or not _HEX_DIGITS.issuperset(text):
+        return None
+    return kind, text
+
+
+def canonical_username(value: str) -> str | None:
+    """Account name, UPN or `DOMAIN\\account`, trimmed and lower-cased; None if empty."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    return text or None
+
+
+def canonical_actor_id(value: str) -> str | None:
+    """Entra/AD object GUID, SID or Defender device id in canonical case; None for other shapes."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if text[:1] == "{" and text[-1:] == "}":
+        text = text[1:-1]
+    if _GUID.fullmatch(text) or _DEFENDER_DEVICE_ID.fullmatch(text):
+        return text
+    if _SID.fullmatch(text):
+        return "S" + text[1:]
+    return None
+
+
+def canonical_url(value: str) -> str | None:
+    """URL with scheme and host lower-cased (IPv6 hosts canonical, trailing dot dropped), rest as sent.
+
+    A value without `scheme://` is accepted when it starts with a valid host (`contoso.com/login`), as
+    Defender for Office reports such URLs; None when no host can be found.
+    """
+    parsed = _split_url(value)
+    return None if parsed is None else parsed[0]
+
+
+def url_host(value: str) -> str | None:
+    """The host of a URL as a canonical IP address or domain; None if the URL has no valid host."""
+    parsed = _split_url(value)
+    return None if parsed is None else parsed[1]
+
+
+def _split_url(value: str) -> tuple[str, str] | None:
+    """(canonical URL, canonical host) or None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    scheme, separator, rest = text.partition("://")
+    if separator:
+        scheme = scheme.lower()
+        if not _URL_SCHEME.fullmatch(scheme):
+            return None
+        prefix = scheme + "://"
+    else:
+        prefix, rest = "", text
+    authority_end = len(rest)
+    for delimiter in "/?#":
+        position = rest.find(delimiter)
+        if position != -1 and position < authority_end:
+            authority_end = position
+    authority, path = rest[:authority_end], rest[authority_end:]
+    userinfo, at, host_port = authority.rpartition("@")
+    if host_port[:1] == "[":
+        bracket_end = host_port.find("]")
+        if bracket_end == -1:
+            return None
+        raw_host, port = host_port[1:bracket_end], host_port[bracket_end + 1:]
+    else:
+        raw_host, colon, port_digits = host_port.partition(":")
+        port = colon + port_digits
+    if port and not (port[0] == ":" and port[1:].isdigit()):
+        return None
+    host = canonical_ip(raw_host)
+    if host is not None:
+        host_text = f"[{host}]" if ":" in host else host
+    else:
+        host = canonical_domain(raw_host)
+        if host is None or (not separator and "." not in host):
+            return None
+        host_text = raw_host.strip().lower().rstrip(".")
+    return f"{prefix}{userinfo}{at}{host_text}{port}{path}", host
+
+
+INDICATOR_COLUMNS = (
+    "p_any_ip_addresses",
+    "p_any_domain_names",
+    "p_any_usernames",
+    "p_any_emails",
+    "p_any_md5_hashes",
+    "p_any_sha1_hashes",
+    "p_any_sha256_hashes",
+    "p_any_urls",
+    "p_any_actor_ids",
+)
+
+
+def canonical_forms(value: str) -> dict[str, str]:
+    """Every indicator column a search term could be stored in, with its canonical form there.
+
+    This is what `graphlake search` needs for a term the analyst did not label: `203.0.113.5` is looked up
+    in p_any_ip_addresses only, `alice@contoso.com` in p_any_emails and p_any_usernames (UPNs are both).
+    """
+    forms: dict[str, str] = {}
+    ip = canonical_ip(value)
+    if ip is not None:
+        forms["p_any_ip_addresses"] = ip
+        return forms
+    hashed = canonical_hash(value)
+    if hashed is not None:
+        forms[f"p_any_{hashed[0]}_hashes"] = hashed[1]
+    email = canonical_email(value)
+    if email is not None:
+        forms["p_any_emails"] = email
+    actor_id = canonical_actor_id(value)
+    if actor_id is not None:
+        forms["p_any_actor_ids"] = actor_id
+    if isinstance(value, str) and "://" in value:
+        url = canonical_url(value)
+        if url is not None:
+            forms["p_any_urls"] = url
+    elif hashed is None and email is None and actor_id is None:
+        domain = canonical_domain(value)
+        if domain is not None:
+            forms["p_any_domain_names"] = domain
+    username = canonical_username(value)
+    if username is not None and hashed is None and actor_id is None:
+        forms["p_any_usernames"] = username
+    return forms

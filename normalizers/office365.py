@@ -1,0 +1,10 @@
+"""Microsoft Defender for Office 365.
+
+Indicators sit in evidence: mailbox, analyzedMessage (sender IP, P1/P2 senders, URLs), mailCluster,
+submissionMail, teamsMessage, url and file evidence.
+"""
+
+from normalizers.core import Provider, normalizer
+
+PROVIDER = Provider(name="office365", service_sources=("microsoftDefenderForOffice365",))
+normalize = normalizer(PROVIDER)

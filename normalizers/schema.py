@@ -1,0 +1,104 @@
+"""The one table schema of normalized Graph security alerts, and rows -> Arrow table.
+
+The schema is fixed and explicit so that every parquet file in the lake has identical column types
+whatever the alerts in it happened to contain (inference would type an all-null column as null, or a
+column of numeric-looking ids as int). Graph properties keep Graph's names; Panther-style fields start
+with `p_`. Changing a column means bumping SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+TABLE = "security_alerts"
+LOG_TYPE = "MicrosoftGraph.SecurityAlert"
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_STRINGS = pa.list_(pa.string())
+
+SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("providerAlertId", pa.string()),
+    pa.field("incidentId", pa.string()),
+    pa.field("tenantId", pa.string()),
+    pa.field("title", pa.string()),
+    pa.field("description", pa.string()),
+    pa.field("recommendedActions", pa.string()),
+    pa.field("category", pa.string()),
+    pa.field("categories", _STRINGS),
+    # Enums stay strings: Graph adds members (behind `Prefer: include-unknown-enum-members`).
+    pa.field("severity", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("classification", pa.string()),
+    pa.field("determination", pa.string()),
+    pa.field("serviceSource", pa.string()),
+    pa.field("detectionSource", pa.string()),
+    pa.field("productName", pa.string()),
+    pa.field("detectorId", pa.string()),
+    pa.field("alertPolicyId", pa.string()),
+    pa.field("assignedTo", pa.string()),
+    pa.field("actorDisplayName", pa.string()),
+    pa.field("threatDisplayName", pa.string()),
+    pa.field("threatFamilyName", pa.string()),
+    pa.field("investigationState", pa.string()),
+    pa.field("alertWebUrl", pa.string()),
+    pa.field("incidentWebUrl", pa.string()),
+    pa.field("mitreTechniques", _STRINGS),
+    pa.field("systemTags", _STRINGS),
+    pa.field("createdDateTime", _TIMESTAMP),
+    pa.field("lastUpdateDateTime", _TIMESTAMP),
+    pa.field("resolvedDateTime", _TIMESTAMP),
+    pa.field("firstActivityDateTime", _TIMESTAMP),
+    pa.field("lastActivityDateTime", _TIMESTAMP),
+    # JSON text: `evidence` exactly as received (unknown types and @odata.type included).
+    pa.field("comments", pa.string()),
+    pa.field("evidence", pa.string()),
+    pa.field("additionalData", pa.string()),
+    pa.field("customDetails", pa.string()),
+    # Top-level properties without a column, so a new Graph property is never lost; null when none.
+    pa.field("p_unmapped", pa.string()),
+    pa.field("p_log_type", pa.string(), nullable=False),
+    pa.field("p_row_id", pa.string(), nullable=False),
+    pa.field("p_event_time", _TIMESTAMP, nullable=False),
+    pa.field("p_parse_time", _TIMESTAMP, nullable=False),
+    pa.field("p_source_id", pa.string()),
+    pa.field("p_source_label", pa.string()),
+    pa.field("p_schema_version", pa.int32(), nullable=False),
+    # Indicator lists: canonical (see indicators.py), deduplicated, sorted; null when empty, as Panther omits them.
+    pa.field("p_any_ip_addresses", _STRINGS),
+    pa.field("p_any_domain_names", _STRINGS),
+    pa.field("p_any_usernames", _STRINGS),
+    pa.field("p_any_emails", _STRINGS),
+    pa.field("p_any_md5_hashes", _STRINGS),
+    pa.field("p_any_sha1_hashes", _STRINGS),
+    pa.field("p_any_sha256_hashes", _STRINGS),
+    pa.field("p_any_urls", _STRINGS),
+    pa.field("p_any_actor_ids", _STRINGS),
+])
+
+# Columns whose values repeat across alerts: dictionary encoding pays for them. The long unique JSON and
+# text columns are left plain, where trying a dictionary first only costs time.
+DICTIONARY_COLUMNS = [
+    "tenantId", "category", "severity", "status", "classification", "determination", "serviceSource",
+    "detectionSource", "productName", "detectorId", "alertPolicyId", "assignedTo", "investigationState",
+    "p_log_type", "p_source_id", "p_source_label",
+]
+# Keyword arguments for pyarrow.parquet.write_table / ParquetWriter that suit this table.
+PARQUET_WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": DICTIONARY_COLUMNS}
+
+
+_ROW_VALUES = itemgetter(*SCHEMA.names)
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Rows from `normalize_alert` (keys exactly SCHEMA's names) as one table with SCHEMA."""
+    if not rows:
+        return SCHEMA.empty_table()
+    # Transposing with itemgetter and zip runs in C: one tuple per row, then one per column.
+    columns = zip(*map(_ROW_VALUES, rows))
+    return pa.Table.from_arrays(
+        [pa.array(values, type=field.type) for values, field in zip(columns, SCHEMA)], schema=SCHEMA,
+    )

@@ -1,0 +1,38 @@
+"""The Event Hub seam's local side: with no Event Hub configured, each batch is normalized into the lake at once.
+
+Batches are still cut by the SDK's EventDataBatch at Event Hubs' 1 MB limit, so the CLI exercises the same claim
+check path as Azure.
+"""
+
+from __future__ import annotations
+
+from azure.eventhub import EventDataBatch
+
+from shared.normalize import InboundEvent, NormalizeResult, normalize_events
+from shared.storage import Store
+
+EVENT_HUBS_MAX_BATCH_BYTES = 1_048_576  # Standard and Premium tiers
+
+
+class InProcessSink:
+    def __init__(self, lake: Store, state: Store) -> None:
+        self._lake = lake
+        self._state = state
+        self.result = NormalizeResult()
+
+    def create_batch(self, hub: str, partition_key: str) -> EventDataBatch:
+        return EventDataBatch(max_size_in_bytes=EVENT_HUBS_MAX_BATCH_BYTES, partition_key=partition_key)
+
+    def send(self, hub: str, batch: EventDataBatch) -> None:
+        events = [
+            InboundEvent(body=b"".join(event.body), properties=dict(event.properties or {}),
+                         metadata={"hub": hub, "partition_key": batch._partition_key})  # noqa: SLF001
+            for event in batch._internal_events]  # noqa: SLF001 - the SDK exposes no public iterator over a batch
+        done = normalize_events(events, lake=self._lake, state=self._state)
+        self.result.rows += done.rows
+        self.result.duplicates += done.duplicates
+        self.result.files.extend(done.files)
+        self.result.quarantined.extend(done.quarantined)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,63 @@
+"""Failure modes connectors meet on alerts_v2: throttling, 5xx, and full pages that lack a nextLink."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    # Graph allows 150 requests/min per app per tenant on /security (reference §6); None = unlimited.
+    rate_limit_per_window: int | None = None
+    rate_window_seconds: float = 60.0
+    # Sent in Retry-After; None = the seconds until the app's window resets (at least 1).
+    retry_after_seconds: int | None = None
+    # Share of Graph calls answered with a random 500/502/503/504.
+    error_rate: float = 0.0
+    # Share of full pages sent without @odata.nextLink although more results exist (Microsoft Q&A 1611210).
+    drop_next_link_rate: float = 0.0
+    seed: int = 0
+
+
+class FaultInjector:
+    """Decides, per call, whether a fault fires. Thread-safe; replaced as a whole when faults change."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self._rng = random.Random(faults.seed)
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def throttle(self, app_id: str, now: float) -> int | None:
+        """Seconds to put in Retry-After if this call is over the app's budget, else None (and it is counted).
+
+        Fixed windows per app, starting at the app's first call after the previous window ended.
+        """
+        limit = self.faults.rate_limit_per_window
+        if limit is None:
+            return None
+        window = self.faults.rate_window_seconds
+        with self._lock:
+            start, used = self._windows.get(app_id, (now, 0))
+            if now - start >= window:
+                start, used = now, 0
+            if used >= limit:
+                self._windows[app_id] = (start, used)
+                if self.faults.retry_after_seconds is not None:
+                    return self.faults.retry_after_seconds
+                return max(1, math.ceil(start + window - now))
+            self._windows[app_id] = (start, used + 1)
+            return None
+
+    def server_error(self) -> int | None:
+        with self._lock:
+            if self.faults.error_rate and self._rng.random() < self.faults.error_rate:
+                return self._rng.choice((500, 502, 503, 504))
+        return None
+
+    def drop_next_link(self) -> bool:
+        with self._lock:
+            return bool(self.faults.drop_next_link_rate) and self._rng.random() < self.faults.drop_next_link_rate

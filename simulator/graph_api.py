@@ -1,0 +1,185 @@
+"""Graph's `/security/alerts_v2` as routes: request line and headers in, `Response` out.
+
+Order of checks follows Graph: token (401), app roles (403), throttling (429), then the call itself, where a
+configured share fails with 5xx. Paging choices, none documented by Microsoft (reference §5):
+- `$top` is the page size and nextLink continues while more results exist, as on most Graph collections;
+  without `$top` pages hold 100, and `$top` above 2000 is clamped to 2000, the cap connectors use.
+- nextLink carries an opaque `$skiptoken` (base64 JSON of filter, offset, page size, count) and is re-evaluated on
+  every call, so alerts that arrive or change while paging shift later pages, as with Graph's own `$skip`.
+- `$orderby` is accepted and ignored: the documented order is newest createdDateTime first and consumers must not
+  depend on another. `$select`, `$expand` and `$search` are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from simulator.faults import FaultInjector
+from simulator.odata import FilterError
+from simulator.response import Response, graph_error, new_request_id
+from simulator.tenant import Tenant
+from simulator.tokens import READ_ROLES, Authority, InvalidToken
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 2000
+_COLLECTION = "security/alerts_v2"
+_REFUSED_OPTIONS = ("$select", "$expand", "$search", "$format", "$apply", "$compute")
+_KNOWN_OPTIONS = ("$filter", "$top", "$skip", "$count", "$skiptoken", "$orderby")
+_ERROR_CODES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceNotAvailable", 504: "GatewayTimeout"}
+_PREFER_UNKNOWN = "include-unknown-enum-members"
+
+
+@dataclass(slots=True)
+class Counters:
+    calls: int = 0
+    throttled: int = 0
+    errors: int = 0
+    dropped_next_links: int = 0
+    pages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _PageState:
+    filter: str | None
+    skip: int
+    size: int
+    count: bool
+
+    def token(self) -> str:
+        raw = orjson.dumps({"f": self.filter, "s": self.skip, "t": self.size, "c": self.count})
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def from_token(cls, token: str) -> _PageState:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        state = orjson.loads(raw)
+        return cls(state["f"], int(state["s"]), int(state["t"]), bool(state["c"]))
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _non_negative(name: str, text: str) -> int:
+    if not text.isdigit():
+        raise _BadRequest(f"Invalid value '{text}' for {name} query option found. The {name} query option "
+                          "requires a non-negative integer value.")
+    return int(text)
+
+
+class GraphApi:
+    def __init__(self, tenant: Tenant, authority: Authority, faults: FaultInjector, base_url: str) -> None:
+        self.tenant = tenant
+        self.authority = authority
+        self.faults = faults
+        self.base_url = base_url
+        self.counters = Counters()
+        self._count_lock = threading.Lock()
+
+    def _count(self, name: str) -> None:
+        with self._count_lock:
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
+
+    def handle(self, method: str, target: str, headers: dict[str, str]) -> Response:
+        """`headers` keys are lower-case."""
+        self._count("calls")
+        request_id = new_request_id()
+        client_request_id = headers.get("client-request-id")
+
+        def error(status: int, code: str, message: str, extra: dict[str, str] | None = None) -> Response:
+            return graph_error(status, code, message, request_id, client_request_id, extra)
+
+        try:
+            claims = self.authority.validate(headers.get("authorization"))
+        except InvalidToken as exc:
+            return error(401, "InvalidAuthenticationToken", str(exc))
+        if not set(claims.get("roles", ())) & set(READ_ROLES):
+            roles = ", ".join(claims.get("roles", ()))
+            return error(403, "Forbidden", "Missing application roles. API required roles: "
+                                           f"{', '.join(READ_ROLES)}. API application roles: {roles}.")
+        retry_after = self.faults.throttle(claims.get("appid", ""), time.monotonic())
+        if retry_after is not None:
+            self._count("throttled")
+            return error(429, "TooManyRequests", "Too many requests.", {"Retry-After": str(retry_after)})
+        failure = self.faults.server_error()
+        if failure is not None:
+            self._count("errors")
+            return error(failure, _ERROR_CODES[failure], "The service is temporarily unavailable (simulated).")
+
+        if method != "GET":
+            return error(405, "Request_BadRequest", f"The {method} method is not supported by the simulator.")
+        prefer = {p.strip().lower() for p in headers.get("prefer", "").split(",")}
+        include_unknown = _PREFER_UNKNOWN in prefer
+        parts = urlsplit(target)
+        segments = [s for s in parts.path.split("/") if s]
+        if len(segments) < 3 or segments[0] not in ("v1.0", "beta") or segments[1:3] != ["security", "alerts_v2"]:
+            tail = segments[-1] if segments else ""
+            return error(400, "BadRequest", f"Resource not found for the segment '{tail}'.")
+        try:
+            if len(segments) == 3:
+                response = self._list(parts.query, include_unknown, segments[0])
+            elif len(segments) == 4:
+                response = self._get(segments[3], include_unknown, segments[0])
+                if response is None:
+                    return error(404, "NotFound", f"Alert with id '{segments[3]}' was not found.")
+            else:
+                return error(400, "BadRequest", f"Resource not found for the segment '{segments[4]}'.")
+        except (_BadRequest, FilterError) as exc:
+            return error(400, "BadRequest", str(exc))
+        response.headers["request-id"] = request_id
+        response.headers["client-request-id"] = client_request_id or request_id
+        if include_unknown:
+            response.headers["Preference-Applied"] = _PREFER_UNKNOWN
+        return response
+
+    def _get(self, alert_id: str, include_unknown: bool, version: str) -> Response | None:
+        raw = self.tenant.alert_json(alert_id, include_unknown)
+        if raw is None:
+            return None
+        context = orjson.dumps(f"{self.base_url}/{version}/$metadata#{_COLLECTION}/$entity")
+        return Response(200, b'{"@odata.context":' + context + b"," + raw[1:])
+
+    def _list(self, query: str, include_unknown: bool, version: str) -> Response:
+        options = dict(parse_qsl(query, keep_blank_values=True))
+        refused = next((name for name in options if name.lower() in _REFUSED_OPTIONS), None)
+        if refused:
+            raise _BadRequest(f"Query option '{refused}' is not allowed. To allow it, set the 'AllowedQueryOptions' "
+                              "property on EnableQueryAttribute or QueryValidationSettings.")
+        unknown = next((n for n in options if n.startswith("$") and n.lower() not in _KNOWN_OPTIONS), None)
+        if unknown:
+            raise _BadRequest(f"The query parameter '{unknown}' is not supported.")
+        if "$skiptoken" in options:
+            try:
+                state = _PageState.from_token(options["$skiptoken"])
+            except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+                raise _BadRequest("The $skiptoken value is not valid.") from None
+        else:
+            count_text = options.get("$count", "false").lower()
+            if count_text not in ("true", "false"):
+                raise _BadRequest(f"'{options['$count']}' is not a valid count option.")
+            top = _non_negative("$top", options["$top"]) if "$top" in options else DEFAULT_PAGE_SIZE
+            skip = _non_negative("$skip", options["$skip"]) if "$skip" in options else 0
+            state = _PageState(options.get("$filter"), skip, min(top, MAX_PAGE_SIZE), count_text == "true")
+
+        total, items = self.tenant.query_json(state.filter, state.size, state.skip, include_unknown)
+        self._count("pages")
+        body = [b'{"@odata.context":', orjson.dumps(f"{self.base_url}/{version}/$metadata#{_COLLECTION}")]
+        if state.count:
+            body.append(b',"@odata.count":%d' % total)
+        more = bool(items) and state.skip + len(items) < total
+        if more and len(items) == state.size and self.faults.drop_next_link():
+            self._count("dropped_next_links")
+            more = False
+        if more:
+            following = _PageState(state.filter, state.skip + len(items), state.size, state.count)
+            link = f"{self.base_url}/{version}/{_COLLECTION}?$skiptoken={following.token()}"
+            body += [b',"@odata.nextLink":', orjson.dumps(link)]
+        body += [b',"value":[', b",".join(items), b"]}"]
+        return Response(200, b"".join(body))

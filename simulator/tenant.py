@@ -1,0 +1,276 @@
+"""The simulated tenant: alerts, their versions over time, and queries over what the API shows at a moment.
+
+Time is a logical clock (`Tenant.clock`, ticks) that only moves through `mutate`/`advance_to`, so tests control
+it; `now` arguments take aware datetimes or ticks. A version becomes visible at the `now` of the call that made
+it, while its lastUpdateDateTime may lie up to `max_lateness_seconds` earlier: that is how alerts that Graph shows
+minutes after their timestamp are simulated. Pure Python, no I/O; one re-entrant lock makes it safe to mutate
+while a server reads.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from simulator import catalog, enums
+from simulator.alerts import AlertRecord, BodyCache, Version, first_version, graph_unit, next_version
+from simulator.directory import Directory
+from simulator.odata import ROW_FIELDS, Predicate, compile_filter
+from simulator.timefmt import TICKS_PER_SECOND, from_datetime, now_ticks
+
+DEFAULT_TENANT_ID = "8c1a5e3f-2b7d-4f60-9e14-5a3c7d9b0e21"
+_DAY = 86_400 * TICKS_PER_SECOND
+_ORD = {name: {m: i for i, m in enumerate(members)} for name, (_, members) in ROW_FIELDS.items() if members}
+_QUERY_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    total: int            # matching alerts, all pages
+    alerts: list[dict]
+
+
+def _ticks(value: datetime | int | None, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, datetime):
+        return from_datetime(value)
+    return value
+
+
+class Tenant:
+    def __init__(self, seed: int = 7, alerts: int = 3000, days: float = 7.0, now: datetime | int | None = None,
+                 tenant_id: str = DEFAULT_TENANT_ID, body_cache_size: int = 5_000) -> None:
+        self.seed = seed
+        self.tenant_id = tenant_id
+        self.lock = threading.RLock()
+        self.clock = _ticks(now, now_ticks())
+        self.history: list[Version] = []
+        self._rng = random.Random(seed)
+        self._directory = Directory(self._rng, self.clock)
+        self._bodies = BodyCache(self._directory, tenant_id, body_cache_size)
+        self._records: list[AlertRecord] = []
+        self._by_id: dict[str, AlertRecord] = {}
+        self._rows: list[tuple] = []
+        self._order: list[int] | None = None
+        self._queries: OrderedDict[tuple, list[int]] = OrderedDict()
+        self._revision = 0
+        self._next_incident = 10_000 + self._rng.randrange(0, 90_000)
+        self._coverage = catalog.coverage_order()
+        self._pairs, self._weights = catalog.weighted_pairs()
+        self._live_carry = (0.0, 0.0)
+        self._generate_backlog(alerts, days)
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    @property
+    def alert_count(self) -> int:
+        return len(self._records)
+
+    def versions(self) -> list[tuple[str, str, int]]:
+        """Every version ever current: (id, lastUpdateDateTime as Graph prints it, ticks it became visible)."""
+        with self.lock:
+            return [(v.alert_id, v.last_update_text, v.visible_at) for v in self.history]
+
+    def current(self, alert_id: str, now: datetime | int | None = None) -> Version | None:
+        with self.lock:
+            rec = self._by_id.get(alert_id)
+            return rec.visible(_ticks(now, self.clock)) if rec else None
+
+    def alert(self, alert_id: str, include_unknown_enum_members: bool = True,
+              now: datetime | int | None = None) -> dict | None:
+        raw = self.alert_json(alert_id, include_unknown_enum_members, now)
+        return orjson.loads(raw) if raw is not None else None
+
+    def alert_json(self, alert_id: str, include_unknown_enum_members: bool = True,
+                   now: datetime | int | None = None) -> bytes | None:
+        with self.lock:
+            rec = self._by_id.get(alert_id)
+            version = rec.visible(_ticks(now, self.clock)) if rec else None
+            if rec is None or version is None:
+                return None
+            return self._bodies.render(rec, version, include_unknown_enum_members)
+
+    def query(self, filter: str | None = None, top: int = 100, skip: int = 0,
+              include_unknown_enum_members: bool = False, now: datetime | int | None = None) -> QueryResult:
+        total, raw = self.query_json(filter, top, skip, include_unknown_enum_members, now)
+        return QueryResult(total, [orjson.loads(item) for item in raw])
+
+    def query_json(self, filter: str | None = None, top: int = 100, skip: int = 0,
+                   include_unknown_enum_members: bool = False,
+                   now: datetime | int | None = None) -> tuple[int, list[bytes]]:
+        """Matching alerts newest-created first; raises odata.FilterError for a filter Graph would reject."""
+        with self.lock:
+            at = _ticks(now, self.clock)
+            matches = self._select(filter, at)
+            page = matches[skip:skip + top]
+            out = []
+            for index in page:
+                rec = self._records[index]
+                version = rec.visible(at) if at < self.clock else rec.current
+                out.append(self._bodies.render(rec, version, include_unknown_enum_members))
+            return len(matches), out
+
+    def _select(self, filter: str | None, at: int) -> list[int]:
+        key = (filter, at, self._revision)
+        hit = self._queries.get(key)
+        if hit is not None:
+            self._queries.move_to_end(key)
+            return hit
+        predicate: Predicate | None = compile_filter(filter)
+        if at >= self.clock:
+            rows = self._rows
+            candidates = self._sorted()
+        else:
+            rows = {}
+            for rec in self._records:
+                version = rec.visible(at)
+                if version is not None:
+                    rows[rec.index] = self._row(rec, version)
+            candidates = [i for i in self._sorted() if i in rows]
+        result = candidates if predicate is None else [i for i in candidates if predicate(rows[i])]
+        self._queries[key] = result
+        if len(self._queries) > _QUERY_CACHE_SIZE:
+            self._queries.popitem(last=False)
+        return result
+
+    def _sorted(self) -> list[int]:
+        if self._order is None:
+            records = self._records
+            self._order = sorted(range(len(records)), key=lambda i: (records[i].created, records[i].id),
+                                 reverse=True)
+        return self._order
+
+    @staticmethod
+    def _row(rec: AlertRecord, version: Version) -> tuple:
+        return (rec.created, version.last_update, _ORD["serviceSource"][rec.provider.service_source],
+                _ORD["status"][version.status], _ORD["severity"][rec.severity],
+                _ORD["classification"][version.classification], _ORD["determination"][version.determination],
+                version.assigned_to)
+
+    # --- changing ------------------------------------------------------------------------------------------
+
+    def mutate(self, now: datetime | int | None = None, new_alerts: int = 0, updates: int = 0,
+               max_lateness_seconds: float = 0.0) -> list[Version]:
+        """Add alerts and update open ones, all visible from `now`; returns the new versions.
+
+        Each new version's lastUpdateDateTime (and a new alert's createdDateTime) is `now` minus a random lateness
+        in [0, max_lateness_seconds], and always later than the alert's previous lastUpdateDateTime.
+        """
+        with self.lock:
+            at = _ticks(now, now_ticks())
+            if at < self.clock:
+                raise ValueError("the tenant's clock only moves forward")
+            self.clock = at
+            lateness = int(max_lateness_seconds * TICKS_PER_SECOND)
+            made = []
+            for _ in range(new_alerts):
+                created = self._late_time(at, lateness, None)
+                made.append(self._create(created, created, at))
+            made += self._update(at, lateness, updates)
+            if made:
+                self._revision += 1
+            return made
+
+    def advance_to(self, now: datetime | int | None = None, new_per_minute: float = 4.0,
+                   updates_per_minute: float = 6.0, max_lateness_seconds: float = 240.0) -> list[Version]:
+        """Let simulated time pass, at modest rates, up to `now`: what the demo's background thread calls."""
+        with self.lock:
+            at = _ticks(now, now_ticks())
+            minutes = max(0, at - self.clock) / (60 * TICKS_PER_SECOND)
+            carry_new, carry_upd = self._live_carry
+            carry_new += new_per_minute * minutes
+            carry_upd += updates_per_minute * minutes
+            new, upd = int(carry_new), int(carry_upd)
+            self._live_carry = (carry_new - new, carry_upd - upd)
+            return self.mutate(max(at, self.clock), new, upd, max_lateness_seconds)
+
+    def _late_time(self, at: int, lateness: int, after: int | None) -> int | None:
+        """A Graph-printable time in [at - lateness, at], later than `after`; None when there is no room."""
+        low = at - lateness if after is None else max(at - lateness, after + 1)
+        if low > at:
+            return None
+        exact = self._rng.randint(low, at)
+        unit = graph_unit(self._rng)
+        down = exact - exact % unit
+        if down >= low:
+            return down
+        return down + unit if down + unit <= at else exact
+
+    def _update(self, at: int, lateness: int, count: int) -> list[Version]:
+        open_records = [rec for rec in self._records if rec.current.status != "resolved"]
+        self._rng.shuffle(open_records)
+        made: list[Version] = []
+        for rec in open_records:
+            if len(made) == count:
+                break
+            stamp = self._late_time(at, lateness, rec.current.last_update)
+            if stamp is None:
+                continue
+            version = next_version(rec.current, self._rng, stamp, at, self._directory.analysts)
+            self._push(rec, version)
+            made.append(version)
+        return made
+
+    def _push(self, rec: AlertRecord, version: Version) -> None:
+        rec.versions.append(version)
+        self.history.append(version)
+        self._rows[rec.index] = self._row(rec, version)
+
+    def _create(self, created: int, last_update: int, visible_at: int) -> Version:
+        index = len(self._records)
+        provider, template = (self._coverage[index] if index < len(self._coverage)
+                              else self._rng.choices(self._pairs, self._weights)[0])
+        while True:
+            provider_alert_id = provider.provider_alert_id(self._rng, created)
+            alert_id = provider.prefix + provider_alert_id
+            if alert_id not in self._by_id:
+                break
+        # Alerts cluster into incidents: most open a new one, some join the latest.
+        if self._rng.random() < 0.75:
+            self._next_incident += 1
+        rec = AlertRecord(index, alert_id, provider_alert_id, str(self._next_incident), provider, template,
+                          self._rng.choice(template.severities), created, self._rng.getrandbits(64))
+        self._records.append(rec)
+        self._by_id[alert_id] = rec
+        self._rows.append(())
+        self._order = None
+        version = first_version(rec, self._rng, last_update, visible_at)
+        self._push(rec, version)
+        return version
+
+    def _rounded(self, ticks: int, floor: int) -> int:
+        """`ticks` cut to a Graph print precision, unless that would take it to `floor` or below."""
+        unit = graph_unit(self._rng)
+        down = ticks - ticks % unit
+        return down if down > floor else ticks
+
+    def _generate_backlog(self, count: int, days: float) -> None:
+        """Alerts created over the last `days`, many already worked on a few times, none changed after now.
+
+        Backlog versions became visible a few minutes after their timestamp (never after the clock); they are in
+        `history` like later ones, so checks can tell by `visible_at` which ones a client could have seen.
+        """
+        start = self.clock - int(days * _DAY)
+        for created in sorted(self._rng.randint(start, self.clock) for _ in range(count)):
+            created = self._rounded(created, start - 1)
+            stamp = self._rounded(min(self.clock, created + self._rng.randrange(0, 90 * TICKS_PER_SECOND)),
+                                  created - 1)
+            visible = self._visible_after(stamp, stamp)
+            version = self._create(created, stamp, visible)
+            rec = self._records[-1]
+            while version.status != "resolved" and self._rng.random() < 0.6:
+                stamp = self._rounded(stamp + self._rng.randrange(60, 36 * 3600) * TICKS_PER_SECOND, stamp)
+                if stamp > self.clock:
+                    break
+                visible = self._visible_after(stamp, version.visible_at)
+                version = next_version(version, self._rng, stamp, visible, self._directory.analysts)
+                self._push(rec, version)
+
+    def _visible_after(self, stamp: int, previous: int) -> int:
+        return max(previous, min(self.clock, stamp + self._rng.randrange(0, 300) * TICKS_PER_SECOND))
