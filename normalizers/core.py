@@ -166,16 +166,21 @@ _RESOLVERS = {
 # Both caches are bounded by clearing: cheaper than LRU bookkeeping on every hit, and a refill costs
 # one canonicalisation per distinct value.
 _CACHE_LIMIT = 200_000
-_resolved_cache: dict[tuple[str, str], _Found] = {}
+_resolved_cache: dict[str, dict[str, _Found]] = {kind: {} for kind in _RESOLVERS}
+_resolved_count = 0
 _timestamp_cache: dict[str, datetime | None] = {}
 _UTC = timezone.utc
 _STRING_OR_NONE = frozenset({str, type(None)})
 
 
-def _resolve(found: tuple[str, str]) -> _Found:
-    if len(_resolved_cache) >= _CACHE_LIMIT:
-        _resolved_cache.clear()
-    resolved = _resolved_cache[found] = _RESOLVERS[found[0]](found[1])
+def _resolve(kind: str, raw: str) -> _Found:
+    global _resolved_count
+    if _resolved_count >= _CACHE_LIMIT:
+        for cache in _resolved_cache.values():
+            cache.clear()
+        _resolved_count = 0
+    resolved = _resolved_cache[kind][raw] = _RESOLVERS[kind](raw)
+    _resolved_count += 1
     return resolved
 
 
@@ -305,7 +310,7 @@ def normalize(
     row["p_source_label"] = source_label
     row["p_schema_version"] = SCHEMA_VERSION
 
-    found: list[tuple[str, str]] = []
+    found: list[str] = []  # kind, raw value, kind, raw value, ...
     evidence = get("evidence")
     if evidence.__class__ is list:
         scan_evidence(evidence, found)
@@ -315,11 +320,12 @@ def normalize(
             scan_by_key_name(value, None, found, 0)
 
     collected: set[tuple[int, str]] = set()
-    cache_get = _resolved_cache.get
-    for item in found:
-        resolved = cache_get(item)
+    caches = _resolved_cache
+    pairs = iter(found)
+    for kind, raw in zip(pairs, pairs):
+        resolved = caches[kind].get(raw)
         if resolved is None:
-            resolved = _resolve(item)
+            resolved = _resolve(kind, raw)
         if resolved:
             collected.update(resolved)
     columns: list[list[str] | None] = [None] * len(indicators.INDICATOR_COLUMNS)

@@ -26,6 +26,8 @@ UNKNOWN_PROVIDER = "unknown"
 class EventSink(Protocol):
     def create_batch(self, hub: str, partition_key: str) -> EventDataBatch: ...
     def send(self, hub: str, batch: EventDataBatch) -> None: ...
+    # Returns once everything sent so far is durable; the watermark advances only after it.
+    def flush(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -52,6 +54,9 @@ class EventHubSink:
 
     def send(self, hub: str, batch: EventDataBatch) -> None:
         self._producer(hub).send_batch(batch)
+
+    def flush(self) -> None:
+        pass  # send_batch returns only after Event Hubs acknowledged the batch
 
     def close(self) -> None:
         for producer in self._producers.values():

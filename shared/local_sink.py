@@ -15,24 +15,33 @@ EVENT_HUBS_MAX_BATCH_BYTES = 1_048_576  # Standard and Premium tiers
 
 
 class InProcessSink:
+    """Buffers a slice's batches and normalizes them together on flush, so a slice makes one file per day
+    partition instead of one per provider batch."""
+
     def __init__(self, lake: Store, state: Store) -> None:
         self._lake = lake
         self._state = state
+        self._pending: list[InboundEvent] = []
         self.result = NormalizeResult()
 
     def create_batch(self, hub: str, partition_key: str) -> EventDataBatch:
         return EventDataBatch(max_size_in_bytes=EVENT_HUBS_MAX_BATCH_BYTES, partition_key=partition_key)
 
     def send(self, hub: str, batch: EventDataBatch) -> None:
-        events = [
+        self._pending.extend(
             InboundEvent(body=b"".join(event.body), properties=dict(event.properties or {}),
                          metadata={"hub": hub, "partition_key": batch._partition_key})  # noqa: SLF001
-            for event in batch._internal_events]  # noqa: SLF001 - the SDK exposes no public iterator over a batch
-        done = normalize_events(events, lake=self._lake, state=self._state)
+            for event in batch._internal_events)  # noqa: SLF001 - the SDK exposes no public iterator over a batch
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        done = normalize_events(self._pending, lake=self._lake, state=self._state)
+        self._pending = []
         self.result.rows += done.rows
         self.result.duplicates += done.duplicates
         self.result.files.extend(done.files)
         self.result.quarantined.extend(done.quarantined)
 
     def close(self) -> None:
-        pass
+        self.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -48,7 +48,9 @@ class SourceSummary:
         return sum(c.sent for c in self.providers.values())
 
     def to_json(self) -> str:
-        return orjson.dumps(asdict(self) | {"sent": self.sent}, option=orjson.OPT_NON_STR_KEYS).decode()
+        providers = {name: asdict(counts) for name, counts in self.providers.items()}
+        doc = asdict(replace(self, providers={})) | {"providers": providers, "sent": self.sent}
+        return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class PullFailed(GraphlakeError):
@@ -100,6 +102,7 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
             if time.monotonic() > deadline:
                 break
             sent = await _read_slice(reader, fanout, piece, mark.recent, summary.graph, progress)
+            sink.flush()
             position = max(piece.end, mark.position) if mark.position else piece.end
             mark = watermarks.advance(mark, position, sent, overlap)
             summary.watermark_after = position.isoformat()

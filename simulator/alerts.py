@@ -22,9 +22,7 @@ from simulator.timefmt import TICKS_PER_SECOND, format_ticks
 
 ODATA_TYPE = "#microsoft.graph.security.alert"
 
-# Rounding units for printed times: 7 fractional digits mostly, sometimes 2 or none (reference §2).
-_UNITS = (1, 100_000, TICKS_PER_SECOND)
-_UNIT_WEIGHTS = (85, 10, 5)
+_TEN_MS, _SECOND = 100_000, TICKS_PER_SECOND
 
 _TRUE_POSITIVE = ("malware", "phishing", "compromisedUser", "multiStagedAttack", "maliciousUserActivity", "apt")
 _FALSE_POSITIVE = ("clean", "insufficientData", "other")
@@ -35,7 +33,10 @@ _COMMENTS = ("Looking into this.", "User confirmed the sign-in was not theirs; p
 
 
 def graph_unit(rng: random.Random) -> int:
-    return rng.choices(_UNITS, _UNIT_WEIGHTS)[0]
+    """The unit a new time is cut to, in ticks: printed times carry 7 fractional digits mostly, sometimes 2 or
+    none (reference §2)."""
+    roll = rng.random()
+    return 1 if roll < 0.85 else _TEN_MS if roll < 0.95 else _SECOND
 
 
 @dataclass(frozen=True, slots=True)

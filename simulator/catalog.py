@@ -241,10 +241,12 @@ def coverage_order() -> list[tuple[Provider, Template]]:
 
 
 def weighted_pairs() -> tuple[list[tuple[Provider, Template]], list[float]]:
-    pairs, weights = [], []
+    """Every (provider, template) with cumulative weights, for random.choices(cum_weights=...)."""
+    pairs, cumulative, total = [], [], 0.0
     for p in PROVIDERS:
-        total = sum(t.weight for t in p.templates)
+        share = sum(t.weight for t in p.templates)
         for t in p.templates:
+            total += p.weight * t.weight / share
             pairs.append((p, t))
-            weights.append(p.weight * t.weight / total)
-    return pairs, weights
+            cumulative.append(total)
+    return pairs, cumulative

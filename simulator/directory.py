@@ -43,7 +43,8 @@ class User:
 
     def account(self) -> dict:
         return {"accountName": self.account_name, "domainName": AD_DOMAIN, "userSid": self.sid,
-                "azureAdUserId": self.aad_id, "userPrincipalName": self.upn, "displayName": self.display_name}
+                "azureAdUserId": self.aad_id, "userPrincipalName": self.upn, "displayName": self.display_name,
+                "activeDirectoryObjectGuid": self.ad_guid}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ class Directory:
             if rng.random() < 0.4:
                 ips += (f"fe80::{rng.getrandbits(16):x}:{rng.getrandbits(16):x}:{rng.getrandbits(16):x}:"
                         f"{rng.getrandbits(16):x}",)
-            group = rng.choice(((12, "Servers - Tier 0"), (31, "Workstations"), (75, "UnassignedGroup")))
+            group = (12, "Servers - Tier 0") if server else rng.choice(((31, "Workstations"), (75, "UnassignedGroup")))
             self.devices.append(Device(
                 name=name, fqdn=f"{name.lower()}.corp.{DOMAIN}", mde_id=hexstr(rng, 40),
                 aad_id=None if server else guid(rng), os_platform=platform, os_build=build, version=version,

@@ -58,7 +58,7 @@ def device(rng: random.Random, created: str, host: Device, roles: list[str], log
     return item
 
 
-def file_details(rng: random.Random, name: str, path: str, publisher: str | None = None,
+def file_details(rng: random.Random, name: str, path: str | None, publisher: str | None = None,
                  size: int | None = None) -> dict:
     # About one in ten products reports hashes in upper case; consumers must canonicalise before joining.
     upper = rng.random() < 0.1

@@ -6,6 +6,7 @@ configured share fails with 5xx. Paging choices, none documented by Microsoft (r
   without `$top` pages hold 100, and `$top` above 2000 is clamped to 2000, the cap connectors use.
 - nextLink carries an opaque `$skiptoken` (base64 JSON of filter, offset, page size, count) and is re-evaluated on
   every call, so alerts that arrive or change while paging shift later pages, as with Graph's own `$skip`.
+- `/alerts_v2/$count` answers the number of matching alerts as text/plain.
 - `$orderby` is accepted and ignored: the documented order is newest createdDateTime first and consumers must not
   depend on another. `$select`, `$expand` and `$search` are refused.
 """
@@ -17,7 +18,7 @@ import binascii
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
@@ -60,7 +61,10 @@ class _PageState:
     def from_token(cls, token: str) -> _PageState:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         state = orjson.loads(raw)
-        return cls(state["f"], int(state["s"]), int(state["t"]), bool(state["c"]))
+        parsed = cls(state["f"], int(state["s"]), int(state["t"]), bool(state["c"]))
+        if parsed.skip < 0 or not 0 < parsed.size <= MAX_PAGE_SIZE:
+            raise ValueError("skip token out of range")
+        return parsed
 
 
 class _BadRequest(Exception):
@@ -118,13 +122,15 @@ class GraphApi:
         prefer = {p.strip().lower() for p in headers.get("prefer", "").split(",")}
         include_unknown = _PREFER_UNKNOWN in prefer
         parts = urlsplit(target)
-        segments = [s for s in parts.path.split("/") if s]
+        segments = [unquote(s) for s in parts.path.split("/") if s]
         if len(segments) < 3 or segments[0] not in ("v1.0", "beta") or segments[1:3] != ["security", "alerts_v2"]:
             tail = segments[-1] if segments else ""
             return error(400, "BadRequest", f"Resource not found for the segment '{tail}'.")
         try:
             if len(segments) == 3:
                 response = self._list(parts.query, include_unknown, segments[0])
+            elif segments[3:] == ["$count"]:
+                response = self._count_only(parts.query)
             elif len(segments) == 4:
                 response = self._get(segments[3], include_unknown, segments[0])
                 if response is None:
@@ -145,6 +151,10 @@ class GraphApi:
             return None
         context = orjson.dumps(f"{self.base_url}/{version}/$metadata#{_COLLECTION}/$entity")
         return Response(200, b'{"@odata.context":' + context + b"," + raw[1:])
+
+    def _count_only(self, query: str) -> Response:
+        total, _ = self.tenant.query_json(dict(parse_qsl(query)).get("$filter"), 0)
+        return Response(200, str(total).encode(), content_type="text/plain")
 
     def _list(self, query: str, include_unknown: bool, version: str) -> Response:
         options = dict(parse_qsl(query, keep_blank_values=True))

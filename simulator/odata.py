@@ -27,7 +27,8 @@ ROW_FIELDS = {
     "classification": (5, enums.CLASSIFICATION), "determination": (6, enums.DETERMINATION),
     "assignedTo": (7, ()),
 }
-_ORDINALS = {name: {m: i for i, m in enumerate(members)} for name, (_, members) in ROW_FIELDS.items() if members}
+# Enum member -> ordinal, per enum field; rows hold ordinals so comparisons are integer compares.
+ORDINALS = {name: {m: i for i, m in enumerate(members)} for name, (_, members) in ROW_FIELDS.items() if members}
 
 _OPS = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
         "le": operator.le}
@@ -126,6 +127,9 @@ class _Parser:
         name = self.take()
         if name.kind != "word" or "(" in name.text:
             raise FilterError(f"Invalid filter clause: syntax error at '{name.text}' in '{self.text}'.")
+        following = self.peek()
+        if following is not None and following.text == "(":
+            raise FilterError(f"Invalid filter clause: the function '{name.text}' is not supported on alerts_v2.")
         if name.text not in ROW_FIELDS:
             raise FilterError(f"Invalid filter clause: The property '{name.text}' cannot be used in the $filter "
                               f"query option. Supported: {', '.join(ROW_FIELDS)}.")
@@ -162,7 +166,7 @@ class _Parser:
         text = literal.text[1:-1].replace("''", "'")
         if members == ():
             return text
-        ordinal = _ORDINALS[field].get(text)
+        ordinal = ORDINALS[field].get(text)
         if ordinal is None:
             raise FilterError(f"The string '{text}' is not a valid enumeration type constant.")
         return ordinal

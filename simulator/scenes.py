@@ -112,7 +112,7 @@ def mde_ransomware(c: Ctx) -> dict:
     for _ in range(c.rng.randrange(1, 4)):
         items.append(ev.file(created, ev.file_details(c.rng, f"Q{c.rng.randrange(1, 5)}-report.xlsx.locked",
                                                       "D:\\Shares\\Finance", None), host, ["edited"], "suspicious"))
-    return {"evidence": items, "threatFamilyName": "LockBit", "actorDisplayName": c.rng.choice((None, "Storm-0501"))}
+    return {"evidence": items, "threatFamilyName": "LockBit", "actorDisplayName": c.rng.choice((None, "Storm-0000"))}
 
 
 def mde_registry(c: Ctx) -> dict:
@@ -161,7 +161,7 @@ def _message(c: Ctx, kind: str) -> tuple[list[dict], dict]:
         delivery, remediation=c.rng.choice(("remediated", "remediated", "none")))
     items = [ev.mailbox(created, victim, ["contextual"]), message]
     if attachment:
-        items.append(ev.file(created, ev.file_details(c.rng, "Invoice.docm", "", None), None, ["contextual"]))
+        items.append(ev.file(created, ev.file_details(c.rng, "Invoice.docm", None, None), None, ["contextual"]))
     else:
         items.append(ev.url(created, link, ["contextual"], "malicious"))
     if c.rng.random() < 0.4:

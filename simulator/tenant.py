@@ -14,19 +14,25 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 
-from simulator import catalog, enums
+from simulator import catalog
 from simulator.alerts import AlertRecord, BodyCache, Version, first_version, graph_unit, next_version
 from simulator.directory import Directory
-from simulator.odata import ROW_FIELDS, Predicate, compile_filter
-from simulator.timefmt import TICKS_PER_SECOND, from_datetime, now_ticks
+from simulator.odata import ORDINALS, Predicate, compile_filter
+from simulator.timefmt import TICKS_PER_SECOND, format_ticks, from_datetime, now_ticks, to_datetime
 
 DEFAULT_TENANT_ID = "8c1a5e3f-2b7d-4f60-9e14-5a3c7d9b0e21"
 _DAY = 86_400 * TICKS_PER_SECOND
-_ORD = {name: {m: i for i, m in enumerate(members)} for name, (_, members) in ROW_FIELDS.items() if members}
 _QUERY_CACHE_SIZE = 16
+
+
+class VersionRef(NamedTuple):
+    alert_id: str
+    last_update: str       # lastUpdateDateTime as Graph prints it
+    visible_at: datetime   # when the API started showing this version
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ class Tenant:
         self._revision = 0
         self._next_incident = 10_000 + self._rng.randrange(0, 90_000)
         self._coverage = catalog.coverage_order()
-        self._pairs, self._weights = catalog.weighted_pairs()
+        self._pairs, self._cumulative = catalog.weighted_pairs()
         self._live_carry = (0.0, 0.0)
         self._generate_backlog(alerts, days)
 
@@ -72,10 +78,16 @@ class Tenant:
     def alert_count(self) -> int:
         return len(self._records)
 
-    def versions(self) -> list[tuple[str, str, int]]:
-        """Every version ever current: (id, lastUpdateDateTime as Graph prints it, ticks it became visible)."""
+    @property
+    def now(self) -> datetime:
+        """The tenant's clock as a datetime (microsecond precision)."""
+        return to_datetime(self.clock)
+
+    def versions(self) -> list[VersionRef]:
+        """Every version ever current, in the order they were made."""
         with self.lock:
-            return [(v.alert_id, v.last_update_text, v.visible_at) for v in self.history]
+            return [VersionRef(v.alert_id, format_ticks(v.last_update), to_datetime(v.visible_at))
+                    for v in self.history]
 
     def current(self, alert_id: str, now: datetime | int | None = None) -> Version | None:
         with self.lock:
@@ -148,9 +160,9 @@ class Tenant:
 
     @staticmethod
     def _row(rec: AlertRecord, version: Version) -> tuple:
-        return (rec.created, version.last_update, _ORD["serviceSource"][rec.provider.service_source],
-                _ORD["status"][version.status], _ORD["severity"][rec.severity],
-                _ORD["classification"][version.classification], _ORD["determination"][version.determination],
+        return (rec.created, version.last_update, ORDINALS["serviceSource"][rec.provider.service_source],
+                ORDINALS["status"][version.status], ORDINALS["severity"][rec.severity],
+                ORDINALS["classification"][version.classification], ORDINALS["determination"][version.determination],
                 version.assigned_to)
 
     # --- changing ------------------------------------------------------------------------------------------
@@ -168,11 +180,11 @@ class Tenant:
                 raise ValueError("the tenant's clock only moves forward")
             self.clock = at
             lateness = int(max_lateness_seconds * TICKS_PER_SECOND)
-            made = []
+            # Updates go to alerts that existed before this call: a new alert's first version must be seen.
+            made = self._update(at, lateness, updates)
             for _ in range(new_alerts):
                 created = self._late_time(at, lateness, None)
                 made.append(self._create(created, created, at))
-            made += self._update(at, lateness, updates)
             if made:
                 self._revision += 1
             return made
@@ -225,7 +237,7 @@ class Tenant:
     def _create(self, created: int, last_update: int, visible_at: int) -> Version:
         index = len(self._records)
         provider, template = (self._coverage[index] if index < len(self._coverage)
-                              else self._rng.choices(self._pairs, self._weights)[0])
+                              else self._rng.choices(self._pairs, cum_weights=self._cumulative)[0])
         while True:
             provider_alert_id = provider.provider_alert_id(self._rng, created)
             alert_id = provider.prefix + provider_alert_id

@@ -90,3 +90,94 @@ def make_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 def store_url(request: pytest.FixtureRequest, make_store_url: Callable[[str], str]) -> str:
     """A fresh, empty store URL; every test using it runs once per backend (local folder, Azurite)."""
     return make_store_url(request.param)
+
+
+@dataclass
+class Pipeline:
+    """A simulated tenant served over HTTP, and the settings a graphlake process needs to pull from it."""
+
+    sim: object  # simulator.server.GraphSimulator
+    env: dict[str, str]
+    started_at: object  # datetime: versions superseded before this were never observable
+
+    @property
+    def tenant(self):
+        return self.sim.tenant
+
+    def settings(self, **overrides: str):
+        from shared.settings import load_settings
+
+        return load_settings({**self.env, **overrides})
+
+    def settle(self) -> None:
+        """Waits until everything the tenant shows is older than PULL_DELAY_SECONDS (window ends are whole
+        seconds), so the next run can read it."""
+        time.sleep(float(self.env["PULL_DELAY_SECONDS"]) + 1.1)
+
+    def current_pairs(self) -> set[tuple[str, str]]:
+        latest = {v.alert_id: v.last_update for v in self.tenant.versions()}
+        return set(latest.items())
+
+    def expected_row_ids(self) -> set[str]:
+        """p_row_id of every version the simulator held since the pipeline started.
+
+        A version superseded before then (the backlog's own update history) was never visible to any poller. Tests
+        run a pull between changes to the tenant, so every later version was current while some pull ran.
+        """
+        from normalizers.core import row_id
+
+        versions = self.tenant.versions()
+        superseded_at: dict[int, object] = {}
+        latest: dict[str, int] = {}
+        for index, version in enumerate(versions):
+            if version.alert_id in latest:
+                superseded_at[latest[version.alert_id]] = version.visible_at
+            latest[version.alert_id] = index
+        return {row_id(self.tenant.tenant_id, v.alert_id, v.last_update) for i, v in enumerate(versions)
+                if i not in superseded_at or superseded_at[i] > self.started_at}
+
+    def lake_row_ids(self) -> list[str]:
+        from normalizers.schema import TABLE
+        from shared.lake import read_table
+        from shared.storage import open_store
+
+        store = open_store(self.env["LAKE_URL"])
+        if not list(store.list(TABLE)):
+            return []
+        return read_table(store, TABLE).column("p_row_id").to_pylist()
+
+
+@pytest.fixture
+def make_pipeline(make_store_url, monkeypatch):
+    """make_pipeline(kind="local", alerts=..., days=..., **settings) -> Pipeline with a fresh tenant, state and
+    lake. The simulator's credentials and CA are put in this process's environment as well, for in-process pulls."""
+    from simulator.server import GraphSimulator
+    from simulator.tenant import Tenant
+
+    started = []
+
+    def make(kind: str = "local", alerts: int = 300, days: float = 1.0, seed: int = 11, **settings: str) -> Pipeline:
+        sim = GraphSimulator(Tenant(seed=seed, alerts=alerts, days=days)).start()
+        started_at = sim.tenant.now
+        started.append(sim)
+        env = {
+            **sim.environment(),
+            "STATE_URL": make_store_url(kind),
+            "LAKE_URL": make_store_url(kind),
+            "PULL_DELAY_SECONDS": "1",
+            "PULL_OVERLAP_SECONDS": "30",
+            "PULL_LOOKBACK_DAYS": str(days + 0.1),
+            "PULL_SLICE_MINUTES": "360",
+            "PULL_PAGE_SIZE": "100",
+            "GRAPH_MAX_REQUESTS_PER_MINUTE": "150",
+            **settings,
+        }
+        for name in ("GRAPH_CLIENT_SECRET", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+            monkeypatch.setenv(name, env[name])
+        pipe = Pipeline(sim, env, started_at)
+        pipe.settle()  # the newest generated alerts are "now"
+        return pipe
+
+    yield make
+    for sim in started:
+        sim.stop()

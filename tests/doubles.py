@@ -32,6 +32,9 @@ class RecordingSink:
             raise ConnectionError("Event Hubs unavailable (test double)")
         self.batches.append(SentBatch(hub, batch._partition_key, list(batch._internal_events), batch.size_in_bytes))
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

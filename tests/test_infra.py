@@ -102,7 +102,7 @@ def _need_shellcheck() -> str:
 # Runs under .venv-checkov/bin/python: parses each file with pycep and tree-sitter-bicep and reports syntax errors,
 # then reads main.bicep's parameters, variables and role assignments off the tree-sitter syntax tree.
 _FACTS_SCRIPT = r'''
-import json, sys, traceback
+import json, sys
 from pathlib import Path
 import pycep
 import tree_sitter_bicep

@@ -159,7 +159,7 @@ def test_real_azure_identity_gets_a_graph_token(sim: GraphSimulator) -> None:
 
 def test_ca_bundle_trusted_through_requests_ca_bundle(sim: GraphSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ClientAuthenticationError, match="CERTIFICATE_VERIFY_FAILED"):
-        credential(sim, connection_verify=True).get_token(GRAPH_SCOPE)
+        credential(sim, connection_verify=True, retry_total=0).get_token(GRAPH_SCOPE)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.ca_bundle)
     assert credential(sim, connection_verify=True).get_token(GRAPH_SCOPE).token
 
@@ -225,6 +225,7 @@ def test_top_default_clamp_skip_and_count(client: GraphServiceClient, runner: as
     past_the_end = runner.run(raw_page(client, config(top=5, skip=5000)))
     assert past_the_end["value"] == [] and "@odata.nextLink" not in past_the_end
     assert clamped["@odata.context"].endswith("$metadata#security/alerts_v2")
+    assert runner.run(client.security.alerts_v2.count.get()) == 2100
 
 
 def _pivots(everything: list[dict]) -> dict[str, str]:
@@ -285,7 +286,7 @@ def test_filter(template: str, expected, client: GraphServiceClient, runner: asy
     ("severity eq 'catastrophic'", "not a valid enumeration"),
     ("lastUpdateDateTime ge 2026-13-01T00:00:00Z", "DateTimeOffset"),
     ("status eq 'new' and", "unexpected end"),
-    ("contains(title, 'IP')", "title"),
+    ("contains(title, 'IP')", "function 'contains'"),
 ])
 def test_unsupported_filters_are_graph_style_400s(text: str, message: str, client: GraphServiceClient,
                                                   runner: asyncio.Runner) -> None:
@@ -353,7 +354,7 @@ def test_403_for_an_app_without_the_role(sim: GraphSimulator, runner: asyncio.Ru
 
 def test_429_with_retry_after_under_a_small_budget(faults: GraphSimulator, client: GraphServiceClient,
                                                    runner: asyncio.Runner) -> None:
-    faults.set_faults(rate_limit_per_window=3, rate_window_seconds=2)
+    faults.set_faults(rate_limit_per_window=3, rate_window_seconds=1)
     before = faults.throttled
     for _ in range(3):
         runner.run(raw_page(client, config(top=1, retry=False)))
@@ -362,34 +363,34 @@ def test_429_with_retry_after_under_a_small_budget(faults: GraphSimulator, clien
     assert throttled.value.response_status_code == 429
     assert throttled.value.error.code == "TooManyRequests"
     retry_after = int(throttled.value.response_headers["retry-after"])
-    assert 1 <= retry_after <= 2
+    assert retry_after == 1
     # The SDK's RetryHandler honours Retry-After and gets through once the window resets.
     started = time.monotonic()
     page = runner.run(raw_page(client, config(top=1)))
     assert len(page["value"]) == 1
-    assert faults.throttled - before >= 2 and time.monotonic() - started >= 0.9
+    assert faults.throttled - before >= 2 and time.monotonic() - started >= 0.5
 
 
 def test_injected_server_errors(faults: GraphSimulator, client: GraphServiceClient, runner: asyncio.Runner) -> None:
     faults.set_faults(error_rate=1.0, seed=3)
     before = faults.errors
     statuses = set()
-    for _ in range(12):
+    for _ in range(8):
         with pytest.raises(ODataError) as failure:
             runner.run(raw_page(client, config(top=1, retry=False)))
         statuses.add(failure.value.response_status_code)
         assert failure.value.error.code in {"InternalServerError", "BadGateway", "ServiceNotAvailable",
                                             "GatewayTimeout"}
     assert statuses <= {500, 502, 503, 504} and len(statuses) >= 2
-    assert faults.errors - before == 12
+    assert faults.errors - before == 8
     faults.set_faults(error_rate=0.3, seed=4)
     failures = 0
-    for _ in range(40):
+    for _ in range(30):
         try:
             runner.run(raw_page(client, config(top=1, retry=False)))
         except ODataError:
             failures += 1
-    assert 4 <= failures <= 24
+    assert 3 <= failures <= 18
 
 
 def test_full_pages_can_lose_their_next_link(faults: GraphSimulator, client: GraphServiceClient,
@@ -411,7 +412,7 @@ def test_full_pages_can_lose_their_next_link(faults: GraphSimulator, client: Gra
 
 def test_mutate_makes_late_versions_visible_now() -> None:
     tenant = Tenant(seed=3, alerts=300, days=2, now=NOW)
-    before = {rec_id: tenant.current(rec_id) for rec_id, _, _ in tenant.versions()}
+    before = {ref.alert_id: tenant.current(ref.alert_id) for ref in tenant.versions()}
     later = NOW + timedelta(minutes=10)
     made = tenant.mutate(later, new_alerts=7, updates=25, max_lateness_seconds=300)
     assert len(made) == 32 and tenant.alert_count == 307
@@ -427,7 +428,7 @@ def test_mutate_makes_late_versions_visible_now() -> None:
         else:
             previous = before[version.alert_id]
             assert previous.status != "resolved" and version.last_update > previous.last_update
-    assert tenant.versions()[-32:] == [(v.alert_id, v.last_update_text, v.visible_at) for v in made]
+    assert tenant.versions()[-32:] == [(v.alert_id, v.last_update_text, later) for v in made]
     # Just before `later` the API still showed the old versions, although the new timestamps lie in that past.
     earlier = tenant.query(top=400, include_unknown_enum_members=True, now=later - timedelta(microseconds=1))
     assert not new_ids & {a["id"] for a in earlier.alerts} and earlier.total == 300
@@ -448,14 +449,14 @@ def test_versions_only_move_forward_and_never_past_the_clock() -> None:
     again = tenant.mutate(later, updates=500, max_lateness_seconds=0)
     assert {v.alert_id for v in again}.isdisjoint(v.alert_id for v in first)
     chains: dict[str, list] = {}
-    for alert_id, stamp, visible in tenant.versions():
-        chains.setdefault(alert_id, []).append((time_key(stamp), visible))
+    for ref in tenant.versions():
+        chains.setdefault(ref.alert_id, []).append((time_key(ref.last_update), ref.visible_at))
     assert sum(len(c) for c in chains.values()) > len(chains)  # the backlog already has worked-on alerts
     for chain in chains.values():
         stamps = [stamp for stamp, _ in chain]
         assert stamps == sorted(set(stamps))
         assert [v for _, v in chain] == sorted(v for _, v in chain)
-        assert stamps[-1] <= time_key(literal(later))
+        assert stamps[-1] <= time_key(literal(later)) and chain[-1][1] <= later
 
 
 def test_http_serves_the_current_version_after_mutate(runner: asyncio.Runner) -> None:
@@ -476,7 +477,7 @@ def test_advance_to_adds_alerts_at_modest_rates() -> None:
     tenant = Tenant(seed=2, alerts=100, days=1, now=NOW)
     made = tenant.advance_to(NOW + timedelta(minutes=30), new_per_minute=2, updates_per_minute=3)
     assert tenant.alert_count == 160 and 30 < len(made) - 60 <= 90
-    assert tenant.clock == Tenant(seed=2, alerts=0, now=NOW + timedelta(minutes=30)).clock
+    assert tenant.now == NOW + timedelta(minutes=30)
     # Fractions carry over: a quarter minute at 2/min twice gives one alert, not zero twice.
     tenant.advance_to(NOW + timedelta(minutes=30, seconds=15), new_per_minute=2, updates_per_minute=0)
     tenant.advance_to(NOW + timedelta(minutes=30, seconds=30), new_per_minute=2, updates_per_minute=0)
@@ -500,7 +501,7 @@ def test_same_seed_same_tenant() -> None:
     made = [t.mutate(later, new_alerts=4, updates=9, max_lateness_seconds=120) for t in (first, second)]
     assert made[0] == made[1]
     other = Tenant(seed=6, alerts=300, now=NOW)
-    assert {v[0] for v in other.versions()}.isdisjoint(v[0] for v in first.versions())
+    assert {v.alert_id for v in other.versions()}.isdisjoint(v.alert_id for v in first.versions())
 
 
 # --- content -------------------------------------------------------------------------------------------------------

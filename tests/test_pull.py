@@ -1,0 +1,173 @@
+"""The pull path against the Graph simulator over HTTP, through the real msgraph-sdk and azure-identity."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from normalizers.core import row_id
+from shared.errors import EndpointUnreachable
+from shared.fanout import CLAIM_CHECK_KEY
+from shared.local_sink import InProcessSink
+from shared.normalize import InboundEvent, normalize_events
+from shared.pull import PullFailed, pull_all, pull_source
+from shared.storage import open_store
+from shared.watermark import WatermarkStore
+from tests.doubles import RecordingSink
+
+
+def run_pull(pipe, sink=None, **overrides):
+    settings = pipe.settings(**overrides)
+    state = open_store(settings.state_url)
+    sink = sink or InProcessSink(open_store(settings.lake_url), state)
+    try:
+        return asyncio.run(pull_all(settings, state, sink))
+    finally:
+        sink.close()
+
+
+def event_row_ids(pipe, sink: RecordingSink) -> Counter:
+    ids = Counter()
+    for event in sink.events:
+        doc = orjson.loads(b"".join(event.body))
+        if CLAIM_CHECK_KEY in doc:
+            doc = orjson.loads(open_store(pipe.env["STATE_URL"]).read(doc[CLAIM_CHECK_KEY])[0])
+        ids[row_id(doc["tenantId"], doc["id"], doc["lastUpdateDateTime"])] += 1
+    return ids
+
+
+@pytest.mark.parametrize("kind", ["local", "azurite"])
+def test_first_run_lands_every_alert_in_the_lake(make_pipeline, kind):
+    pipe = make_pipeline(kind)
+    [summary] = run_pull(pipe)
+    assert summary.error is None
+    assert summary.sent == pipe.tenant.alert_count
+    assert sorted(pipe.lake_row_ids()) == sorted(pipe.expected_row_ids())
+    mark = WatermarkStore(open_store(pipe.env["STATE_URL"]), summary.source_id).load()
+    assert mark.position.isoformat() == summary.watermark_after
+    assert summary.slices_done == summary.slices_planned > 1
+
+
+def sent_pairs(sink: RecordingSink) -> set[tuple[str, str]]:
+    return {(e.properties["alert_id"], e.properties["last_update"]) for e in sink.events}
+
+
+def test_overlap_is_read_again_but_not_sent_again(make_pipeline):
+    pipe = make_pipeline()
+    pipe.tenant.mutate(new_alerts=5)
+    pipe.settle()
+    first = RecordingSink()
+    [before] = run_pull(pipe, first)
+    overlap_start = datetime.fromisoformat(before.watermark_after) - timedelta(seconds=30)
+    pipe.tenant.mutate(new_alerts=5, updates=5, max_lateness_seconds=0.5)
+    pipe.settle()
+    second = RecordingSink()
+    [after] = run_pull(pipe, second)
+    reread = {pair for pair in sent_pairs(first) if datetime.fromisoformat(pair[1]) >= overlap_start}
+    assert len(reread) >= 5
+    assert sum(c.duplicates for c in after.providers.values()) == len(reread & pipe.current_pairs())
+    sent = event_row_ids(pipe, second)
+    assert len(sent) == 10 and set(sent.values()) == {1}
+    assert sent_pairs(second).isdisjoint(sent_pairs(first))
+
+
+def test_events_are_keyed_by_provider_and_keep_newer_enum_values(make_pipeline):
+    pipe = make_pipeline(alerts=400)
+    sink = RecordingSink()
+    [summary] = run_pull(pipe, sink)
+    providers = {batch.partition_key for batch in sink.batches}
+    # Both come back only with Prefer: include-unknown-enum-members.
+    assert {"microsoftSentinel", "microsoftDefenderForCloud"} <= providers
+    assert "unknownFutureValue" not in providers
+    for batch in sink.batches:
+        for event in batch.events:
+            alert = orjson.loads(b"".join(event.body))
+            assert alert["serviceSource"] == batch.partition_key == event.properties["provider"]
+            assert event.properties["alert_id"] == alert["id"]
+            assert event.properties["last_update"] == alert["lastUpdateDateTime"]
+            assert event.properties["schema"] == "MicrosoftGraph.SecurityAlert"
+            assert event.properties["source_id"] == summary.source_id
+    assert all(batch.hub == "graph-alerts" for batch in sink.batches)
+
+
+def test_per_provider_hub_mapping(make_pipeline):
+    pipe = make_pipeline(EVENTHUB_PROVIDER_HUBS='{"microsoftSentinel": "sentinel-alerts"}')
+    sink = RecordingSink()
+    run_pull(pipe, sink)
+    hubs = {(batch.partition_key, batch.hub) for batch in sink.batches}
+    assert ("microsoftSentinel", "sentinel-alerts") in hubs
+    assert all(hub == "graph-alerts" for provider, hub in hubs if provider != "microsoftSentinel")
+
+
+def test_alert_too_big_for_a_batch_goes_by_claim_check_and_lands(make_pipeline):
+    pipe = make_pipeline(alerts=200)
+    # The SDK's own batch, only smaller than Event Hubs' 1 MB, so ordinary alerts overflow it.
+    sink = RecordingSink(max_batch_bytes=3000)
+    [summary] = run_pull(pipe, sink)
+    claims = sum(c.claim_checks for c in summary.providers.values())
+    assert claims > 0
+    assert all(batch.size_in_bytes <= 3000 for batch in sink.batches)
+    pointers = [e for e in sink.events if "claim_check" in e.properties]
+    assert len(pointers) == claims
+    result = normalize_events(
+        [InboundEvent(b"".join(e.body), dict(e.properties)) for e in sink.events],
+        lake=open_store(pipe.env["LAKE_URL"]), state=open_store(pipe.env["STATE_URL"]))
+    assert result.quarantined == []
+    assert sorted(pipe.lake_row_ids()) == sorted(pipe.expected_row_ids())
+
+
+def test_missing_graph_role_is_one_actionable_line_and_other_sources_still_run(make_pipeline):
+    pipe = make_pipeline(alerts=100)
+    sim = pipe.sim
+    sources = [
+        {"id": "denied", "label": "No consent", "tenant_id": sim.tenant_id, "credential": "client_secret",
+         "client_id": sim.client_id_without_role, "client_secret_setting": "GRAPH_CLIENT_SECRET"},
+        {"id": "granted", "label": "Consented", "tenant_id": sim.tenant_id, "credential": "client_secret",
+         "client_id": sim.client_id, "client_secret_setting": "GRAPH_CLIENT_SECRET"},
+    ]
+    with pytest.raises(PullFailed) as failed:
+        run_pull(pipe, GRAPH_SOURCES=orjson.dumps(sources).decode())
+    message = str(failed.value)
+    assert "denied" in message and "SecurityAlert.Read.All" in message and "\n" not in message
+    assert "granted" not in message
+    assert len(pipe.lake_row_ids()) == pipe.tenant.alert_count
+
+
+def test_unreachable_graph_is_named(make_pipeline):
+    pipe = make_pipeline(alerts=10)
+    settings = pipe.settings(GRAPH_ENDPOINT="http://127.0.0.1:9")
+    state = open_store(settings.state_url)
+    summary = asyncio.run(pull_source(settings.sources()[0], settings, state, RecordingSink()))
+    assert "http://127.0.0.1:9" in summary.error and summary.watermark_after is None
+    assert EndpointUnreachable.__name__  # the error type the CLI prints as one line
+
+
+def test_event_hub_failure_keeps_the_watermark_at_the_last_completed_slice(make_pipeline):
+    pipe = make_pipeline(alerts=400, PULL_SLICE_MINUTES="120")
+    with pytest.raises(PullFailed, match="Event Hubs unavailable"):
+        run_pull(pipe, RecordingSink(fail_after_batches=15))
+    state = open_store(pipe.env["STATE_URL"])
+    stuck = WatermarkStore(state, pipe.tenant.tenant_id).load().position
+    assert stuck is not None and stuck < datetime.now(UTC).replace(microsecond=0)
+    sink = RecordingSink()
+    [summary] = run_pull(pipe, sink)
+    assert summary.error is None
+    # The resumed run starts one overlap before where the failed one stopped, not from the beginning.
+    assert datetime.fromisoformat(summary.window[1:26]) < stuck
+    assert len(event_row_ids(pipe, sink)) < pipe.tenant.alert_count
+
+
+def test_run_budget_stops_between_slices_and_the_next_run_resumes(make_pipeline):
+    pipe = make_pipeline(alerts=300, PULL_SLICE_MINUTES="30", PULL_MAX_RUN_SECONDS="1",
+                         GRAPH_MAX_REQUESTS_PER_MINUTE="60")
+    [first] = run_pull(pipe)
+    assert 0 < first.slices_done < first.slices_planned
+    for _ in range(20):
+        [summary] = run_pull(pipe, PULL_MAX_RUN_SECONDS="600", GRAPH_MAX_REQUESTS_PER_MINUTE="150")
+        if summary.slices_done == summary.slices_planned:
+            break
+    assert sorted(set(pipe.lake_row_ids())) == sorted(pipe.expected_row_ids())
