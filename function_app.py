@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import cache
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from shared.errors import ConfigError
 from shared.normalize import InboundEvent, normalize_events
 from shared.settings import Settings, load_settings
 from shared.storage import Store, open_store
 
+if TYPE_CHECKING:
+    from shared.fanout import EventSink
+
 app = func.FunctionApp()
 log = logging.getLogger("graphlake")
-
-
-@cache
-def _settings() -> Settings:
-    return load_settings()
 
 
 @cache
@@ -29,15 +29,12 @@ def _store(url: str) -> Store:
 @app.timer_trigger(arg_name="timer", schedule="%PULL_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def pull_alerts(timer: func.TimerRequest) -> None:
     # Imported here so the normalize path's cold start never loads msgraph.
-    from shared.fanout import EventHubSink
     from shared.pull import pull_all
 
-    settings = _settings()
-    if not settings.eventhub_namespace:
-        raise RuntimeError("setting EventHubConnection__fullyQualifiedNamespace is not set")
+    settings = load_settings()
     if timer.past_due:
         log.warning("pull_alerts is running late; the watermark makes up for the missed ticks")
-    sink = EventHubSink(settings.eventhub_namespace)
+    sink = open_event_sink(settings)
     try:
         asyncio.run(pull_all(settings, _store(settings.state_url), sink))
     finally:
@@ -52,12 +49,20 @@ def pull_alerts(timer: func.TimerRequest) -> None:
 def normalize_alerts(events: list[func.EventHubEvent]) -> None:
     # Retries forever on purpose: only storage failures raise (bad events are quarantined), and giving up would
     # let the host checkpoint past a batch that never landed.
-    settings = _settings()
+    settings = load_settings()
     result = normalize_events(
         [_inbound(event, index) for index, event in enumerate(events)],
         lake=_store(settings.lake_url), state=_store(settings.state_url))
     log.info("graphlake.normalize rows=%d duplicates=%d files=%d quarantined=%d",
              result.rows, result.duplicates, len(result.files), len(result.quarantined))
+
+
+def open_event_sink(settings: Settings) -> EventSink:
+    from shared.fanout import EventHubSink
+
+    if not settings.eventhub_namespace:
+        raise ConfigError("setting EventHubConnection__fullyQualifiedNamespace is not set")
+    return EventHubSink(settings.eventhub_namespace)
 
 
 def _inbound(event: func.EventHubEvent, index: int) -> InboundEvent:

@@ -27,9 +27,11 @@ from normalizers.schema import LOG_TYPE, SCHEMA, SCHEMA_VERSION, TABLE, rows_to_
 _PROVIDER_MODULES = (
     endpoint, identity, cloud_apps, office365, entra_id_protection, sentinel, purview, defender_xdr, cloud,
 )
-# serviceSource -> provider module; each module has PROVIDER and normalize(alert, *, source_id, ...).
+# serviceSource -> provider module; each module's PROVIDER says what it adds to the core.
 PROVIDERS: dict[str, ModuleType] = {
-    service_source: module for module in _PROVIDER_MODULES for service_source in module.PROVIDER.service_sources
+    service_source: module
+    for module in _PROVIDER_MODULES
+    for service_source in module.PROVIDER.service_sources
 }
 
 
@@ -41,7 +43,10 @@ def normalizer_for(service_source: str | None) -> ModuleType:
 def normalize_alert(alert: dict, *, source_id: str, source_label: str, parse_time: datetime) -> dict:
     """One lake row for one alert version; raises NotAnAlert for input that is not a Graph alert."""
     module = normalizer_for(alert.get("serviceSource")) if alert.__class__ is dict else core
-    return module.normalize(alert, source_id=source_id, source_label=source_label, parse_time=parse_time)
+    return core.normalize(
+        alert, source_id=source_id, source_label=source_label, parse_time=parse_time,
+        provider=module.PROVIDER,
+    )
 
 
 __all__ = [

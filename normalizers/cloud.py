@@ -5,9 +5,8 @@ address", "Compromised host", ...) are expected in additionalData *(inference: s
 is read by key name.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(
     name="cloud", service_sources=("microsoftDefenderForCloud",), scanned_by_key_name=("additionalData",),
 )
-normalize = normalizer(PROVIDER)

@@ -3,9 +3,8 @@
 Indicators sit in evidence: user, ip, cloudApplication, oauthApplication and cloudLogonSession.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(
     name="cloud_apps", service_sources=("microsoftDefenderForCloudApps", "microsoftAppGovernance"),
 )
-normalize = normalizer(PROVIDER)

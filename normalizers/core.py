@@ -15,7 +15,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 
 import orjson
 
@@ -50,7 +49,8 @@ STRING_PROPERTIES = (
 )
 STRING_LIST_PROPERTIES = ("categories", "mitreTechniques", "systemTags")
 TIMESTAMP_PROPERTIES = (
-    "createdDateTime", "lastUpdateDateTime", "resolvedDateTime", "firstActivityDateTime", "lastActivityDateTime",
+    "createdDateTime", "lastUpdateDateTime", "resolvedDateTime", "firstActivityDateTime",
+    "lastActivityDateTime",
 )
 # Kept as JSON text: evidence is polymorphic and open-ended, and must survive exactly (unknown types too).
 JSON_PROPERTIES = ("comments", "evidence", "additionalData", "customDetails")
@@ -164,13 +164,15 @@ _RESOLVERS = {
 }
 
 # Both caches are bounded by clearing: cheaper than LRU bookkeeping on every hit, and a refill costs
-# one canonicalisation per distinct value.
-_CACHE_LIMIT = 200_000
+# one canonicalisation per distinct value. A tenant's recurring hosts, users and addresses fit easily;
+# the bound keeps a long-running worker to a few MB.
+_CACHE_LIMIT = 65_536
 _resolved_cache: dict[str, dict[str, _Found]] = {kind: {} for kind in _RESOLVERS}
 _resolved_count = 0
 _timestamp_cache: dict[str, datetime | None] = {}
 _UTC = timezone.utc
 _STRING_OR_NONE = frozenset({str, type(None)})
+_ROW_TEMPLATE = dict.fromkeys(SCHEMA.names)
 
 
 def _resolve(kind: str, raw: str) -> _Found:
@@ -269,8 +271,9 @@ def normalize(
     # String columns: fetch and type-check in C; a non-string value (a numeric incidentId) is rare.
     strings = list(map(get, STRING_PROPERTIES))
     if not set(map(type, strings)) <= _STRING_OR_NONE:
-        strings = [value if value is None or value.__class__ is str else _as_string(value) for value in strings]
-    row = dict(zip(STRING_PROPERTIES, strings))
+        strings = [None if value is None else _as_string(value) for value in strings]
+    row = _ROW_TEMPLATE.copy()  # Sized and ordered like SCHEMA from the start: no rehashing as it fills.
+    row.update(zip(STRING_PROPERTIES, strings))
     for name in STRING_LIST_PROPERTIES:
         value = get(name)
         row[name] = value if value is None else _as_string_list(value)
@@ -282,7 +285,8 @@ def normalize(
         if raw is None:
             row[name] = None
             continue
-        parsed = row[name] = (cached_timestamp(raw) if raw.__class__ is str else None) or _parse_and_cache_timestamp(raw)
+        parsed = (cached_timestamp(raw) if raw.__class__ is str else None) or _parse_and_cache_timestamp(raw)
+        row[name] = parsed
         if parsed is None:
             unparseable = unparseable or {}
             unparseable[name] = raw
@@ -319,35 +323,29 @@ def normalize(
         if value:
             scan_by_key_name(value, None, found, 0)
 
-    collected: set[tuple[int, str]] = set()
+    per_column: list[set[str] | None] = [None] * len(indicators.INDICATOR_COLUMNS)
     caches = _resolved_cache
     pairs = iter(found)
     for kind, raw in zip(pairs, pairs):
         resolved = caches[kind].get(raw)
         if resolved is None:
             resolved = _resolve(kind, raw)
-        if resolved:
-            collected.update(resolved)
-    columns: list[list[str] | None] = [None] * len(indicators.INDICATOR_COLUMNS)
-    for slot, value in sorted(collected):
-        values = columns[slot]
-        if values is None:
-            columns[slot] = [value]
-        else:
-            values.append(value)
-    row.update(zip(indicators.INDICATOR_COLUMNS, columns))
+        for slot, value in resolved:
+            values = per_column[slot]
+            if values is None:
+                per_column[slot] = {value}
+            else:
+                values.add(value)
+    row.update(zip(indicators.INDICATOR_COLUMNS,
+                   [None if values is None else sorted(values) for values in per_column]))
     return row
-
-
-def normalizer(provider: Provider) -> partial:
-    """`normalize` bound to one provider: what each provider module exposes as its `normalize`."""
-    return partial(normalize, provider=provider)
 
 
 _COLUMNS_FILLED = (
     STRING_PROPERTIES + STRING_LIST_PROPERTIES + TIMESTAMP_PROPERTIES + JSON_PROPERTIES
-    + ("p_unmapped", "p_log_type", "p_row_id", "p_event_time", "p_parse_time", "p_source_id", "p_source_label",
-       "p_schema_version") + indicators.INDICATOR_COLUMNS
+    + ("p_unmapped", "p_log_type", "p_row_id", "p_event_time", "p_parse_time", "p_source_id",
+       "p_source_label", "p_schema_version")
+    + indicators.INDICATOR_COLUMNS
 )
 if sorted(_COLUMNS_FILLED) != sorted(SCHEMA.names):
-    raise RuntimeError(f"core.py and schema.py disagree on columns: {set(_COLUMNS_FILLED) ^ set(SCHEMA.names)}")
+    raise RuntimeError(f"core.py and schema.py disagree on {set(_COLUMNS_FILLED) ^ set(SCHEMA.names)}")

@@ -4,11 +4,10 @@ Custom detection rules may set custom details with names the rule author chose, 
 by key name besides the evidence; additionalData too, as its shape is undocumented.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(
     name="defender_xdr",
     service_sources=("microsoft365Defender",),
     scanned_by_key_name=("customDetails", "additionalData"),
 )
-normalize = normalizer(PROVIDER)

@@ -4,7 +4,6 @@ Its indicators all sit in evidence (device, file, process, registry, ip, url, ne
 evidence.py reads; additionalData and customDetails come back empty in published payloads.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(name="endpoint", service_sources=("microsoftDefenderForEndpoint",))
-normalize = normalizer(PROVIDER)

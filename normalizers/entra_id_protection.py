@@ -4,7 +4,6 @@ Risk detections such as anonymous IP address, unfamiliar sign-in properties and 
 carry user and ip evidence, sometimes cloudLogonSession.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(name="entra_id_protection", service_sources=("azureAdIdentityProtection",))
-normalize = normalizer(PROVIDER)

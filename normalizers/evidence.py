@@ -83,7 +83,10 @@ EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
     },
     "registryKeyEvidence": {"mdeDeviceId": ACTOR_ID},
     "registryValueEvidence": {"mdeDeviceId": ACTOR_ID},
-    "networkConnectionEvidence": {"sourceAddress": Nested("ipEvidence"), "destinationAddress": Nested("ipEvidence")},
+    "networkConnectionEvidence": {
+        "sourceAddress": Nested("ipEvidence"),
+        "destinationAddress": Nested("ipEvidence"),
+    },
     "dnsEvidence": {
         "domainName": HOST,
         "dnsServerIp": Nested("ipEvidence"),
@@ -109,7 +112,12 @@ EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
     },
     # clusterByValue can be a sender, an IP or a subject depending on clusterBy: not a reliable indicator.
     "mailClusterEvidence": {},
-    "submissionMailEvidence": {"sender": SENDER_EMAIL, "senderIp": IP, "recipient": EMAIL, "submitter": EMAIL},
+    "submissionMailEvidence": {
+        "sender": SENDER_EMAIL,
+        "senderIp": IP,
+        "recipient": EMAIL,
+        "submitter": EMAIL,
+    },
     "teamsMessageEvidence": {
         "senderFromAddress": SENDER_EMAIL,
         "senderIP": IP,
@@ -122,7 +130,11 @@ EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
     "cloudApplicationEvidence": {},
     "oauthApplicationEvidence": {"appId": ACTOR_ID, "objectId": ACTOR_ID},
     "servicePrincipalEvidence": {"appId": ACTOR_ID, "servicePrincipalObjectId": ACTOR_ID},
-    "securityGroupEvidence": {"securityGroupId": ACTOR_ID, "sid": ACTOR_ID, "activeDirectoryObjectGuid": ACTOR_ID},
+    "securityGroupEvidence": {
+        "securityGroupId": ACTOR_ID,
+        "sid": ACTOR_ID,
+        "activeDirectoryObjectGuid": ACTOR_ID,
+    },
     "activeDirectoryDomainEvidence": {
         "activeDirectoryDomainName": DNS_DOMAIN,
         "trustedDomains": Nested("activeDirectoryDomainEvidence"),
@@ -181,10 +193,10 @@ def _compile(spec: dict[str, Rule]) -> _CompiledSpec:
                 object_rules.append((key, _compile(part)))
             elif isinstance(part, Nested):
                 if part.evidence_type not in EVIDENCE_INDICATORS:
-                    raise ValueError(f"{key}: Nested({part.evidence_type!r}) names no entry of EVIDENCE_INDICATORS")
+                    raise ValueError(f"{key}: Nested({part.evidence_type!r}) is not in EVIDENCE_INDICATORS")
                 object_rules.append((key, part))
             else:
-                raise TypeError(f"{key}: a rule is a kind, a dict, Nested(...) or a tuple of those, not {part!r}")
+                raise TypeError(f"{key}: a rule is a kind, dict, Nested(...) or tuple of those, not {part!r}")
     return tuple(string_rules), tuple(object_rules)
 
 
@@ -247,9 +259,12 @@ def _walk(obj: dict, spec: _CompiledSpec, found: list[str]) -> None:
 def _qualified_account(account: dict, found: list[str]) -> None:
     name = account.get("accountName")
     domain = account.get("domainName")
-    if name.__class__ is str and domain.__class__ is str and name.strip() and domain.strip() and "\\" not in name:
+    if name.__class__ is not str or domain.__class__ is not str:
+        return
+    name, domain = name.strip(), domain.strip()
+    if name and domain and "\\" not in name:
         found.append(USERNAME)
-        found.append(f"{domain.strip()}\\{name.strip()}")
+        found.append(f"{domain}\\{name}")
 
 
 def kind_for_key(key: str) -> str | None:

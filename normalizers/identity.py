@@ -4,7 +4,6 @@ Indicators sit in evidence: user accounts (with SIDs and AD object GUIDs), sourc
 devices, IPs, hostLogonSession, securityGroup and activeDirectoryDomain evidence.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(name="identity", service_sources=("microsoftDefenderForIdentity",))
-normalize = normalizer(PROVIDER)

@@ -4,7 +4,6 @@ Indicators sit in evidence: mailbox, analyzedMessage (sender IP, P1/P2 senders, 
 submissionMail, teamsMessage, url and file evidence.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(name="office365", service_sources=("microsoftDefenderForOffice365",))
-normalize = normalizer(PROVIDER)

@@ -67,7 +67,8 @@ SCHEMA = pa.schema([
     pa.field("p_source_id", pa.string()),
     pa.field("p_source_label", pa.string()),
     pa.field("p_schema_version", pa.int32(), nullable=False),
-    # Indicator lists: canonical (see indicators.py), deduplicated, sorted; null when empty, as Panther omits them.
+    # Indicator lists: canonical (see indicators.py), deduplicated, sorted; null when empty, as Panther
+    # omits them.
     pa.field("p_any_ip_addresses", _STRINGS),
     pa.field("p_any_domain_names", _STRINGS),
     pa.field("p_any_usernames", _STRINGS),

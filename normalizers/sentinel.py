@@ -4,11 +4,10 @@ Analytics rules choose their own custom-detail names ("SourceIP", "TargetUPN", .
 read by key name; additionalData is too, as its shape is undocumented. Evidence is often empty.
 """
 
-from normalizers.core import Provider, normalizer
+from normalizers.core import Provider
 
 PROVIDER = Provider(
     name="sentinel",
     service_sources=("microsoftSentinel",),
     scanned_by_key_name=("customDetails", "additionalData"),
 )
-normalize = normalizer(PROVIDER)

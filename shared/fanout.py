@@ -15,11 +15,10 @@ from typing import Protocol
 import orjson
 from azure.eventhub import EventData, EventDataBatch
 
+from shared.event_format import CLAIM_CHECK_KEY, SCHEMA_NAME
 from shared.settings import Source
 from shared.storage import Store
 
-SCHEMA_NAME = "MicrosoftGraph.SecurityAlert"
-CLAIM_CHECK_KEY = "graphlake_claim_check"
 UNKNOWN_PROVIDER = "unknown"
 
 

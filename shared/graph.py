@@ -112,7 +112,7 @@ def make_client(source: Source, settings: Settings, stats: CallStats, credential
     middleware = KiotaClientFactory.get_default_middleware(None)
     for i, handler in enumerate(middleware):
         if isinstance(handler, RetryHandler):
-            retry = RetryHandler(RetryHandlerOption(delay=1.0, max_retries=6))
+            retry = RetryHandler(RetryHandlerOption(delay=0.0, max_retries=6))
             retry.retry_on_status_codes = RETRY_STATUS_CODES
             middleware[i] = retry
     limiter = AsyncLimiter(settings.graph_max_requests_per_minute, 60)

@@ -16,7 +16,7 @@ import orjson
 
 from normalizers import normalize_alert
 from normalizers.schema import TABLE, rows_to_table
-from shared.fanout import CLAIM_CHECK_KEY
+from shared.event_format import CLAIM_CHECK_KEY
 from shared.lake import write_table
 from shared.quarantine import quarantine
 from shared.storage import Store

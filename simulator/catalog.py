@@ -75,10 +75,11 @@ class Provider:
 
 
 def _t(title: str, category: str, severities: tuple[str, ...], mitre: tuple[str, ...], sources: tuple[str, ...],
-       scene: scenes.Scene, description: str, **kw: object) -> Template:
-    detector = str(uuid.uuid5(_DETECTOR_NAMESPACE, title))
-    return Template(title, category, severities, mitre, sources, scene, description, detector,
-                    **kw)  # type: ignore[arg-type]
+       scene: scenes.Scene, description: str, weight: int = 1, auto_resolve: float = 0.0,
+       has_policy: bool = False) -> Template:
+    detector = str(uuid.uuid5(_DETECTOR_NAMESPACE, title))  # stable per detection, as a real detector id is
+    return Template(title, category, severities, mitre, sources, scene, description, detector, weight, auto_resolve,
+                    has_policy)
 
 
 _MDE = ("microsoftDefenderForEndpoint",)
@@ -223,12 +224,6 @@ PROVIDERS: tuple[Provider, ...] = (
            "Near-real-time rule: a risky sign-in was followed by a change to the user's MFA methods.", weight=1),
     )),
 )
-
-_BY_SOURCE = {p.service_source: p for p in PROVIDERS}
-
-
-def provider(service_source: str) -> Provider:
-    return _BY_SOURCE[service_source]
 
 
 def coverage_order() -> list[tuple[Provider, Template]]:

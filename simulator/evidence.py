@@ -65,10 +65,12 @@ def file_details(rng: random.Random, name: str, path: str | None, publisher: str
     sha1, sha256, md5 = hexstr(rng, 40), hexstr(rng, 64), hexstr(rng, 32)
     if upper:
         sha1, sha256, md5 = sha1.upper(), sha256.upper(), md5.upper()
-    return {"fileName": name, "filePath": path, "fileSize": size if size is not None else rng.randrange(4096, 9_000_000),
-            "filePublisher": publisher, "sha1": sha1, "sha256": sha256, "md5": md5,
-            "signer": publisher, "issuer": "Microsoft Code Signing PCA 2011" if publisher == "Microsoft Corporation"
-            else None}
+    if size is None:
+        size = rng.randrange(4096, 9_000_000)
+    signed = publisher == "Microsoft Corporation"
+    return {"fileName": name, "filePath": path, "fileSize": size, "filePublisher": publisher, "sha1": sha1,
+            "sha256": sha256, "md5": md5, "signer": publisher,
+            "issuer": "Microsoft Code Signing PCA 2011" if signed else None}
 
 
 def file(created: str, details: dict, host: Device | None, roles: list[str], verdict: str = "malicious",

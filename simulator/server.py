@@ -26,6 +26,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -50,10 +51,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], route: object,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", port), handler)
-        self.route = route
+        # Set once the port is known, since the routes need their own URL.
+        self.route: GraphApi | EntraApi | None = None
         self.tls = tls
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
@@ -109,8 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        self.wfile.write(response.body)
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -171,8 +171,8 @@ class GraphSimulator:
         if self._servers:
             raise RuntimeError("already started")
         self._ca = ThrowawayCA()
-        graph = _Server(self._ports[0], _GraphHandler, None)
-        token = _Server(self._ports[1], _TokenHandler, None, self._ca.server_context())
+        graph = _Server(self._ports[0], _GraphHandler)
+        token = _Server(self._ports[1], _TokenHandler, self._ca.server_context())
         graph_url = f"http://127.0.0.1:{graph.server_port}"
         self._authority.add_resource(graph_url)
         self._graph = GraphApi(self.tenant, self._authority, self._faults, graph_url)
@@ -187,8 +187,8 @@ class GraphSimulator:
             self._spawn(self._run_live, "simulator-live")
         return self
 
-    def _spawn(self, target: object, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[[], object], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

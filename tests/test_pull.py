@@ -11,7 +11,7 @@ import pytest
 
 from normalizers.core import row_id
 from shared.errors import EndpointUnreachable
-from shared.fanout import CLAIM_CHECK_KEY
+from shared.event_format import CLAIM_CHECK_KEY
 from shared.local_sink import InProcessSink
 from shared.normalize import InboundEvent, normalize_events
 from shared.pull import PullFailed, pull_all, pull_source

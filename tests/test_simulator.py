@@ -32,6 +32,7 @@ from msgraph.generated.models.security.alert_collection_response import AlertCol
 from msgraph.generated.models.security.ip_evidence import IpEvidence
 from msgraph.generated.models.security.service_source import ServiceSource
 from msgraph.generated.security.alerts_v2.alerts_v2_request_builder import Alerts_v2RequestBuilder
+from msgraph_core.tasks.page_iterator import PageIterator
 
 from simulator import Faults, GraphSimulator, Tenant
 
@@ -213,6 +214,20 @@ def test_next_link_paging_reaches_every_alert_exactly_once(sim: GraphSimulator, 
     assert updated != sorted(updated, reverse=True)
 
 
+def test_sdk_page_iterator_follows_next_links(client: GraphServiceClient, runner: asyncio.Runner,
+                                             everything: list[dict]) -> None:
+    async def iterate() -> list[str]:
+        cfg = config(top=7, filter="serviceSource eq 'microsoftAppGovernance'")
+        pages = PageIterator(await client.security.alerts_v2.get(request_configuration=cfg), client.request_adapter)
+        pages.headers.add("Prefer", PREFER)  # set_headers() is broken in msgraph-core 1.5.2 (add_all(**headers))
+        seen: list[str] = []
+        await pages.iterate(lambda alert: seen.append(alert.id) or True)
+        return seen
+
+    ids = runner.run(iterate())
+    assert len(ids) > 14 and ids == [a["id"] for a in everything if a["serviceSource"] == "microsoftAppGovernance"]
+
+
 def test_top_default_clamp_skip_and_count(client: GraphServiceClient, runner: asyncio.Runner,
                                           everything: list[dict]) -> None:
     default = runner.run(raw_page(client, config()))
@@ -247,7 +262,8 @@ FILTER_CASES = [
     ("createdDateTime eq {C}", lambda a, p: a["createdDateTime"] == p["C"]),
     ("createdDateTime ge {C} and createdDateTime lt {C2}",
      lambda a, p: time_key(p["C"]) <= time_key(a["createdDateTime"]) < time_key(p["C2"])),
-    ("serviceSource eq 'microsoftDefenderForIdentity'", lambda a, p: a["serviceSource"] == "microsoftDefenderForIdentity"),
+    ("serviceSource eq 'microsoftDefenderForIdentity'",
+     lambda a, p: a["serviceSource"] == "microsoftDefenderForIdentity"),
     ("serviceSource eq 'microsoftSentinel'", lambda a, p: a["serviceSource"] == "microsoftSentinel"),
     ("status eq 'resolved'", lambda a, p: a["status"] == "resolved"),
     ("status ne 'resolved'", lambda a, p: a["status"] != "resolved"),
@@ -342,6 +358,13 @@ def test_401_without_a_valid_token(sim: GraphSimulator) -> None:
     assert {"request-id", "client-request-id"} <= set(tampered.json()["error"]["innerError"])
 
 
+def test_skiptoken_is_checked(sim: GraphSimulator) -> None:
+    token = credential(sim).get_token(GRAPH_SCOPE).token
+    answer = httpx.get(sim.graph_url + "/v1.0/security/alerts_v2", params={"$skiptoken": "bm90LWEtdG9rZW4"},
+                       headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "BadRequest"
+
+
 def test_403_for_an_app_without_the_role(sim: GraphSimulator, runner: asyncio.Runner) -> None:
     unconsented = make_client(sim, sim.client_id_without_role)
     with pytest.raises(ODataError) as denied:
@@ -354,7 +377,7 @@ def test_403_for_an_app_without_the_role(sim: GraphSimulator, runner: asyncio.Ru
 
 def test_429_with_retry_after_under_a_small_budget(faults: GraphSimulator, client: GraphServiceClient,
                                                    runner: asyncio.Runner) -> None:
-    faults.set_faults(rate_limit_per_window=3, rate_window_seconds=1)
+    faults.set_faults(rate_limit_per_window=3, rate_window_seconds=2)
     before = faults.throttled
     for _ in range(3):
         runner.run(raw_page(client, config(top=1, retry=False)))
@@ -363,7 +386,7 @@ def test_429_with_retry_after_under_a_small_budget(faults: GraphSimulator, clien
     assert throttled.value.response_status_code == 429
     assert throttled.value.error.code == "TooManyRequests"
     retry_after = int(throttled.value.response_headers["retry-after"])
-    assert retry_after == 1
+    assert 1 <= retry_after <= 2
     # The SDK's RetryHandler honours Retry-After and gets through once the window resets.
     started = time.monotonic()
     page = runner.run(raw_page(client, config(top=1)))

@@ -1,0 +1,109 @@
+"""The two Azure Functions, invoked through the v2 app's function objects with the real azure-functions types."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import azure.functions as func
+import orjson
+import pytest
+from azure.functions import meta
+from azure.functions.timer import TimerRequest
+
+import function_app
+from normalizers.schema import TABLE
+from shared.errors import EndpointUnreachable
+from shared.lake import read_table
+from shared.storage import open_store
+from shared.watermark import WatermarkStore
+from tests.conftest import REPO
+from tests.doubles import RecordingSink
+
+
+# The app validates its functions once per process, so index them once.
+FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def test_bindings_are_what_the_host_needs():
+    pull = json.loads(FUNCTIONS["pull_alerts"].get_function_json())["bindings"][0]
+    assert (pull["type"], pull["schedule"], pull["runOnStartup"]) == ("timerTrigger", "%PULL_SCHEDULE%", False)
+    normalize = FUNCTIONS["normalize_alerts"]
+    trigger = json.loads(normalize.get_function_json())["bindings"][0]
+    assert trigger["type"] == "eventHubTrigger"
+    assert (trigger["cardinality"], trigger["dataType"]) == ("MANY", "BINARY")
+    assert trigger["connection"] == "EventHubConnection"
+    assert trigger["eventHubName"] == "%EVENTHUB_NAME%"
+    assert trigger["consumerGroup"] == "%EVENTHUB_CONSUMER_GROUP%"
+    retry = normalize.get_settings_dict("retry_policy")
+    assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == "-1"
+
+
+def test_pull_alerts_sends_every_alert_and_advances_the_watermark(make_pipeline, monkeypatch):
+    pipe = make_pipeline(alerts=200)
+    for name, value in pipe.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EventHubConnection__fullyQualifiedNamespace", "graphlake-test.servicebus.windows.net")
+    sink = RecordingSink()
+    monkeypatch.setattr(function_app, "open_event_sink", lambda settings: sink)
+    function_app.pull_alerts(TimerRequest(past_due=True))
+    assert len({(e.properties["alert_id"], e.properties["last_update"]) for e in sink.events}) == 200
+    mark = WatermarkStore(open_store(pipe.env["STATE_URL"]), pipe.tenant.tenant_id).load()
+    assert mark.position is not None
+
+
+def test_pull_alerts_without_event_hub_names_the_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRAPH_TENANT_ID", "t")
+    monkeypatch.setenv("STATE_URL", str(tmp_path))
+    monkeypatch.delenv("EventHubConnection__fullyQualifiedNamespace", raising=False)
+    with pytest.raises(Exception, match="EventHubConnection__fullyQualifiedNamespace"):
+        function_app.pull_alerts(TimerRequest())
+
+
+def hub_events(bodies: list[bytes], properties: list[dict]) -> list[func.EventHubEvent]:
+    shared_metadata = {"PropertiesArray": meta.Datum(json.dumps(properties), "json")}
+    return [func.EventHubEvent(body=body, trigger_metadata=shared_metadata, sequence_number=100 + i,
+                               offset=str(4096 * i), partition_key="microsoftDefenderForIdentity",
+                               enqueued_time=datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
+            for i, body in enumerate(bodies)]
+
+
+@pytest.mark.parametrize("kind", ["local", "azurite"])
+def test_normalize_alerts_lands_good_events_and_quarantines_bad_ones(make_pipeline, make_store_url, monkeypatch,
+                                                                     kind):
+    pipe = make_pipeline(alerts=30)
+    alerts = pipe.tenant.query(top=30, include_unknown_enum_members=True).alerts
+    bodies = [orjson.dumps(a) for a in alerts[:10]] + [b"not json {", b'{"hello": "world"}']
+    properties = [{"source_id": "contoso", "source_label": "Contoso SOC"}] * len(bodies)
+    lake, state = make_store_url(kind), make_store_url(kind)
+    monkeypatch.setenv("LAKE_URL", lake)
+    monkeypatch.setenv("STATE_URL", state)
+    function_app.normalize_alerts(hub_events(bodies, properties))
+    table = read_table(open_store(lake), TABLE)
+    assert sorted(table.column("id").to_pylist()) == sorted(a["id"] for a in alerts[:10])
+    assert set(table.column("p_source_id").to_pylist()) == {"contoso"}
+    assert set(table.column("p_source_label").to_pylist()) == {"Contoso SOC"}
+    quarantined = [orjson.loads(open_store(state).read(name)[0]) for name in open_store(state).list("quarantine/")]
+    assert len(quarantined) == 2
+    errors = " | ".join(q["error"] for q in quarantined)
+    assert "not JSON" in errors
+    assert {q["metadata"]["sequence_number"] for q in quarantined} == {110, 111}
+
+
+def test_normalize_alerts_raises_on_storage_outage_so_the_retry_policy_holds_the_checkpoint(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAKE_URL", "http://127.0.0.1:9/devstoreaccount1/lake")
+    monkeypatch.setenv("STATE_URL", str(tmp_path))
+    body = (REPO / "normalizers" / "golden" / "identity.input.json").read_bytes()
+    alert = orjson.dumps(orjson.loads(body)[0])
+    with pytest.raises(EndpointUnreachable):
+        function_app.normalize_alerts(hub_events([alert], [{}]))
+    assert list(open_store(str(tmp_path)).list("quarantine/")) == []
+
+
+def test_the_normalize_path_does_not_load_the_graph_sdk():
+    probe = ("import sys, function_app; "
+             "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('msgraph', 'kiota'))}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
