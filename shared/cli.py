@@ -38,6 +38,41 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
+@click.option("--lake", default="lake", show_default=True, help="Local lake folder to (re)create.")
+@click.option("--state", default=".demo/state", show_default=True, help="Watermark and quarantine folder.")
+@click.option("--alerts", default=3000, show_default=True, help="Alerts in the simulated tenant.")
+@click.option("--seed", default=7, show_default=True)
+def demo(lake: str, state: str, alerts: int, seed: int) -> None:
+    """Pull a simulated tenant into a local lake, then summarise it and run one indicator search."""
+    from shared.demo import run_demo
+
+    run_demo(lake, state, alerts, seed, show=lambda columns, rows: print_rows(columns, rows, "table"),
+             say=click.echo)
+
+
+@main.command()
+@click.option("--port", default=0, show_default=True, help="Graph port (the token endpoint takes the next one); "
+                                                           "0 picks free ports.")
+@click.option("--alerts", default=3000, show_default=True)
+@click.option("--days", default=7.0, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--live/--static", default=True, show_default=True,
+              help="Keep creating and updating alerts (late, as Graph shows them) while serving.")
+@click.option("--throttle", type=int, default=None, help="Answer 429 past this many calls a minute.")
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of calls answered 5xx.")
+@click.option("--drop-next-link", type=float, default=0.0, show_default=True,
+              help="Share of full pages sent without @odata.nextLink.")
+def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttle: int | None, error_rate: float,
+             drop_next_link: float) -> None:
+    """Serve a simulated alerts_v2 tenant on 127.0.0.1 and print the settings that point graphlake at it."""
+    from simulator.faults import Faults
+    from simulator.server import run_forever
+
+    run_forever(port=port, alerts=alerts, seed=seed, days=days, live=live, faults=Faults(
+        rate_limit_per_window=throttle, error_rate=error_rate, drop_next_link_rate=drop_next_link))
+
+
+@main.command()
 @click.option("--once", is_flag=True, help="One run, then exit (default: run every minute, like the timer).")
 @click.option("--since", help="Backfill from this time (ISO 8601, or 7d / 12h ago) instead of the watermark.")
 def pull(once: bool, since: str | None) -> None:
@@ -54,6 +89,8 @@ def pull(once: bool, since: str | None) -> None:
         summaries = _pull_once(settings, start)
         for summary in summaries:
             click.echo(summary.to_json())
+            if summary.error:
+                click.echo(f"graphlake: source {summary.source_id}: {summary.error}", err=True)
         if once or start:
             failed = [s for s in summaries if s.error]
             sys.exit(1 if failed else 0)
