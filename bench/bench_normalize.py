@@ -133,7 +133,8 @@ def main() -> None:
     parse = seconds["orjson parse-only"]
     ours = seconds["graphlake normalize+enrich+write"]
     pandas = seconds["pandas json_normalize+to_parquet"]
-    print(f"  graphlake alerts/s / target {TARGET_ALERTS_PER_SECOND:,}: {len(lines) / ours / TARGET_ALERTS_PER_SECOND:.2f}")
+    print(f"  graphlake alerts/s / target {TARGET_ALERTS_PER_SECOND:,}: "
+          f"{len(lines) / ours / TARGET_ALERTS_PER_SECOND:.2f}")
     print(f"  graphlake time / parse-only time: {ours / parse:.2f} (target <= {TARGET_MAX_TIMES_PARSE:g})")
     print(f"  pandas time / graphlake time: {pandas / ours:.2f} (target >= {TARGET_MIN_TIMES_PANDAS:g})")
     # Both pipelines parse the same bytes; what each adds to that is the like-for-like comparison.

@@ -7,6 +7,4 @@ is read by key name.
 
 from normalizers.core import Provider
 
-PROVIDER = Provider(
-    name="cloud", service_sources=("microsoftDefenderForCloud",), scanned_by_key_name=("additionalData",),
-)
+PROVIDER = Provider(service_sources=("microsoftDefenderForCloud",), scanned_by_key_name=("additionalData",))

@@ -5,6 +5,4 @@ Indicators sit in evidence: user, ip, cloudApplication, oauthApplication and clo
 
 from normalizers.core import Provider
 
-PROVIDER = Provider(
-    name="cloud_apps", service_sources=("microsoftDefenderForCloudApps", "microsoftAppGovernance"),
-)
+PROVIDER = Provider(service_sources=("microsoftDefenderForCloudApps", "microsoftAppGovernance"))

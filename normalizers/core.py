@@ -70,7 +70,6 @@ _MAPPED_PROPERTIES = frozenset(
 class Provider:
     """What one provider family adds to the core mapping."""
 
-    name: str
     service_sources: tuple[str, ...]
     # Free-form dictionaries whose keys the alert's author chose (Sentinel custom details, DLP match data):
     # read by key name like unknown evidence. Providers whose indicators all sit in evidence list none.
@@ -79,9 +78,7 @@ class Provider:
 
 # Unknown providers (new serviceSource values, unknownFutureValue): we cannot know where they keep
 # indicators, so every free-form dictionary is read by key name.
-DEFAULT_PROVIDER = Provider(
-    name="core", service_sources=(), scanned_by_key_name=("additionalData", "customDetails"),
-)
+DEFAULT_PROVIDER = Provider(service_sources=(), scanned_by_key_name=("additionalData", "customDetails"))
 PROVIDER = DEFAULT_PROVIDER  # So the core answers normalizer_for() like any provider module.
 
 # --- Indicator kinds to p_any lists: slot numbers index indicators.INDICATOR_COLUMNS ---
@@ -231,9 +228,7 @@ def _as_string(value: object) -> str:
     return value if value.__class__ is str else _dumps(value)
 
 
-def _as_string_list(value: object) -> list[str] | None:
-    if value is None:
-        return None
+def _as_string_list(value: object) -> list[str]:
     if value.__class__ is not list:
         value = [value]
     return [item if item.__class__ is str else _dumps(item) for item in value if item is not None]

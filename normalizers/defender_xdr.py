@@ -7,7 +7,6 @@ by key name besides the evidence; additionalData too, as its shape is undocument
 from normalizers.core import Provider
 
 PROVIDER = Provider(
-    name="defender_xdr",
     service_sources=("microsoft365Defender",),
     scanned_by_key_name=("customDetails", "additionalData"),
 )

@@ -6,4 +6,4 @@ evidence.py reads; additionalData and customDetails come back empty in published
 
 from normalizers.core import Provider
 
-PROVIDER = Provider(name="endpoint", service_sources=("microsoftDefenderForEndpoint",))
+PROVIDER = Provider(service_sources=("microsoftDefenderForEndpoint",))

@@ -6,4 +6,4 @@ carry user and ip evidence, sometimes cloudLogonSession.
 
 from normalizers.core import Provider
 
-PROVIDER = Provider(name="entra_id_protection", service_sources=("azureAdIdentityProtection",))
+PROVIDER = Provider(service_sources=("azureAdIdentityProtection",))

@@ -9,7 +9,19 @@
 - a tuple of rules: all of them apply.
 
 Fields that are absent are deliberately ignored. Elastic's pitfall is the model: deviceEvidence.osPlatform
-and .version ("Windows11", "22H2") and NetBIOS domains ("AzureAD") are not hosts, so they map to nothing.
+and .version ("Windows11", "22H2") and NetBIOS domains ("AzureAD", ntDomain) are not hosts, so they map to
+nothing, and a `domainName` counts as a domain only when it is a dotted DNS name.
+
+Decisions the table encodes:
+- p_any_usernames: account names, `domain\\account` (from userAccount and loggedOnUsers), UPNs. A UPN also
+  goes to p_any_emails when it has that shape, so an analyst's email search finds the account.
+- p_any_actor_ids: ids of principals and devices: Entra user, device and service-principal object ids,
+  application (client) ids, AI agent ids, SIDs, AD object GUIDs, and Defender for Endpoint's mdeDeviceId.
+  Panther has no device-id list, and azureAdDeviceId (a directory object) already sits here, so the
+  Defender id of the same device sits beside it rather than in a column of its own.
+- p_any_domain_names: host names and FQDNs (single-label host names included, as Panther's `hostname`),
+  DNS domains, URL hosts, and sender domains; not recipient domains, which are the tenant's own and
+  would match every mail alert.
 
 Evidence types missing from the table are never dropped: they stay in the `evidence` column as received and
 are read by `scan_by_key_name`, which walks every property and picks values by key name
@@ -148,6 +160,7 @@ EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
     "blobEvidence": {"url": URL, "fileHashes": {"value": HASH}},
     "kubernetesPodEvidence": {"podIp": Nested("ipEvidence")},
     "gitHubUserEvidence": {"email": EMAIL, "login": USERNAME},
+    "aiAgentEvidence": {"agentId": ACTOR_ID},  # The agent acts as a principal, like a service principal.
     "azureResourceEvidence": {},
 }
 
@@ -211,10 +224,10 @@ _COMPILED_BY_ODATA_TYPE: dict[str, _CompiledSpec] = {
 
 
 def scan_evidence(evidence: list, found: list[str]) -> None:
-    """Append kind, raw value (flat, two items per indicator) for every indicator in an alert's evidence.
+    """Append kind, raw value (flat: two items per indicator) for every indicator in an alert's evidence.
 
-    A flat list of strings instead of (kind, value) tuples: strings are not tracked by the cyclic garbage
-    collector, whose passes over a batch of parsed alerts otherwise cost more than the scan itself.
+    Flat rather than (kind, value) tuples: no container to allocate, and for the garbage collector to
+    track, per indicator on the hot path.
     """
     specs_get = _COMPILED_BY_ODATA_TYPE.get
     for item in evidence:

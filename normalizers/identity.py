@@ -6,4 +6,4 @@ devices, IPs, hostLogonSession, securityGroup and activeDirectoryDomain evidence
 
 from normalizers.core import Provider
 
-PROVIDER = Provider(name="identity", service_sources=("microsoftDefenderForIdentity",))
+PROVIDER = Provider(service_sources=("microsoftDefenderForIdentity",))

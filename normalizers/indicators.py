@@ -12,14 +12,15 @@ Rules, and why:
   address, not a domain.
 - Emails: lower-case as a whole. The local part is case-sensitive in theory; no mail system we meet treats
   it so, and Graph reports one mailbox in several casings.
-- Hashes: lower-case hex; the kind comes from the length (32 md5, 40 sha1, 64 sha256), never from the
-  field name, because Graph's own hash fields are sometimes mislabelled (`sha265Ac`).
+- Hashes: lower-case hex; the kind comes from the length (32 md5, 40 sha1, 64 sha256), not from the field
+  name, as Panther's md5/sha1/sha256 tags do: the length is unambiguous and the field names are not
+  (`sha256Ac`, once misspelt `sha265Ac`).
 - Usernames: trimmed and lower-cased. Panther keeps usernames as sent; we do not, because Windows and
   Entra names are case-insensitive and Graph reports one account as `ALICE`, `alice` and `Alice` across
   evidence items. The original spelling stays in the `evidence` column.
-- Actor ids: Entra/AD object GUIDs and Defender device ids lower-case, SIDs with an upper-case `S-`. Values
-  of other shapes are rejected, so a free-form field that happens to be named `objectId` cannot fill the
-  column with noise.
+- Actor ids: GUIDs (Entra object and application ids, AD object GUIDs) and Defender for Endpoint device
+  ids (40 hex digits) lower-case, braces dropped; SIDs with an upper-case `S-`. Values of other shapes are
+  rejected, so a free-form field that happens to be named `objectId` cannot fill the column with noise.
 """
 
 from __future__ import annotations
@@ -222,6 +223,7 @@ def canonical_forms(value: str) -> dict[str, str]:
 
     This is what `graphlake search` needs for a term the analyst did not label: `203.0.113.5` is looked up
     in p_any_ip_addresses only, `alice@contoso.com` in p_any_emails and p_any_usernames (UPNs are both).
+    Forty hex digits are both a SHA-1 and a Defender device id, so such a term gets both columns.
     """
     forms: dict[str, str] = {}
     ip = canonical_ip(value)

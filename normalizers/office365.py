@@ -6,4 +6,4 @@ submissionMail, teamsMessage, url and file evidence.
 
 from normalizers.core import Provider
 
-PROVIDER = Provider(name="office365", service_sources=("microsoftDefenderForOffice365",))
+PROVIDER = Provider(service_sources=("microsoftDefenderForOffice365",))

@@ -9,7 +9,6 @@ alerts report detectionSource microsoftInsiderRiskManagement; their serviceSourc
 from normalizers.core import Provider
 
 PROVIDER = Provider(
-    name="purview",
     service_sources=("dataLossPrevention", "microsoftInsiderRiskManagement"),
     scanned_by_key_name=("additionalData",),
 )

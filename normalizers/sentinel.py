@@ -7,7 +7,6 @@ read by key name; additionalData is too, as its shape is undocumented. Evidence 
 from normalizers.core import Provider
 
 PROVIDER = Provider(
-    name="sentinel",
     service_sources=("microsoftSentinel",),
     scanned_by_key_name=("customDetails", "additionalData"),
 )

@@ -12,6 +12,8 @@ from shared.normalize import InboundEvent, NormalizeResult, normalize_events
 from shared.storage import Store
 
 EVENT_HUBS_MAX_BATCH_BYTES = 1_048_576  # Standard and Premium tiers
+# Normalize early once this many events wait, so a dense slice of a backfill does not grow memory.
+MAX_PENDING_EVENTS = 1_000
 
 
 class InProcessSink:
@@ -32,6 +34,8 @@ class InProcessSink:
             InboundEvent(body=b"".join(event.body), properties=dict(event.properties or {}),
                          metadata={"hub": hub, "partition_key": batch._partition_key})  # noqa: SLF001
             for event in batch._internal_events)  # noqa: SLF001 - the SDK exposes no public iterator over a batch
+        if len(self._pending) >= MAX_PENDING_EVENTS:
+            self.flush()
 
     def flush(self) -> None:
         if not self._pending:

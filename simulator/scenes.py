@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from simulator import evidence as ev
-from simulator.directory import DOMAIN, PARTNER_DOMAIN, Directory, country, external_ip, guid, hexstr
+from simulator.directory import DOMAIN, PARTNER_DOMAIN, Directory, User, country, external_ip, guid, hexstr
 from simulator.timefmt import TICKS_PER_SECOND, format_ticks
 
 _SYSTEM = {"accountName": "SYSTEM", "domainName": "NT AUTHORITY", "userSid": "S-1-5-18", "azureAdUserId": None,
@@ -104,7 +104,7 @@ def mde_ransomware(c: Ctx) -> dict:
     items = [
         ev.device(c.rng, created, host, ["compromised"], [who], ["PrimaryDevice"], "malicious"),
         ev.process(c.rng, created, c.moment(), host, locker, _windows_binary(c, "cmd.exe"),
-                   "svcupdate.exe -path \\\\fs01\\share -enc", who.account(), ["attacker"], "malicious",
+                   "svcupdate.exe -path \\\\fs01\\share -enc", _SYSTEM, ["attacker"], "malicious",
                    c.rng.choice(("remediated", "partiallyRemediated", "none"))),
         ev.file(created, locker, host, ["created"], remediation="remediated"),
         ev.user(created, who, ["compromised"]),
@@ -145,7 +145,7 @@ def mde_network(c: Ctx) -> dict:
     ]}
 
 
-def _message(c: Ctx, kind: str) -> tuple[list[dict], dict]:
+def _message(c: Ctx, kind: str) -> tuple[list[dict], User]:
     victim = c.directory.user(c.rng)
     created = c.created_text
     domain = c.rng.choice(_PHISH_DOMAINS)
@@ -166,7 +166,7 @@ def _message(c: Ctx, kind: str) -> tuple[list[dict], dict]:
         items.append(ev.url(created, link, ["contextual"], "malicious"))
     if c.rng.random() < 0.4:
         items.append(ev.mail_cluster(c.rng, created, from_addr, c.rng.randrange(2, 40)))
-    return items, {"victim": victim, "link": link}
+    return items, victim
 
 
 def mdo_message(c: Ctx, kind: str) -> dict:
@@ -175,8 +175,8 @@ def mdo_message(c: Ctx, kind: str) -> dict:
 
 
 def mdo_click(c: Ctx) -> dict:
-    items, facts = _message(c, "phish")
-    items.append(ev.user(c.created_text, facts["victim"], ["compromised"]))
+    items, victim = _message(c, "phish")
+    items.append(ev.user(c.created_text, victim, ["compromised"]))
     return {"evidence": items, "categories": ["InitialAccess"]}
 
 

@@ -61,10 +61,11 @@ def normalize(alert: dict) -> dict:
 
 def render(row: dict) -> dict:
     """A row as JSON-ready values, in schema order; timestamps as ISO strings with microseconds."""
-    return {
-        name: row[name].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(row[name], datetime) else row[name]
-        for name in SCHEMA.names
-    }
+    return {name: _render_value(row[name]) for name in SCHEMA.names}
+
+
+def _render_value(value: object) -> object:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(value, datetime) else value
 
 
 def minimal_alert(**overrides: object) -> dict:
@@ -105,10 +106,10 @@ def test_golden_rows(name: str) -> None:
     for number, (got, want) in enumerate(zip(actual, expected), start=1):
         for column in SCHEMA.names:
             if got.get(column) != want.get(column):
-                problems.append(f"  row {number} ({want.get('id')}) {column}:\n    expected {want.get(column)!r}\n"
-                                f"    actual   {got.get(column)!r}")
+                problems.append(f"  row {number} ({want.get('id')}) {column}:\n"
+                                f"    expected {want.get(column)!r}\n    actual   {got.get(column)!r}")
         if set(want) != set(SCHEMA.names):
-            problems.append(f"  row {number}: golden columns differ from SCHEMA: {set(want) ^ set(SCHEMA.names)}")
+            problems.append(f"  row {number}: columns differ from SCHEMA by {set(want) ^ set(SCHEMA.names)}")
     assert not problems, f"{name}.expected.jsonl differs:\n" + "\n".join(problems)
 
 
@@ -253,6 +254,9 @@ def test_canonical_forms_give_search_the_columns_a_term_can_live_in() -> None:
     assert canonical_forms("Fabrikam.COM.") == {
         "p_any_domain_names": "fabrikam.com", "p_any_usernames": "fabrikam.com."}
     assert canonical_forms("S-1-5-18") == {"p_any_actor_ids": "S-1-5-18"}
+    assert canonical_forms("73E7E2DE709DFF64EF64B1D0C30E67FAB63279DB") == {
+        "p_any_sha1_hashes": "73e7e2de709dff64ef64b1d0c30e67fab63279db",
+        "p_any_actor_ids": "73e7e2de709dff64ef64b1d0c30e67fab63279db"}
 
 
 def test_indicator_lists_drop_empties_duplicates_and_invalid_values_and_sort() -> None:
@@ -289,7 +293,8 @@ def test_canonicalisation_stays_right_when_the_cache_is_cleared(monkeypatch: pyt
     monkeypatch.setattr(core, "_CACHE_LIMIT", 2)
     rows = [normalize(alert) for alert in load_golden_inputs("endpoint")]
     monkeypatch.undo()
-    assert [render(row) for row in rows] == [render(normalize(alert)) for alert in load_golden_inputs("endpoint")]
+    fresh = [normalize(alert) for alert in load_golden_inputs("endpoint")]
+    assert [render(row) for row in rows] == [render(row) for row in fresh]
 
 
 # --- Unknown evidence, unknown providers, unmapped properties -----------------------------------------------
@@ -302,9 +307,14 @@ def test_unknown_evidence_type_is_kept_verbatim_and_scanned_by_key_name() -> Non
         "osPlatform": "Windows11",
         "target": {"fqdn": "Target.Fabrikam.com", "lastSeenIpAddress": "203.0.113.31", "membership": "gold"},
         "ownerUpn": "Owner@Fabrikam.com",
-        "artifacts": [{"sha1": "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709"}, {"url": "https://fabrikam.com/a"}],
+        "artifacts": [
+            {"sha1": "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709"},
+            {"url": "https://fabrikam.com/a"},
+        ],
         "inner": {"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "2001:db8::31"},
-        "owner": {"accountName": "svc", "domainName": "FABRIKAM", "aadUserId": "0C7A3E55-8F1B-4C2D-9E6F-1A2B3C4D5E6F"},
+        "owner": {
+            "accountName": "svc", "domainName": "FABRIKAM", "aadUserId": "0C7A3E55-8F1B-4C2D-9E6F-1A2B3C4D5E6F",
+        },
     }
     row = normalize(minimal_alert(evidence=[unknown]))
     assert orjson.loads(row["evidence"]) == [unknown]
@@ -354,7 +364,8 @@ def test_values_of_unexpected_types_become_strings_not_errors() -> None:
     {"id": 12, "createdDateTime": "2026-06-01T00:00:00Z"},
     {"id": "da1"},
     {"id": "da1", "createdDateTime": "", "lastUpdateDateTime": None},
-    {"@odata.type": "#microsoft.graph.security.incident", "id": "1", "createdDateTime": "2026-06-01T00:00:00Z"},
+    {"@odata.type": "#microsoft.graph.security.incident", "id": "1",
+     "createdDateTime": "2026-06-01T00:00:00Z"},
 ])
 def test_input_that_is_not_an_alert_raises_not_an_alert(bad: object) -> None:
     with pytest.raises(NotAnAlert):
@@ -362,7 +373,7 @@ def test_input_that_is_not_an_alert_raises_not_an_alert(bad: object) -> None:
     assert issubclass(NotAnAlert, ValueError)
 
 
-# --- p_ fields ------------------------------------------------------------------------------------------------
+# --- p_ fields -----------------------------------------------------------------------------------------------
 
 
 def test_p_fields() -> None:
@@ -385,8 +396,8 @@ def test_event_time_falls_back_to_parse_time() -> None:
 def test_row_id_is_deterministic_and_changes_with_the_version() -> None:
     first = normalize(minimal_alert())["p_row_id"]
     assert len(first) == 32 and int(first, 16) >= 0
-    later_parse = normalize_alert(minimal_alert(), parse_time=PARSE_TIME + timedelta(days=3), source_id="other",
-                                  source_label="other")
+    later_parse = normalize_alert(minimal_alert(), parse_time=PARSE_TIME + timedelta(days=3),
+                                  source_id="other", source_label="other")
     assert later_parse["p_row_id"] == first
     assert normalize(minimal_alert(status="resolved", title="changed"))["p_row_id"] == first
     assert normalize(minimal_alert(lastUpdateDateTime="2026-06-01T10:05:00.13Z"))["p_row_id"] != first
