@@ -107,11 +107,11 @@ def _dns_domain(raw: str) -> _Found:
 
 
 def _url(raw: str) -> _Found:
-    url = indicators.canonical_url(raw)
-    if url is None:
+    parsed = indicators.split_url(raw)
+    if parsed is None:
         return ()
-    host = indicators.url_host(raw)
-    return ((_URL_SLOT, url), (_IP_SLOT if indicators.canonical_ip(host) else _DOMAIN_SLOT, host))
+    url, host, host_is_ip = parsed
+    return ((_URL_SLOT, url), (_IP_SLOT if host_is_ip else _DOMAIN_SLOT, host))
 
 
 def _email(raw: str) -> _Found:
@@ -187,11 +187,13 @@ def _parse_timestamp(raw: object) -> datetime | None:
     """UTC datetime from Graph's ISO 8601 text (0-7 fractional digits, 'Z'); None if unparseable."""
     if raw.__class__ is not str:
         return None
-    text = raw.strip()
     try:
         # Python 3.11 reads 'Z' and any number of fractional digits (truncating past microseconds).
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(raw)
     except ValueError:
+        text = raw.strip()
+        if text != raw:
+            return _parse_timestamp(text)
         if "." not in text:
             return None
         # Over-long or odd fractions ("...27.12345678901Z"): keep microseconds, drop the rest.

@@ -34,6 +34,11 @@ _HASH_KIND_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
 _ASCII_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _ASCII_DOMAIN = re.compile(rf"(?:{_ASCII_LABEL}\.)*{_ASCII_LABEL}")
 _DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
+# Exactly what ipaddress.IPv4Address accepts (0-255, no leading zeros), without its cost; the text is
+# then already canonical.
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}")
+_EMAIL_LOCAL_FORBIDDEN = re.compile(r"[\s<>@,]")
 _URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SID = re.compile(r"s-1(?:-[0-9]+)+")
@@ -45,15 +50,17 @@ def canonical_ip(value: str) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
+    if _IPV4.fullmatch(text):
+        return text
+    if ":" not in text:
+        return None
     if text[:1] == "[" and text[-1:] == "]":
         text = text[1:-1]
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.IPv6Address(text)
     except ValueError:
         return None
-    if address.version == 6 and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+    return str(address.ipv4_mapped or address)
 
 
 def canonical_domain(value: str) -> str | None:
@@ -107,7 +114,7 @@ def canonical_email(value: str) -> str | None:
     if text[:7].lower() == "mailto:":
         text = text[7:]
     local, at, domain = text.rpartition("@")
-    if not at or not local or any(char.isspace() or char in "<>@," for char in local):
+    if not at or not local or _EMAIL_LOCAL_FORBIDDEN.search(local):
         return None
     domain = canonical_domain(domain)
     if domain is None or "." not in domain:
@@ -141,31 +148,30 @@ def canonical_actor_id(value: str) -> str | None:
     text = value.strip().lower()
     if text[:1] == "{" and text[-1:] == "}":
         text = text[1:-1]
-    if _GUID.fullmatch(text) or _DEFENDER_DEVICE_ID.fullmatch(text):
-        return text
-    if _SID.fullmatch(text):
-        return "S" + text[1:]
-    return None
+    if text[:2] == "s-":
+        return "S" + text[1:] if _SID.fullmatch(text) else None
+    pattern = _DEFENDER_DEVICE_ID if len(text) == 40 else _GUID
+    return text if pattern.fullmatch(text) else None
 
 
 def canonical_url(value: str) -> str | None:
     """URL with scheme and host lower-cased (IPv6 hosts canonical, trailing dot dropped), rest as sent.
 
-    A value without `scheme://` is accepted when it starts with a valid host (`contoso.com/login`), as
+    A value without `scheme://` is accepted when it starts with a dotted host (`contoso.com/login`), as
     Defender for Office reports such URLs; None when no host can be found.
     """
-    parsed = _split_url(value)
+    parsed = split_url(value)
     return None if parsed is None else parsed[0]
 
 
 def url_host(value: str) -> str | None:
     """The host of a URL as a canonical IP address or domain; None if the URL has no valid host."""
-    parsed = _split_url(value)
+    parsed = split_url(value)
     return None if parsed is None else parsed[1]
 
 
-def _split_url(value: str) -> tuple[str, str] | None:
-    """(canonical URL, canonical host) or None."""
+def split_url(value: str) -> tuple[str, str, bool] | None:
+    """(canonical URL, canonical host, whether the host is an IP address) in one pass, or None."""
     if not isinstance(value, str):
         return None
     text = value.strip()
@@ -195,14 +201,15 @@ def _split_url(value: str) -> tuple[str, str] | None:
     if port and not (port[0] == ":" and port[1:].isdigit()):
         return None
     host = canonical_ip(raw_host)
-    if host is not None:
+    is_ip = host is not None
+    if is_ip:
         host_text = f"[{host}]" if ":" in host else host
     else:
         host = canonical_domain(raw_host)
         if host is None or (not separator and "." not in host):
             return None
         host_text = raw_host.strip().lower().rstrip(".")
-    return f"{prefix}{userinfo}{at}{host_text}{port}{path}", host
+    return f"{prefix}{userinfo}{at}{host_text}{port}{path}", host, is_ip
 
 
 INDICATOR_COLUMNS = (

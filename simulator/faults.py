@@ -19,6 +19,8 @@ class Faults:
     error_rate: float = 0.0
     # Share of full pages sent without @odata.nextLink although more results exist (Microsoft Q&A 1611210).
     drop_next_link_rate: float = 0.0
+    # Seconds each Graph call takes before it answers; Graph pages take a fraction of a second to seconds.
+    latency_seconds: float = 0.0
     seed: int = 0
 
 

@@ -108,6 +108,8 @@ class GraphApi:
             roles = ", ".join(claims.get("roles", ()))
             return error(403, "Forbidden", "Missing application roles. API required roles: "
                                            f"{', '.join(READ_ROLES)}. API application roles: {roles}.")
+        if self.faults.faults.latency_seconds:
+            time.sleep(self.faults.faults.latency_seconds)
         retry_after = self.faults.throttle(claims.get("appid", ""), time.monotonic())
         if retry_after is not None:
             self._count("throttled")

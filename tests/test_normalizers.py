@@ -9,6 +9,8 @@ then read the diff line by line: the expected files are the specification, not a
 from __future__ import annotations
 
 import io
+import ipaddress
+import random
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -151,6 +153,22 @@ def test_golden_rows_keep_evidence_exactly_and_lists_canonical() -> None:
 ])
 def test_canonical_ip(raw: object, expected: str | None) -> None:
     assert canonical_ip(raw) == expected
+
+
+def test_canonical_ip_accepts_exactly_what_ipaddress_accepts() -> None:
+    rng = random.Random(20260701)
+    pieces = ["0", "1", "9", "00", "01", "10", "99", "100", "199", "249", "250", "255", "256", "300", "1000", ""]
+    candidates = [".".join(rng.choice(pieces) for _ in range(rng.choice((3, 4, 4, 4, 5)))) for _ in range(5000)]
+    candidates += ["0.0.0.0", "255.255.255.255", "1.2.3.4 ", "\t1.2.3.4", "１.2.3.4", "1.2.3.4%eth0", "::ffff:1.2.3.4"]
+    for candidate in candidates:
+        try:
+            address = ipaddress.ip_address(candidate.strip())
+        except ValueError:
+            expected = None
+        else:
+            mapped = getattr(address, "ipv4_mapped", None)
+            expected = str(mapped or address)
+        assert canonical_ip(candidate) == expected, candidate
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
