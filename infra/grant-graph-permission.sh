@@ -15,7 +15,7 @@
 # https://dod-graph.microsoft.us (DoD). By default the endpoint the Bicep deployment used is taken.
 #
 # Without a managed identity (the MSSP case, one app pulling from customers' tenants): use an app registration
-# with a client secret instead; see docs/deploy.md "Pulling from other tenants". This script does not apply.
+# with a client secret instead; see the README, "Pulling from other tenants (MSSP)". This script does not apply.
 set -euo pipefail
 
 readonly GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"

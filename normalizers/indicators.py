@@ -28,7 +28,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_HEX_DIGITS = frozenset("0123456789abcdef")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 _HASH_KIND_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
 
 _ASCII_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
@@ -126,11 +126,11 @@ def canonical_hash(value: str) -> tuple[str, str] | None:
     """(`md5` | `sha1` | `sha256`, lower-case hex) by length; None if not a hex digest."""
     if not isinstance(value, str):
         return None
-    text = value.strip().lower()
+    text = value.strip()
     kind = _HASH_KIND_BY_LENGTH.get(len(text))
-    if kind is None or not _HEX_DIGITS.issuperset(text):
+    if kind is None or not _HEX.fullmatch(text):
         return None
-    return kind, text
+    return kind, text.lower()
 
 
 def canonical_username(value: str) -> str | None:
