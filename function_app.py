@@ -29,14 +29,14 @@ def _store(url: str) -> Store:
 @app.timer_trigger(arg_name="timer", schedule="%PULL_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def pull_alerts(timer: func.TimerRequest) -> None:
     # Imported here so the normalize path's cold start never loads msgraph.
-    from shared.pull import pull_all
+    from shared.pull import pull_all, raise_for_failures
 
     settings = load_settings()
     if timer.past_due:
         log.warning("pull_alerts is running late; the watermark makes up for the missed ticks")
     sink = open_event_sink(settings)
     try:
-        asyncio.run(pull_all(settings, _store(settings.state_url), sink))
+        raise_for_failures(asyncio.run(pull_all(settings, _store(settings.state_url), sink)))
     finally:
         sink.close()
 

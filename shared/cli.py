@@ -102,7 +102,7 @@ def _pull_once(settings, since: datetime | None):
 
     from shared.fanout import EventHubSink
     from shared.local_sink import InProcessSink
-    from shared.pull import pull_source
+    from shared.pull import pull_all
     from shared.storage import open_store
 
     state = open_store(settings.state_url)
@@ -115,8 +115,7 @@ def _pull_once(settings, since: datetime | None):
         bar.update(count)
 
     try:
-        return [asyncio.run(pull_source(source, settings, state, sink, since=since, progress=progress))
-                for source in settings.sources()]
+        return asyncio.run(pull_all(settings, state, sink, since=since, progress=progress))
     finally:
         bar.close()
         sink.close()

@@ -63,23 +63,28 @@ ProgressCallback = Callable[[Window, int], None]
 async def pull_all(settings: Settings, state: Store, sink: EventSink, *, now: datetime | None = None,
                    since: datetime | None = None, credential=None,
                    progress: ProgressCallback | None = None) -> list[SourceSummary]:
-    """Pulls every source; one failing source never blocks the others. Raises PullFailed afterwards if any
-    failed, so the invocation shows as failed in monitoring."""
+    """Pulls every source; one failing source never blocks the others (see raise_for_failures)."""
     summaries = []
+    # One budget for the whole run: many sources must still end inside the function timeout.
+    deadline = time.monotonic() + settings.pull_max_run_seconds
     for source in settings.sources():
         summary = await pull_source(source, settings, state, sink, now=now, since=since, credential=credential,
-                                    progress=progress)
+                                    progress=progress, deadline=deadline)
         log.info("graphlake.pull.summary %s", summary.to_json())
         summaries.append(summary)
+    return summaries
+
+
+def raise_for_failures(summaries: list[SourceSummary]) -> None:
+    """Fails the invocation when a source failed, so monitoring sees it; the other sources have already run."""
     failures = [f"{s.source_id}: {s.error}" for s in summaries if s.error]
     if failures:
         raise PullFailed("; ".join(failures))
-    return summaries
 
 
 async def pull_source(source: Source, settings: Settings, state: Store, sink: EventSink, *,
                       now: datetime | None = None, since: datetime | None = None, credential=None,
-                      progress: ProgressCallback | None = None) -> SourceSummary:
+                      progress: ProgressCallback | None = None, deadline: float | None = None) -> SourceSummary:
     now = now or datetime.now(UTC)
     summary = SourceSummary(source_id=source.id)
     watermarks = WatermarkStore(state, source.id)
@@ -97,7 +102,7 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
         reader = AlertsReader(client, settings, summary.graph, source)
         fanout = Fanout(sink, state, source, _hub_router(settings))
         summary.providers = fanout.counts
-        deadline = time.monotonic() + settings.pull_max_run_seconds
+        deadline = deadline or time.monotonic() + settings.pull_max_run_seconds
         for piece in planned:
             if time.monotonic() > deadline:
                 break

@@ -14,7 +14,7 @@ from shared.errors import EndpointUnreachable
 from shared.event_format import CLAIM_CHECK_KEY
 from shared.local_sink import InProcessSink
 from shared.normalize import InboundEvent, normalize_events
-from shared.pull import PullFailed, pull_all, pull_source
+from shared.pull import PullFailed, pull_all, pull_source, raise_for_failures
 from shared.storage import open_store
 from shared.watermark import WatermarkStore
 from tests.doubles import RecordingSink
@@ -25,9 +25,11 @@ def run_pull(pipe, sink=None, **overrides):
     state = open_store(settings.state_url)
     sink = sink or InProcessSink(open_store(settings.lake_url), state)
     try:
-        return asyncio.run(pull_all(settings, state, sink))
+        summaries = asyncio.run(pull_all(settings, state, sink))
     finally:
         sink.close()
+    raise_for_failures(summaries)
+    return summaries
 
 
 def event_row_ids(pipe, sink: RecordingSink) -> Counter:
