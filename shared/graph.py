@@ -156,7 +156,7 @@ class AlertsReader:
         query = f"lastUpdateDateTime ge {iso(start)} and lastUpdateDateTime lt {iso(end)}"
         top = self._settings.pull_page_size
         builder = self._client.security.alerts_v2
-        request = self._first_request(builder, query, top, skip=0)
+        request = self._query_request(builder, query, top, skip=0)
         read = 0
         total: int | None = None
         while True:
@@ -176,9 +176,9 @@ class AlertsReader:
             if not alerts or not more_expected:
                 return
             self._stats.skip_fallbacks += 1
-            request = self._first_request(builder, query, top, skip=read)
+            request = self._query_request(builder, query, top, skip=read)
 
-    def _first_request(self, builder: Alerts_v2RequestBuilder, query: str, top: int, skip: int):
+    def _query_request(self, builder: Alerts_v2RequestBuilder, query: str, top: int, skip: int):
         params = Alerts_v2RequestBuilder.Alerts_v2RequestBuilderGetQueryParameters(
             filter=query, top=top, skip=skip or None, count=True)
         config = RequestConfiguration(query_parameters=params, headers=PREFER_ALL_ENUMS)
@@ -200,6 +200,10 @@ class AlertsReader:
             raise EndpointUnreachable(
                 f"cannot reach Graph at {self._settings.graph_endpoint}: {exc or type(exc).__name__}") from None
         except ClientAuthenticationError as exc:
+            if isinstance(exc.__cause__, ServiceRequestError):
+                raise EndpointUnreachable(
+                    f"cannot reach the authority {self._settings.graph_authority_host}: "
+                    f"{_first_line(str(exc.__cause__))}") from None
             raise PermissionMissing(
                 f"source {self._source.id}: no token from {self._settings.graph_authority_host} for tenant "
                 f"{self._source.tenant_id}: {_first_line(exc.message)}") from None

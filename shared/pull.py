@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from shared.errors import GraphlakeError, PreconditionFailed
-from shared.fanout import EventSink, Fanout, ProviderCounts
+from shared.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts
 from shared.graph import AlertsReader, CallStats, GraphCallFailed, make_client
 from shared.settings import Settings, Source
 from shared.storage import Store
@@ -138,9 +138,11 @@ async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, alrea
             fresh = []
             for alert in page.alerts:
                 pair = (str(alert.get("id")), str(alert.get("lastUpdateDateTime")))
+                if pair in seen:  # read twice in this slice: a shifted page or a re-read
+                    continue
                 seen.add(pair)
-                if pair in already_sent or pair in sent:
-                    fanout.counts[alert.get("serviceSource") or "unknown"].duplicates += 1
+                if pair in already_sent:
+                    fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
                     continue
                 sent.add(pair)
                 fresh.append(alert)

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from normalizers.core import row_id
-from shared.errors import EndpointUnreachable
 from shared.event_format import CLAIM_CHECK_KEY
+from shared.graph import make_credential
 from shared.local_sink import InProcessSink
 from shared.normalize import InboundEvent, normalize_events
 from shared.pull import PullFailed, pull_all, pull_source, raise_for_failures
@@ -139,13 +139,24 @@ def test_missing_graph_role_is_one_actionable_line_and_other_sources_still_run(m
     assert len(pipe.lake_row_ids()) == pipe.tenant.alert_count
 
 
-def test_unreachable_graph_is_named(make_pipeline):
+def test_unreachable_endpoints_are_named(make_pipeline, monkeypatch, tmp_path):
     pipe = make_pipeline(alerts=10)
-    settings = pipe.settings(GRAPH_ENDPOINT="http://127.0.0.1:9")
+    ca = tmp_path / "ca.pem"  # the simulator deletes its CA when it stops; clients still load the file
+    ca.write_bytes(open(pipe.sim.ca_bundle, "rb").read())
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    settings = pipe.settings()
+    source = settings.sources()[0]
     state = open_store(settings.state_url)
-    summary = asyncio.run(pull_source(settings.sources()[0], settings, state, RecordingSink()))
-    assert "http://127.0.0.1:9" in summary.error and summary.watermark_after is None
-    assert EndpointUnreachable.__name__  # the error type the CLI prints as one line
+    credential = make_credential(source, settings)
+    # Cached the way kiota asks for it, so the run below needs no authority.
+    credential.get_token(f"{settings.graph_endpoint}/.default", enable_cae=True)
+    pipe.sim.stop()
+    summary = asyncio.run(pull_source(source, settings, state, RecordingSink(), credential=credential))
+    assert summary.error.startswith(f"cannot reach Graph at {settings.graph_endpoint}")
+    assert "\n" not in summary.error and summary.watermark_after is None
+    summary = asyncio.run(pull_source(source, settings, state, RecordingSink()))
+    assert summary.error.startswith(f"cannot reach the authority {settings.graph_authority_host}")
 
 
 def test_event_hub_failure_keeps_the_watermark_at_the_last_completed_slice(make_pipeline):

@@ -1,0 +1,41 @@
+"""`make bench`: every benchmark on the simulator's mix, figures printed for the README's performance section.
+
+1. normalize + enrich + write on one core vs orjson parse-only and a pandas baseline (bench_normalize.py), on
+   20,000 alerts of the simulator's mix written as JSON lines;
+2. pull peak RSS at a 10k and a 100k backlog, and Graph calls per run (bench_pull.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+from simulator.tenant import Tenant  # noqa: E402
+
+
+def simulator_mix(path: Path, alerts: int = 20_000) -> None:
+    tenant = Tenant(seed=3, alerts=alerts, days=7.0)
+    with path.open("wb") as out:
+        for skip in range(0, alerts, 2000):
+            _, page = tenant.query_json(top=2000, skip=skip, include_unknown_enum_members=True)
+            out.writelines(body + b"\n" for body in page)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as work:
+        mix = Path(work) / "simulator-mix.jsonl"
+        simulator_mix(mix)
+        print(f"== normalize + enrich + write (python bench/bench_normalize.py <20,000-alert simulator mix>)",
+              flush=True)
+        subprocess.run([sys.executable, str(BENCH / "bench_normalize.py"), str(mix)], check=True)
+    print("\n== pull at scale (python bench/bench_pull.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_pull.py")], check=True)
+
+
+if __name__ == "__main__":
+    main()
