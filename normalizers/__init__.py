@@ -1,13 +1,17 @@
 """Graph security alerts (alerts_v2) to lake rows with Panther-style p_ fields.
 
-Entry point: `normalize_alert`. Imports only the standard library, orjson and pyarrow: this runs in an
-Azure Function's cold start.
+Entry points: `new_batch` (add alerts one by one, then take one Arrow table: the hot path) and
+`normalize_alert` (one row as a dict). Imports only the standard library, orjson and pyarrow: this runs in
+an Azure Function's cold start.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from types import ModuleType
+
+import pyarrow as pa
 
 from normalizers import (
     cloud,
@@ -21,7 +25,7 @@ from normalizers import (
     purview,
     sentinel,
 )
-from normalizers.core import NotAnAlert
+from normalizers.core import AlertBatch, NotAnAlert
 from normalizers.schema import LOG_TYPE, SCHEMA, SCHEMA_VERSION, TABLE, rows_to_table
 
 _PROVIDER_MODULES = (
@@ -40,13 +44,25 @@ def normalizer_for(service_source: str | None) -> ModuleType:
     return PROVIDERS.get(service_source, core) if service_source.__class__ is str else core
 
 
+def new_batch(parse_time: datetime) -> AlertBatch:
+    """An empty batch whose alerts are routed to their provider by serviceSource (see core.AlertBatch)."""
+    return AlertBatch(parse_time, providers={source: module.PROVIDER for source, module in PROVIDERS.items()})
+
+
 def normalize_alert(alert: dict, *, source_id: str, source_label: str, parse_time: datetime) -> dict:
     """One lake row for one alert version; raises NotAnAlert for input that is not a Graph alert."""
-    module = normalizer_for(alert.get("serviceSource")) if alert.__class__ is dict else core
-    return core.normalize(
-        alert, source_id=source_id, source_label=source_label, parse_time=parse_time,
-        provider=module.PROVIDER,
-    )
+    batch = new_batch(parse_time)
+    batch.add(alert, source_id=source_id, source_label=source_label)
+    return batch.row(0)
+
+
+def normalize_alerts(alerts: Iterable[dict], *, source_id: str, source_label: str,
+                     parse_time: datetime) -> pa.Table:
+    """The table of many alerts; raises NotAnAlert at the first one that is not an alert."""
+    batch = new_batch(parse_time)
+    for alert in alerts:
+        batch.add(alert, source_id=source_id, source_label=source_label)
+    return batch.table()
 
 
 __all__ = [
@@ -55,8 +71,11 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "TABLE",
+    "AlertBatch",
     "NotAnAlert",
+    "new_batch",
     "normalize_alert",
+    "normalize_alerts",
     "normalizer_for",
     "rows_to_table",
 ]

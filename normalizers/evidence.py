@@ -32,6 +32,7 @@ so a key-name guess cannot put a non-address into p_any_ip_addresses.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
@@ -189,96 +190,6 @@ _KEY_KIND_CACHE_LIMIT = 4096
 _key_kind_cache: dict[str, str | None] = {}
 _SCAN_DEPTH_LIMIT = 12  # Evidence nests a few levels; deeper is pathological input, not data.
 
-# Compiled form of the table, for the hot path: per type, (property, kind) pairs for string values
-# (a property with two kinds appears twice) and (property, handler) pairs for object values, where a
-# handler is a nested compiled spec, a Nested type, or QUALIFIED_ACCOUNT.
-_CompiledSpec = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, object], ...]]
-
-
-def _compile(spec: dict[str, Rule]) -> _CompiledSpec:
-    string_rules: list[tuple[str, str]] = []
-    object_rules: list[tuple[str, object]] = []
-    for key, rule in spec.items():
-        for part in rule if isinstance(rule, tuple) else (rule,):
-            if isinstance(part, str):
-                (object_rules if part == QUALIFIED_ACCOUNT else string_rules).append((key, part))
-            elif isinstance(part, dict):
-                object_rules.append((key, _compile(part)))
-            elif isinstance(part, Nested):
-                if part.evidence_type not in EVIDENCE_INDICATORS:
-                    raise ValueError(f"{key}: Nested({part.evidence_type!r}) is not in EVIDENCE_INDICATORS")
-                object_rules.append((key, part))
-            else:
-                raise TypeError(f"{key}: a rule is a kind, dict, Nested(...) or tuple of those, not {part!r}")
-    return tuple(string_rules), tuple(object_rules)
-
-
-_COMPILED_BY_NAME: dict[str, _CompiledSpec] = {
-    name: _compile(spec) for name, spec in EVIDENCE_INDICATORS.items()
-}
-# Graph writes `#microsoft.graph.security.ipEvidence` at the top and, in nested objects, sometimes omits
-# the `#`; both spellings resolve without string work on the hot path.
-_COMPILED_BY_ODATA_TYPE: dict[str, _CompiledSpec] = {
-    prefix + name: spec for name, spec in _COMPILED_BY_NAME.items() for prefix in _GRAPH_TYPE_PREFIXES
-}
-
-
-def scan_evidence(evidence: list, found: list[str]) -> None:
-    """Append kind, raw value (flat: two items per indicator) for every indicator in an alert's evidence.
-
-    Flat rather than (kind, value) tuples: no container to allocate, and for the garbage collector to
-    track, per indicator on the hot path.
-    """
-    specs_get = _COMPILED_BY_ODATA_TYPE.get
-    for item in evidence:
-        if item.__class__ is dict:
-            spec = specs_get(item.get("@odata.type"))
-            if spec is None:
-                scan_by_key_name(item, None, found, 0)
-            else:
-                _walk(item, spec, found)
-
-
-def _walk(obj: dict, spec: _CompiledSpec, found: list[str]) -> None:
-    get = obj.get
-    append = found.append
-    string_rules, object_rules = spec
-    for key, kind in string_rules:
-        value = get(key)
-        if value.__class__ is str:
-            append(kind)
-            append(value)
-        elif value.__class__ is list:
-            for item in value:
-                if item.__class__ is str:
-                    append(kind)
-                    append(item)
-    for key, handler in object_rules:
-        value = get(key)
-        if value is None:
-            continue
-        for item in value if value.__class__ is list else (value,):
-            if item.__class__ is not dict:
-                continue
-            if handler.__class__ is tuple:
-                _walk(item, handler, found)
-            elif handler.__class__ is Nested:
-                _walk(item, _COMPILED_BY_ODATA_TYPE.get(item.get("@odata.type"))
-                      or _COMPILED_BY_NAME[handler.evidence_type], found)
-            else:
-                _qualified_account(item, found)
-
-
-def _qualified_account(account: dict, found: list[str]) -> None:
-    name = account.get("accountName")
-    domain = account.get("domainName")
-    if name.__class__ is not str or domain.__class__ is not str:
-        return
-    name, domain = name.strip(), domain.strip()
-    if name and domain and "\\" not in name:
-        found.append(USERNAME)
-        found.append(f"{domain}\\{name}")
-
 
 def kind_for_key(key: str) -> str | None:
     """The indicator kind the key-name scanner assigns to a property name, or None."""
@@ -298,28 +209,126 @@ def kind_for_key(key: str) -> str | None:
     return kind
 
 
-def scan_by_key_name(value: object, kind: str | None, found: list[str], depth: int) -> None:
-    """Collect indicators from free-form JSON by key name; `kind` is the one of the key `value` sits under.
+# Compiled form of the table, for the hot path: per type, (property, kind, memo) triples for string values
+# (a property with two kinds appears twice) and (property, handler) pairs for object values, where a
+# handler is a nested compiled spec, a Nested type, or QUALIFIED_ACCOUNT.
+_CompiledSpec = tuple[tuple[tuple[str, str, dict], ...], tuple[tuple[str, object], ...]]
+Resolved = tuple  # Whatever the caller's resolver makes of one raw value; the scanner only concatenates them.
 
-    A nested object that declares a known evidence type is read with the table instead, so an unknown
-    wrapper around known evidence loses nothing.
+
+class Scanner:
+    """Walks evidence with EVIDENCE_INDICATORS and hands each raw value to the caller's resolver for its kind.
+
+    `memos` maps every kind to a dict, raw value -> resolved tuple, that the caller owns (and bounds);
+    `resolve(kind, raw)` computes a value missing from it and stores it there. Resolution happens during the
+    walk: each rule carries its kind's memo, so a value seen before (alerts repeat the same hosts, users and
+    addresses) costs one dict lookup, and the walk leaves nothing behind but the resolved tuples, concatenated
+    into the caller's `out` list.
     """
-    if depth > _SCAN_DEPTH_LIMIT:
-        return
-    if value.__class__ is str:
-        if kind is not None:
-            found.append(kind)
-            found.append(value)
-    elif value.__class__ is list:
-        for item in value:
-            scan_by_key_name(item, kind, found, depth + 1)
-    elif value.__class__ is dict:
-        spec = _COMPILED_BY_ODATA_TYPE.get(value.get("@odata.type"))
-        if spec is not None:
-            _walk(value, spec, found)
+
+    def __init__(self, memos: dict[str, dict[str, Resolved]], resolve: Callable[[str, str], Resolved]) -> None:
+        self._memos = memos
+        self._resolve = resolve
+        self._by_name = {name: self._compile(spec) for name, spec in EVIDENCE_INDICATORS.items()}
+        # Graph writes `#microsoft.graph.security.ipEvidence` at the top and, in nested objects, sometimes
+        # omits the `#`; both spellings resolve without string work on the hot path.
+        self._by_odata_type = {
+            prefix + name: spec for name, spec in self._by_name.items() for prefix in _GRAPH_TYPE_PREFIXES
+        }
+
+    def _compile(self, spec: dict[str, Rule]) -> _CompiledSpec:
+        string_rules: list[tuple[str, str, dict]] = []
+        object_rules: list[tuple[str, object]] = []
+        for key, rule in spec.items():
+            for part in rule if isinstance(rule, tuple) else (rule,):
+                if part == QUALIFIED_ACCOUNT:
+                    object_rules.append((key, part))
+                elif isinstance(part, str):
+                    string_rules.append((key, part, self._memos[part]))
+                elif isinstance(part, dict):
+                    object_rules.append((key, self._compile(part)))
+                elif isinstance(part, Nested):
+                    if part.evidence_type not in EVIDENCE_INDICATORS:
+                        raise ValueError(f"{key}: Nested({part.evidence_type!r}) is not in EVIDENCE_INDICATORS")
+                    object_rules.append((key, part))
+                else:
+                    raise TypeError(f"{key}: a rule is a kind, dict, Nested(...) or tuple of those, not {part!r}")
+        return tuple(string_rules), tuple(object_rules)
+
+    def scan_evidence(self, evidence: list, out: list) -> None:
+        """Extend `out` with the resolved form of every indicator in an alert's evidence list."""
+        specs_get = self._by_odata_type.get
+        for item in evidence:
+            if item.__class__ is dict:
+                spec = specs_get(item.get("@odata.type"))
+                if spec is None:
+                    self.scan_by_key_name(item, None, out, 0)
+                else:
+                    self._walk(item, spec, out)
+
+    def _walk(self, obj: dict, spec: _CompiledSpec, out: list) -> None:
+        get = obj.get
+        resolve = self._resolve
+        string_rules, object_rules = spec
+        for key, kind, memo in string_rules:
+            value = get(key)
+            if value.__class__ is str:
+                resolved = memo.get(value)
+                out += resolve(kind, value) if resolved is None else resolved
+            elif value.__class__ is list:
+                for item in value:
+                    if item.__class__ is str:
+                        resolved = memo.get(item)
+                        out += resolve(kind, item) if resolved is None else resolved
+        for key, handler in object_rules:
+            value = get(key)
+            if value is None:
+                continue
+            for item in value if value.__class__ is list else (value,):
+                if item.__class__ is not dict:
+                    continue
+                if handler.__class__ is tuple:
+                    self._walk(item, handler, out)
+                elif handler.__class__ is Nested:
+                    self._walk(item, self._by_odata_type.get(item.get("@odata.type"))
+                               or self._by_name[handler.evidence_type], out)
+                else:
+                    self._qualified_account(item, out)
+
+    def _qualified_account(self, account: dict, out: list) -> None:
+        name = account.get("accountName")
+        domain = account.get("domainName")
+        if name.__class__ is not str or domain.__class__ is not str:
             return
-        for key, item in value.items():
-            if item is not None and key.__class__ is str:
-                scan_by_key_name(item, kind_for_key(key), found, depth + 1)
-        if "accountName" in value and "domainName" in value:
-            _qualified_account(value, found)
+        name, domain = name.strip(), domain.strip()
+        if name and domain and "\\" not in name:
+            self._add(USERNAME, f"{domain}\\{name}", out)
+
+    def _add(self, kind: str, raw: str, out: list) -> None:
+        resolved = self._memos[kind].get(raw)
+        out += self._resolve(kind, raw) if resolved is None else resolved
+
+    def scan_by_key_name(self, value: object, kind: str | None, out: list, depth: int = 0) -> None:
+        """Collect indicators from free-form JSON by key name; `kind` is the one of the key `value` sits under.
+
+        A nested object that declares a known evidence type is read with the table instead, so an unknown
+        wrapper around known evidence loses nothing.
+        """
+        if depth > _SCAN_DEPTH_LIMIT:
+            return
+        if value.__class__ is str:
+            if kind is not None:
+                self._add(kind, value, out)
+        elif value.__class__ is list:
+            for item in value:
+                self.scan_by_key_name(item, kind, out, depth + 1)
+        elif value.__class__ is dict:
+            spec = self._by_odata_type.get(value.get("@odata.type"))
+            if spec is not None:
+                self._walk(value, spec, out)
+                return
+            for key, item in value.items():
+                if item is not None and key.__class__ is str:
+                    self.scan_by_key_name(item, kind_for_key(key), out, depth + 1)
+            if "accountName" in value and "domainName" in value:
+                self._qualified_account(value, out)

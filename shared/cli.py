@@ -146,7 +146,8 @@ def normalize(source, lake: str, state: str, source_id: str, source_label: str) 
 
     properties = {"source_id": source_id, "source_label": source_label} if source_id else \
         {"source_label": source_label}
-    events = [InboundEvent(body=body, properties=properties, metadata={"file": source.name, "line": number})
+    name = getattr(source, "name", "-")
+    events = [InboundEvent(body=body, properties=properties, metadata={"file": name, "line": number})
               for number, body in _alert_bodies(source.read())]
     result = normalize_events(events, lake=open_store(lake), state=open_store(state))
     click.echo(f"{result.rows} rows in {len(result.files)} files, {result.duplicates} duplicates, "

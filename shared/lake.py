@@ -19,7 +19,8 @@ import datetime as dt
 import hashlib
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -31,11 +32,16 @@ from shared.storage import Store
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _FILE_RE = re.compile(r"/year=\d{4}/month=\d{2}/day=\d{2}/[^/]+\.parquet$")
 _EPOCH = dt.date(1970, 1, 1)
+_DEFAULT_PARQUET_OPTIONS = {"compression": "zstd"}
 
 
 def write_table(store: Store, table: pa.Table, *, table_name: str, partition_column: str = "p_event_time",
-                row_id_column: str = "p_row_id") -> list[str]:
-    """Write table as one parquet file per UTC day of partition_column; return the names written."""
+                row_id_column: str = "p_row_id", parquet_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Write table as one parquet file per UTC day of partition_column; return the names written.
+
+    parquet_options are pyarrow.parquet.write_table's keyword arguments (default: zstd); the alerts table
+    passes normalizers.schema.PARQUET_WRITE_OPTIONS.
+    """
     if not _TABLE_NAME_RE.match(table_name):
         raise ValueError(f"invalid table name {table_name!r}: use letters, digits, '_' and '-'")
     _check_column(table, partition_column, pa.types.is_timestamp, "a timestamp")
@@ -61,7 +67,7 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
         name = (f"{table_name}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
                 f"part-{_rows_digest(part[row_id_column])}.parquet")
         buf = io.BytesIO()
-        pq.write_table(part, buf, compression="zstd")
+        pq.write_table(part, buf, **(parquet_options or _DEFAULT_PARQUET_OPTIONS))
         store.write(name, buf.getvalue())
         names.append(name)
     return names

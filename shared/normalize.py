@@ -3,19 +3,24 @@
 Runs in the normalize_alerts function's cold start, so it must not import msgraph or the Graph client.
 Transient storage errors are raised, not quarantined: the function's retry policy then holds the checkpoint and
 the batch is delivered again, and the deterministic file names make the retry overwrite instead of duplicate.
+
+The cyclic garbage collector is paused while a batch is parsed and normalized (see `_gc_paused`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
-from normalizers import normalize_alert
-from normalizers.schema import TABLE, rows_to_table
+from normalizers import AlertBatch, new_batch
+from normalizers.schema import PARQUET_WRITE_OPTIONS, TABLE
 from shared.event_format import CLAIM_CHECK_KEY
 from shared.lake import write_table
 from shared.quarantine import quarantine
@@ -46,35 +51,69 @@ class BadEvent(Exception):
 
 def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Store,
                      parse_time: datetime | None = None) -> NormalizeResult:
-    parse_time = parse_time or datetime.now(UTC)
     result = NormalizeResult()
-    rows_by_id: dict[str, dict] = {}
+    with _gc_paused():
+        table = _normalize_batch(events, state, parse_time or datetime.now(UTC), result)
+    if table.num_rows:
+        result.files = write_table(lake, table, table_name=TABLE, parquet_options=PARQUET_WRITE_OPTIONS)
+        result.rows = table.num_rows
+    return result
+
+
+def _normalize_batch(events: Sequence[InboundEvent], state: Store, parse_time: datetime,
+                     result: NormalizeResult) -> pa.Table:
+    """The table of the batch's good events; bad ones are quarantined and counted into result.
+
+    The batch is dropped once its table is built (on return), while the collector is still paused: see
+    _gc_paused.
+    """
+    batch = new_batch(parse_time)
+    # The batch index of each row id's last version; a re-delivered version replaces the earlier one.
+    index_by_id: dict[str, int] = {}
     for event in events:
         try:
-            alert = _alert_of(event, state)  # storage errors here propagate: they are transient, not the event's
-            row = _normalize(alert, event.properties, parse_time)
+            # Storage errors in _alert_of propagate: they are transient, not the event's. No name holds the
+            # alert, so it is freed as soon as it is in the batch.
+            row_id = _add(batch, _alert_of(event, state), event.properties)
         except BadEvent as exc:
             result.quarantined.append(quarantine(
                 state, raw=event.body, error=str(exc),
                 metadata={**event.metadata, "properties": {k: _text(v) for k, v in event.properties.items()}}))
             continue
-        if row["p_row_id"] in rows_by_id:
+        if row_id in index_by_id:
             result.duplicates += 1
-        rows_by_id[row["p_row_id"]] = row
-    if rows_by_id:
-        result.files = write_table(lake, rows_to_table(list(rows_by_id.values())), table_name=TABLE)
-        result.rows = len(rows_by_id)
-    return result
+        index_by_id[row_id] = len(batch) - 1
+    return batch.table(list(index_by_id.values()) if result.duplicates else None)
 
 
-def _normalize(alert: Any, props: Mapping[str, Any], parse_time: datetime) -> dict:
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is parsed and normalized.
+
+    Parsing a batch allocates a few hundred thousand dicts and lists, which trigger collection after
+    collection, each walking every object of the batch still alive, and there is nothing to collect: parsed
+    JSON and the normalizer's values hold no reference cycles, so reference counting frees them. Whatever
+    was allocated in the pause and is still alive when it ends is walked by the next collection, so the
+    pause must outlive the batch's objects (see _normalize_batch). Re-enabled only if it was enabled, so a
+    caller's own pause holds.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _add(batch: AlertBatch, alert: Any, props: Mapping[str, Any]) -> str:
     fallback_source = str(alert.get("tenantId") or "") if isinstance(alert, dict) else ""
     try:
-        return normalize_alert(
+        return batch.add(
             alert,
             source_id=_text(props.get("source_id")) or fallback_source,
-            source_label=_text(props.get("source_label")) or DEFAULT_SOURCE_LABEL,
-            parse_time=parse_time)
+            source_label=_text(props.get("source_label")) or DEFAULT_SOURCE_LABEL)
     except Exception as exc:  # noqa: BLE001 - the normalizer is pure: whatever it raises is this event's fault
         raise BadEvent(_one_line(exc)) from exc
 
