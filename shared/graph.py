@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -105,7 +106,12 @@ def make_credential(source: Source, settings: Settings, environ: dict[str, str] 
     return DefaultAzureCredential(authority=authority, managed_identity_client_id=source.client_id or None)
 
 
-def make_client(source: Source, settings: Settings, stats: CallStats, credential=None) -> GraphServiceClient:
+@asynccontextmanager
+async def graph_client(source: Source, settings: Settings, stats: CallStats,
+                       credential=None) -> AsyncIterator[GraphServiceClient]:
+    """A GraphServiceClient for one run; its connections (and a credential it made) are closed afterwards, as the
+    Functions worker outlives many runs."""
+    own_credential = credential is None
     credential = credential or make_credential(source, settings)
     scope = f"{_graph_root(settings)}/.default"
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope])
@@ -118,11 +124,16 @@ def make_client(source: Source, settings: Settings, stats: CallStats, credential
     limiter = AsyncLimiter(settings.graph_max_requests_per_minute, 60)
     middleware.append(_MeterAndLimit(limiter, stats))
     base_url = f"{_graph_root(settings)}/v1.0"
-    http = GraphClientFactory.create_with_custom_middleware(
-        middleware, client=httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(60.0, connect=10.0)))
-    adapter = GraphRequestAdapter(auth, client=http)
-    adapter.base_url = base_url
-    return GraphServiceClient(request_adapter=adapter)
+    http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(60.0, connect=10.0))
+    try:
+        adapter = GraphRequestAdapter(auth, client=GraphClientFactory.create_with_custom_middleware(
+            middleware, client=http))
+        adapter.base_url = base_url
+        yield GraphServiceClient(request_adapter=adapter)
+    finally:
+        await http.aclose()
+        if own_credential:
+            credential.close()
 
 
 def _graph_root(settings: Settings) -> str:

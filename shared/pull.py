@@ -17,7 +17,7 @@ import orjson
 
 from shared.errors import GraphlakeError, PreconditionFailed
 from shared.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts
-from shared.graph import AlertsReader, CallStats, GraphCallFailed, make_client
+from shared.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
 from shared.settings import Settings, Source
 from shared.storage import Store
 from shared.watermark import WatermarkStore
@@ -98,20 +98,20 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
         summary.window = str(window)
         planned = slices(window, settings.pull_slice_minutes)
         summary.slices_planned = len(planned)
-        client = make_client(source, settings, summary.graph, credential=credential)
-        reader = AlertsReader(client, settings, summary.graph, source)
         fanout = Fanout(sink, state, source, _hub_router(settings))
         summary.providers = fanout.counts
         deadline = deadline or time.monotonic() + settings.pull_max_run_seconds
-        for piece in planned:
-            if time.monotonic() > deadline:
-                break
-            sent = await _read_slice(reader, fanout, piece, mark.recent, summary.graph, progress)
-            sink.flush()
-            position = max(piece.end, mark.position) if mark.position else piece.end
-            mark = watermarks.advance(mark, position, sent, overlap)
-            summary.watermark_after = position.isoformat()
-            summary.slices_done += 1
+        async with graph_client(source, settings, summary.graph, credential=credential) as client:
+            reader = AlertsReader(client, settings, summary.graph, source)
+            for piece in planned:
+                if time.monotonic() > deadline:
+                    break
+                sent = await _read_slice(reader, fanout, piece, mark.recent, summary.graph, progress)
+                sink.flush()
+                position = max(piece.end, mark.position) if mark.position else piece.end
+                mark = watermarks.advance(mark, position, sent, overlap)
+                summary.watermark_after = position.isoformat()
+                summary.slices_done += 1
     except PreconditionFailed:
         summary.error = "another run advanced the watermark first; this run stopped (its sends are duplicates)"
     except (GraphlakeError, GraphCallFailed) as exc:
