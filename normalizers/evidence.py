@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
+import orjson
+
 # Indicator kinds: what a raw value is. core.py turns each into canonical values in one or more p_any lists.
 IP = "ip"
 HOST = "host"  # A host name or FQDN; an IP address when it parses as one.
@@ -167,6 +169,22 @@ EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
 
 _GRAPH_TYPE_PREFIXES = ("#microsoft.graph.security.", "microsoft.graph.security.")
 
+
+def parsed_key(name: str) -> str:
+    """`name` as the very str object that orjson.loads makes of that object key.
+
+    orjson keeps the key strings it creates in a cache and hands the same objects out again, so a dict lookup
+    with one of them matches on identity instead of comparing characters: the normalizer looks up a few
+    hundred keys per alert. Only ever faster, never different: if orjson's cache has let the key go, the
+    lookup compares equal strings as it would anyway.
+    """
+    return next(iter(orjson.loads(orjson.dumps({name: None}))))
+
+
+_ODATA_TYPE = parsed_key("@odata.type")
+_ACCOUNT_NAME = parsed_key("accountName")
+_DOMAIN_NAME = parsed_key("domainName")
+
 # The key-name scanner: a key is normalized (lower-case, letters and digits only), then matched whole,
 # then by suffix, longest first. Kinds validate their values, so `...ip` matching "membership" is harmless.
 _KIND_BY_KEY_NAME = {
@@ -242,15 +260,15 @@ class Scanner:
         for key, rule in spec.items():
             for part in rule if isinstance(rule, tuple) else (rule,):
                 if part == QUALIFIED_ACCOUNT:
-                    object_rules.append((key, part))
+                    object_rules.append((parsed_key(key), part))
                 elif isinstance(part, str):
-                    string_rules.append((key, part, self._memos[part]))
+                    string_rules.append((parsed_key(key), part, self._memos[part]))
                 elif isinstance(part, dict):
-                    object_rules.append((key, self._compile(part)))
+                    object_rules.append((parsed_key(key), self._compile(part)))
                 elif isinstance(part, Nested):
                     if part.evidence_type not in EVIDENCE_INDICATORS:
                         raise ValueError(f"{key}: Nested({part.evidence_type!r}) is not in EVIDENCE_INDICATORS")
-                    object_rules.append((key, part))
+                    object_rules.append((parsed_key(key), part))
                 else:
                     raise TypeError(f"{key}: a rule is a kind, dict, Nested(...) or tuple of those, not {part!r}")
         return tuple(string_rules), tuple(object_rules)
@@ -260,7 +278,7 @@ class Scanner:
         specs_get = self._by_odata_type.get
         for item in evidence:
             if item.__class__ is dict:
-                spec = specs_get(item.get("@odata.type"))
+                spec = specs_get(item.get(_ODATA_TYPE))
                 if spec is None:
                     self.scan_by_key_name(item, None, out, 0)
                 else:
@@ -290,14 +308,14 @@ class Scanner:
                 if handler.__class__ is tuple:
                     self._walk(item, handler, out)
                 elif handler.__class__ is Nested:
-                    self._walk(item, self._by_odata_type.get(item.get("@odata.type"))
+                    self._walk(item, self._by_odata_type.get(item.get(_ODATA_TYPE))
                                or self._by_name[handler.evidence_type], out)
                 else:
                     self._qualified_account(item, out)
 
     def _qualified_account(self, account: dict, out: list) -> None:
-        name = account.get("accountName")
-        domain = account.get("domainName")
+        name = account.get(_ACCOUNT_NAME)
+        domain = account.get(_DOMAIN_NAME)
         if name.__class__ is not str or domain.__class__ is not str:
             return
         name, domain = name.strip(), domain.strip()
@@ -323,12 +341,12 @@ class Scanner:
             for item in value:
                 self.scan_by_key_name(item, kind, out, depth + 1)
         elif value.__class__ is dict:
-            spec = self._by_odata_type.get(value.get("@odata.type"))
+            spec = self._by_odata_type.get(value.get(_ODATA_TYPE))
             if spec is not None:
                 self._walk(value, spec, out)
                 return
             for key, item in value.items():
                 if item is not None and key.__class__ is str:
                     self.scan_by_key_name(item, kind_for_key(key), out, depth + 1)
-            if "accountName" in value and "domainName" in value:
+            if _ACCOUNT_NAME in value and _DOMAIN_NAME in value:
                 self._qualified_account(value, out)

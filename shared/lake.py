@@ -50,8 +50,11 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
         return []
 
     # One sort puts each day's rows next to each other, in time order, so partitions are zero-copy slices.
-    # Row id breaks ties, so the same rows always give byte-identical files.
-    table = table.sort_by([(partition_column, "ascending"), (row_id_column, "ascending")])
+    # Row id breaks ties, so the same rows always give byte-identical files. A table already in that order
+    # (normalize_events builds it so) is not copied.
+    order = pc.sort_indices(table, sort_keys=[(partition_column, "ascending"), (row_id_column, "ascending")])
+    if not pc.all(pc.equal(order, pa.array(range(len(order)), type=order.type))).as_py():
+        table = table.take(order)
     ts = table[partition_column]
     # Dropping the time zone first keeps the UTC instant; a zoned timestamp cast straight to date32 would take
     # the local date of its zone.
