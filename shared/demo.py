@@ -42,16 +42,12 @@ WHERE serviceSource = 'microsoftDefenderForIdentity' AND title ILIKE '%pass-the-
 ORDER BY p_event_time DESC LIMIT 1
 """.strip()
 
-SEARCH_SQL = """
-SELECT p_event_time, serviceSource, severity, title
-FROM security_alerts WHERE list_contains(p_any_ip_addresses, '{ip}')
-ORDER BY p_event_time DESC
-""".strip()
-
 Printer = Callable[[list[str], list[tuple]], None]
 
 
-def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printer, say: Callable[[str], None]) -> None:
+def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printer,
+             say: Callable[[str], None]) -> str | None:
+    """Pull, normalize and summarise; return the IP to search for (from a pass-the-hash alert), if any."""
     for folder in (Path(lake_dir) / "security_alerts", Path(state_dir)):
         shutil.rmtree(folder, ignore_errors=True)  # a demo starts from nothing, so its figures repeat
     say(f"Simulating a tenant: {alerts} alerts over the last 7 days from every Microsoft security product...")
@@ -76,9 +72,4 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
     cursor = con.execute(SUMMARY_SQL)
     show([d[0] for d in cursor.description], cursor.fetchall())
     pivot = con.execute(PIVOT_SQL).fetchone()
-    if pivot:
-        sql = SEARCH_SQL.format(ip=pivot[0])
-        say(f"\nIndicator search: where else did {pivot[0]} (from a pass-the-hash alert) show up?\n{sql}\n")
-        cursor = con.execute(sql)
-        show([d[0] for d in cursor.description], cursor.fetchall())
-    say(f"\nExplore: graphlake query --lake {lake_dir} \"SELECT * FROM security_alerts LIMIT 5\"")
+    return pivot[0] if pivot else None

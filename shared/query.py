@@ -1,34 +1,69 @@
-"""SQL over the lake with DuckDB: every table folder under the lake root becomes a view of the same name."""
+"""SQL over the lake with DuckDB: every table folder is a view of the same name, plus the alert views.
+
+The views are in `shared.views`; `LakeConnection.definitions` keeps the SQL that created them, for `--explain`.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import duckdb
 
-from shared.errors import ConfigError
+from shared import views
+from shared.errors import ConfigError, GraphlakeError
+from shared.lake_reader import Lake, LakeFile, open_lake
 
 
-def connect(lake: str) -> duckdb.DuckDBPyConnection:
-    root = Path(lake.removeprefix("file://"))
-    if "://" in lake and not lake.startswith("file://"):
-        raise ConfigError(f"--lake {lake}: only local lakes can be queried so far")
-    if not root.is_dir():
-        raise ConfigError(f"--lake {lake}: no such folder (run `graphlake pull` or `graphlake demo` first)")
+@dataclass
+class LakeConnection:
+    lake: Lake
+    con: duckdb.DuckDBPyConnection
+    files: dict[str, list[LakeFile]]
+    columns: dict[str, set[str]] = field(default_factory=dict)  # per table, union over its files
+    definitions: list[str] = field(default_factory=list)
+
+    def execute(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyConnection:
+        try:
+            return self.con.execute(sql, parameters)
+        except duckdb.Error as exc:
+            raise ConfigError(f"query failed: {_first_line(exc)}") from None
+
+    def columns_of(self, source: str) -> set[str]:
+        """Column names of a FROM-able source (a read_parquet(...) call, a view), without reading rows."""
+        return {d[0] for d in self.execute(f"SELECT * FROM {source} LIMIT 0").description}
+
+
+def connect(lake_url: str, *, with_views: bool = True) -> LakeConnection:
+    """DuckDB on the lake. Without views nothing is read but the file listing (a search reads only its days)."""
+    lake = open_lake(lake_url)
     con = duckdb.connect()
-    for table in sorted(p for p in root.iterdir() if p.is_dir() and any(p.rglob("*.parquet"))):
-        pattern = str(table / "**" / "*.parquet").replace("'", "''")
-        con.execute(f'CREATE VIEW "{table.name}" AS SELECT * FROM read_parquet(\'{pattern}\', '
-                    "hive_partitioning = true, union_by_name = true, "
-                    "hive_types = {'year': INTEGER, 'month': INTEGER, 'day': INTEGER})")
-    return con
+    if not lake.is_local:
+        con.register_filesystem(lake.filesystem)
+    connection = LakeConnection(lake, con, lake.files())
+    if with_views:
+        _create_views(connection)
+    return connection
 
 
-def run(lake: str, sql: str) -> tuple[list[str], list[tuple]]:
-    con = connect(lake)
-    try:
-        cursor = con.execute(sql)
-    except duckdb.Error as exc:
-        raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None
-    columns = [d[0] for d in cursor.description or []]
-    return columns, cursor.fetchall()
+def _create_views(connection: LakeConnection) -> None:
+    for table in sorted(connection.files):
+        source = views.read_parquet(connection.lake.table_glob(table))
+        connection.columns[table] = connection.columns_of(source)
+        connection.definitions.append(views.table_view(table, source, connection.columns[table]))
+    if views.ALERTS_TABLE in connection.files:
+        connection.definitions += [views.LATEST_VIEW_SQL, views.EVIDENCE_VIEW_SQL]
+    for definition in connection.definitions:
+        try:
+            connection.con.execute(definition)
+        except duckdb.Error as exc:
+            raise GraphlakeError(f"cannot open the lake at {connection.lake.url}: {_first_line(exc)}") from None
+
+
+def run(lake_url: str, sql: str) -> tuple[list[str], list[tuple]]:
+    cursor = connect(lake_url).execute(sql)
+    return [d[0] for d in cursor.description or []], cursor.fetchall()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,52 @@
+"""The typed columns of the `security_alert_evidence` view: one row per evidence item of every alert version.
+
+`EVIDENCE_COLUMNS` is the table to edit: column name -> where its value sits in an evidence item, as a list of
+(evidence types, JSON path) tried in order, the first non-null value winning. `ANY` means every evidence type:
+a property that means the same thing wherever it appears (an `ipAddress` is an IP address in ipEvidence and in
+a nested address alike). Adding an evidence type's field is one entry here; the view SQL is generated from it.
+
+Values are as Graph sent them (not canonicalised, unlike the p_any lists), so the evidence row shows what the
+product reported; search canonical values through `graphlake search` and join on `p_row_id`. Evidence of a type
+named nowhere here still gets its row, with `evidence_type`, the common fields and the whole item in `evidence`.
+"""
+
+from __future__ import annotations
+
+ANY: tuple[str, ...] = ()
+_FILE = ("fileEvidence",)
+_PROCESS = ("processEvidence",)
+_APP = ("cloudApplicationEvidence", "oauthApplicationEvidence", "servicePrincipalEvidence")
+
+EVIDENCE_COLUMNS: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    "ip": [(ANY, "$.ipAddress"), (ANY, "$.senderIp"), (ANY, "$.podIp.ipAddress"),
+           (("deviceEvidence",), "$.lastIpAddress")],
+    "country": [(ANY, "$.countryLetterCode"), (ANY, "$.location.countryCode")],
+    "account_name": [(ANY, "$.userAccount.accountName"), (("hostLogonSessionEvidence", "cloudLogonSessionEvidence"),
+                                                          "$.account.userAccount.accountName")],
+    "domain": [(ANY, "$.userAccount.domainName"), (("deviceEvidence",), "$.dnsDomain"),
+               (("dnsEvidence",), "$.domainName"), (("activeDirectoryDomainEvidence",), "$.activeDirectoryDomainName")],
+    "upn": [(ANY, "$.userAccount.userPrincipalName"), (ANY, "$.upn")],
+    "sid": [(ANY, "$.userAccount.userSid"), (("securityGroupEvidence",), "$.sid")],
+    "entra_user_id": [(ANY, "$.userAccount.azureAdUserId")],
+    "device_dns_name": [(ANY, "$.deviceDnsName"), (("hostLogonSessionEvidence",), "$.host.deviceDnsName")],
+    "mde_device_id": [(ANY, "$.mdeDeviceId"), (("hostLogonSessionEvidence",), "$.host.mdeDeviceId")],
+    "file_name": [(_FILE, "$.fileDetails.fileName"), (_PROCESS, "$.imageFile.fileName")],
+    "file_path": [(_FILE, "$.fileDetails.filePath"), (_PROCESS, "$.imageFile.filePath")],
+    "sha1": [(_FILE, "$.fileDetails.sha1"), (_PROCESS, "$.imageFile.sha1")],
+    "sha256": [(_FILE, "$.fileDetails.sha256"), (_PROCESS, "$.imageFile.sha256")],
+    "md5": [(_FILE, "$.fileDetails.md5"), (_PROCESS, "$.imageFile.md5")],
+    "url": [(("urlEvidence", "blobEvidence"), "$.url")],
+    "mailbox": [(("mailboxEvidence",), "$.primaryAddress"), (("mailboxConfigurationEvidence",),
+                                                             "$.mailboxPrimaryAddress")],
+    "sender": [(("analyzedMessageEvidence",), "$.p1Sender.emailAddress"), (("submissionMailEvidence",), "$.sender"),
+               (("teamsMessageEvidence",), "$.senderFromAddress")],
+    "recipient": [(("analyzedMessageEvidence",), "$.recipientEmailAddress"), (("submissionMailEvidence",),
+                                                                              "$.recipient")],
+    "cloud_app": [(_APP, "$.displayName"), (_APP, "$.appId")],
+    "process_command_line": [(_PROCESS, "$.processCommandLine")],
+    "registry_key": [(("registryKeyEvidence", "registryValueEvidence"), "$.registryKey")],
+}
+
+# Every evidence type has these (Graph's alertEvidence base type).
+COMMON_COLUMNS = {"verdict": "$.verdict", "remediation_status": "$.remediationStatus"}
+ROLES_PATH = "$.roles"

@@ -1,0 +1,97 @@
+"""The SQL of the lake's views, as DuckDB runs it: one job, text in, text out, so `--explain` can print it.
+
+- Every table folder is a view of its own name over its partition files. Rows are deduplicated on `p_row_id`:
+  a redelivered batch, or compaction stopped between writing its file and deleting the ones it replaced, leaves
+  the same row version in two files, and a reader must see it once.
+- `security_alerts_latest`: the latest version of each alert, per (tenantId, id).
+- `security_alert_evidence`: one row per evidence item of every alert version, typed columns from
+  `normalizers.evidence_columns`.
+
+Every version of an alert, and every copy of a row, shares p_event_time (createdDateTime) and so its day
+partition. The windows therefore partition by those columns too: it changes no result, and it lets DuckDB push a
+filter on p_event_time or year/month/day through the window down to the files, so a time-bounded query reads
+only its days.
+"""
+
+from __future__ import annotations
+
+from normalizers.evidence_columns import ANY, COMMON_COLUMNS, EVIDENCE_COLUMNS, ROLES_PATH
+
+ALERTS_TABLE = "security_alerts"
+LATEST_VIEW = "security_alerts_latest"
+EVIDENCE_VIEW = "security_alert_evidence"
+HIVE_TYPES = "{'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
+_GRAPH_TYPE_PREFIX = "#microsoft.graph.security."
+_SAME_PARTITION = "p_event_time, year, month, day"
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def read_parquet(files: str | list[str]) -> str:
+    """DuckDB's scan of a table's files (a glob or a list), with the hive keys typed as integers."""
+    target = quote_literal(files) if isinstance(files, str) else "[" + ", ".join(map(quote_literal, files)) + "]"
+    # union_by_name: files written before a column was added still read, with nulls there.
+    return f"read_parquet({target}, hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+
+
+def deduplicated(source: str, columns: set[str]) -> str:
+    """SELECT over `source` that keeps one row per p_row_id (the first parsed), if the table has row ids."""
+    if "p_row_id" not in columns:
+        return f"SELECT * FROM {source}"
+    keys = ", ".join(["p_row_id", *(c for c in _SAME_PARTITION.split(", ") if c in columns)])
+    order = " ORDER BY p_parse_time" if "p_parse_time" in columns else ""
+    return f"SELECT * FROM {source}\nQUALIFY row_number() OVER (PARTITION BY {keys}{order}) = 1"
+
+
+def table_view(name: str, source: str, columns: set[str]) -> str:
+    return f"CREATE VIEW {quote_identifier(name)} AS\n{deduplicated(source, columns)}"
+
+
+LATEST_VIEW_SQL = f"""CREATE VIEW {LATEST_VIEW} AS
+SELECT * FROM {ALERTS_TABLE}
+QUALIFY row_number() OVER (PARTITION BY tenantId, id, {_SAME_PARTITION}
+                           ORDER BY lastUpdateDateTime DESC NULLS LAST, p_row_id DESC) = 1"""
+
+
+def _evidence_value(sources: list[tuple[tuple[str, ...], str]]) -> str:
+    choices = []
+    for types, path in sources:
+        extract = f"json_extract_string(item, {quote_literal(path)})"
+        if types == ANY:
+            choices.append(extract)
+        else:
+            names = ", ".join(quote_literal(t) for t in types)
+            choices.append(f"CASE WHEN evidence_type IN ({names}) THEN {extract} END")
+    return choices[0] if len(choices) == 1 else "coalesce(" + ", ".join(choices) + ")"
+
+
+def _evidence_view_sql() -> str:
+    typed = [f"  {_evidence_value(sources)} AS {quote_identifier(column)}" for column, sources in EVIDENCE_COLUMNS.items()]
+    common = [f"  json_extract_string(item, {quote_literal(path)}) AS {column}" for column, path in COMMON_COLUMNS.items()]
+    separator = ",\n"
+    return f"""CREATE VIEW {EVIDENCE_VIEW} AS
+WITH items AS (
+  SELECT tenantId, id AS alert_id, p_row_id, lastUpdateDateTime, serviceSource, p_event_time, year, month, day,
+         unnest(range(len(json_array))) AS evidence_index, unnest(json_array) AS item
+  FROM (SELECT *, CAST(evidence AS JSON[]) AS json_array FROM {ALERTS_TABLE} WHERE evidence IS NOT NULL)
+), typed AS (
+  SELECT *, coalesce(replace(json_extract_string(item, '$."@odata.type"'), {quote_literal(_GRAPH_TYPE_PREFIX)}, ''),
+                     'unknown') AS evidence_type
+  FROM items
+)
+SELECT tenantId, alert_id, p_row_id, lastUpdateDateTime, serviceSource, p_event_time, year, month, day,
+  evidence_index, evidence_type,
+{separator.join(common)},
+  CAST(json_extract(item, {quote_literal(ROLES_PATH)}) AS VARCHAR[]) AS roles,
+{separator.join(typed)},
+  CAST(item AS VARCHAR) AS evidence
+FROM typed"""
+
+
+EVIDENCE_VIEW_SQL = _evidence_view_sql()
