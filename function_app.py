@@ -1,4 +1,5 @@
-"""Azure Functions entry points. Only wiring: the work happens in shared/ and normalizers/."""
+"""Azure Functions entry points (pull_alerts, normalize_alerts, compact_lake). Only wiring: the work happens in
+shared/ and normalizers/."""
 
 from __future__ import annotations
 
@@ -59,6 +60,17 @@ def normalize_alerts(events: list[func.EventHubEvent]) -> None:
         lake=_store(settings.lake_url), state=_store(settings.state_url))
     log.info("graphlake.normalize rows=%d duplicates=%d files=%d quarantined=%d",
              result.rows, result.duplicates, len(result.files), len(result.quarantined))
+
+
+@app.timer_trigger(arg_name="timer", schedule="%COMPACT_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def compact_lake(timer: func.TimerRequest) -> None:
+    # No retry policy, like pull_alerts: a run stopped half-way is safe, and the next tick carries on.
+    from shared.compact import MB, compact
+
+    settings = load_settings()
+    summary = compact(_store(settings.lake_url), grace_days=settings.compact_grace_days,
+                      target_bytes=settings.compact_target_mb * MB, max_seconds=settings.compact_max_run_seconds)
+    summary.raise_for_errors()
 
 
 def open_event_sink(settings: Settings) -> EventSink:

@@ -179,6 +179,9 @@ param graphSources string = ''
 @description('PULL_SCHEDULE: NCRONTAB schedule of pull_alerts, six fields with seconds first, in UTC (Flex Consumption has no WEBSITE_TIME_ZONE).')
 param pullSchedule string = '0 */1 * * * *'
 
+@description('COMPACT_SCHEDULE: NCRONTAB schedule of compact_lake, six fields with seconds first, in UTC. Default: daily at 03:30.')
+param compactSchedule string = '0 30 3 * * *'
+
 @description('More app settings, merged last (they win). For tuning (e.g. PULL_LOOKBACK_DAYS) or Key Vault references. Only names from shared/settings.py belong here.')
 param appSettingOverrides object = {}
 
@@ -475,6 +478,11 @@ var appSettings = {
   PULL_SLICE_MINUTES: '360'
   PULL_PAGE_SIZE: '2000'
   PULL_MAX_RUN_SECONDS: '480'
+  // Compaction of the lake.
+  COMPACT_SCHEDULE: compactSchedule
+  COMPACT_GRACE_DAYS: '1'
+  COMPACT_TARGET_MB: '128'
+  COMPACT_MAX_RUN_SECONDS: '480'
 }
 
 // ------------------------------------------------------------------------------------------------------------

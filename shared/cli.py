@@ -9,7 +9,6 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import click
 import orjson
@@ -46,8 +45,13 @@ def demo(lake: str, state: str, alerts: int, seed: int) -> None:
     """Pull a simulated tenant into a local lake, then summarise it and run one indicator search."""
     from shared.demo import run_demo
 
-    run_demo(lake, state, alerts, seed, show=lambda columns, rows: print_rows(columns, rows, "table"),
-             say=click.echo)
+    ip = run_demo(lake, state, alerts, seed, show=lambda columns, rows: print_rows(columns, rows, "table"),
+                  say=click.echo)
+    if ip:
+        click.echo(f"\nIndicator search: where else did {ip}, from a pass-the-hash alert, show up?\n"
+                   f"$ graphlake search --lake {lake} --ip {ip}\n")
+        print_search(lake, {"ip": [ip]}, datetime.now(UTC) - timedelta(days=30), datetime.now(UTC), 10, "table")
+    click.echo(f"\nExplore: graphlake query --lake {lake} \"SELECT * FROM security_alerts_latest LIMIT 5\"")
 
 
 @main.command()
@@ -84,7 +88,7 @@ def pull(once: bool, since: str | None) -> None:
     from shared.settings import load_settings
 
     settings = load_settings()
-    start = _parse_since(since) if since else None
+    start = _parse_time(since, "--since") if since else None
     while True:
         summaries = _pull_once(settings, start)
         for summary in summaries:
@@ -121,7 +125,7 @@ def _pull_once(settings, since: datetime | None):
         sink.close()
 
 
-def _parse_since(text: str) -> datetime:
+def _parse_time(text: str, option: str) -> datetime:
     relative = re.fullmatch(r"(\d+(?:\.\d+)?)([dhm])", text.strip())
     if relative:
         unit = {"d": "days", "h": "hours", "m": "minutes"}[relative.group(2)]
@@ -129,7 +133,7 @@ def _parse_since(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is neither ISO 8601 nor like 7d / 12h / 30m", param_hint="--since")
+        raise click.BadParameter(f"{text!r} is neither ISO 8601 nor like 7d / 12h / 30m", param_hint=option)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -171,14 +175,116 @@ def _alert_bodies(data: bytes):
 
 @main.command()
 @click.argument("sql")
-@click.option("--lake", default="lake", show_default=True)
+@click.option("--lake", default="lake", show_default=True, help="Local folder, blob URL or az://container.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def query(sql: str, lake: str, fmt: str) -> None:
-    """Run SQL over the lake (DuckDB); each table folder is a view, e.g. security_alerts."""
-    from shared.query import run
+@click.option("--explain", is_flag=True, help="Print the SQL of the views and the query, and DuckDB's plan.")
+def query(sql: str, lake: str, fmt: str, explain: bool) -> None:
+    """Run SQL over the lake (DuckDB). Every table folder is a view (security_alerts, deduplicated on p_row_id),
+    plus security_alerts_latest and security_alert_evidence."""
+    from shared.query import connect
 
-    columns, rows = run(lake, sql)
-    print_rows(columns, rows, fmt)
+    connection = connect(lake)
+    if explain:
+        for definition in connection.definitions:
+            click.echo(definition + ";\n")
+        click.echo(sql.rstrip().rstrip(";") + ";\n")
+        click.echo(connection.execute(f"EXPLAIN {sql}").fetchall()[0][1])
+        return
+    cursor = connection.execute(sql)
+    print_rows([d[0] for d in cursor.description or []], cursor.fetchall(), fmt)
+
+
+@main.command()
+@click.option("--lake", default="lake", show_default=True, help="Local folder, blob URL or az://container.")
+@click.option("--ip", multiple=True, help="IPv4 or IPv6 address, in any spelling.")
+@click.option("--domain", multiple=True, help="Domain or host name (URL hosts and sender domains included).")
+@click.option("--user", multiple=True, help="Account name, DOMAIN\\account or UPN.")
+@click.option("--email", multiple=True)
+@click.option("--hash", "hash_", multiple=True, help="MD5, SHA-1 or SHA-256 (told apart by length).")
+@click.option("--url", multiple=True)
+@click.option("--actor", multiple=True, help="Entra object id, SID or Defender for Endpoint device id.")
+@click.option("--any", "any_", multiple=True, help="A value of any kind: matched against every indicator list.")
+@click.option("--since", default="30d", show_default=True, help="ISO 8601, or 30d / 12h / 90m ago.")
+@click.option("--until", default=None, help="ISO 8601, or 1d / 12h ago (default: now).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows shown per table.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def search(lake: str, ip, domain, user, email, hash_, url, actor, any_, since: str, until: str | None, limit: int,
+           fmt: str) -> None:
+    """Search indicators across every table of the lake that has p_any_* columns, newest first.
+
+    Several values are OR-ed. Each table's hits end with the SQL that returns them in `graphlake query`.
+    With --format json or csv only the hits go to stdout; the SQL and the summary go to stderr."""
+    options = {"ip": ip, "domain": domain, "user": user, "email": email, "hash": hash_, "url": url, "actor": actor,
+               "any": any_}
+    start = _parse_time(since, "--since")
+    end = _parse_time(until, "--until") if until else datetime.now(UTC)
+    print_search(lake, {kind: list(values) for kind, values in options.items() if values}, start, end, limit, fmt)
+
+
+def print_search(lake: str, options: dict[str, list[str]], start: datetime, end: datetime, limit: int,
+                 fmt: str) -> None:
+    from shared.query import connect
+    from shared.search import HIT_COLUMNS, search, terms_for
+
+    result = search(connect(lake, with_views=False), terms_for(options), start, end, limit=limit)
+    notes = fmt != "table"  # machine formats keep stdout for the hits alone
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(HIT_COLUMNS)
+    for hits in result.tables:
+        shown = f" (newest {len(hits.rows)} shown)" if len(hits.rows) < hits.count else ""
+        click.echo(f"{hits.table}: {hits.count} hits{shown}", err=notes)
+        if fmt == "table":
+            print_rows(list(HIT_COLUMNS[1:]), [row[1:] for row in hits.rows], "table")
+        elif fmt == "json":
+            for row in hits.rows:
+                click.echo(orjson.dumps(dict(zip(HIT_COLUMNS, row)), default=str).decode())
+        else:
+            writer.writerows(hits.rows)
+        click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
+                   err=notes)
+    total = sum(hits.count for hits in result.tables)
+    click.echo(f"{total} hits in {len(result.tables)} of {len(result.searched)} tables searched "
+               f"({', '.join(result.searched) or 'none'}), {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC",
+               err=notes)
+
+
+@main.command()
+@click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL, else ./lake).")
+@click.option("--table", "tables", multiple=True, help="Only this table (repeatable; default: every table).")
+@click.option("--grace-days", type=click.IntRange(min=0),
+              help="Leave the partitions of today and the N days before alone (default: COMPACT_GRACE_DAYS, 1).")
+@click.option("--target-mb", type=click.FloatRange(min=0, min_open=True),
+              help="Largest file written, in MB (default: COMPACT_TARGET_MB, 128).")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Start no new partition after this many seconds (default: no limit).")
+@click.option("--dry-run", is_flag=True, help="Read and merge, print the summary, write and delete nothing.")
+def compact(lake: str | None, tables: tuple[str, ...], grace_days: int | None, target_mb: float | None,
+            max_seconds: float | None, dry_run: bool) -> None:
+    """Merge the small files of closed day partitions into large ones sorted by p_event_time; print a summary.
+
+    Safe to interrupt and to re-run: new files are written before the old ones are removed, and the next run
+    finishes what a stopped one left.
+    """
+    from shared.compact import MB
+    from shared.compact import compact as compact_lake
+    from shared.errors import ConfigError
+    from shared.settings import load_settings
+    from shared.storage import LocalStore, open_store
+
+    settings = load_settings()
+    store = open_store(lake or settings.lake_url)
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        raise ConfigError(f"--lake {store.url}: no such folder")
+    summary = compact_lake(
+        store, tables=list(tables) or None,
+        grace_days=settings.compact_grace_days if grace_days is None else grace_days,
+        target_bytes=max(1, round((target_mb or settings.compact_target_mb) * MB)), max_seconds=max_seconds,
+        dry_run=dry_run)
+    click.echo(summary.to_json())
+    for error in summary.errors:
+        click.echo(f"graphlake: {error}", err=True)
+    sys.exit(1 if summary.errors else 0)
 
 
 def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:

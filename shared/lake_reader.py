@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 import fsspec
 
 from shared.errors import ConfigError, EndpointUnreachable
-from shared.storage import EMULATOR_KEY, BlobLocation, check_container_name, parse_blob_url
+from shared.blob_url import EMULATOR_KEY, BlobLocation, check_container_name, parse_blob_url
 
 _PARTITION_FILE_RE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_-]*)/year=(\d{4})/month=(\d{2})/day=(\d{2})/[^/]+\.parquet$")
 _AZURE_SCHEMES = ("az", "abfs", "abfss")

@@ -95,6 +95,21 @@ class Settings(BaseSettings):
         "lake", alias="LAKE_URL",
         description="The parquet lake: a local folder or https://<account>.blob.core.windows.net/<container>.")
 
+    # --- Compaction of the lake (compact_lake) ---
+    compact_schedule: str = Field(
+        "0 30 3 * * *", alias="COMPACT_SCHEDULE",
+        description="NCRONTAB schedule of compact_lake (read by the host): daily at 03:30 UTC.")
+    compact_grace_days: int = Field(
+        1, alias="COMPACT_GRACE_DAYS", ge=0,
+        description="A day partition is compacted once it is more than this many days older than today (UTC), "
+                    "so the day still filling up is left alone.")
+    compact_target_mb: int = Field(
+        128, alias="COMPACT_TARGET_MB", gt=0,
+        description="Largest file compaction writes, in MB; a partition that fits stays one file.")
+    compact_max_run_seconds: int = Field(
+        480, alias="COMPACT_MAX_RUN_SECONDS", gt=0,
+        description="A compaction run starts no new partition after this; the next run continues.")
+
     # --- Event Hubs ---
     eventhub_namespace: str = Field(
         "", alias="EventHubConnection__fullyQualifiedNamespace",

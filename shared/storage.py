@@ -16,11 +16,9 @@ import fcntl
 import functools
 import hashlib
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
@@ -35,6 +33,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContainerClient
 
+from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY, parse_blob_url
 from shared.errors import ConfigError, EndpointUnreachable, PreconditionFailed
 
 
@@ -219,52 +218,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-# Azurite's well-known development account key. Not a secret: Microsoft publishes it in the Azurite README
-# and the storage emulator docs, and it only opens the local emulator account devstoreaccount1.
-EMULATOR_ACCOUNT = "devstoreaccount1"
-EMULATOR_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _LOST_RACE_CODES = ("ConditionNotMet", "BlobAlreadyExists")
-_CONTAINER_RE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-
-
-@dataclass(frozen=True)
-class BlobLocation:
-    account: str
-    account_url: str  # https://<account>.blob.core.windows.net, or the emulator's http://127.0.0.1:<port>/<account>
-    container: str
-    prefix: tuple[str, ...]
-
-    @property
-    def is_emulator(self) -> bool:
-        return self.account == EMULATOR_ACCOUNT and urlsplit(self.account_url).hostname in _LOOPBACK_HOSTS
-
-
-def parse_blob_url(url: str) -> BlobLocation:
-    """Account, container and prefix of https://<account>.blob.core.windows.net/<container>[/<prefix>] (any
-    cloud's blob suffix), or of the emulator's path-style http://127.0.0.1:<port>/devstoreaccount1/<container>."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    path = [unquote(p) for p in parts.path.split("/") if p]
-    if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:
-        raise ConfigError(f"storage URL {url} uses plain http; only the local emulator may (use https)")
-    if host in _LOOPBACK_HOSTS:
-        # Emulator (path-style): the account is the first path segment.
-        if len(path) < 2:
-            raise ConfigError(f"storage URL {url} must be http://127.0.0.1:<port>/<account>/<container>")
-        location = BlobLocation(path[0], f"{parts.scheme}://{parts.netloc}/{path[0]}", path[1], tuple(path[2:]))
-    else:
-        if not host or "." not in host or not path:
-            raise ConfigError(f"storage URL {url} must be https://<account>.blob.core.windows.net/<container>")
-        location = BlobLocation(host.split(".")[0], f"https://{parts.netloc}", path[0], tuple(path[1:]))
-    check_container_name(url, location.container)
-    return location
-
-
-def check_container_name(url: str, container: str) -> None:
-    if not _CONTAINER_RE.match(container):
-        raise ConfigError(f"storage URL {url}: {container!r} is not a valid container name "
-                          "(3-63 lowercase letters, digits and single hyphens)")
 
 
 class BlobStore:

@@ -107,3 +107,68 @@ def test_the_normalize_path_does_not_load_the_graph_sdk():
              "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('msgraph', 'kiota'))}))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- compact_lake ------------------------------------------------------------------------------------------------
+
+def test_compact_lake_is_a_timer_with_the_singleton_lock_and_no_retry():
+    binding = json.loads(FUNCTIONS["compact_lake"].get_function_json())["bindings"][0]
+    assert (binding["type"], binding["schedule"], binding["runOnStartup"], binding["useMonitor"]) == \
+        ("timerTrigger", "%COMPACT_SCHEDULE%", False, True)
+    assert FUNCTIONS["compact_lake"].get_settings_dict("retry_policy") is None
+
+
+def _small_files(store, day, values=([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11])):
+    import pyarrow as pa
+
+    from shared.lake import write_table
+
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    for f, value in enumerate(values):
+        ids = [f"{day:%m%d}-{f}-{i}" for i in range(len(value))]
+        write_table(store, pa.table({"p_row_id": ids, "p_event_time": [start] * len(ids), "value": value}),
+                    table_name="okta_events")
+
+
+@pytest.mark.parametrize("kind", ["local", "azurite"])
+def test_compact_lake_merges_closed_partitions_with_the_app_settings(make_store_url, monkeypatch, kind):
+    from datetime import timedelta
+
+    lake = make_store_url(kind)
+    store = open_store(lake)
+    today = datetime.now(UTC).date()
+    old, recent = today - timedelta(days=5), today - timedelta(days=2)
+    _small_files(store, old)
+    _small_files(store, recent)
+    monkeypatch.setenv("LAKE_URL", lake)
+    monkeypatch.setenv("COMPACT_GRACE_DAYS", "3")  # 2 days ago is still open
+    function_app.compact_lake(TimerRequest(past_due=False))
+    by_day = {}
+    for name in store.list("okta_events/"):
+        by_day.setdefault(name.rsplit("/", 1)[0], []).append(name.rsplit("/", 1)[1])
+    assert sorted(len(files) for files in by_day.values()) == [1, 3]
+    [compacted] = by_day[f"okta_events/year={old.year}/month={old.month:02d}/day={old.day:02d}"]
+    assert compacted.startswith("compacted-")
+    assert read_table(store, "okta_events").num_rows == 24
+
+
+def test_compact_lake_raises_when_a_partition_cannot_be_merged(monkeypatch, tmp_path):
+    from datetime import timedelta
+
+    from shared.compact import CompactFailed
+
+    store = open_store(str(tmp_path))
+    _small_files(store, datetime.now(UTC).date() - timedelta(days=4), values=([1, 2], ["one", "two"]))
+    monkeypatch.setenv("LAKE_URL", str(tmp_path))
+    with pytest.raises(CompactFailed, match="not compacted"):
+        function_app.compact_lake(TimerRequest())
+    assert len(list(store.list("okta_events/"))) == 2
+
+
+def test_the_compact_path_does_not_load_the_graph_sdk(tmp_path):
+    probe = ("import sys, function_app; from azure.functions.timer import TimerRequest; "
+             "function_app.compact_lake(TimerRequest()); "
+             "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('msgraph', 'kiota'))}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "LAKE_URL": str(tmp_path)})
+    assert out.stdout.strip() == "[]"

@@ -23,7 +23,8 @@ from shared.lake import write_table
 from shared.normalize import InboundEvent, normalize_events
 from shared.query import connect
 from shared.search import search, terms_for
-from shared.storage import EMULATOR_KEY, open_store
+from shared.blob_url import EMULATOR_KEY
+from shared.storage import open_store
 
 UTC = dt.UTC
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -302,3 +303,37 @@ def test_a_file_of_another_shape_beside_the_tables_is_ignored(tmp_path) -> None:
     pq.write_table(OKTA, tmp_path / "okta_systemlog" / "stray.parquet")  # not in a day partition
     (tmp_path / "README.txt").write_text("not a table")
     assert _ids(_search(str(tmp_path), ip=["203.0.113.7"])) == {"okta_systemlog": ["e-1"]}
+
+
+def _json_path(item: dict, path: str):
+    value = item
+    for key in path.removeprefix("$.").split("."):
+        value = value.get(key.strip('"')) if isinstance(value, dict) else None
+    return None if value is None else value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def test_every_evidence_type_the_simulator_emits_gets_typed_rows(tmp_path) -> None:
+    from normalizers.evidence_columns import ANY, EVIDENCE_COLUMNS
+    from simulator.tenant import Tenant
+
+    _, page = Tenant(seed=4, alerts=600, days=7.0).query_json(top=600, include_unknown_enum_members=True)
+    normalize_events([InboundEvent(body=body) for body in page], lake=open_store(str(tmp_path / "lake")),
+                     state=open_store(str(tmp_path / "state")))
+    # What the view must give, worked out in Python from the same table of JSON paths.
+    expected = {}
+    for alert in map(orjson.loads, page):
+        for index, item in enumerate(alert.get("evidence") or []):
+            kind = item["@odata.type"].removeprefix("#microsoft.graph.security.")
+            typed = {}
+            for column, sources in EVIDENCE_COLUMNS.items():
+                values = (_json_path(item, path) for types, path in sources if types == ANY or kind in types)
+                typed[column] = next((v for v in values if v is not None), None)
+            expected[(alert["id"], index)] = (kind, typed)
+    cursor = connect(str(tmp_path / "lake")).execute(
+        f"SELECT alert_id, evidence_index, evidence_type, {', '.join(EVIDENCE_COLUMNS)} FROM security_alert_evidence")
+    actual = {(row[0], row[1]): (row[2], dict(zip(EVIDENCE_COLUMNS, row[3:]))) for row in cursor.fetchall()}
+    assert actual == expected
+    kinds = {kind for kind, _ in expected.values()}
+    assert len(kinds) >= 15  # the simulator's mix covers the evidence types of every provider
+    filled = {kind for kind, typed in actual.values() if any(v is not None for v in typed.values())}
+    assert kinds - filled <= {"mailClusterEvidence", "azureResourceEvidence", "aiAgentEvidence", "aiPromptEvidence"}

@@ -1,0 +1,411 @@
+"""Compaction: merges the small files that per-batch writes leave in a closed day partition into a few large ones.
+
+Works on any table of the lake (`<table>/year=YYYY/month=MM/day=DD/<name>.parquet`, every table with p_event_time
+and p_row_id), through the `Store` seam, so the same code compacts a local folder, Blob Storage and Azurite.
+
+Per partition, one at a time (memory is bounded by the largest partition, not by the lake):
+
+1. read every file (columns a file lacks are null-filled, so files written before a column was added still merge);
+2. drop repeated p_row_ids (the same alert version delivered twice), keeping the copy parsed first (the one the
+   lake's views show, so what an analyst sees does not change when compaction runs); ties go to the first file
+   in name order;
+3. sort by (p_event_time, p_row_id) and cut into files of at most the target size, with row groups of at most
+   ROW_GROUP_ROWS rows and ROW_GROUP_BYTES of values;
+4. write every output, and only then delete the inputs that are not outputs.
+
+Crash safety: outputs are written before anything is deleted, so at every moment every row is in some file; between
+the writes and the deletes some rows are in two files, which readers absorb by deduplicating on p_row_id (as they
+must anyway for at-least-once delivery). Output names depend only on the rows (`compacted-<digest of the
+partition's row ids>-<k>of<n>.parquet`), so a re-run after a crash computes the same names, overwrites instead of
+adding, and never deletes a file that is one of its own outputs. Only files that were read are deleted, so a file a
+normalizer writes into the partition meanwhile stays and is merged by the next run.
+
+A partition is left alone when it holds one file, or exactly one complete set of compacted outputs (all k of n with
+one digest): that is the state a finished compaction leaves, so daily runs only touch partitions that got new files
+(late updates of old alerts land in their creation day's partition) or whose last compaction was interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import logging
+import math
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from normalizers.schema import PARQUET_WRITE_OPTIONS
+from normalizers.schema import TABLE as ALERTS_TABLE
+from shared.errors import ConfigError, GraphlakeError
+from shared.lake import _rows_digest
+from shared.storage import Store
+
+log = logging.getLogger("graphlake.compact")
+
+MB = 1024 * 1024
+DEFAULT_TARGET_BYTES = 128 * MB
+# Row groups: DuckDB scans a file's row groups in parallel (one thread each) and keeps min/max per group, so a
+# group is the unit of both parallelism and skipping. A group holds at most ROW_GROUP_ROWS rows, the size DuckDB
+# itself writes (60 vectors of 2,048), and at most ROW_GROUP_BYTES of uncompressed values, because alert rows are
+# wide (~3.7 KB in memory, most of it evidence JSON): 122,880 of them would be a 450 MB group that every reader
+# of `SELECT *` must hold at once (pyarrow needed ~400 MB to read a 40,000-alert group). At 64 MB an alert group is
+# ~18,000 rows (~8 MB of zstd): a day of a large tenant still splits into several groups for the cores to share,
+# while the per-group overhead (footer entries, one range request per column chunk on blob storage) stays small.
+ROW_GROUP_ROWS = 122_880
+ROW_GROUP_BYTES = 64 * MB
+COMPACTED_PREFIX = "compacted-"
+
+_TABLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_FILE_RE = re.compile(r"^(?P<table>[A-Za-z0-9_][A-Za-z0-9_-]*)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/"
+                      r"day=(?P<day>\d{2})/(?P<file>[^/]+\.parquet)$")
+_COMPACTED_RE = re.compile(rf"^{COMPACTED_PREFIX}(?P<digest>[0-9a-f]{{20}})-(?P<k>\d+)of(?P<n>\d+)\.parquet$")
+# Parquet options per table; tables of other producers get zstd with statistics on every column.
+_TABLE_OPTIONS = {ALERTS_TABLE: PARQUET_WRITE_OPTIONS}
+_DEFAULT_OPTIONS = {"compression": "zstd"}
+_SORT_KEYS = [("p_event_time", "ascending"), ("p_row_id", "ascending")]
+
+
+class CompactFailed(GraphlakeError):
+    """Some partitions could not be compacted (their files are left as they were); the message lists them."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    table: str
+    day: dt.date
+    files: tuple[str, ...]  # full names, sorted
+
+    @property
+    def path(self) -> str:
+        return f"{self.table}/year={self.day.year:04d}/month={self.day.month:02d}/day={self.day.day:02d}"
+
+    def settled(self) -> bool:
+        """True when there is nothing to merge: one file, or one complete set of compacted outputs."""
+        if len(self.files) <= 1:
+            return True
+        found = [_COMPACTED_RE.match(name.rsplit("/", 1)[1]) for name in self.files]
+        if not all(found):
+            return False
+        digests = {(m["digest"], int(m["n"])) for m in found if m}
+        if len(digests) != 1:
+            return False
+        (_, n), = digests
+        return sorted(int(m["k"]) for m in found if m) == list(range(1, n + 1))
+
+
+@dataclass
+class Compaction:
+    """One partition merged in memory: what was read, and the files that replace it."""
+
+    partition: Partition
+    inputs: list[str]  # the names read; only these are ever deleted
+    outputs: dict[str, bytes]  # name -> parquet
+    rows_in: int
+    rows_out: int
+    bytes_in: int
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(len(data) for data in self.outputs.values())
+
+
+@dataclass
+class CompactSummary:
+    lake: str
+    closed_before: str  # partitions of days before this one (UTC) are closed and may be compacted
+    target_bytes: int
+    dry_run: bool = False
+    partitions_examined: int = 0
+    partitions_open: int = 0  # too recent: today, or within the grace days
+    partitions_compacted: int = 0
+    partitions_failed: int = 0
+    files_in: int = 0
+    files_out: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    duplicates_removed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False  # the time budget ran out; the next run continues
+    tables: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return orjson.dumps(asdict(self)).decode()
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            raise CompactFailed(f"{len(self.errors)} partitions not compacted: " + "; ".join(self.errors[:5]))
+
+
+def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: int = 1,
+            target_bytes: int = DEFAULT_TARGET_BYTES, now: dt.datetime | None = None,
+            max_seconds: float | None = None, dry_run: bool = False) -> CompactSummary:
+    """Compact every closed partition of the lake (or of the given tables) that has files to merge.
+
+    A partition is closed when its UTC day is before today minus grace_days. With dry_run, partitions are read
+    and merged in memory and counted, but nothing is written or deleted. With max_seconds, no new partition is
+    started after that many seconds (the next run continues where this one stopped).
+    """
+    if grace_days < 0:
+        raise ConfigError(f"grace days must be 0 or more, not {grace_days}")
+    if target_bytes <= 0:
+        raise ConfigError(f"target size must be positive, not {target_bytes} bytes")
+    for name in tables or ():
+        if not _TABLE_RE.match(name):
+            raise ConfigError(f"invalid table name {name!r}: use letters, digits, '_' and '-'")
+        if next(iter(store.list(f"{name}/")), None) is None:
+            raise ConfigError(f"table {name} has no files in the lake {store.url}")
+    started = time.monotonic()
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
+    closed_before = today - dt.timedelta(days=grace_days)
+    summary = CompactSummary(lake=store.url, closed_before=closed_before.isoformat(), target_bytes=target_bytes,
+                             dry_run=dry_run)
+    for partition in partitions(store, tables):
+        if partition.table not in summary.tables:
+            summary.tables.append(partition.table)
+        summary.partitions_examined += 1
+        if partition.day >= closed_before:
+            summary.partitions_open += 1
+            continue
+        if partition.settled():
+            continue
+        if max_seconds is not None and time.monotonic() - started > max_seconds:
+            summary.stopped_early = True
+            break
+        try:
+            done = compact_partition(store, partition, target_bytes=target_bytes, dry_run=dry_run)
+        except (pa.ArrowException, ValueError) as exc:
+            # The data's fault (files that cannot be merged, a file that is not parquet): leave the partition as it
+            # is and go on. Storage errors are not caught: they are transient, and the next run retries.
+            summary.partitions_failed += 1
+            summary.errors.append(f"{partition.path}: {_one_line(exc)}")
+            log.error("graphlake.compact partition %s not compacted: %s", partition.path, _one_line(exc))
+            continue
+        if done is None:
+            continue
+        summary.partitions_compacted += 1
+        summary.files_in += len(done.inputs)
+        summary.files_out += len(done.outputs)
+        summary.rows_in += done.rows_in
+        summary.rows_out += done.rows_out
+        summary.duplicates_removed += done.rows_in - done.rows_out
+        summary.bytes_in += done.bytes_in
+        summary.bytes_out += done.bytes_out
+        log.info("graphlake.compact partition %s: %d files -> %d, %d rows -> %d", partition.path, len(done.inputs),
+                 len(done.outputs), done.rows_in, done.rows_out)
+    summary.seconds = round(time.monotonic() - started, 3)
+    log.info("graphlake.compact.summary %s", summary.to_json())
+    return summary
+
+
+def partitions(store: Store, tables: Sequence[str] | None = None) -> Iterator[Partition]:
+    """Every day partition of the lake (or of the given tables) with its parquet files, in name order.
+
+    Streams the listing: the store lists names sorted, so a partition's files are adjacent and only one
+    partition's names are held at a time. A Delta table (one with a `_delta_log/`, which sorts before its
+    partitions) is skipped: its log names the files, and rewriting them behind its back would break it.
+    """
+    listings: Iterable[str] = itertools.chain.from_iterable(store.list(f"{t}/") for t in tables) if tables else \
+        store.list("")
+    delta_tables: set[str] = set()
+
+    def ours(names: Iterable[str]) -> Iterator[re.Match[str]]:
+        for name in names:
+            table, _, rest = name.partition("/")
+            if rest.startswith("_delta_log/"):
+                delta_tables.add(table)
+            elif table not in delta_tables and (m := _FILE_RE.match(name)):
+                yield m
+
+    matches = ours(listings)
+
+    def key(m: re.Match[str]) -> tuple[str, str, str, str]:
+        return m["table"], m["year"], m["month"], m["day"]
+
+    for (table, year, month, day), group in itertools.groupby(matches, key=key):
+        try:
+            date = dt.date(int(year), int(month), int(day))
+        except ValueError:  # year=2026/month=13: not a partition of ours
+            continue
+        yield Partition(table, date, tuple(m.group(0) for m in group))
+
+
+def compact_partition(store: Store, partition: Partition, *, target_bytes: int = DEFAULT_TARGET_BYTES,
+                      dry_run: bool = False) -> Compaction | None:
+    """Merge, write every output, then delete the inputs; None if fewer than two files could be read."""
+    done = merge_partition(store, partition, target_bytes=target_bytes)
+    if done is None or dry_run:
+        return done
+    write_outputs(store, done)
+    delete_inputs(store, done)
+    return done
+
+
+def merge_partition(store: Store, partition: Partition, *,
+                    target_bytes: int = DEFAULT_TARGET_BYTES) -> Compaction | None:
+    """Read the partition's files and build its compacted files in memory. Writes nothing."""
+    inputs: list[str] = []
+    tables: list[pa.Table] = []
+    bytes_in = 0
+    for name in partition.files:
+        found = store.read(name)
+        if found is None:  # removed since the listing (another compaction finished it)
+            continue
+        try:
+            tables.append(pq.read_table(io.BytesIO(found[0])))
+        except pa.ArrowException as exc:
+            raise ValueError(f"{name.rsplit('/', 1)[1]} is not readable parquet: {_one_line(exc)}") from None
+        inputs.append(name)
+        bytes_in += len(found[0])
+    if len(inputs) < 2:
+        return None
+    merged = _concat(tables)
+    del tables
+    rows_in, order = merged.num_rows, _dedupe_and_sort(merged)
+    # Reordered a column at a time, each old column freed as its copy is made, so the peak is the partition once
+    # plus one column, not twice the partition.
+    schema, columns = merged.schema, merged.columns
+    del merged
+    for i, column in enumerate(columns):
+        columns[i] = column.take(order)
+        del column
+    merged = pa.Table.from_arrays(columns, schema=schema)
+    del columns
+    outputs = _encode_outputs(merged, partition, target_bytes)
+    return Compaction(partition, inputs, outputs, rows_in=rows_in, rows_out=merged.num_rows, bytes_in=bytes_in)
+
+
+def write_outputs(store: Store, done: Compaction) -> None:
+    """Write every output. An output that already is one of the inputs (a re-run after a crash) holds the same rows
+    by its name, and is not written again."""
+    read = set(done.inputs)
+    for name, data in done.outputs.items():
+        if name not in read:
+            store.write(name, data)
+
+
+def delete_inputs(store: Store, done: Compaction) -> None:
+    """Delete the files that were read, except the outputs. Only after every output is written."""
+    for name in done.inputs:
+        if name not in done.outputs:
+            store.delete(name)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """One table of all files, columns a file lacks filled with nulls.
+
+    Column order follows the widest file (the newest schema), so it does not depend on which file sorts first.
+    """
+    widest_first = sorted((t.schema for t in tables), key=len, reverse=True)
+    schema = pa.unify_schemas(widest_first, promote_options="default")
+    everywhere = set.intersection(*(set(t.column_names) for t in tables))
+    # A column missing from some files gets nulls there, so it cannot stay declared non-nullable.
+    schema = pa.schema([f if f.name in everywhere else f.with_nullable(True) for f in schema],
+                       metadata=schema.metadata)
+    merged = pa.concat_tables(tables, promote_options="default").select(schema.names)
+    merged = pa.Table.from_arrays(merged.columns, schema=schema)
+    _check_column(merged, "p_event_time", pa.types.is_timestamp, "a timestamp")
+    _check_column(merged, "p_row_id", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "a string")
+    return merged
+
+
+def _dedupe_and_sort(table: pa.Table) -> pa.Array:
+    """The indices of the rows to keep, in the order to write them: one row per p_row_id (the earliest
+    p_parse_time, then the first in file order), sorted by (p_event_time, p_row_id)."""
+    n = table.num_rows
+    keys: dict[str, pa.ChunkedArray | pa.Array] = {"id": table["p_row_id"]}
+    sort_keys = [("id", "ascending")]
+    if "p_parse_time" in table.column_names:
+        keys["parsed"] = table["p_parse_time"]
+        sort_keys.append(("parsed", "ascending"))
+    # sort_indices is a stable sort: among equal keys, the first in file order comes first.
+    order = pc.sort_indices(pa.table(keys), sort_keys=sort_keys)  # nulls last
+    ids = table["p_row_id"].take(order)
+    first_of_id = pa.concat_arrays([pa.array([True]), pc.not_equal(ids[1:], ids[:-1]).combine_chunks()]) \
+        if n > 1 else pa.array([True] * n, pa.bool_())
+    kept = order.filter(first_of_id)
+    by_time = pc.sort_indices(
+        pa.table({"p_event_time": table["p_event_time"].take(kept), "p_row_id": table["p_row_id"].take(kept)}),
+        sort_keys=_SORT_KEYS)
+    return kept.take(by_time)
+
+
+def _encode_outputs(table: pa.Table, partition: Partition, target_bytes: int) -> dict[str, bytes]:
+    """The partition as parquet files of at most target_bytes each (one file if it fits), named from its rows.
+
+    The partition is first encoded whole; only if that is over the target is it cut, into the fewest equal row
+    ranges that each fit. The cut depends on the rows alone, never on how the input was split into files, so a re-run
+    after a crash arrives at the same files and names.
+    """
+    options = {**_TABLE_OPTIONS.get(partition.table, _DEFAULT_OPTIONS), "row_group_size": _row_group_rows(table)}
+    digest = _rows_digest(table["p_row_id"])
+    whole = _encode(table, options)
+    pieces = [whole]
+    files = math.ceil(len(whole) / target_bytes)
+    del whole
+    while files > 1:
+        per_file = math.ceil(table.num_rows / files)
+        pieces = [_encode(table.slice(start, per_file), options) for start in range(0, table.num_rows, per_file)]
+        # Each file carries its own footer and dictionaries, so equal cuts can come out a little over the target.
+        largest = max(map(len, pieces))
+        if largest <= target_bytes or per_file == 1:
+            break
+        files = max(files + 1, math.ceil(files * largest / target_bytes))
+    return {f"{partition.path}/{COMPACTED_PREFIX}{digest}-{k}of{len(pieces)}.parquet": data
+            for k, data in enumerate(pieces, 1)}
+
+
+def _encode(table: pa.Table, options: dict) -> bytes:
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, sorting_columns=pq.SortingColumn.from_ordering(table.schema, _SORT_KEYS), **options)
+    return buf.getvalue().to_pybytes()
+
+
+def _row_group_rows(table: pa.Table) -> int:
+    """Rows per row group: ROW_GROUP_ROWS, fewer if that many rows hold more than ROW_GROUP_BYTES of values.
+
+    Measured on the values (string lengths, fixed widths), not on Arrow's buffers, so the same rows always give
+    the same groups however the input files were split.
+    """
+    if not table.num_rows:
+        return ROW_GROUP_ROWS
+    per_row = sum(_value_bytes(column) for column in table.columns) / table.num_rows
+    return max(1, min(ROW_GROUP_ROWS, int(ROW_GROUP_BYTES / max(per_row, 1))))
+
+
+def _value_bytes(values: pa.ChunkedArray | pa.Array) -> int:
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or \
+            pa.types.is_large_binary(kind):
+        return (pc.sum(pc.binary_length(values)).as_py() or 0) + 4 * len(values)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _value_bytes(pc.list_flatten(values)) + 4 * len(values)
+    if pa.types.is_struct(kind):
+        flat = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        return sum(_value_bytes(flat.field(i)) for i in range(kind.num_fields))
+    width = getattr(kind, "bit_width", 64) if not pa.types.is_nested(kind) else 64
+    return len(values) * max(width, 8) // 8
+
+
+def _check_column(table: pa.Table, column: str, is_type, expected: str) -> None:
+    if column not in table.column_names:
+        raise ValueError(f"a file has no {column} column")
+    if not is_type(table.schema.field(column).type):
+        raise ValueError(f"{column} must be {expected}, not {table.schema.field(column).type}")
+    if table[column].null_count:
+        raise ValueError(f"{column} has {table[column].null_count} null values; every row needs one")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text or type(exc).__name__)[:300]
