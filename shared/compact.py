@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from normalizers.schema import PARQUET_WRITE_OPTIONS
 from normalizers.schema import TABLE as ALERTS_TABLE
 from shared.errors import ConfigError, GraphlakeError
-from shared.lake import _rows_digest
+from shared.lake import check_lake_columns, rows_digest
 from shared.storage import Store
 
 log = logging.getLogger("graphlake.compact")
@@ -314,8 +314,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
                        metadata=schema.metadata)
     merged = pa.concat_tables(tables, promote_options="default").select(schema.names)
     merged = pa.Table.from_arrays(merged.columns, schema=schema)
-    _check_column(merged, "p_event_time", pa.types.is_timestamp, "a timestamp")
-    _check_column(merged, "p_row_id", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "a string")
+    check_lake_columns(merged)
     return merged
 
 
@@ -348,7 +347,7 @@ def _encode_outputs(table: pa.Table, partition: Partition, target_bytes: int) ->
     after a crash arrives at the same files and names.
     """
     options = {**_TABLE_OPTIONS.get(partition.table, _DEFAULT_OPTIONS), "row_group_size": _row_group_rows(table)}
-    digest = _rows_digest(table["p_row_id"])
+    digest = rows_digest(table["p_row_id"])
     whole = _encode(table, options)
     pieces = [whole]
     files = math.ceil(len(whole) / target_bytes)
@@ -395,15 +394,6 @@ def _value_bytes(values: pa.ChunkedArray | pa.Array) -> int:
         return sum(_value_bytes(flat.field(i)) for i in range(kind.num_fields))
     width = getattr(kind, "bit_width", 64) if not pa.types.is_nested(kind) else 64
     return len(values) * max(width, 8) // 8
-
-
-def _check_column(table: pa.Table, column: str, is_type, expected: str) -> None:
-    if column not in table.column_names:
-        raise ValueError(f"a file has no {column} column")
-    if not is_type(table.schema.field(column).type):
-        raise ValueError(f"{column} must be {expected}, not {table.schema.field(column).type}")
-    if table[column].null_count:
-        raise ValueError(f"{column} has {table[column].null_count} null values; every row needs one")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -44,8 +44,7 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
     """
     if not _TABLE_NAME_RE.match(table_name):
         raise ValueError(f"invalid table name {table_name!r}: use letters, digits, '_' and '-'")
-    _check_column(table, partition_column, pa.types.is_timestamp, "a timestamp")
-    _check_column(table, row_id_column, lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "a string")
+    check_lake_columns(table, partition_column, row_id_column)
     if table.num_rows == 0:
         return []
 
@@ -68,7 +67,7 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
         offset += count
         day = _EPOCH + dt.timedelta(days=day_number)
         name = (f"{table_name}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
-                f"part-{_rows_digest(part[row_id_column])}.parquet")
+                f"part-{rows_digest(part[row_id_column])}.parquet")
         buf = io.BytesIO()
         pq.write_table(part, buf, **(parquet_options or _DEFAULT_PARQUET_OPTIONS))
         store.write(name, buf.getvalue())
@@ -94,6 +93,12 @@ def read_table(store: Store, table_name: str) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
+def check_lake_columns(table: pa.Table, partition_column: str = "p_event_time", row_id_column: str = "p_row_id") -> None:
+    """ValueError unless every row has a timestamp to partition by and a string row id."""
+    _check_column(table, partition_column, pa.types.is_timestamp, "a timestamp")
+    _check_column(table, row_id_column, lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "a string")
+
+
 def _check_column(table: pa.Table, column: str, is_type: Callable[[pa.DataType], bool], expected: str) -> None:
     if column not in table.column_names:
         raise ValueError(f"table has no {column} column")
@@ -103,7 +108,7 @@ def _check_column(table: pa.Table, column: str, is_type: Callable[[pa.DataType],
         raise ValueError(f"{column} has {table[column].null_count} null values; every row needs one")
 
 
-def _rows_digest(row_ids: pa.ChunkedArray) -> str:
+def rows_digest(row_ids: pa.ChunkedArray) -> str:
     """First 20 hex of sha256 over the sorted row ids: the same rows name the same file."""
     # JSON of the sorted list is an unambiguous encoding whatever characters the ids hold.
     return hashlib.sha256(orjson.dumps(sorted(row_ids.to_pylist()))).hexdigest()[:20]
