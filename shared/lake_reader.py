@@ -74,6 +74,23 @@ class Lake:
             tables[table].append(LakeFile(table, date, f"{self.protocol}{name}"))
         return dict(tables)
 
+    def readable_copies(self, files: list[LakeFile], folder: str) -> list[str]:
+        """Paths of `files` that DuckDB reads natively: the files themselves in a local lake; in a remote one,
+        copies downloaded concurrently into `folder`, keeping the partition folders (their keys are columns).
+
+        DuckDB reads a remote parquet file through fsspec in many small range requests, one after another, each
+        through Python: searching 30 compacted days of an Azurite lake took 3 s that way, and 0.5 s as one
+        concurrent download of the whole files. Names are never reused for other rows, so a copy is exact."""
+        if self.is_local:
+            return [f.path for f in files]
+        prefix = f"{self.protocol}{self.root.rstrip('/')}/"
+        local = [f"{folder}/{f.path.removeprefix(prefix)}" for f in files]
+        try:
+            self.filesystem.get([f.path.removeprefix(self.protocol) for f in files], local)
+        except OSError as exc:
+            raise EndpointUnreachable(f"cannot read the lake at {self.url}: {_first_line(exc)}") from None
+        return local
+
     def table_glob(self, table: str) -> str:
         """The glob DuckDB expands to every partition file of `table`."""
         return f"{self.protocol}{self.root.rstrip('/')}/{table}/year=*/month=*/day=*/*.parquet"

@@ -5,6 +5,7 @@ The views are in `shared.views`; `LakeConnection.definitions` keeps the SQL that
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
 import duckdb
@@ -21,6 +22,13 @@ class LakeConnection:
     files: dict[str, list[LakeFile]]
     columns: dict[str, set[str]] = field(default_factory=dict)  # per table, union over its files
     definitions: list[str] = field(default_factory=list)
+    _scratch: tempfile.TemporaryDirectory | None = None
+
+    def readable(self, files: list[LakeFile]) -> list[str]:
+        """Paths DuckDB reads natively for these files (copies of a remote lake's, in a folder removed with this)."""
+        if self._scratch is None and not self.lake.is_local:
+            self._scratch = tempfile.TemporaryDirectory(prefix="graphlake-")
+        return self.lake.readable_copies(files, self._scratch.name if self._scratch else "")
 
     def execute(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyConnection:
         try:

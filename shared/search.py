@@ -97,10 +97,10 @@ def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.dat
         raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
     result = SearchResult(terms, since, until)
     for table, files in sorted(connection.files.items()):
-        in_range = [f.path for f in files if since.date() <= f.day <= until.date()]
+        in_range = [f for f in files if since.date() <= f.day <= until.date()]
         if not in_range:
             continue
-        source = views.read_parquet(in_range)
+        source = views.read_parquet(connection.readable(in_range))
         columns = connection.columns_of(source)
         present = {column: values for column, values in terms.items() if column in columns}
         if "p_event_time" not in columns or not present:
