@@ -2,7 +2,9 @@
 
 1. normalize + enrich + write on one core vs orjson parse-only and a pandas baseline (bench_normalize.py), on
    20,000 alerts of the simulator's mix written as JSON lines;
-2. pull peak RSS at a 10k and a 100k backlog, and Graph calls per run (bench_pull.py).
+2. pull peak RSS at a 10k and a 100k backlog, and Graph calls per run (bench_pull.py);
+3. indicator search on a lake of 1,000,000 alerts before and after compaction, against a JSON-lines scan
+   (bench_search.py; needs ~5 GB of disk in the temporary folder).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> None:
         subprocess.run([sys.executable, str(BENCH / "bench_normalize.py"), str(mix)], check=True)
     print("\n== pull at scale (python bench/bench_pull.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_pull.py")], check=True)
+    print("\n== indicator search (python bench/bench_search.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_search.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -4,18 +4,19 @@ Read top to bottom it is the mapping: which Graph properties become which typed 
 indicator kind found in evidence lands in the p_any lists. Provider modules only say which free-form
 dictionaries of their alerts hold indicators too (see `Provider`).
 
-Hot-path notes (the normalizer must stay a small multiple of orjson's parse time): `AlertBatch` builds a
-batch's columns directly rather than a dict per row that is then taken apart again; the plain string and
-list properties are read a whole column at a time in C; canonicalisation and timestamp parsing are
-memoized in bounded dicts (alerts repeat the same hosts, users and timestamps), and resolution happens
-during the evidence walk; JSON columns are re-dumped with orjson.
+Hot-path notes (the normalizer must stay a small multiple of orjson's parse time; bench/bench_normalize.py
+measures it): `AlertBatch` keeps one tuple per alert and builds each Arrow column straight from them, with
+no dict per row; property names are looked up with orjson's own key objects (evidence.parsed_key); each raw
+indicator value is canonicalised once and memoized per kind (alerts repeat the same hosts, users and
+addresses), looked up during the evidence walk; timestamps in Graph's form are read with no Python call per
+value; JSON columns are re-dumped with orjson.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -98,28 +99,30 @@ DEFAULT_PROVIDER = Provider(service_sources=(), scanned_by_key_name=("additional
 PROVIDER = DEFAULT_PROVIDER  # So the core answers normalizer_for() like any provider module.
 
 # --- Indicator kinds to p_any lists: slot numbers index indicators.INDICATOR_COLUMNS ---
+# A resolver gives the canonical values of one raw value, flat: slot, value, slot, value... One tuple per
+# memoized value and nothing nested: fewer objects to allocate, and for the garbage collector to visit.
 (_IP_SLOT, _DOMAIN_SLOT, _USERNAME_SLOT, _EMAIL_SLOT, _MD5_SLOT, _SHA1_SLOT, _SHA256_SLOT, _URL_SLOT,
  _ACTOR_SLOT) = range(len(indicators.INDICATOR_COLUMNS))
 _HASH_SLOTS = {"md5": _MD5_SLOT, "sha1": _SHA1_SLOT, "sha256": _SHA256_SLOT}
-_Found = tuple[tuple[int, str], ...]
+_Found = tuple  # (slot, canonical value) pairs, flattened
 
 
 def _ip(raw: str) -> _Found:
     ip = indicators.canonical_ip(raw)
-    return ((_IP_SLOT, ip),) if ip else ()
+    return (_IP_SLOT, ip) if ip else ()
 
 
 def _host(raw: str) -> _Found:
     ip = indicators.canonical_ip(raw)
     if ip:
-        return ((_IP_SLOT, ip),)
+        return (_IP_SLOT, ip)
     domain = indicators.canonical_domain(raw)
-    return ((_DOMAIN_SLOT, domain),) if domain else ()
+    return (_DOMAIN_SLOT, domain) if domain else ()
 
 
 def _dns_domain(raw: str) -> _Found:
     domain = indicators.canonical_domain(raw)
-    return ((_DOMAIN_SLOT, domain),) if domain and "." in domain else ()
+    return (_DOMAIN_SLOT, domain) if domain and "." in domain else ()
 
 
 def _url(raw: str) -> _Found:
@@ -127,17 +130,17 @@ def _url(raw: str) -> _Found:
     if parsed is None:
         return ()
     url, host, host_is_ip = parsed
-    return ((_URL_SLOT, url), (_IP_SLOT if host_is_ip else _DOMAIN_SLOT, host))
+    return (_URL_SLOT, url, _IP_SLOT if host_is_ip else _DOMAIN_SLOT, host)
 
 
 def _email(raw: str) -> _Found:
     email = indicators.canonical_email(raw)
-    return ((_EMAIL_SLOT, email),) if email else ()
+    return (_EMAIL_SLOT, email) if email else ()
 
 
 def _sender_email(raw: str) -> _Found:
     email = indicators.canonical_email(raw)
-    return ((_EMAIL_SLOT, email), (_DOMAIN_SLOT, email.rpartition("@")[2])) if email else ()
+    return (_EMAIL_SLOT, email, _DOMAIN_SLOT, email.rpartition("@")[2]) if email else ()
 
 
 def _upn(raw: str) -> _Found:
@@ -145,22 +148,22 @@ def _upn(raw: str) -> _Found:
     if username is None:
         return ()
     email = indicators.canonical_email(raw)
-    return ((_USERNAME_SLOT, username), (_EMAIL_SLOT, email)) if email else ((_USERNAME_SLOT, username),)
+    return (_USERNAME_SLOT, username, _EMAIL_SLOT, email) if email else (_USERNAME_SLOT, username)
 
 
 def _username(raw: str) -> _Found:
     username = indicators.canonical_username(raw)
-    return ((_USERNAME_SLOT, username),) if username else ()
+    return (_USERNAME_SLOT, username) if username else ()
 
 
 def _hash(raw: str) -> _Found:
     hashed = indicators.canonical_hash(raw)
-    return ((_HASH_SLOTS[hashed[0]], hashed[1]),) if hashed else ()
+    return (_HASH_SLOTS[hashed[0]], hashed[1]) if hashed else ()
 
 
 def _actor_id(raw: str) -> _Found:
     actor_id = indicators.canonical_actor_id(raw)
-    return ((_ACTOR_SLOT, actor_id),) if actor_id else ()
+    return (_ACTOR_SLOT, actor_id) if actor_id else ()
 
 
 _RESOLVERS = {
@@ -176,34 +179,58 @@ _RESOLVERS = {
     ACTOR_ID: _actor_id,
 }
 
-# The memos are bounded by clearing: cheaper than LRU bookkeeping on every hit, and a refill costs one
-# canonicalisation per distinct value. A tenant's recurring hosts, users and addresses fit easily; the
-# bound keeps a long-running worker to a few MB.
-_CACHE_LIMIT = 65_536
-_resolved_cache: dict[str, dict[str, _Found]] = {kind: {} for kind in _RESOLVERS}
-_resolved_count = 0
 _UTC = timezone.utc
 # Timestamps are kept as microseconds since the epoch: Arrow takes integers for a timestamp column as they
 # are, while it asks every aware datetime for its utcoffset() by attribute name (measured: 5x the parse).
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_from_iso_format = datetime.fromisoformat
+_orjson_dumps = orjson.dumps
 _LIST_OR_NONE = frozenset({list, type(None)})
 _ROW_TEMPLATE = dict.fromkeys(SCHEMA.names)
 _TIMESTAMP = SCHEMA.field("createdDateTime").type
 
 
-def _resolve(kind: str, raw: str) -> _Found:
-    global _resolved_count
-    if _resolved_count >= _CACHE_LIMIT:
-        for cache in _resolved_cache.values():
-            cache.clear()
-        _resolved_count = 0
-    resolved = _resolved_cache[kind][raw] = _RESOLVERS[kind](raw)
-    _resolved_count += 1
-    return resolved
+_CACHE_LIMIT = 8192  # Values per memo, per indicator kind (see _Memo).
 
 
-_SCANNER = Scanner(_resolved_cache, _resolve)
+class _Memo(dict):
+    """Raw value -> what its resolver makes of it, for one indicator kind: each value canonicalised once.
+
+    Alerts repeat the same hosts, users and addresses, so most lookups are hits. Bounded by clearing: cheaper
+    than LRU bookkeeping on every hit, and a refill costs one canonicalisation per distinct value. One memo
+    per kind, so that a flood of values that never recur (file hashes, mostly) clears only its own memo, not
+    the recurring ones; ten kinds of at most 8192 values keep a long-running worker's memos to about 25 MB.
+    """
+
+    __slots__ = ("_resolver",)
+
+    def __init__(self, resolver: Callable[[str], _Found]) -> None:
+        super().__init__()
+        self._resolver = resolver
+        self.clear()
+
+    def clear(self) -> None:
+        super().clear()
+        self[None] = ()  # An absent property is looked up like any value, and adds nothing.
+
+    def __missing__(self, raw: object) -> _Found:
+        if type(raw) is not str:
+            return ()  # A number or a boolean where Graph documents text: no indicator.
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        resolved = self[raw] = self._resolver(raw)
+        return resolved
+
+
+_MEMOS = {kind: _Memo(resolver) for kind, resolver in _RESOLVERS.items()}
+_SCANNER = Scanner(_MEMOS)
+
+
+def clear_memos() -> None:
+    """Forget every canonical value memoized so far, as a fresh worker starts (the benchmark's runs do)."""
+    for memo in _MEMOS.values():
+        memo.clear()
 
 
 def _parse_timestamp(raw: object) -> datetime | None:
@@ -282,11 +309,11 @@ class AlertBatch:
         Raises NotAnAlert for input that is not a Graph alert. `provider` defaults to the one registered
         for the alert's serviceSource, else DEFAULT_PROVIDER.
         """
-        if alert.__class__ is not dict:
+        if type(alert) is not dict:
             raise NotAnAlert(f"expected a JSON object, got {type(alert).__name__}")
         get = alert.get
         alert_id = get(_ID)
-        if alert_id.__class__ is not str or not alert_id:
+        if type(alert_id) is not str or not alert_id:
             raise NotAnAlert("alert has no id")
         odata_type = get(_ODATA_TYPE)
         if odata_type is not None and odata_type not in _ALERT_ODATA_TYPES:
@@ -298,7 +325,7 @@ class AlertBatch:
         if provider is None:
             service_source = get(_SERVICE_SOURCE)
             provider = (self._providers.get(service_source, DEFAULT_PROVIDER)
-                        if service_source.__class__ is str else DEFAULT_PROVIDER)
+                        if type(service_source) is str else DEFAULT_PROVIDER)
 
         # String and string-list properties are kept as Graph sent them; table() checks their types a column
         # at a time (a numeric incidentId is rare) and row() converts them one by one.
@@ -306,14 +333,25 @@ class AlertBatch:
         string_lists = list(map(get, STRING_LIST_PROPERTIES))
 
         raw_timestamps = list(map(get, TIMESTAMP_PROPERTIES))
-        timestamps = [None if parsed is None else (parsed - _EPOCH) // _MICROSECOND
-                      for parsed in map(_parse_timestamp, raw_timestamps)]
         unparseable = None
-        if timestamps.count(None) != raw_timestamps.count(None):
-            unparseable = {name: raw for name, raw, parsed in zip(TIMESTAMP_PROPERTIES, raw_timestamps, timestamps)
-                           if raw is not None and parsed is None}
+        try:
+            # Graph's own form ('Z', or any offset) read with no Python call per value: subtracting the aware
+            # epoch gives the UTC instant whatever the offset, as _parse_timestamp does.
+            timestamps = [None if raw is None else (_from_iso_format(raw) - _EPOCH) // _MICROSECOND
+                          for raw in raw_timestamps]
+        except (TypeError, ValueError):  # Not a string, no time zone, padded, an odd fraction, or not a time.
+            timestamps = [None if parsed is None else (parsed - _EPOCH) // _MICROSECOND
+                          for parsed in map(_parse_timestamp, raw_timestamps)]
+            if timestamps.count(None) != raw_timestamps.count(None):
+                unparseable = {name: raw
+                               for name, raw, parsed in zip(TIMESTAMP_PROPERTIES, raw_timestamps, timestamps)
+                               if raw is not None and parsed is None}
 
-        json_texts = [None if value is None else _dumps(value) for value in map(get, JSON_PROPERTIES)]
+        json_values = list(map(get, JSON_PROPERTIES))
+        try:  # _dumps inlined: this is most of the JSON text there is.
+            json_texts = [None if value is None else _orjson_dumps(value).decode() for value in json_values]
+        except TypeError:  # An integer beyond 64 bits: see _dumps.
+            json_texts = [None if value is None else _dumps(value) for value in json_values]
 
         if unparseable is None and alert.keys() <= _MAPPED_PROPERTIES:
             unmapped = None
@@ -327,16 +365,17 @@ class AlertBatch:
         p_row_id = row_id(tenant_id if tenant_id is None else _as_string(tenant_id), alert_id,
                           _as_string(last_update_raw or created_raw))
 
-        found: list[tuple[int, str]] = []  # (slot, canonical value) of every indicator, repeats included
+        found: list = []  # slot, canonical value, slot, canonical value... of every indicator, repeats included
         evidence = get(_EVIDENCE)
-        if evidence.__class__ is list:
+        if type(evidence) is list:
             _SCANNER.scan_evidence(evidence, found)
         for name in provider.scanned_by_key_name:
             value = get(name)
             if value:
                 _SCANNER.scan_by_key_name(value, None, found, 0)
         per_column: list[set[str] | None] = [None] * len(indicators.INDICATOR_COLUMNS)
-        for slot, value in found:
+        pairs = iter(found)
+        for slot, value in zip(pairs, pairs):
             values = per_column[slot]
             if values is None:
                 per_column[slot] = {value}

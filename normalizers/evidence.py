@@ -32,7 +32,7 @@ so a key-name guess cannot put a non-address into p_any_ip_addresses.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
 
@@ -227,26 +227,29 @@ def kind_for_key(key: str) -> str | None:
     return kind
 
 
-# Compiled form of the table, for the hot path: per type, (property, kind, memo) triples for string values
-# (a property with two kinds appears twice) and (property, handler) pairs for object values, where a
-# handler is a nested compiled spec, a Nested type, or QUALIFIED_ACCOUNT.
-_CompiledSpec = tuple[tuple[tuple[str, str, dict], ...], tuple[tuple[str, object], ...]]
-Resolved = tuple  # Whatever the caller's resolver makes of one raw value; the scanner only concatenates them.
+Resolved = tuple  # Whatever the owner's memos make of one raw value; the scanner only concatenates them.
+# Compiled form of one table entry, for the hot path:
+# - (property, memo of its kind) per string property (a property with two kinds appears twice);
+# - (property, compiled table) per property holding objects read with a nested table;
+# - (property, evidence type name) per property holding evidence of another type (Nested);
+# - whether this object's domainName\accountName is a username too (QUALIFIED_ACCOUNT on its property).
+_CompiledSpec = tuple[tuple[tuple[str, Mapping], ...], tuple[tuple[str, "_CompiledSpec"], ...],
+                      tuple[tuple[str, str], ...], bool]
 
 
 class Scanner:
-    """Walks evidence with EVIDENCE_INDICATORS and hands each raw value to the caller's resolver for its kind.
+    """Walks evidence with EVIDENCE_INDICATORS and looks each raw value up in the memo of its kind.
 
-    `memos` maps every kind to a dict, raw value -> resolved tuple, that the caller owns (and bounds);
-    `resolve(kind, raw)` computes a value missing from it and stores it there. Resolution happens during the
-    walk: each rule carries its kind's memo, so a value seen before (alerts repeat the same hosts, users and
-    addresses) costs one dict lookup, and the walk leaves nothing behind but the resolved tuples, concatenated
-    into the caller's `out` list.
+    `memos` maps every kind to a mapping, raw value -> resolved tuple, that the owner provides: it resolves
+    (and memoizes, and bounds) any value it lacks when looked up, yields () for None (an absent property)
+    and for a value that is not a string (a number where the table expects text), and raises TypeError for
+    a list or an object, as a dict does. Resolution happens during the walk, so a value seen before (alerts
+    repeat the same hosts, users and addresses) costs one dict lookup, and the walk leaves nothing behind
+    but the resolved tuples, concatenated into the caller's `out` list.
     """
 
-    def __init__(self, memos: dict[str, dict[str, Resolved]], resolve: Callable[[str, str], Resolved]) -> None:
+    def __init__(self, memos: Mapping[str, Mapping[object, Resolved]]) -> None:
         self._memos = memos
-        self._resolve = resolve
         self._by_name = {name: self._compile(spec) for name, spec in EVIDENCE_INDICATORS.items()}
         # Graph writes `#microsoft.graph.security.ipEvidence` at the top and, in nested objects, sometimes
         # omits the `#`; both spellings resolve without string work on the hot path.
@@ -254,77 +257,84 @@ class Scanner:
             prefix + name: spec for name, spec in self._by_name.items() for prefix in _GRAPH_TYPE_PREFIXES
         }
 
-    def _compile(self, spec: dict[str, Rule]) -> _CompiledSpec:
-        string_rules: list[tuple[str, str, dict]] = []
-        object_rules: list[tuple[str, object]] = []
-        for key, rule in spec.items():
-            for part in rule if isinstance(rule, tuple) else (rule,):
+    def _compile(self, spec: dict[str, Rule], qualified_account: bool = False) -> _CompiledSpec:
+        strings: list[tuple[str, Mapping]] = []
+        tables: list[tuple[str, _CompiledSpec]] = []
+        nested: list[tuple[str, str]] = []
+        for name, rule in spec.items():
+            key = parsed_key(name)
+            parts = rule if isinstance(rule, tuple) else (rule,)
+            qualified = QUALIFIED_ACCOUNT in parts
+            if qualified and not any(isinstance(part, dict) for part in parts):
+                tables.append((key, self._compile({}, qualified_account=True)))
+            for part in parts:
                 if part == QUALIFIED_ACCOUNT:
-                    object_rules.append((parsed_key(key), part))
-                elif isinstance(part, str):
-                    string_rules.append((parsed_key(key), part, self._memos[part]))
+                    continue  # Read with the object's own table (above, or in the dict part beside it).
+                if isinstance(part, str):
+                    strings.append((key, self._memos[part]))
                 elif isinstance(part, dict):
-                    object_rules.append((parsed_key(key), self._compile(part)))
+                    tables.append((key, self._compile(part, qualified_account=qualified)))
                 elif isinstance(part, Nested):
                     if part.evidence_type not in EVIDENCE_INDICATORS:
-                        raise ValueError(f"{key}: Nested({part.evidence_type!r}) is not in EVIDENCE_INDICATORS")
-                    object_rules.append((parsed_key(key), part))
+                        raise ValueError(f"{name}: Nested({part.evidence_type!r}) is not in EVIDENCE_INDICATORS")
+                    nested.append((key, part.evidence_type))
                 else:
-                    raise TypeError(f"{key}: a rule is a kind, dict, Nested(...) or tuple of those, not {part!r}")
-        return tuple(string_rules), tuple(object_rules)
+                    raise TypeError(f"{name}: a rule is a kind, dict, Nested(...) or tuple of those, not {part!r}")
+        return tuple(strings), tuple(tables), tuple(nested), qualified_account
 
     def scan_evidence(self, evidence: list, out: list) -> None:
         """Extend `out` with the resolved form of every indicator in an alert's evidence list."""
         specs_get = self._by_odata_type.get
         for item in evidence:
-            if item.__class__ is dict:
+            if type(item) is dict:
                 spec = specs_get(item.get(_ODATA_TYPE))
                 if spec is None:
                     self.scan_by_key_name(item, None, out, 0)
                 else:
                     self._walk(item, spec, out)
 
+    # The hot loop. `type(x) is` rather than `x.__class__ is`: Python 3.11 specializes the call to type(),
+    # not the attribute. A string property's value goes to its memo unchecked: a string is the common case,
+    # and the memo answers None and other scalars itself.
     def _walk(self, obj: dict, spec: _CompiledSpec, out: list) -> None:
         get = obj.get
-        resolve = self._resolve
-        string_rules, object_rules = spec
-        for key, kind, memo in string_rules:
+        strings, tables, nested, qualified_account = spec
+        for key, memo in strings:
+            try:
+                out += memo[get(key)]
+            except TypeError:  # A list (ipInterfaces, urls) or an object where the table expects a string.
+                value = get(key)
+                if type(value) is list:
+                    for item in value:
+                        if type(item) is str:
+                            out += memo[item]
+                elif type(value) is not dict:
+                    raise  # Not the value's shape: a fault of ours, which must not pass for "no indicators".
+        for key, table in tables:
             value = get(key)
-            if value.__class__ is str:
-                resolved = memo.get(value)
-                out += resolve(kind, value) if resolved is None else resolved
-            elif value.__class__ is list:
+            if type(value) is dict:
+                self._walk(value, table, out)
+            elif type(value) is list:
                 for item in value:
-                    if item.__class__ is str:
-                        resolved = memo.get(item)
-                        out += resolve(kind, item) if resolved is None else resolved
-        for key, handler in object_rules:
+                    if type(item) is dict:
+                        self._walk(item, table, out)
+        for key, evidence_type in nested:
             value = get(key)
-            if value is None:
-                continue
-            for item in value if value.__class__ is list else (value,):
-                if item.__class__ is not dict:
-                    continue
-                if handler.__class__ is tuple:
-                    self._walk(item, handler, out)
-                elif handler.__class__ is Nested:
-                    self._walk(item, self._by_odata_type.get(item.get(_ODATA_TYPE))
-                               or self._by_name[handler.evidence_type], out)
-                else:
-                    self._qualified_account(item, out)
+            for item in (value,) if type(value) is dict else value if type(value) is list else ():
+                if type(item) is dict:  # The object's own @odata.type wins over the table's expectation.
+                    spec = self._by_odata_type.get(item.get(_ODATA_TYPE)) or self._by_name[evidence_type]
+                    self._walk(item, spec, out)
+        if qualified_account:
+            self._qualified_account(obj, out)
 
     def _qualified_account(self, account: dict, out: list) -> None:
         name = account.get(_ACCOUNT_NAME)
         domain = account.get(_DOMAIN_NAME)
-        if name.__class__ is not str or domain.__class__ is not str:
+        if type(name) is not str or type(domain) is not str:
             return
         name, domain = name.strip(), domain.strip()
         if name and domain and "\\" not in name:
-            self._add(USERNAME, f"{domain}\\{name}", out)
-
-    def _add(self, kind: str, raw: str, out: list) -> None:
-        resolved = self._memos[kind].get(raw)
-        out += self._resolve(kind, raw) if resolved is None else resolved
+            out += self._memos[USERNAME][f"{domain}\\{name}"]
 
     def scan_by_key_name(self, value: object, kind: str | None, out: list, depth: int = 0) -> None:
         """Collect indicators from free-form JSON by key name; `kind` is the one of the key `value` sits under.
@@ -334,19 +344,19 @@ class Scanner:
         """
         if depth > _SCAN_DEPTH_LIMIT:
             return
-        if value.__class__ is str:
+        if type(value) is str:
             if kind is not None:
-                self._add(kind, value, out)
-        elif value.__class__ is list:
+                out += self._memos[kind][value]
+        elif type(value) is list:
             for item in value:
                 self.scan_by_key_name(item, kind, out, depth + 1)
-        elif value.__class__ is dict:
+        elif type(value) is dict:
             spec = self._by_odata_type.get(value.get(_ODATA_TYPE))
             if spec is not None:
                 self._walk(value, spec, out)
                 return
             for key, item in value.items():
-                if item is not None and key.__class__ is str:
+                if item is not None and type(key) is str:
                     self.scan_by_key_name(item, kind_for_key(key), out, depth + 1)
             if _ACCOUNT_NAME in value and _DOMAIN_NAME in value:
                 self._qualified_account(value, out)

@@ -25,10 +25,10 @@ Rules, and why:
 
 from __future__ import annotations
 
+import binascii
 import ipaddress
 import re
 
-_HEX = re.compile(r"[0-9a-fA-F]+")
 _HASH_KIND_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
 
 _ASCII_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
@@ -38,6 +38,14 @@ _DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
 # then already canonical.
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}")
+# IPv6 text already in the form `ipaddress` prints but for case (no leading zeros, and every zero group
+# inside a "::" that stands for two or more), which is how Graph reports addresses: only lower-cased, since
+# parsing and printing it again is most of the cost of a batch's new values. A leading "::" (IPv4-mapped and
+# other special forms) and any zero group take the full path.
+_NONZERO_HEXTET = r"[1-9a-f][0-9a-f]{0,3}"
+_CANONICAL_IPV6_FULL = re.compile(rf"{_NONZERO_HEXTET}(?::{_NONZERO_HEXTET}){{7}}")
+_CANONICAL_IPV6_COMPRESSED = re.compile(
+    rf"{_NONZERO_HEXTET}(?::{_NONZERO_HEXTET}){{0,5}}::(?:{_NONZERO_HEXTET}(?::{_NONZERO_HEXTET}){{0,4}})?")
 _EMAIL_LOCAL_FORBIDDEN = re.compile(r"[\s<>@,]")
 _URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -56,6 +64,10 @@ def canonical_ip(value: str) -> str | None:
         return None
     if text[:1] == "[" and text[-1:] == "]":
         text = text[1:-1]
+    lowered = text.lower()
+    if _CANONICAL_IPV6_FULL.fullmatch(lowered) or (
+            _CANONICAL_IPV6_COMPRESSED.fullmatch(lowered) and lowered.count(":") - lowered.endswith("::") <= 6):
+        return lowered  # Six groups at most beside "::", so that it stands for two or more.
     try:
         address = ipaddress.IPv6Address(text)
     except ValueError:
@@ -128,7 +140,12 @@ def canonical_hash(value: str) -> tuple[str, str] | None:
         return None
     text = value.strip()
     kind = _HASH_KIND_BY_LENGTH.get(len(text))
-    if kind is None or not _HEX.fullmatch(text):
+    if kind is None:
+        return None
+    try:
+        # Accepts exactly an even number of ASCII hex digits (the lengths above are even), in half a regex's time.
+        binascii.unhexlify(text)
+    except ValueError:  # binascii.Error is one; non-ASCII text raises the plain kind.
         return None
     return kind, text.lower()
 
