@@ -95,6 +95,8 @@ def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.dat
            limit: int = 50) -> SearchResult:
     if since >= until:
         raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    if not connection.files:
+        raise ConfigError(f"the lake at {connection.lake.url} holds no tables (<table>/year=/month=/day=/*.parquet)")
     result = SearchResult(terms, since, until)
     for table, files in sorted(connection.files.items()):
         in_range = [f for f in files if since.date() <= f.day <= until.date()]

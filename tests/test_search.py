@@ -280,9 +280,12 @@ def test_an_azure_lake_by_az_url_with_the_account_from_the_environment(azurite, 
     assert bad.exit_code == 2 and "does not say which storage account" in bad.output
 
 
-def test_a_lake_that_is_not_there_is_one_line(tmp_path) -> None:
+def test_a_lake_that_is_not_there_is_one_line(tmp_path, azurite) -> None:
     out = run("search", "--lake", str(tmp_path / "nope"), "--ip", "203.0.113.7")
     assert out.exit_code == 2 and out.output.count("\n") == 1 and "no such folder" in out.output
+    # A mistyped container is not "no hits".
+    out = run("search", "--lake", azurite.container_url("no-such-lake"), "--ip", "203.0.113.7")
+    assert out.exit_code == 2 and out.output.count("\n") == 1 and "holds no tables" in out.output
     out = run("query", "--lake", "ftp://example.com/lake", "SELECT 1")
     assert out.exit_code == 2 and "unsupported scheme ftp://" in out.output
 
@@ -337,3 +340,27 @@ def test_every_evidence_type_the_simulator_emits_gets_typed_rows(tmp_path) -> No
     assert len(kinds) >= 15  # the simulator's mix covers the evidence types of every provider
     filled = {kind for kind, typed in actual.values() if any(v is not None for v in typed.values())}
     assert kinds - filled <= {"mailClusterEvidence", "azureResourceEvidence", "aiAgentEvidence", "aiPromptEvidence"}
+
+
+@pytest.mark.parametrize(("url", "account", "host", "root"), [
+    ("https://contosolake.blob.core.windows.net/lake", "contosolake", "contosolake.blob.core.windows.net", "lake"),
+    ("https://gov.blob.core.usgovcloudapi.net/lake/alerts/", "gov", "gov.blob.core.usgovcloudapi.net", "lake/alerts"),
+    ("abfss://lake@contosolake.dfs.core.windows.net/prod", "contosolake", "contosolake.blob.core.windows.net",
+     "lake/prod"),
+])
+def test_azure_lake_urls_name_account_endpoint_and_prefix(url: str, account: str, host: str, root: str) -> None:
+    from shared.lake_reader import open_lake
+
+    lake = open_lake(url)  # no request yet: listing is the first
+    assert (lake.filesystem.account_name, lake.filesystem.account_host, lake.root) == (account, host, root)
+    assert lake.table_glob("t") == f"abfs://{root}/t/year=*/month=*/day=*/*.parquet"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://contosolake.blob.core.windows.net/lake", "uses plain http"),
+    ("https://contosolake.blob.core.windows.net/Lake_1", "not a valid container name"),
+    ("abfs://UPPER@contosolake.dfs.core.windows.net", "not a valid container name"),
+])
+def test_bad_azure_lake_urls_are_one_line(url: str, message: str) -> None:
+    out = run("query", "--lake", url, "SELECT 1")
+    assert out.exit_code == 2 and out.output.count("\n") == 1 and message in out.output
