@@ -93,6 +93,10 @@ def terms_for(options: dict[str, list[str]]) -> dict[str, set[str]]:
 
 def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.datetime, until: dt.datetime,
            limit: int = 50) -> SearchResult:
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValueError("since and until must be aware datetimes")
+    # Partitions are UTC days: an offset like -05:00 must not shift which days are read.
+    since, until = since.astimezone(_UTC), until.astimezone(_UTC)
     if since >= until:
         raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
     if not connection.files:

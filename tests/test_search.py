@@ -301,6 +301,17 @@ def test_days_outside_the_range_are_never_opened(tmp_path) -> None:
     assert out.exit_code == 2 and out.output.count("\n") == 1 and "part-broken.parquet" in out.output
 
 
+def test_bounds_with_an_offset_read_the_utc_days_they_cover(tmp_path) -> None:
+    late = pa.table({"p_event_time": pa.array([dt.datetime(2026, 3, 4, 22, tzinfo=UTC)], pa.timestamp("us", "UTC")),
+                     "p_row_id": ["late-1"], "uuid": ["late-1"], "p_any_ip_addresses": [["192.0.2.9"]]})
+    write_table(open_store(str(tmp_path)), late, table_name="okta_systemlog")
+    plus_five = dt.timezone(dt.timedelta(hours=5))
+    # 02:00 on the 5th at +05:00 is 21:00 on the 4th in UTC: the 4th's partition holds the hit.
+    result = search(connect(str(tmp_path), with_views=False), terms_for({"ip": ["192.0.2.9"]}),
+                    dt.datetime(2026, 3, 5, 2, tzinfo=plus_five), dt.datetime(2026, 3, 6, tzinfo=plus_five))
+    assert _ids(result) == {"okta_systemlog": ["late-1"]}
+
+
 def test_a_file_of_another_shape_beside_the_tables_is_ignored(tmp_path) -> None:
     write_table(open_store(str(tmp_path)), OKTA, table_name="okta_systemlog")
     pq.write_table(OKTA, tmp_path / "okta_systemlog" / "stray.parquet")  # not in a day partition
