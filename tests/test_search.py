@@ -326,12 +326,12 @@ def _json_path(item: dict, path: str):
     return None if value is None else value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def test_every_evidence_type_the_simulator_emits_gets_typed_rows(tmp_path) -> None:
+def test_every_evidence_type_the_simulator_emits_gets_typed_rows(store_url: str, tmp_path) -> None:
     from normalizers.evidence_columns import ANY, EVIDENCE_COLUMNS
     from simulator.tenant import Tenant
 
     _, page = Tenant(seed=4, alerts=600, days=7.0).query_json(top=600, include_unknown_enum_members=True)
-    normalize_events([InboundEvent(body=body) for body in page], lake=open_store(str(tmp_path / "lake")),
+    normalize_events([InboundEvent(body=body) for body in page], lake=open_store(store_url),
                      state=open_store(str(tmp_path / "state")))
     # What the view must give, worked out in Python from the same table of JSON paths.
     expected = {}
@@ -343,7 +343,7 @@ def test_every_evidence_type_the_simulator_emits_gets_typed_rows(tmp_path) -> No
                 values = (_json_path(item, path) for types, path in sources if types == ANY or kind in types)
                 typed[column] = next((v for v in values if v is not None), None)
             expected[(alert["id"], index)] = (kind, typed)
-    cursor = connect(str(tmp_path / "lake")).execute(
+    cursor = connect(store_url).execute(
         f"SELECT alert_id, evidence_index, evidence_type, {', '.join(EVIDENCE_COLUMNS)} FROM security_alert_evidence")
     actual = {(row[0], row[1]): (row[2], dict(zip(EVIDENCE_COLUMNS, row[3:]))) for row in cursor.fetchall()}
     assert actual == expected
