@@ -179,6 +179,17 @@ param graphSources string = ''
 @description('PULL_SCHEDULE: NCRONTAB schedule of pull_alerts, six fields with seconds first, in UTC (Flex Consumption has no WEBSITE_TIME_ZONE).')
 param pullSchedule string = '0 */1 * * * *'
 
+@description('Object ids of the Entra groups, users or service principals that read the lake (graphlake search and query). Each gets Storage Blob Data Reader on the lake container only.')
+param lakeReaderPrincipalIds array = []
+
+@description('What lakeReaderPrincipalIds are: Group, User or ServicePrincipal.')
+@allowed([
+  'Group'
+  'User'
+  'ServicePrincipal'
+])
+param lakeReaderPrincipalType string = 'Group'
+
 @description('COMPACT_SCHEDULE: NCRONTAB schedule of compact_lake, six fields with seconds first, in UTC. Default: daily at 03:30.')
 param compactSchedule string = '0 30 3 * * *'
 
@@ -204,6 +215,7 @@ var roles = {
   eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
   eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -426,6 +438,18 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     description: 'graphlake: telemetry with Entra authentication'
   }
 }
+
+// People and tools that search the lake: read-only, on the lake container alone (not state, not host storage).
+resource lakeReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in lakeReaderPrincipalIds: {
+  name: guid(lakeContainer.id, principalId, roles.storageBlobDataReader)
+  scope: lakeContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: principalId
+    principalType: lakeReaderPrincipalType
+    description: 'graphlake: read the lake (graphlake search and query)'
+  }
+}]
 
 // ------------------------------------------------------------------------------------------------------------
 // App settings: every setting of shared/settings.py (same names, same defaults unless derived from a resource),

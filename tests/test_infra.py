@@ -44,6 +44,7 @@ BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 BUILT_IN_ROLES = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Azure Event Hubs Data Owner": "f526a384-b230-433a-b45c-95f59c4a2dec",
@@ -173,15 +174,19 @@ for path in map(Path, sys.argv[1:]):
             out["vars"][text(kids[0])] = value(kids[-1])
         elif node.type == "resource_declaration":
             rtype = text(kids[1]).strip("'")
-            body = value(kids[-1])
+            body_node = kids[-1]
+            loop = text(body_node.named_children[1]) if body_node.type == "for_statement" else None
+            body = value(body_node.named_children[-1] if loop else body_node)
             if rtype.startswith("Microsoft.Authorization/roleAssignments@") and body["kind"] == "object":
                 props = body["value"]
                 inner = props.get("properties", {}).get("value", {})
                 out["role_assignments"].append({
                     "symbol": text(kids[0]),
+                    "loop_over": loop,
                     "scope": props.get("scope", {}).get("text"),
                     "roleDefinitionId": inner.get("roleDefinitionId", {}).get("text"),
-                    "principalType": inner.get("principalType", {}).get("value"),
+                    "principalId": inner.get("principalId", {}).get("text"),
+                    "principalType": inner.get("principalType", {}).get("text"),
                 })
 print(json.dumps(out))
 '''
@@ -417,11 +422,19 @@ def test_role_assignments_are_least_privilege_and_resource_scoped() -> None:
         match = re.search(r"roles\.(\w+)", a["roleDefinitionId"] or "")
         assert match and match.group(1) in roles, f"{a['symbol']}: roleDefinitionId must use roles.<name>"
         assert "subscriptionResourceId('Microsoft.Authorization/roleDefinitions'" in a["roleDefinitionId"]
-        assert a["principalType"] == "ServicePrincipal", f"{a['symbol']}: principalType"
-        assigned.add(name_of[roles[match.group(1)]])
+        role = name_of[roles[match.group(1)]]
+        if a["principalId"] == "identity.properties.principalId":
+            assert a["principalType"] == "'ServicePrincipal'", f"{a['symbol']}: principalType"
+            assigned.add(role)
+        else:
+            # The only assignment to anyone else: the people and tools named in lakeReaderPrincipalIds may read
+            # the lake container, nothing more.
+            assert (a["loop_over"], a["principalId"], role, scope) == (
+                "lakeReaderPrincipalIds", "principalId", "Storage Blob Data Reader", "lakeContainer"), a
     assert assigned <= ALLOWED_ROLES, f"roles beyond least privilege: {sorted(assigned - ALLOWED_ROLES)}"
     assert REQUIRED_ROLES <= assigned, f"missing roles: {sorted(REQUIRED_ROLES - assigned)}"
     assert assigned & {"Storage Blob Data Owner", "Storage Blob Data Contributor"}, "no blob data role"
+    assert any(a["loop_over"] == "lakeReaderPrincipalIds" for a in assignments), "no lake reader assignment"
 
 
 def test_storage_and_event_hubs_hardening_is_in_place() -> None:
