@@ -46,6 +46,7 @@ from normalizers.schema import PARQUET_WRITE_OPTIONS
 from normalizers.schema import TABLE as ALERTS_TABLE
 from shared.errors import ConfigError, GraphlakeError
 from shared.lake import check_lake_columns, rows_digest
+from shared.layout import TABLE_NAME_RE, PartitionFile, parse_partition_file, partition_path
 from shared.storage import Store
 
 log = logging.getLogger("graphlake.compact")
@@ -55,17 +56,14 @@ DEFAULT_TARGET_BYTES = 128 * MB
 # Row groups: DuckDB scans a file's row groups in parallel (one thread each) and keeps min/max per group, so a
 # group is the unit of both parallelism and skipping. A group holds at most ROW_GROUP_ROWS rows, the size DuckDB
 # itself writes (60 vectors of 2,048), and at most ROW_GROUP_BYTES of uncompressed values, because alert rows are
-# wide (~3.7 KB in memory, most of it evidence JSON): 122,880 of them would be a 450 MB group that every reader
-# of `SELECT *` must hold at once (pyarrow needed ~400 MB to read a 40,000-alert group). At 64 MB an alert group is
-# ~18,000 rows (~8 MB of zstd): a day of a large tenant still splits into several groups for the cores to share,
-# while the per-group overhead (footer entries, one range request per column chunk on blob storage) stays small.
+# wide (~3.5 KB uncompressed, most of it evidence JSON): 122,880 of them would be a 430 MB group that every reader
+# of `SELECT *` must hold at once. At 64 MB an alert group is ~17,000 rows (~8 MB of zstd; bench/bench_lake_reads.py):
+# a day of a large tenant still splits into several groups for the cores to share, while the per-group overhead
+# (footer entries, one range request per column chunk on blob storage) stays small.
 ROW_GROUP_ROWS = 122_880
 ROW_GROUP_BYTES = 64 * MB
 COMPACTED_PREFIX = "compacted-"
 
-_TABLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-_FILE_RE = re.compile(r"^(?P<table>[A-Za-z0-9_][A-Za-z0-9_-]*)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/"
-                      r"day=(?P<day>\d{2})/(?P<file>[^/]+\.parquet)$")
 _COMPACTED_RE = re.compile(rf"^{COMPACTED_PREFIX}(?P<digest>[0-9a-f]{{20}})-(?P<k>\d+)of(?P<n>\d+)\.parquet$")
 # Parquet options per table; tables of other producers get zstd with statistics on every column.
 _TABLE_OPTIONS = {ALERTS_TABLE: PARQUET_WRITE_OPTIONS}
@@ -85,7 +83,7 @@ class Partition:
 
     @property
     def path(self) -> str:
-        return f"{self.table}/year={self.day.year:04d}/month={self.day.month:02d}/day={self.day.day:02d}"
+        return partition_path(self.table, self.day)
 
     def settled(self) -> bool:
         """True when there is nothing to merge: one file, or one complete set of compacted outputs."""
@@ -161,7 +159,7 @@ def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: in
     if target_bytes <= 0:
         raise ConfigError(f"target size must be positive, not {target_bytes} bytes")
     for name in tables or ():
-        if not _TABLE_RE.match(name):
+        if not TABLE_NAME_RE.match(name):
             raise ConfigError(f"invalid table name {name!r}: use letters, digits, '_' and '-'")
         if next(iter(store.list(f"{name}/")), None) is None:
             raise ConfigError(f"table {name} has no files in the lake {store.url}")
@@ -219,25 +217,16 @@ def partitions(store: Store, tables: Sequence[str] | None = None) -> Iterator[Pa
         store.list("")
     delta_tables: set[str] = set()
 
-    def ours(names: Iterable[str]) -> Iterator[re.Match[str]]:
+    def ours(names: Iterable[str]) -> Iterator[tuple[str, PartitionFile]]:
         for name in names:
             table, _, rest = name.partition("/")
             if rest.startswith("_delta_log/"):
                 delta_tables.add(table)
-            elif table not in delta_tables and (m := _FILE_RE.match(name)):
-                yield m
+            elif table not in delta_tables and (found := parse_partition_file(name)):
+                yield name, found
 
-    matches = ours(listings)
-
-    def key(m: re.Match[str]) -> tuple[str, str, str, str]:
-        return m["table"], m["year"], m["month"], m["day"]
-
-    for (table, year, month, day), group in itertools.groupby(matches, key=key):
-        try:
-            date = dt.date(int(year), int(month), int(day))
-        except ValueError:  # year=2026/month=13: not a partition of ours
-            continue
-        yield Partition(table, date, tuple(m.group(0) for m in group))
+    for (table, day), group in itertools.groupby(ours(listings), key=lambda named: (named[1].table, named[1].day)):
+        yield Partition(table, day, tuple(name for name, _ in group))
 
 
 def compact_partition(store: Store, partition: Partition, *, target_bytes: int = DEFAULT_TARGET_BYTES,

@@ -19,3 +19,9 @@ class EndpointUnreachable(GraphlakeError):
 
 class PreconditionFailed(GraphlakeError):
     """A conditional write lost a race: someone else changed the blob since we read it."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (SDK errors run to pages), or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,10 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shared.layout import check_table_name, parse_partition_file, partition_path
 from shared.storage import Store
 
-_TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-_FILE_RE = re.compile(r"/year=\d{4}/month=\d{2}/day=\d{2}/[^/]+\.parquet$")
 _EPOCH = dt.date(1970, 1, 1)
 _DEFAULT_PARQUET_OPTIONS = {"compression": "zstd"}
 
@@ -42,8 +40,7 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
     parquet_options are pyarrow.parquet.write_table's keyword arguments (default: zstd); the alerts table
     passes normalizers.schema.PARQUET_WRITE_OPTIONS.
     """
-    if not _TABLE_NAME_RE.match(table_name):
-        raise ValueError(f"invalid table name {table_name!r}: use letters, digits, '_' and '-'")
+    check_table_name(table_name)
     check_lake_columns(table, partition_column, row_id_column)
     if table.num_rows == 0:
         return []
@@ -66,8 +63,7 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
         part = table.slice(offset, count)
         offset += count
         day = _EPOCH + dt.timedelta(days=day_number)
-        name = (f"{table_name}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
-                f"part-{rows_digest(part[row_id_column])}.parquet")
+        name = f"{partition_path(table_name, day)}/part-{rows_digest(part[row_id_column])}.parquet"
         buf = io.BytesIO()
         pq.write_table(part, buf, **(parquet_options or _DEFAULT_PARQUET_OPTIONS))
         store.write(name, buf.getvalue())
@@ -77,11 +73,10 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
 
 def read_table(store: Store, table_name: str) -> pa.Table:
     """Every file of table_name as one table (for tests and the CLI; queries should use DuckDB on the lake)."""
-    if not _TABLE_NAME_RE.match(table_name):
-        raise ValueError(f"invalid table name {table_name!r}: use letters, digits, '_' and '-'")
+    check_table_name(table_name)
     tables = []
     for name in store.list(f"{table_name}/"):
-        if not _FILE_RE.search(name):
+        if parse_partition_file(name) is None:
             continue
         found = store.read(name)
         if found is not None:  # deleted between list and read

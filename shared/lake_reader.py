@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,9 @@ from urllib.parse import unquote, urlsplit
 import fsspec
 
 from shared.blob_url import EMULATOR_KEY, BlobLocation, check_container_name, parse_blob_url
-from shared.errors import ConfigError, EndpointUnreachable
+from shared.errors import ConfigError, EndpointUnreachable, first_line
+from shared.layout import parse_partition_file
 
-_PARTITION_FILE_RE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_-]*)/year=(\d{4})/month=(\d{2})/day=(\d{2})/[^/]+\.parquet$")
 _AZURE_SCHEMES = ("az", "abfs", "abfss")
 
 
@@ -58,20 +57,13 @@ class Lake:
         try:
             names = self.filesystem.find(self.root) if self.filesystem.exists(self.root) else []
         except OSError as exc:
-            raise EndpointUnreachable(f"cannot list the lake at {self.url}: {_first_line(exc)}") from None
+            raise EndpointUnreachable(f"cannot list the lake at {self.url}: {first_line(exc)}") from None
         tables: dict[str, list[LakeFile]] = defaultdict(list)
         prefix = self.root.rstrip("/") + "/"
         for name in sorted(names):
-            relative = name[len(prefix):] if name.startswith(prefix) else name
-            match = _PARTITION_FILE_RE.match(relative)
-            if not match:
-                continue
-            table, year, month, day = match.groups()
-            try:
-                date = dt.date(int(year), int(month), int(day))
-            except ValueError:  # year=2026/month=13: not a partition graphlake or its neighbours write
-                continue
-            tables[table].append(LakeFile(table, date, f"{self.protocol}{name}"))
+            found = parse_partition_file(name[len(prefix):] if name.startswith(prefix) else name)
+            if found is not None:
+                tables[found.table].append(LakeFile(found.table, found.day, f"{self.protocol}{name}"))
         return dict(tables)
 
     def readable_copies(self, files: list[LakeFile], folder: str) -> list[str]:
@@ -79,8 +71,8 @@ class Lake:
         copies downloaded concurrently into `folder`, keeping the partition folders (their keys are columns).
 
         DuckDB reads a remote parquet file through fsspec in many small range requests, one after another, each
-        through Python: searching 30 compacted days of an Azurite lake took 3 s that way, and 0.25 s as one
-        concurrent download of the whole files. Names are never reused for other rows, so a copy is exact."""
+        through Python: a search of 40,000 compacted alerts on Azurite takes 1.25 s that way, and 0.20 s as
+        one concurrent download of the whole files (bench/bench_lake_reads.py). Names are never reused for other rows, so a copy is exact."""
         if self.is_local:
             return [f.path for f in files]
         prefix = f"{self.protocol}{self.root.rstrip('/')}/"
@@ -88,7 +80,7 @@ class Lake:
         try:
             self.filesystem.get([f.path.removeprefix(self.protocol) for f in files], local)
         except OSError as exc:
-            raise EndpointUnreachable(f"cannot read the lake at {self.url}: {_first_line(exc)}") from None
+            raise EndpointUnreachable(f"cannot read the lake at {self.url}: {first_line(exc)}") from None
         return local
 
     def table_glob(self, table: str) -> str:
@@ -160,8 +152,3 @@ def _adlfs(**options: str) -> fsspec.AbstractFileSystem:
 
 def _lake(url: str, location: BlobLocation, filesystem: fsspec.AbstractFileSystem) -> Lake:
     return Lake(url, "/".join([location.container, *location.prefix]), filesystem, "abfs://")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -34,7 +34,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient
 
 from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY, parse_blob_url
-from shared.errors import ConfigError, EndpointUnreachable, PreconditionFailed
+from shared.errors import ConfigError, EndpointUnreachable, PreconditionFailed, first_line
 
 
 class Store(Protocol):
@@ -251,7 +251,7 @@ class BlobStore:
         except ResourceExistsError:
             pass
         except ServiceRequestError as exc:
-            raise EndpointUnreachable(f"cannot reach blob storage at {self.url}: {_first_line(exc)}") from None
+            raise EndpointUnreachable(f"cannot reach blob storage at {self.url}: {first_line(exc)}") from None
         except HttpResponseError as exc:
             # An identity whose role is scoped to the container (not the account) may not create containers;
             # the container then already exists, and real permission problems surface on the data calls.
@@ -330,8 +330,3 @@ def _default_credential() -> TokenCredential:
 def _error_code(exc: HttpResponseError) -> str | None:
     # The storage SDK attaches the service's error code (e.g. ConditionNotMet) to the exception it raises.
     return getattr(exc, "error_code", None)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,8 +16,8 @@ only its days.
 from __future__ import annotations
 
 from normalizers.evidence_columns import ANY, COMMON_COLUMNS, EVIDENCE_COLUMNS, ROLES_PATH
+from normalizers.schema import TABLE as ALERTS_TABLE
 
-ALERTS_TABLE = "security_alerts"
 LATEST_VIEW = "security_alerts_latest"
 EVIDENCE_VIEW = "security_alert_evidence"
 HIVE_TYPES = "{'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
