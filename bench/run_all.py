@@ -4,7 +4,8 @@
    20,000 alerts of the simulator's mix written as JSON lines;
 2. pull peak RSS at a 10k and a 100k backlog, and Graph calls per run (bench_pull.py);
 3. indicator search on a lake of 1,000,000 alerts before and after compaction, against a JSON-lines scan
-   (bench_search.py; needs ~5 GB of disk in the temporary folder).
+   (bench_search.py; needs ~5 GB of disk in the temporary folder);
+4. compaction memory, the evidence view and a search of a lake on Azurite (bench_lake_reads.py).
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         mix = Path(work) / "simulator-mix.jsonl"
         simulator_mix(mix)
-        print(f"== normalize + enrich + write (python bench/bench_normalize.py <20,000-alert simulator mix>)",
+        print("== normalize + enrich + write (python bench/bench_normalize.py <20,000-alert simulator mix>)",
               flush=True)
         subprocess.run([sys.executable, str(BENCH / "bench_normalize.py"), str(mix)], check=True)
     print("\n== pull at scale (python bench/bench_pull.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_pull.py")], check=True)
     print("\n== indicator search (python bench/bench_search.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_search.py")], check=True)
+    print("\n== the lake's read side (python bench/bench_lake_reads.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_lake_reads.py")], check=True)
 
 
 if __name__ == "__main__":
