@@ -4,22 +4,31 @@ Read top to bottom it is the mapping: which Graph properties become which typed 
 indicator kind found in evidence lands in the p_any lists. Provider modules only say which free-form
 dictionaries of their alerts hold indicators too (see `Provider`).
 
+Two ways in, one mapping. `AlertBatch.add` takes an alert as a dict and is the definition: whatever an
+alert holds, it decides the row. `AlertBatch.add_json` takes the JSON as it arrived and, for alerts shaped
+as Graph documents them (nearly all), gives the same row faster: msgspec decodes only the properties this
+module maps and the evidence properties the table reads (evidence.Scanner.evidence_decoder), so the rest is
+skipped rather than built into dicts and dumped back to text; anything else it hands back to `add`.
+tests/test_normalizers.py holds the two to the same rows.
+
 Hot-path notes (the normalizer must stay a small multiple of orjson's parse time; bench/bench_normalize.py
 measures it): `AlertBatch` keeps one tuple per alert and builds each Arrow column straight from them, with
 no dict per row; property names are looked up with orjson's own key objects (evidence.parsed_key); each raw
 indicator value is canonicalised once and memoized per kind (alerts repeat the same hosts, users and
 addresses), looked up during the evidence walk; timestamps in Graph's form are read with no Python call per
-value; JSON columns are re-dumped with orjson.
+value.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import msgspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +46,7 @@ from normalizers.evidence import (
     URL,
     USERNAME,
     Scanner,
+    Untyped,
     parsed_key,
 )
 from normalizers.schema import LOG_TYPE, SCHEMA, SCHEMA_VERSION
@@ -74,6 +84,18 @@ _ALERT_ODATA_TYPES = frozenset({"#microsoft.graph.security.alert", "microsoft.gr
 _MAPPED_PROPERTIES = frozenset(
     STRING_PROPERTIES + STRING_LIST_PROPERTIES + TIMESTAMP_PROPERTIES + JSON_PROPERTIES + (_ODATA_TYPE,)
 )
+
+# An alert whose properties are all mapped and have the types Graph documents, as msgspec decodes it from
+# JSON (see AlertBatch.add_json): the JSON properties stay the text they arrived as, undecoded.
+_NO_JSON = msgspec.Raw()
+_TypedAlert = msgspec.defstruct(
+    "TypedAlert",
+    [(name, str | None, None) for name in STRING_PROPERTIES + TIMESTAMP_PROPERTIES]
+    + [(name, list[str] | None, None) for name in STRING_LIST_PROPERTIES]
+    + [(name, msgspec.Raw, _NO_JSON) for name in JSON_PROPERTIES]
+    + [("odata_type", str | None, None)],
+    rename={"odata_type": _ODATA_TYPE}, forbid_unknown_fields=True, gc=False)
+_decode_typed_alert = msgspec.json.Decoder(_TypedAlert).decode
 
 # No top-level string property is scanned for indicators: assignedTo names the analyst owning the alert
 # (or "Automation"), and alertWebUrl/incidentWebUrl link every alert to the portal. As pivots they would
@@ -225,6 +247,7 @@ class _Memo(dict):
 
 _MEMOS = {kind: _Memo(resolver) for kind, resolver in _RESOLVERS.items()}
 _SCANNER = Scanner(_MEMOS)
+_decode_typed_evidence = _SCANNER.evidence_decoder.decode
 
 
 def clear_memos() -> None:
@@ -256,6 +279,18 @@ def _parse_timestamp(raw: object) -> datetime | None:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=_UTC)
     return parsed if parsed.tzinfo is _UTC else parsed.astimezone(_UTC)
+
+
+def _graph_timestamps(raw_timestamps: list) -> list[int | None]:
+    """Microseconds since the epoch of timestamps in Graph's own form ('Z', or any offset), with no Python
+    call per value: subtracting the aware epoch gives the UTC instant whatever the offset, as
+    _parse_timestamp does. Raises TypeError or ValueError for anything else."""
+    return [None if raw is None else (_from_iso_format(raw) - _EPOCH) // _MICROSECOND for raw in raw_timestamps]
+
+
+def _json_text(raw: msgspec.Raw) -> str | None:
+    text = str(raw, "utf-8")
+    return None if text == "null" else text
 
 
 def _dumps(value: object) -> str:
@@ -303,11 +338,12 @@ class AlertBatch:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, alert: dict, *, source_id: str, source_label: str, provider: Provider | None = None) -> str:
+    def add(self, alert: dict, *, source_id: str | None, source_label: str,
+            provider: Provider | None = None) -> str:
         """Normalize one version of one Graph alert into the batch; return its p_row_id.
 
-        Raises NotAnAlert for input that is not a Graph alert. `provider` defaults to the one registered
-        for the alert's serviceSource, else DEFAULT_PROVIDER.
+        Raises NotAnAlert for input that is not a Graph alert. `source_id` None takes the alert's tenantId.
+        `provider` defaults to the one registered for the alert's serviceSource, else DEFAULT_PROVIDER.
         """
         if type(alert) is not dict:
             raise NotAnAlert(f"expected a JSON object, got {type(alert).__name__}")
@@ -323,9 +359,7 @@ class AlertBatch:
         if not last_update_raw and not created_raw:
             raise NotAnAlert(f"alert {alert_id} has neither lastUpdateDateTime nor createdDateTime")
         if provider is None:
-            service_source = get(_SERVICE_SOURCE)
-            provider = (self._providers.get(service_source, DEFAULT_PROVIDER)
-                        if type(service_source) is str else DEFAULT_PROVIDER)
+            provider = self._provider_of(get(_SERVICE_SOURCE))
 
         # String and string-list properties are kept as Graph sent them; table() checks their types a column
         # at a time (a numeric incidentId is rare) and row() converts them one by one.
@@ -335,10 +369,7 @@ class AlertBatch:
         raw_timestamps = list(map(get, TIMESTAMP_PROPERTIES))
         unparseable = None
         try:
-            # Graph's own form ('Z', or any offset) read with no Python call per value: subtracting the aware
-            # epoch gives the UTC instant whatever the offset, as _parse_timestamp does.
-            timestamps = [None if raw is None else (_from_iso_format(raw) - _EPOCH) // _MICROSECOND
-                          for raw in raw_timestamps]
+            timestamps = _graph_timestamps(raw_timestamps)
         except (TypeError, ValueError):  # Not a string, no time zone, padded, an odd fraction, or not a time.
             timestamps = [None if parsed is None else (parsed - _EPOCH) // _MICROSECOND
                           for parsed in map(_parse_timestamp, raw_timestamps)]
@@ -361,10 +392,6 @@ class AlertBatch:
                 unmapped_values.update(unparseable)  # A timestamp we could not read is kept, not nulled away.
             unmapped = _dumps(unmapped_values)
 
-        tenant_id = strings[_TENANT_ID]
-        p_row_id = row_id(tenant_id if tenant_id is None else _as_string(tenant_id), alert_id,
-                          _as_string(last_update_raw or created_raw))
-
         found: list = []  # slot, canonical value, slot, canonical value... of every indicator, repeats included
         evidence = get(_EVIDENCE)
         if type(evidence) is list:
@@ -373,6 +400,67 @@ class AlertBatch:
             value = get(name)
             if value:
                 _SCANNER.scan_by_key_name(value, None, found, 0)
+        return self._append(alert_id, strings, string_lists, timestamps, json_texts, unmapped,
+                            last_update_raw or created_raw, found, source_id, source_label)
+
+    def add_json(self, body: bytes, *, source_id: str | None, source_label: str) -> str | None:
+        """add() for one alert's JSON as it arrived, when it has the shape Graph documents; else None.
+
+        None means "parse it and add() the dict", which decides what an unusual alert becomes: a property
+        this module does not map, a value of another type than Graph documents, evidence of a type the table
+        lacks, an odd timestamp, something that is not an alert, or not JSON. Everything else, the great
+        majority, is decoded by msgspec straight into the values the row keeps: the JSON properties stay the
+        text they arrived as, and evidence is decoded a second time into structs holding only the table's
+        properties (evidence.Scanner.evidence_decoder), so the dicts of everything the row does not read are
+        never built. For JSON as orjson writes it (what the pull sends) the row is the same as add()'s;
+        tests/test_normalizers.py holds the two paths to that.
+        """
+        try:
+            alert = _decode_typed_alert(body)
+        except msgspec.DecodeError:  # ValidationError included.
+            return None
+        alert_id = alert.id
+        if not alert_id or (alert.odata_type is not None and alert.odata_type not in _ALERT_ODATA_TYPES):
+            return None
+        last_update_raw = alert.lastUpdateDateTime
+        created_raw = alert.createdDateTime
+        if not last_update_raw and not created_raw:
+            return None
+        try:
+            timestamps = _graph_timestamps(_typed_timestamps(alert))
+        except (TypeError, ValueError):  # No time zone, or not a time: _parse_timestamp decides.
+            return None
+        json_texts = [None if raw is _NO_JSON else _json_text(raw) for raw in _typed_json(alert)]
+
+        found: list = []
+        evidence = json_texts[_EVIDENCE_INDEX]
+        if evidence is not None:
+            try:
+                _SCANNER.scan_typed(_decode_typed_evidence(evidence), found)
+            except (msgspec.DecodeError, Untyped):
+                return None
+        for name in self._provider_of(alert.serviceSource).scanned_by_key_name:
+            text = json_texts[JSON_PROPERTIES.index(name)]
+            if text is not None:
+                value = orjson.loads(text)  # Valid JSON: msgspec has read it.
+                if value:
+                    _SCANNER.scan_by_key_name(value, None, found, 0)
+        return self._append(alert_id, list(_typed_strings(alert)), list(_typed_string_lists(alert)),
+                            timestamps, json_texts, None, last_update_raw or created_raw, found, source_id,
+                            source_label)
+
+    def _provider_of(self, service_source: object) -> Provider:
+        return (self._providers.get(service_source, DEFAULT_PROVIDER) if type(service_source) is str
+                else DEFAULT_PROVIDER)
+
+    def _append(self, alert_id: str, strings: list, string_lists: list, timestamps: list, json_texts: list,
+                unmapped: str | None, version: object, found: list, source_id: str | None,
+                source_label: str) -> str:
+        """Keep one alert's row; `found` is the flat slot, value list of its indicators, repeats included."""
+        tenant_id = strings[_TENANT_ID]
+        if tenant_id is not None:
+            tenant_id = _as_string(tenant_id)
+        p_row_id = row_id(tenant_id, alert_id, _as_string(version))
         per_column: list[set[str] | None] = [None] * len(indicators.INDICATOR_COLUMNS)
         pairs = iter(found)
         for slot, value in zip(pairs, pairs):
@@ -383,7 +471,8 @@ class AlertBatch:
                 values.add(value)
 
         self._rows.append((
-            *strings, *string_lists, *timestamps, *json_texts, unmapped, p_row_id, source_id, source_label,
+            *strings, *string_lists, *timestamps, *json_texts, unmapped, p_row_id,
+            source_id or tenant_id or "", source_label,
             *[None if values is None else sorted(values) for values in per_column],
         ))
         return p_row_id
@@ -484,6 +573,11 @@ _ROW_COLUMNS = (
 )
 _ROW_TYPES = tuple(SCHEMA.field(name).type for name in _ROW_COLUMNS)
 _TENANT_ID = STRING_PROPERTIES.index("tenantId")
+_EVIDENCE_INDEX = JSON_PROPERTIES.index("evidence")
+_typed_strings = operator.attrgetter(*STRING_PROPERTIES)
+_typed_string_lists = operator.attrgetter(*STRING_LIST_PROPERTIES)
+_typed_timestamps = operator.attrgetter(*TIMESTAMP_PROPERTIES)
+_typed_json = operator.attrgetter(*JSON_PROPERTIES)
 _CREATED_INDEX = _ROW_COLUMNS.index("createdDateTime")
 _ROW_ID_INDEX = _ROW_COLUMNS.index("p_row_id")
 _STRING_COLUMNS = frozenset(STRING_PROPERTIES)

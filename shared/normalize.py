@@ -72,9 +72,7 @@ def _normalize_batch(events: Sequence[InboundEvent], state: Store, parse_time: d
     index_by_id: dict[str, int] = {}
     for event in events:
         try:
-            # Storage errors in _alert_of propagate: they are transient, not the event's. No name holds the
-            # alert, so it is freed as soon as it is in the batch.
-            row_id = _add(batch, _alert_of(event, state), event.properties)
+            row_id = _add(batch, event, state)
         except BadEvent as exc:
             result.quarantined.append(quarantine(
                 state, raw=event.body, error=str(exc),
@@ -108,19 +106,24 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _add(batch: AlertBatch, alert: Any, props: Mapping[str, Any]) -> str:
+def _add(batch: AlertBatch, event: InboundEvent, state: Store) -> str:
+    """Add the event's alert to the batch; its p_row_id."""
+    props = event.properties
+    source_id = _text(props.get("source_id")) or None  # None: the alert's tenantId.
+    source_label = _text(props.get("source_label")) or DEFAULT_SOURCE_LABEL
     try:
-        return batch.add(
-            alert,
-            source_id=_text(props.get("source_id")) or _tenant_of(alert),
-            source_label=_text(props.get("source_label")) or DEFAULT_SOURCE_LABEL)
+        row_id = batch.add_json(event.body, source_id=source_id, source_label=source_label)
+        if row_id is not None:
+            return row_id
     except Exception as exc:  # noqa: BLE001 - the normalizer is pure: whatever it raises is this event's fault
         raise BadEvent(_one_line(exc)) from exc
-
-
-def _tenant_of(alert: Any) -> str:
-    """The source id of an event that names none."""
-    return str(alert.get("tenantId") or "") if isinstance(alert, dict) else ""
+    # Not the common shape (a claim check, an unmapped property, ...): parsed, and added as a dict. Storage
+    # errors in _alert_of propagate: they are transient, not the event's.
+    alert = _alert_of(event, state)
+    try:
+        return batch.add(alert, source_id=source_id, source_label=source_label)
+    except Exception as exc:  # noqa: BLE001 - as above
+        raise BadEvent(_one_line(exc)) from exc
 
 
 def _alert_of(event: InboundEvent, state: Store) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import json
 import random
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from normalizers import (
     TABLE,
     NotAnAlert,
     core,
+    new_batch,
     normalize_alert,
     normalizer_for,
     rows_to_table,
@@ -45,6 +47,7 @@ from normalizers.indicators import (
     canonical_username,
     url_host,
 )
+from simulator.tenant import Tenant
 
 GOLDEN = Path(normalizers.__file__).parent / "golden"
 PARSE_TIME = datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc)
@@ -454,6 +457,99 @@ def test_timestamps_are_parsed_leniently_to_utc(raw: str, expected: datetime | N
     assert row["firstActivityDateTime"] == expected
     if expected is not None:
         assert row["firstActivityDateTime"].utcoffset() == timedelta(0)
+
+
+# --- The typed path: AlertBatch.add_json against the dict path ---------------------------------------------
+
+
+def rows_both_ways(bodies: list[bytes]) -> tuple[list[dict], list[dict], int]:
+    """The rows of `bodies` through add_json (falling back as normalize_events does) and through add(dict),
+    and how many add_json took itself."""
+    typed, general = new_batch(PARSE_TIME), new_batch(PARSE_TIME)
+    taken = 0
+    for body in bodies:
+        if typed.add_json(body, **SOURCE) is None:
+            typed.add(orjson.loads(body), **SOURCE)
+        else:
+            taken += 1
+        general.add(orjson.loads(body), **SOURCE)
+    return ([typed.row(i) for i in range(len(typed))], [general.row(i) for i in range(len(general))], taken)
+
+
+def simulator_bodies(alerts: int) -> list[bytes]:
+    tenant = Tenant(seed=11, alerts=alerts, days=3.0)
+    return [body for skip in range(0, alerts, 500)
+            for body in tenant.query_json(top=500, skip=skip, include_unknown_enum_members=True)[1]]
+
+
+def test_the_typed_path_gives_the_dict_paths_rows_for_the_golden_alerts_and_the_simulators_mix() -> None:
+    bodies = [orjson.dumps(alert) for name in GOLDEN_NAMES for alert in load_golden_inputs(name)]
+    bodies += simulator_bodies(3000)
+    typed, general, taken = rows_both_ways(bodies)
+    assert len(typed) == len(general) == len(bodies)
+    for got, want in zip(typed, general):
+        assert render(got) == render(want), want["id"]
+    # It is a fast path only if it is the path: the simulator's mix has a few unknown evidence types.
+    assert taken >= 0.95 * len(bodies), f"add_json took {taken} of {len(bodies)}"
+
+
+@pytest.mark.parametrize("alert", [
+    minimal_alert(newGraphProperty={"a": 1}),
+    minimal_alert(incidentId=28282),
+    minimal_alert(systemTags=[None, "x"]),
+    minimal_alert(resolvedDateTime="soon"),
+    minimal_alert(firstActivityDateTime="2026-04-27 12:19:27"),
+    minimal_alert(evidence={"@odata.type": "#microsoft.graph.security.ipEvidence"}),
+    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.futureThingEvidence", "ip": "192.0.2.1"}]),
+    minimal_alert(evidence=[{"ipAddress": "192.0.2.1"}]),
+    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": 7}]),
+    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.userEvidence", "userAccount": "casey"}]),
+    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.networkConnectionEvidence",
+                             "sourceAddress": {"@odata.type": "#microsoft.graph.security.deviceEvidence",
+                                               "hostName": "ws-9"}}]),
+    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.activeDirectoryDomainEvidence",
+                             "trustedDomains": [{"activeDirectoryDomainName": "fabrikam.com"}]}]),
+    {"id": "", "createdDateTime": "2026-06-01T00:00:00Z"},
+    {"@odata.type": "#microsoft.graph.security.incident", "id": "1", "createdDateTime": "2026-06-01T00:00:00Z"},
+    {"claimCheck": "claims/0001.json"},
+], ids=["unmapped property", "numeric incidentId", "null in a list", "unreadable time", "time without zone",
+        "evidence not a list", "unknown evidence type", "untyped evidence", "number for text", "text for object",
+        "nested evidence of another type", "evidence nesting its own type",
+        "no id", "not an alert", "claim check"])
+def test_alerts_of_another_shape_are_left_to_the_dict_path(alert: dict) -> None:
+    batch = new_batch(PARSE_TIME)
+    assert batch.add_json(json.dumps(alert).encode(), **SOURCE) is None
+    assert len(batch) == 0
+
+
+def test_the_typed_path_reads_nested_evidence_of_its_expected_type_and_lists_of_values() -> None:
+    alert = minimal_alert(evidence=[
+        {"@odata.type": "#microsoft.graph.security.networkConnectionEvidence",
+         "sourceAddress": {"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "192.0.2.7"},
+         "destinationAddress": {"ipAddress": "2001:DB8::7"}},
+        {"@odata.type": "microsoft.graph.security.deviceEvidence", "ipInterfaces": ["198.51.100.7", "fe80::1"],
+         "loggedOnUsers": [{"accountName": "Avery", "domainName": "CONTOSO"}]},
+    ])
+    typed, general, taken = rows_both_ways([orjson.dumps(alert)])
+    assert taken == 1
+    assert typed == general
+    assert typed[0]["p_any_ip_addresses"] == ["192.0.2.7", "198.51.100.7", "2001:db8::7", "fe80::1"]
+    assert typed[0]["p_any_usernames"] == ["avery", "contoso\\avery"]
+
+
+def test_the_typed_path_keeps_json_properties_as_they_arrived() -> None:
+    alert = minimal_alert(serviceSource="microsoftSentinel", customDetails={"RemoteIP": ["192.0.2.9"]},
+                          evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "192.0.2.1",
+                                     "riskScore": 2 ** 70}])
+    body = json.dumps(alert, separators=(",", ":")).encode().replace(b'"evidence":[', b'"evidence":[ ')
+    batch = new_batch(PARSE_TIME)
+    assert batch.add_json(body, **SOURCE) is not None
+    row = batch.row(0)
+    # Exactly as sent, space and all: orjson would have turned 2**70 into a float.
+    assert row["evidence"] == '[ {"@odata.type":"#microsoft.graph.security.ipEvidence","ipAddress":"192.0.2.1",' \
+                              f'"riskScore":{2 ** 70}}}]'
+    assert row["customDetails"] == '{"RemoteIP":["192.0.2.9"]}'
+    assert row["p_any_ip_addresses"] == ["192.0.2.1", "192.0.2.9"]
 
 
 # --- Arrow table and parquet ------------------------------------------------------------------------------
