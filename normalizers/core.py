@@ -445,15 +445,14 @@ class AlertBatch:
                 value = orjson.loads(text)  # Valid JSON: msgspec has read it.
                 if value:
                     _SCANNER.scan_by_key_name(value, None, found, 0)
-        return self._append(alert_id, list(_typed_strings(alert)), list(_typed_string_lists(alert)),
-                            timestamps, json_texts, None, last_update_raw or created_raw, found, source_id,
-                            source_label)
+        return self._append(alert_id, _typed_strings(alert), _typed_string_lists(alert), timestamps, json_texts,
+                            None, last_update_raw or created_raw, found, source_id, source_label)
 
     def _provider_of(self, service_source: object) -> Provider:
         return (self._providers.get(service_source, DEFAULT_PROVIDER) if type(service_source) is str
                 else DEFAULT_PROVIDER)
 
-    def _append(self, alert_id: str, strings: list, string_lists: list, timestamps: list, json_texts: list,
+    def _append(self, alert_id: str, strings: Sequence, string_lists: Sequence, timestamps: list, json_texts: list,
                 unmapped: str | None, version: object, found: list, source_id: str | None,
                 source_label: str) -> str:
         """Keep one alert's row; `found` is the flat slot, value list of its indicators, repeats included."""

@@ -398,12 +398,17 @@ class Scanner:
         for item in evidence:
             walkers[type(item)](item, out)
 
+    def _declared_spec(self, obj: dict) -> _CompiledSpec | None:
+        """The table of the evidence type `obj` declares, if graphlake knows it."""
+        odata_type = obj.get(_ODATA_TYPE)
+        # Not a string (a list, say): no type we know, and no reason to lose the alert over it.
+        return self._by_odata_type.get(odata_type) if type(odata_type) is str else None
+
     def scan_evidence(self, evidence: list, out: list) -> None:
         """Extend `out` with the resolved form of every indicator in an alert's evidence list."""
-        specs_get = self._by_odata_type.get
         for item in evidence:
             if type(item) is dict:
-                spec = specs_get(item.get(_ODATA_TYPE))
+                spec = self._declared_spec(item)
                 if spec is None:
                     self.scan_by_key_name(item, None, out, 0)
                 else:
@@ -438,7 +443,7 @@ class Scanner:
             value = get(key)
             for item in (value,) if type(value) is dict else value if type(value) is list else ():
                 if type(item) is dict:  # The object's own @odata.type wins over the table's expectation.
-                    spec = self._by_odata_type.get(item.get(_ODATA_TYPE)) or self._by_name[evidence_type]
+                    spec = self._declared_spec(item) or self._by_name[evidence_type]
                     self._walk(item, spec, out)
         if qualified_account:
             self._qualified_account(obj, out)
@@ -468,7 +473,7 @@ class Scanner:
             for item in value:
                 self.scan_by_key_name(item, kind, out, depth + 1)
         elif type(value) is dict:
-            spec = self._by_odata_type.get(value.get(_ODATA_TYPE))
+            spec = self._declared_spec(value)
             if spec is not None:
                 self._walk(value, spec, out)
                 return

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import click
+import msgspec
 import orjson
 
 from shared.errors import GraphlakeError
@@ -159,17 +160,22 @@ def normalize(source, lake: str, state: str, source_id: str, source_label: str) 
     sys.exit(1 if result.quarantined else 0)
 
 
+_GraphPage = msgspec.defstruct("GraphPage", [("value", list[msgspec.Raw])])
+
+
 def _alert_bodies(data: bytes):
-    """(line number, raw alert) pairs. A Graph page ({"value": [...]}) is split; other lines pass through as they
-    are, so a line that is not JSON reaches quarantine with its reason instead of vanishing."""
+    """(line number, raw alert) pairs. A Graph page ({"value": [...]}) is split into its alerts' JSON as the page
+    holds them; other lines pass through as they are, so a line that is not JSON reaches quarantine with
+    its reason instead of vanishing."""
     stripped = data.strip()
     if stripped.startswith(b"{") and b"\n{" not in stripped:
         try:
-            doc = orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("value"), list):
-            return [(i + 1, orjson.dumps(alert)) for i, alert in enumerate(doc["value"])]
+            page = msgspec.json.decode(stripped, type=_GraphPage)
+        except msgspec.DecodeError:  # Not a page: one alert, or not JSON.
+            page = None
+        if page is not None:
+            # Compacted (an export is often indented), every value's text otherwise kept, big integers included.
+            return [(i + 1, msgspec.json.format(bytes(alert), indent=-1)) for i, alert in enumerate(page.value)]
     return [(i + 1, line) for i, line in enumerate(data.splitlines()) if line.strip()]
 
 

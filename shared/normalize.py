@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+import msgspec
 import pyarrow as pa
 
 from normalizers import AlertBatch, new_batch
@@ -27,6 +27,7 @@ from shared.quarantine import quarantine
 from shared.storage import Store
 
 DEFAULT_SOURCE_LABEL = "Microsoft Graph"
+_decode_json = msgspec.json.Decoder().decode
 
 
 @dataclass
@@ -126,17 +127,29 @@ def _add(batch: AlertBatch, event: InboundEvent, state: Store) -> str:
         raise BadEvent(_one_line(exc)) from exc
 
 
-def _alert_of(event: InboundEvent, state: Store) -> dict:
-    try:
-        doc = orjson.loads(event.body)
-    except orjson.JSONDecodeError as exc:
-        raise BadEvent(f"body is not JSON: {exc}") from None
+def _alert_of(event: InboundEvent, state: Store) -> Any:
+    doc = _parsed(event.body, "body")
     if isinstance(doc, dict) and CLAIM_CHECK_KEY in doc:
-        found = state.read(doc[CLAIM_CHECK_KEY])
+        name = doc[CLAIM_CHECK_KEY]
+        if type(name) is not str:
+            raise BadEvent(f"claim check pointer {name!r} is not a blob name")
+        try:
+            found = state.read(name)
+        except ValueError as exc:  # The name is not a valid blob name: the event's fault, not the storage's.
+            raise BadEvent(f"claim check pointer: {_one_line(exc)}") from None
         if found is None:
-            raise BadEvent(f"claim check {doc[CLAIM_CHECK_KEY]} is missing")
-        return orjson.loads(found[0])
+            raise BadEvent(f"claim check {name} is missing")
+        return _parsed(found[0], f"claim check {name}")
     return doc
+
+
+def _parsed(data: bytes, what: str) -> Any:
+    """JSON as Python values. msgspec, not orjson: it keeps integers beyond 64 bits exact, where orjson reads
+    them as floats, and the evidence column must hold what Graph sent."""
+    try:
+        return _decode_json(data)
+    except msgspec.DecodeError as exc:
+        raise BadEvent(f"{what} is not JSON: {exc}") from None
 
 
 def _text(value: Any) -> str:

@@ -47,6 +47,11 @@ def test_normalize_a_graph_response_page(tmp_path):
                 "SELECT id FROM security_alerts ORDER BY id")
     rows = list(csv.reader(io.StringIO(query.output)))
     assert rows[0] == ["id"] and sorted(r[0] for r in rows[1:]) == sorted(a["id"] for a in alerts)
+    # The page's indentation is not kept: each alert's JSON columns are its values, compacted.
+    evidence = run("query", "--lake", str(tmp_path / "lake"), "--format", "json",
+                   "SELECT id, evidence FROM security_alerts")
+    by_id = {doc["id"]: doc["evidence"] for doc in map(orjson.loads, evidence.output.splitlines())}
+    assert by_id == {a["id"]: orjson.dumps(a["evidence"]).decode() for a in alerts}
 
 
 def test_query_prints_a_table_and_bad_sql_in_one_line(tmp_path):

@@ -348,6 +348,19 @@ def test_unknown_evidence_type_is_kept_verbatim_and_scanned_by_key_name() -> Non
     assert row["p_any_actor_ids"] == ["0c7a3e55-8f1b-4c2d-9e6f-1a2b3c4d5e6f"]
 
 
+def test_an_odata_type_that_is_not_a_string_is_an_unknown_type_not_a_lost_alert() -> None:
+    odd = [
+        {"@odata.type": ["#microsoft.graph.security.ipEvidence"], "ipAddress": "192.0.2.10"},
+        {"@odata.type": "#microsoft.graph.security.networkConnectionEvidence",
+         "sourceAddress": {"@odata.type": {"name": "ipEvidence"}, "ipAddress": "192.0.2.11"}},
+        {"@odata.type": 7, "wrapped": {"@odata.type": None, "url": "https://fabrikam.com/x"}},
+    ]
+    row = normalize(minimal_alert(evidence=odd))
+    assert orjson.loads(row["evidence"]) == odd
+    assert row["p_any_ip_addresses"] == ["192.0.2.10", "192.0.2.11"]
+    assert row["p_any_urls"] == ["https://fabrikam.com/x"]
+
+
 @pytest.mark.parametrize("service_source", ["unknownFutureValue", "microsoftThreatIntelligence", "", None, 7])
 def test_unknown_providers_fall_back_to_the_core(service_source: object) -> None:
     assert normalizer_for(service_source) is core

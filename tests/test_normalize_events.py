@@ -1,0 +1,61 @@
+"""shared.normalize.normalize_events: a batch of events to rows, each bad event quarantined with its reason."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+
+from shared.event_format import CLAIM_CHECK_KEY
+from shared.lake import read_table
+from shared.normalize import InboundEvent, normalize_events
+from shared.storage import LocalStore
+
+GOOD = {
+    "id": "da000000000000000042_1",
+    "tenantId": "5f0e1d2c-3b4a-4968-8776-a5b4c3d2e1f0",
+    "serviceSource": "microsoftDefenderForEndpoint",
+    "createdDateTime": "2026-06-01T10:00:00.1234567Z",
+    "lastUpdateDateTime": "2026-06-01T10:05:00.12Z",
+    "evidence": [{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "192.0.2.42"}],
+}
+
+
+def alert(number: int, **overrides: object) -> dict:
+    return {**GOOD, "id": f"da0000000000000000{number:02d}_1", **overrides}
+
+
+def quarantine_errors(state: LocalStore) -> list[str]:
+    return sorted(orjson.loads(state.read(name)[0])["error"] for name in state.list("quarantine/"))
+
+
+def test_claim_checks_that_cannot_be_read_are_quarantined_and_the_rest_lands(tmp_path) -> None:
+    lake, state = LocalStore(tmp_path / "lake"), LocalStore(tmp_path / "state")
+    state.write("claimchecks/good.json", orjson.dumps(alert(1)))
+    state.write("claimchecks/corrupt.json", b'{"id": "da1", "evid')
+    events = [InboundEvent(orjson.dumps({CLAIM_CHECK_KEY: name}))
+              for name in ("claimchecks/good.json", "claimchecks/corrupt.json", "claimchecks/gone.json",
+                           "../outside.json", 7)]
+    result = normalize_events([*events, InboundEvent(orjson.dumps(alert(2)))], lake=lake, state=state)
+    assert result.rows == 2
+    assert sorted(read_table(lake, "security_alerts").column("id").to_pylist()) == [alert(1)["id"], alert(2)["id"]]
+    errors = quarantine_errors(state)
+    assert len(errors) == len(result.quarantined) == 4
+    assert "claim check claimchecks/corrupt.json is not JSON" in " | ".join(errors)
+    assert "claim check claimchecks/gone.json is missing" in errors
+    assert any(error.startswith("claim check pointer: ValueError: invalid blob name '../outside.json'")
+               for error in errors)
+    assert "claim check pointer 7 is not a blob name" in errors
+
+
+def test_an_alert_of_another_shape_keeps_integers_beyond_64_bits_exactly(tmp_path) -> None:
+    # An unmapped property sends it down the general path, whose parse must not turn the integer into a float.
+    odd = alert(3, newGraphProperty=True, evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence",
+                                                      "ipAddress": "192.0.2.43", "riskScore": 2 ** 70 + 1}])
+    lake, state = LocalStore(tmp_path / "lake"), LocalStore(tmp_path / "state")
+    result = normalize_events([InboundEvent(json.dumps(odd).encode())], lake=lake, state=state)
+    assert result.rows == 1 and not result.quarantined
+    [row] = read_table(lake, "security_alerts").to_pylist()
+    assert json.loads(row["evidence"])[0]["riskScore"] == 2 ** 70 + 1
+    assert json.loads(row["p_unmapped"]) == {"newGraphProperty": True}
+    assert row["p_any_ip_addresses"] == ["192.0.2.43"]
