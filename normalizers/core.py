@@ -430,7 +430,10 @@ class AlertBatch:
             timestamps = _graph_timestamps(_typed_timestamps(alert))
         except (TypeError, ValueError):  # No time zone, or not a time: _parse_timestamp decides.
             return None
-        json_texts = [None if raw is _NO_JSON else _json_text(raw) for raw in _typed_json(alert)]
+        try:
+            json_texts = [None if raw is _NO_JSON else _json_text(raw) for raw in _typed_json(alert)]
+        except UnicodeDecodeError:  # msgspec does not check the text it leaves undecoded.
+            return None
 
         found: list = []
         evidence = json_texts[_EVIDENCE_INDEX]

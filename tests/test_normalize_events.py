@@ -59,3 +59,12 @@ def test_an_alert_of_another_shape_keeps_integers_beyond_64_bits_exactly(tmp_pat
     assert json.loads(row["evidence"])[0]["riskScore"] == 2 ** 70 + 1
     assert json.loads(row["p_unmapped"]) == {"newGraphProperty": True}
     assert row["p_any_ip_addresses"] == ["192.0.2.43"]
+
+
+def test_a_body_that_is_not_utf_8_is_quarantined_as_not_json(tmp_path) -> None:
+    lake, state = LocalStore(tmp_path / "lake"), LocalStore(tmp_path / "state")
+    bad = orjson.dumps(alert(4, comments=[{"comment": "café"}])).replace("é".encode(), b"\xe9")
+    result = normalize_events([InboundEvent(bad), InboundEvent(orjson.dumps(alert(5)))], lake=lake, state=state)
+    assert result.rows == 1
+    [error] = quarantine_errors(state)
+    assert error.startswith("body is not JSON") and "UTF-8" in error

@@ -535,6 +535,13 @@ def test_alerts_of_another_shape_are_left_to_the_dict_path(alert: dict) -> None:
     assert len(batch) == 0
 
 
+def test_json_that_is_not_utf_8_is_left_to_the_dict_path() -> None:
+    body = orjson.dumps(minimal_alert(comments=[{"comment": "caf\u00e9"}])).replace("é".encode(), b"\xe9")
+    batch = new_batch(PARSE_TIME)
+    assert batch.add_json(body, **SOURCE) is None
+    assert len(batch) == 0
+
+
 def test_the_typed_path_reads_nested_evidence_of_its_expected_type_and_lists_of_values() -> None:
     alert = minimal_alert(evidence=[
         {"@odata.type": "#microsoft.graph.security.networkConnectionEvidence",
