@@ -342,7 +342,7 @@ class Scanner:
             body += [f"    value = obj.{prop}", "    if value is not None:"]
             if kinds:
                 fields[prop] = _TEXT
-                body += ["        if value.__class__ is str:",
+                body += ["        if type(value) is str:",
                          *[f"            out += memo_{kind}[value]" for kind in kinds],
                          "        else:",
                          "            for item in value:",
@@ -357,14 +357,14 @@ class Scanner:
             if isinstance(target, Nested):
                 sub, = self._typed_structs(target.evidence_type, EVIDENCE_INDICATORS[target.evidence_type],
                                            building=building + (target.evidence_type,))
-                body += ["        for item in value if value.__class__ is list else (value,):",
+                body += ["        for item in value if type(value) is list else (value,):",
                          f"            if item.odata_type in other_than_{target.evidence_type}:",
                          f"                raise Untyped('{name}.{prop} holds ' + item.odata_type)",
                          f"            {self._walker_names[sub]}(item, out)"]
             else:
                 sub, = self._typed_structs(f"{name}.{prop}", target,
                                            qualified_account=QUALIFIED_ACCOUNT in parts, building=building)
-                body += ["        if value.__class__ is list:",
+                body += ["        if type(value) is list:",
                          "            for item in value:",
                          f"                {self._walker_names[sub]}(item, out)",
                          "        else:",
@@ -374,7 +374,7 @@ class Scanner:
             fields.setdefault("accountName", _TEXT)
             fields.setdefault("domainName", _TEXT)
             body += ["    name, domain = obj.accountName, obj.domainName",  # As _add_qualified_username.
-                     "    if name.__class__ is str and domain.__class__ is str:",
+                     "    if type(name) is str and type(domain) is str:",
                      "        name, domain = name.strip(), domain.strip()",
                      "        if name and domain and '\\\\' not in name:",
                      "            out += memo_username[f'{domain}\\\\{name}']"]
