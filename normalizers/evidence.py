@@ -351,7 +351,7 @@ class Scanner:
             target = objects[0] if objects else {}
             if isinstance(target, Nested) and target.evidence_type in building:
                 fields[prop] = msgspec.Raw
-                body[-1] = f"    if value is not NO_RAW:"
+                body[-1] = "    if value is not NO_RAW:"
                 body.append(f"        raise Untyped('{name}.{prop} nests evidence of its own type')")
                 continue
             if isinstance(target, Nested):
