@@ -11,11 +11,11 @@ alive, as the pull does. What each measurement includes, exactly:
 
 - orjson parse-only: `orjson.loads` of every line into a list, nothing else, with the cyclic garbage
   collector paused for the batch as graphlake's pipeline pauses it: what it costs to get these bytes into
-  Python objects as a general JSON parser does, and what "x parse time" is relative to. The same loop with the collector running is
-  printed too (`gc on`).
+  Python objects as a general JSON parser does, and what "x parse time" is relative to. The same loop with
+  the collector running is printed too (`gc on`).
 - graphlake: `shared.normalize.normalize_events`, the code the normalize_alerts function runs, on one
   InboundEvent per line: msgspec's decode of what the row keeps (or, for the mix's few alerts of other
-  shapes, orjson's parse and the dict path), checks, normalize + enrich (typed columns, timestamps, row ids,
+  shapes, a general parse and the dict path), checks, normalize + enrich (typed columns, timestamps, row ids,
   the p_any indicator lists), the Arrow table, then `shared.lake.write_table`: sort by event time, split into
   UTC-day partitions, name each file by a hash of its row ids, parquet (zstd, schema.PARQUET_WRITE_OPTIONS)
   into bytes held by an in-memory store. Its collector pause is part of it.
