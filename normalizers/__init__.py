@@ -1,8 +1,8 @@
 """Graph security alerts (alerts_v2) to lake rows with Panther-style p_ fields.
 
 Entry points: `new_batch` (add alerts one by one, then take one Arrow table: the hot path) and
-`normalize_alert` (one row as a dict). Imports only the standard library, orjson and pyarrow: this runs in
-an Azure Function's cold start.
+`normalize_alert` (one row as a dict). Imports only the standard library, orjson, msgspec and pyarrow: this
+runs in an Azure Function's cold start.
 """
 
 from __future__ import annotations

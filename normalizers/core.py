@@ -321,8 +321,8 @@ def row_id(tenant_id: str | None, alert_id: str, last_update: str | None) -> str
 class AlertBatch:
     """One batch of alerts on their way to one Arrow table: `add` each alert, then take `table()` once.
 
-    `add` does all the work on one alert and keeps only its row, as a tuple in _ROW_COLUMNS order: right
-    after orjson has parsed it, the alert's objects are still in the CPU cache, and the caller can drop the
+    `add` (and `add_json`) does all the work on one alert and keeps only its row, as a tuple in _ROW_COLUMNS
+    order: right after the alert is parsed, its objects are still in the CPU cache, and the caller can drop the
     alert while they are. (Reading the batch's dicts a column at a time later costs a cache miss per
     value: measured slower than the per-row work it saves.) `table` transposes the rows in C and builds
     each Arrow array from its column, with no dict per row to build and take apart again. `row(i)` gives
