@@ -557,6 +557,18 @@ def test_the_typed_path_reads_nested_evidence_of_its_expected_type_and_lists_of_
     assert typed[0]["p_any_usernames"] == ["avery", "contoso\\avery"]
 
 
+def test_the_typed_path_reads_evidence_whatever_the_order_of_its_properties() -> None:
+    body = (b'{"evidence":[{"ipAddress":"192.0.2.8","@odata.type":"#microsoft.graph.security.ipEvidence"},'
+            b'{"userAccount":{"domainName":"CONTOSO","accountName":"casey"},'
+            b'"@odata.type":"#microsoft.graph.security.userEvidence"}],'
+            + orjson.dumps(minimal_alert())[1:].replace(b',"evidence":[]', b''))
+    typed, general, taken = rows_both_ways([body])
+    assert taken == 1
+    assert typed == general
+    assert typed[0]["p_any_ip_addresses"] == ["192.0.2.8"]
+    assert typed[0]["p_any_usernames"] == ["casey", "contoso\\casey"]
+
+
 def test_the_typed_path_keeps_json_properties_as_they_arrived() -> None:
     alert = minimal_alert(serviceSource="microsoftSentinel", customDetails={"RemoteIP": ["192.0.2.9"]},
                           evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "192.0.2.1",
