@@ -49,7 +49,8 @@ from normalizers.evidence import (
     Untyped,
     parsed_key,
 )
-from normalizers.schema import LOG_TYPE, SCHEMA, SCHEMA_VERSION
+from normalizers.names import LOG_TYPE
+from normalizers.schema import SCHEMA, SCHEMA_VERSION
 
 
 class NotAnAlert(ValueError):

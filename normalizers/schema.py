@@ -13,8 +13,6 @@ from operator import itemgetter
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
-TABLE = "security_alerts"
-LOG_TYPE = "MicrosoftGraph.SecurityAlert"
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _STRINGS = pa.list_(pa.string())

@@ -42,8 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from normalizers.names import TABLE as ALERTS_TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
-from normalizers.schema import TABLE as ALERTS_TABLE
 from shared.errors import ConfigError, GraphlakeError
 from shared.lake import check_lake_columns, rows_digest
 from shared.layout import TABLE_NAME_RE, PartitionFile, parse_partition_file, partition_path

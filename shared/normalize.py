@@ -20,7 +20,8 @@ import msgspec
 import pyarrow as pa
 
 from normalizers import AlertBatch, new_batch
-from normalizers.schema import PARQUET_WRITE_OPTIONS, TABLE
+from normalizers.names import TABLE
+from normalizers.schema import PARQUET_WRITE_OPTIONS
 from shared.event_format import CLAIM_CHECK_KEY
 from shared.lake import write_table
 from shared.quarantine import quarantine

@@ -16,7 +16,7 @@ only its days.
 from __future__ import annotations
 
 from normalizers.evidence_columns import ANY, COMMON_COLUMNS, EVIDENCE_COLUMNS, ROLES_PATH
-from normalizers.schema import TABLE as ALERTS_TABLE
+from normalizers.names import TABLE as ALERTS_TABLE
 
 LATEST_VIEW = "security_alerts_latest"
 EVIDENCE_VIEW = "security_alert_evidence"

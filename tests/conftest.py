@@ -137,7 +137,7 @@ class Pipeline:
                 if i not in superseded_at or superseded_at[i] > self.started_at}
 
     def lake_row_ids(self) -> list[str]:
-        from normalizers.schema import TABLE
+        from normalizers.names import TABLE
         from shared.lake import read_table
         from shared.storage import open_store
 

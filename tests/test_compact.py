@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from normalizers.schema import TABLE
+from normalizers.names import TABLE
 from shared.cli import main
 from shared.compact import (
     MB,

@@ -14,7 +14,7 @@ from azure.functions import meta
 from azure.functions.timer import TimerRequest
 
 import function_app
-from normalizers.schema import TABLE
+from normalizers.names import TABLE
 from shared.errors import EndpointUnreachable
 from shared.lake import read_table
 from shared.storage import open_store

@@ -11,6 +11,9 @@ import csv
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -224,6 +227,21 @@ def test_cli_table_and_csv_formats_and_one_line_errors(lake_url: str) -> None:
     ]:
         bad = run("search", "--lake", lake_url, *args)
         assert bad.exit_code == 2 and bad.output.startswith(message) and bad.output.count("\n") == 1
+
+
+def test_search_and_query_start_without_pyarrow_or_the_normalizer(local_lake: str) -> None:
+    # What `graphlake search` and `graphlake query` load decides how fast an analyst gets an answer.
+    code = (
+        "import sys; from shared.cli import main\n"
+        "for args in (['search', '--lake', sys.argv[1], '--ip', '198.51.100.9'],\n"
+        "             ['query', '--lake', sys.argv[1], 'SELECT count(*) FROM security_alerts_latest']):\n"
+        "    main(args, standalone_mode=False)\n"
+        "print(sorted({m for m in sys.modules if m.split('.')[0] == 'pyarrow' or m == 'normalizers.core'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, local_lake], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).parent.parent)
+    assert "hits" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_views_deduplicate_and_keep_the_latest_version(lake_url: str) -> None:
