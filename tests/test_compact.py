@@ -433,9 +433,14 @@ def test_killing_compact_at_random_points_never_loses_or_doubles_a_row(make_stor
         other_lake(lake, days, files=8, rows=300, payload=1000)
     target_mb = 0.4  # about 4 files per partition, so kills also land between the writes of one partition
     rng = random.Random(4)
-    kills = between = 0
+    runs = kills = between = 0
     attempts = 4 if kind == "local" else 3
-    for attempt in range(attempts):
+    # Landing a kill between a partition's writes and its deletes is a race the machine's load decides, so a
+    # run that has not landed one by its last planned attempt tries a few more times before it fails.
+    for attempt in range(attempts + 4):
+        if attempt >= attempts and between:
+            break
+        runs += 1
         expected = distinct_rows(reference, OTHER)  # the same files, never compacted (until the end)
         proc = compact_process(url, target_mb)
         if attempt % 2:
@@ -459,7 +464,7 @@ def test_killing_compact_at_random_points_never_loses_or_doubles_a_row(make_stor
             late = other_rows(day, range(10_000 + attempt * 10, 10_010 + attempt * 10), payload=1000)
             for lake in (store, reference):
                 write_table(lake, late, table_name=OTHER)
-    assert kills >= attempts - 1, "the kills should land while compact runs"
+    assert kills >= runs - 1, "the kills should land while compact runs"
     assert between >= 1, "no kill landed between writing a partition's files and deleting the ones they replace"
 
     last = compact_process(url, target_mb)
