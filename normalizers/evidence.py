@@ -274,7 +274,7 @@ class Scanner:
         self._walker_source: list[str] = []
         self._walker_names: dict[type, str] = {}
         self._walker_globals: dict[str, object] = {
-            "Untyped": Untyped, "NO_RAW": _NO_RAW,
+            "Untyped": Untyped, "NO_RAW": _NO_RAW, "add_qualified_username": self._add_qualified_username,
             **{f"memo_{kind}": memo for kind, memo in memos.items()},
             **{f"other_than_{name}": frozenset(self._by_odata_type) - {prefix + name
                                                                         for prefix in _GRAPH_TYPE_PREFIXES}
@@ -373,11 +373,7 @@ class Scanner:
         if qualified_account:
             fields.setdefault("accountName", _TEXT)
             fields.setdefault("domainName", _TEXT)
-            body += ["    name, domain = obj.accountName, obj.domainName",  # As _add_qualified_username.
-                     "    if type(name) is str and type(domain) is str:",
-                     "        name, domain = name.strip(), domain.strip()",
-                     "        if name and domain and '\\\\' not in name:",
-                     "            out += memo_username[f'{domain}\\\\{name}']"]
+            body.append("    add_qualified_username(obj.accountName, obj.domainName, out)")
         if not tags:
             fields["odata_type"] = Union[str, None]  # What a nested object declares itself to be.
         walker = f"walk_{len(self._walker_source)}"
