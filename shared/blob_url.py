@@ -1,5 +1,6 @@
-"""Blob Storage URLs: which account, container and prefix a URL names. No Azure SDK here, so readers that only
-need to parse a URL (shared.lake_reader) do not pay for importing it."""
+"""Storage URLs: a local folder (a plain path or file://), or which account, container and prefix a Blob Storage
+URL names. No Azure SDK here, so readers that only need to parse a URL (shared.lake_reader) do not pay for
+importing it. The writers' stores (shared.storage) and the readers' lakes parse URLs here, so they agree."""
 
 from __future__ import annotations
 
@@ -27,6 +28,21 @@ class BlobLocation:
     @property
     def is_emulator(self) -> bool:
         return self.account == EMULATOR_ACCOUNT and urlsplit(self.account_url).hostname in _LOOPBACK_HOSTS
+
+
+def url_scheme(url: str) -> str:
+    """The URL's scheme in lower case; "" for a plain path."""
+    return urlsplit(url).scheme.lower() if "://" in url else ""
+
+
+def local_path(url: str) -> str:
+    """The folder a plain path or a file:// URL names; ConfigError for a file:// URL on another host."""
+    if not url_scheme(url):
+        return url
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(f"{url} names a remote host; file:// URLs must be local")
+    return unquote(parts.path)
 
 
 def parse_blob_url(url: str) -> BlobLocation:

@@ -27,7 +27,14 @@ from urllib.parse import unquote, urlsplit
 
 import fsspec
 
-from shared.blob_url import EMULATOR_KEY, BlobLocation, check_container_name, parse_blob_url
+from shared.blob_url import (
+    EMULATOR_KEY,
+    BlobLocation,
+    check_container_name,
+    local_path,
+    parse_blob_url,
+    url_scheme,
+)
 from shared.errors import ConfigError, EndpointUnreachable, first_line
 from shared.layout import parse_partition_file
 
@@ -93,10 +100,9 @@ def open_lake(url: str) -> Lake:
     if not url or not url.strip():
         raise ConfigError("--lake is empty: give a local folder, https://<account>.blob.core.windows.net/<container>"
                           " or az://<container>")
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    scheme = url_scheme(url)
     if scheme in ("", "file"):
-        path = unquote(urlsplit(url).path) if scheme else url
-        root = Path(path).absolute()
+        root = Path(local_path(url)).absolute()
         if not root.is_dir():
             raise ConfigError(f"--lake {url}: no such folder (run `graphlake pull` or `graphlake demo` first)")
         return Lake(url, root.as_posix(), fsspec.filesystem("file"), "")

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote, urlsplit
 
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
@@ -33,7 +32,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContainerClient
 
-from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY, parse_blob_url
+from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY, local_path, parse_blob_url, url_scheme
 from shared.errors import ConfigError, EndpointUnreachable, PreconditionFailed, first_line
 
 
@@ -58,18 +57,13 @@ def open_store(url: str) -> Store:
     if not url or not url.strip():
         raise ConfigError("storage URL is empty: give a local folder or https://<account>.blob.core.windows.net/"
                           "<container>")
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    scheme = url_scheme(url)
     if scheme in ("http", "https"):
         return BlobStore(url)
-    if scheme == "file":
-        parts = urlsplit(url)
-        if parts.netloc not in ("", "localhost"):
-            raise ConfigError(f"storage URL {url} names a remote host; file:// URLs must be local")
-        return LocalStore(unquote(parts.path), url=url)
-    if scheme:
+    if scheme not in ("", "file"):
         raise ConfigError(f"storage URL {url} has unsupported scheme {scheme}://; use a local folder or "
                           "https://<account>.blob.core.windows.net/<container>")
-    return LocalStore(url)
+    return LocalStore(local_path(url), url=url)
 
 
 def _check_name(name: str) -> str:

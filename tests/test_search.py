@@ -392,7 +392,8 @@ def test_azure_lake_urls_name_account_endpoint_and_prefix(url: str, account: str
     ("http://contosolake.blob.core.windows.net/lake", "uses plain http"),
     ("https://contosolake.blob.core.windows.net/Lake_1", "not a valid container name"),
     ("abfs://UPPER@contosolake.dfs.core.windows.net", "not a valid container name"),
+    ("file://fileserver/lake", "names a remote host"),  # as the writers' stores refuse it
 ])
-def test_bad_azure_lake_urls_are_one_line(url: str, message: str) -> None:
+def test_bad_lake_urls_are_one_line(url: str, message: str) -> None:
     out = run("query", "--lake", url, "SELECT 1")
     assert out.exit_code == 2 and out.output.count("\n") == 1 and message in out.output
