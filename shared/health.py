@@ -9,18 +9,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import logging
+
 import orjson
 
 from shared.storage import Store
 
 PREFIX = "health/"
+# Every record is also logged on this line, so the workspace's alert rules read health from the logs
+# (AppTraces | where Message startswith "graphlake.health") without access to the state container.
+log = logging.getLogger("graphlake.health")
 
 
 def record(state: Store, component: str, key: str, doc: dict[str, Any], *, now: datetime | None = None) -> None:
     """Replaces the record of (component, key); `updated` is set to now."""
     body = {**doc, "component": component, "key": key,
             "updated": (now or datetime.now(UTC)).isoformat()}
-    state.write(_name(component, key), orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    text = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    state.write(_name(component, key), text)
+    log.info("graphlake.health %s", text.decode())
 
 
 def load(state: Store, component: str, key: str) -> dict[str, Any] | None:
