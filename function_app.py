@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from shared.errors import ConfigError
-from shared.normalize import InboundEvent, normalize_events
+from shared.normalize import InboundEvent
+from shared.normalize_run import Batch, normalize_delivery
 from shared.settings import Settings, load_settings
 from shared.storage import Store, open_store
 
@@ -52,12 +53,14 @@ def pull_alerts(timer: func.TimerRequest) -> None:
                                consumer_group="%EVENTHUB_CONSUMER_GROUP%", cardinality=func.Cardinality.MANY,
                                data_type=func.DataType.BINARY)
 def normalize_alerts(events: list[func.EventHubEvent]) -> None:
-    # Retries forever on purpose: only storage failures raise (bad events are quarantined), and giving up would
-    # let the host checkpoint past a batch that never landed.
+    # Retries forever on purpose, but only a storage outage keeps raising: a batch failing for any other reason is
+    # quarantined whole after NORMALIZE_MAX_ATTEMPTS deliveries (shared/normalize_run.py), so the partition moves on.
     settings = load_settings()
-    result = normalize_events(
-        [_inbound(event, index) for index, event in enumerate(events)],
-        lake=_store(settings.lake_url), state=_store(settings.state_url))
+    batch = _batch(events)
+    result = normalize_delivery(
+        [_inbound(event, index, batch.partition) for index, event in enumerate(events)], batch,
+        lake=_store(settings.lake_url), state=_store(settings.state_url),
+        max_attempts=settings.normalize_max_attempts)
     log.info("graphlake.normalize rows=%d duplicates=%d files=%d quarantined=%d",
              result.rows, result.duplicates, len(result.files), len(result.quarantined))
 
@@ -81,7 +84,15 @@ def open_event_sink(settings: Settings) -> EventSink:
     return EventHubSink(settings.eventhub_namespace)
 
 
-def _inbound(event: func.EventHubEvent, index: int) -> InboundEvent:
+def _batch(events: list[func.EventHubEvent]) -> Batch:
+    # With cardinality=many the host passes the partition's context once, in the metadata every event shares.
+    context = (events[0].metadata or {}).get("PartitionContext") if events else None
+    partition = str(context.get("PartitionId")) if isinstance(context, dict) and context.get("PartitionId") is not None \
+        else "unknown"
+    return Batch(partition, events[0].sequence_number if events else None)
+
+
+def _inbound(event: func.EventHubEvent, index: int, partition: str) -> InboundEvent:
     # With cardinality=many the host passes every event's application properties in one shared array.
     metadata = event.metadata or {}
     properties_array = metadata.get("PropertiesArray") or []
@@ -90,6 +101,7 @@ def _inbound(event: func.EventHubEvent, index: int) -> InboundEvent:
         body=event.get_body(),
         properties=properties or {},
         metadata={
+            "partition": partition,
             "partition_key": event.partition_key,
             "sequence_number": event.sequence_number,
             "offset": event.offset,

@@ -76,15 +76,19 @@ def _normalize_batch(events: Sequence[InboundEvent], state: Store, parse_time: d
         try:
             row_id = _add(batch, event, state)
         except BadEvent as exc:
-            result.quarantined.append(quarantine(
-                state, raw=event.body, error=str(exc),
-                metadata={**event.metadata, "properties": {k: _text(v) for k, v in event.properties.items()}}))
+            result.quarantined.append(quarantine_event(state, event, str(exc)))
             continue
         if row_id in index_by_id:
             result.duplicates += 1
         index_by_id[row_id] = len(batch) - 1
     # In the lake's order already, so that write_table has nothing to sort.
     return batch.table(batch.in_event_time_order(index_by_id.values() if result.duplicates else None))
+
+
+def quarantine_event(state: Store, event: InboundEvent, reason: str) -> str:
+    """Quarantine the event with everything replay needs (body, properties, where it came from); its name."""
+    return quarantine(state, raw=event.body, error=reason,
+                      metadata={**event.metadata, "properties": {k: _text(v) for k, v in event.properties.items()}})
 
 
 @contextmanager

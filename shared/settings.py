@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         "lake", alias="LAKE_URL",
         description="The parquet lake: a local folder or https://<account>.blob.core.windows.net/<container>.")
 
+    # --- The normalizer (normalize_alerts) ---
+    normalize_max_attempts: int = Field(
+        5, alias="NORMALIZE_MAX_ATTEMPTS", gt=0,
+        description="Deliveries of a batch that fails for a reason other than a storage outage before its events "
+                    "go to quarantine whole and the partition moves on (graphlake replay brings them back).")
+
     # --- Compaction of the lake (compact_lake) ---
     compact_schedule: str = Field(
         "0 30 3 * * *", alias="COMPACT_SCHEDULE",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from azure.functions import meta
 from azure.functions.timer import TimerRequest
@@ -62,9 +65,13 @@ def test_pull_alerts_without_event_hub_names_the_setting(monkeypatch, tmp_path):
         function_app.pull_alerts(TimerRequest())
 
 
-def hub_events(bodies: list[bytes], properties: list[dict]) -> list[func.EventHubEvent]:
-    shared_metadata = {"PropertiesArray": meta.Datum(json.dumps(properties), "json")}
-    return [func.EventHubEvent(body=body, trigger_metadata=shared_metadata, sequence_number=100 + i,
+def hub_events(bodies: list[bytes], properties: list[dict], *, partition: str = "3",
+               first_sequence: int = 100) -> list[func.EventHubEvent]:
+    # What the host passes with cardinality=many: one metadata mapping shared by the batch's events.
+    shared_metadata = {"PropertiesArray": meta.Datum(json.dumps(properties), "json"),
+                       "PartitionContext": meta.Datum(json.dumps({"PartitionId": partition,
+                                                                  "EventHubName": "graph-alerts"}), "json")}
+    return [func.EventHubEvent(body=body, trigger_metadata=shared_metadata, sequence_number=first_sequence + i,
                                offset=str(4096 * i), partition_key="microsoftDefenderForIdentity",
                                enqueued_time=datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
             for i, body in enumerate(bodies)]
@@ -99,6 +106,88 @@ def test_normalize_alerts_raises_on_storage_outage_so_the_retry_policy_holds_the
     alert = orjson.dumps(orjson.loads(body)[0])
     with pytest.raises(EndpointUnreachable):
         function_app.normalize_alerts(hub_events([alert], [{}]))
+    assert list(open_store(str(tmp_path)).list("quarantine/")) == []
+
+
+def _leased_blob(container_url: str, name: str) -> None:
+    """A blob at name under an infinite lease: every write without the lease id is refused with 412, for good."""
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.storage.blob import BlobClient
+
+    from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY
+
+    open_store(container_url).list("")  # creates the container
+    endpoint, container = container_url.rsplit("/", 1)
+    blob = BlobClient(endpoint, container, name, credential=AzureNamedKeyCredential(EMULATOR_ACCOUNT, EMULATOR_KEY))
+    blob.upload_blob(b"held", overwrite=True)
+    blob.acquire_lease(lease_duration=-1)
+
+
+def _alert_bodies(count: int, seed: int = 11) -> list[bytes]:
+    from simulator.tenant import Tenant
+
+    _, bodies = Tenant(seed=seed, alerts=count, days=1.0).query_json(top=count, include_unknown_enum_members=True)
+    return bodies
+
+
+def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_the_partition_moves_on(
+        make_store_url, tmp_path, monkeypatch):
+    from azure.core.exceptions import HttpResponseError
+
+    from shared import health
+    from shared.normalize import InboundEvent, normalize_events
+
+    bodies = [*_alert_bodies(12), b"not json {"]
+    lake, state = make_store_url("azurite"), make_store_url("local")
+    # The batch's day file is held by a lease: a permanent 4xx, the same on every delivery of this batch.
+    scratch = normalize_events([InboundEvent(b) for b in bodies], lake=open_store(str(tmp_path / "scratch")),
+                               state=open_store(str(tmp_path / "scratch-state")))
+    _leased_blob(lake, scratch.files[0])
+    monkeypatch.setenv("LAKE_URL", lake)
+    monkeypatch.setenv("STATE_URL", state)
+    monkeypatch.setenv("NORMALIZE_MAX_ATTEMPTS", "3")
+    properties = [{"source_id": "contoso", "source_label": "Contoso SOC"}] * len(bodies)
+    for attempt in (1, 2):
+        with pytest.raises(HttpResponseError):
+            function_app.normalize_alerts(hub_events(bodies, properties, partition="3", first_sequence=500))
+        record = health.load(open_store(state), "normalize", "3")
+        assert (record["result"], record["consecutive_failures"], record["batch_attempts"]) == \
+            ("failed", attempt, attempt)
+        assert "412" in record["error"] or "LeaseIdMissing" in record["error"]
+    # The last attempt gives up: every event of the batch (the bad one too) is in quarantine with the reason.
+    function_app.normalize_alerts(hub_events(bodies, properties, partition="3", first_sequence=500))
+    store = open_store(state)
+    docs = [orjson.loads(store.read(name)[0]) for name in store.list("quarantine/")]
+    assert sorted(base64.b64decode(d["raw_base64"]) for d in docs) == sorted(bodies)
+    given_up = [d for d in docs if d["raw_utf8_preview"] != "not json {"]
+    assert all("after 3 attempts" in d["error"] and "LeaseIdMissing" in d["error"] for d in given_up), given_up[0]
+    assert {d["metadata"]["partition"] for d in docs} == {"3"}
+    assert {d["metadata"]["properties"]["source_id"] for d in docs} == {"contoso"}
+    record = health.load(store, "normalize", "3")
+    assert (record["result"], record["quarantined"], record["rows"]) == ("gave_up", len(bodies), 0)
+    # The next batch of the partition lands, and the record says so.
+    later = _alert_bodies(5, seed=12)
+    function_app.normalize_alerts(hub_events(later, properties[:5], partition="3", first_sequence=513))
+    lake_store = open_store(lake)
+    landed = [n for n in lake_store.list(f"{TABLE}/") if n != scratch.files[0]]
+    assert sum(pq.read_metadata(io.BytesIO(lake_store.read(n)[0])).num_rows for n in landed) == 5
+    record = health.load(store, "normalize", "3")
+    assert (record["result"], record["consecutive_failures"], record["rows"], record["error"]) == ("ok", 0, 5, None)
+
+
+def test_a_storage_outage_keeps_retrying_past_the_attempts_and_quarantines_nothing(monkeypatch, tmp_path):
+    from shared import health
+
+    monkeypatch.setenv("LAKE_URL", "http://127.0.0.1:9/devstoreaccount1/lake")
+    monkeypatch.setenv("STATE_URL", str(tmp_path))
+    monkeypatch.setenv("NORMALIZE_MAX_ATTEMPTS", "2")
+    bodies = _alert_bodies(3)
+    for attempt in range(1, 5):
+        with pytest.raises(EndpointUnreachable):
+            function_app.normalize_alerts(hub_events(bodies, [{}] * 3, partition="0"))
+        record = health.load(open_store(str(tmp_path)), "normalize", "0")
+        assert (record["result"], record["consecutive_failures"], record["batch_attempts"]) == \
+            ("failed", attempt, 0)
     assert list(open_store(str(tmp_path)).list("quarantine/")) == []
 
 

@@ -1,0 +1,107 @@
+"""One delivery of an Event Hubs batch to the normalizer: what retries, what gives up, and the partition's health.
+
+- A bad event (not JSON, not an alert, a claim check that is gone) is quarantined alone by normalize_events, and
+  the batch goes on.
+- A storage outage (no connection, a 5xx, 408 or 429, an OSError of a local folder) raises on every delivery: the
+  function's retry policy (forever, backing off) holds the partition's checkpoint until storage is back. Nothing is
+  given up, because the events cannot be kept anywhere else meanwhile.
+- Any other exception (a bug, a permanent 4xx such as a missing role or a leased blob) is counted against the batch.
+  It raises until `max_attempts` deliveries of the batch failed; the last one writes every event of the batch to
+  quarantine with the reason and returns, so the host checkpoints past it and the partition moves on.
+  `graphlake replay` brings them back once the cause is fixed.
+
+The count lives in the partition's health record, keyed by the batch's first sequence number, not in the host's
+retry_context: that count lives in the instance's memory and starts again at 0 when the batch moves to another
+instance, so a batch that crashes its instance would never reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+from shared import health
+from shared.errors import ConfigError, EndpointUnreachable
+from shared.normalize import InboundEvent, NormalizeResult, _one_line, normalize_events, quarantine_event
+from shared.storage import Store
+
+log = logging.getLogger("graphlake.normalize")
+
+COMPONENT = "normalize"
+_TRANSIENT_STATUS = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class Batch:
+    partition: str  # the Event Hub partition id, or "local"
+    first_sequence: int | None  # the same on every delivery of the batch: the checkpoint it starts after
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that go away by themselves (storage unreachable or overloaded) or with a setting fixed."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | EndpointUnreachable | ConfigError | OSError):
+        return True
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        return status is None or status >= 500 or status in _TRANSIENT_STATUS
+    return False
+
+
+def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: Store, state: Store,
+                       max_attempts: int, now: datetime | None = None) -> NormalizeResult:
+    """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up."""
+    try:
+        result = normalize_events(events, lake=lake, state=state)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
+        error = _one_line(exc)
+        previous = _previous(state, batch)
+        failures = (previous or {}).get("consecutive_failures", 0) + 1
+        same_batch = previous is not None and previous.get("batch_first_sequence") == batch.first_sequence
+        attempts = (previous.get("batch_attempts", 0) if same_batch and previous else 0)
+        if is_transient(exc):
+            _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
+                            batch_attempts=attempts)
+            raise
+        attempts += 1
+        if attempts < max_attempts:
+            _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
+                            batch_attempts=attempts)
+            raise
+        reason = f"batch of {len(events)} events given up after {attempts} attempts: {error}"
+        result = NormalizeResult(quarantined=[quarantine_event(state, event, reason) for event in events])
+        log.error("graphlake.normalize partition %s: %s", batch.partition, reason)
+        _record(state, batch, now, result="gave_up", consecutive_failures=failures, error=error,
+                batch_attempts=attempts, quarantined=len(result.quarantined))
+        return result
+    _record(state, batch, now, result="ok", consecutive_failures=0, error=None, batch_attempts=0,
+            rows=result.rows, duplicates=result.duplicates, files=len(result.files),
+            quarantined=len(result.quarantined))
+    return result
+
+
+def _previous(state: Store, batch: Batch) -> dict[str, Any] | None:
+    try:
+        return health.load(state, COMPONENT, batch.partition)
+    except Exception:  # noqa: BLE001 - an unreadable record (storage down, say) counts as none
+        log.warning("graphlake.normalize partition %s: health record unreadable", batch.partition, exc_info=True)
+        return None
+
+
+def _record(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> None:
+    doc.setdefault("rows", 0)
+    doc.setdefault("quarantined", 0)
+    health.record(state, COMPONENT, batch.partition, {**doc, "batch_first_sequence": batch.first_sequence}, now=now)
+
+
+def _record_quietly(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> None:
+    """Record a failure without hiding it: if the record cannot be written either, the original error is raised."""
+    try:
+        _record(state, batch, now, **doc)
+    except Exception:  # noqa: BLE001
+        log.warning("graphlake.normalize partition %s: health record not written", batch.partition, exc_info=True)
+
