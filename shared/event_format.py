@@ -4,3 +4,7 @@
 SCHEMA_NAME = "MicrosoftGraph.SecurityAlert"
 # Key of the small JSON body that stands in for an alert too large for a batch; its value names the blob.
 CLAIM_CHECK_KEY = "graphlake_claim_check"
+# Every claim check blob is under this prefix of the state container, and a pointer may name nothing else: the
+# container also holds watermarks, health records and quarantined events, which are not alerts to land. A storage
+# lifecycle rule deletes the blobs some days after Event Hubs retention, when no delivery can need them any more.
+CLAIM_CHECK_PREFIX = "claimchecks/"

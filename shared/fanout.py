@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 from azure.eventhub import EventData, EventDataBatch
 
-from shared.event_format import CLAIM_CHECK_KEY, SCHEMA_NAME
+from shared.event_format import CLAIM_CHECK_KEY, CLAIM_CHECK_PREFIX, SCHEMA_NAME
 from shared.settings import Source
 from shared.storage import Store
 
@@ -126,7 +126,7 @@ class Fanout:
 
     def _claim_check(self, alert: dict, event: EventData, provider: str, pulled_at: str) -> EventData:
         body = b"".join(event.body)
-        name = f"claimchecks/{self._source.id}/{hashlib.sha256(body).hexdigest()[:40]}.json"
+        name = f"{CLAIM_CHECK_PREFIX}{self._source.id}/{hashlib.sha256(body).hexdigest()[:40]}.json"
         self._claims.write(name, body)
         pointer = orjson.dumps({
             CLAIM_CHECK_KEY: name, "id": alert.get("id"), "lastUpdateDateTime": alert.get("lastUpdateDateTime"),

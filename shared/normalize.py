@@ -22,7 +22,7 @@ import pyarrow as pa
 from normalizers import AlertBatch, new_batch
 from normalizers.names import TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
-from shared.event_format import CLAIM_CHECK_KEY
+from shared.event_format import CLAIM_CHECK_KEY, CLAIM_CHECK_PREFIX
 from shared.lake import write_table
 from shared.quarantine import quarantine
 from shared.storage import Store
@@ -138,6 +138,8 @@ def _alert_of(event: InboundEvent, state: Store) -> Any:
         name = doc[CLAIM_CHECK_KEY]
         if type(name) is not str:
             raise BadEvent(f"claim check pointer {name!r} is not a blob name")
+        if not name.startswith(CLAIM_CHECK_PREFIX):
+            raise BadEvent(f"claim check pointer {name!r} is not under {CLAIM_CHECK_PREFIX}")
         try:
             found = state.read(name)
         except ValueError as exc:  # The name is not a valid blob name: the event's fault, not the storage's.

@@ -35,7 +35,7 @@ def test_claim_checks_that_cannot_be_read_are_quarantined_and_the_rest_lands(tmp
     state.write("claimchecks/corrupt.json", b'{"id": "da1", "evid')
     events = [InboundEvent(orjson.dumps({CLAIM_CHECK_KEY: name}))
               for name in ("claimchecks/good.json", "claimchecks/corrupt.json", "claimchecks/gone.json",
-                           "../outside.json", 7)]
+                           "claimchecks/../outside.json", 7)]
     result = normalize_events([*events, InboundEvent(orjson.dumps(alert(2)))], lake=lake, state=state)
     assert result.rows == 2
     assert sorted(read_table(lake, "security_alerts").column("id").to_pylist()) == [alert(1)["id"], alert(2)["id"]]
@@ -43,7 +43,7 @@ def test_claim_checks_that_cannot_be_read_are_quarantined_and_the_rest_lands(tmp
     assert len(errors) == len(result.quarantined) == 4
     assert "claim check claimchecks/corrupt.json is not JSON" in " | ".join(errors)
     assert "claim check claimchecks/gone.json is missing" in errors
-    assert any(error.startswith("claim check pointer: ValueError: invalid blob name '../outside.json'")
+    assert any(error.startswith("claim check pointer: ValueError: invalid blob name 'claimchecks/../outside.json'")
                for error in errors)
     assert "claim check pointer 7 is not a blob name" in errors
 
@@ -68,3 +68,19 @@ def test_a_body_that_is_not_utf_8_is_quarantined_as_not_json(tmp_path) -> None:
     assert result.rows == 1
     [error] = quarantine_errors(state)
     assert error.startswith("body is not JSON") and "UTF-8" in error
+
+
+def test_a_claim_check_pointer_may_only_name_a_blob_under_the_claim_check_prefix(tmp_path) -> None:
+    # Anything else in the state container (a watermark, a health record, a quarantined event) is not an alert the
+    # pull parked, even when it reads like one: the pointer is refused and the event quarantined with the reason.
+    lake, state = LocalStore(tmp_path / "lake"), LocalStore(tmp_path / "state")
+    for name in ("watermarks/contoso.json", "health/normalize/0.json", "claimchecksX/a.json"):
+        state.write(name, orjson.dumps(alert(6)))
+    state.write("claimchecks/contoso/ok.json", orjson.dumps(alert(7)))
+    pointers = ["watermarks/contoso.json", "health/normalize/0.json", "claimchecksX/a.json",
+                "claimchecks/contoso/ok.json"]
+    result = normalize_events([InboundEvent(orjson.dumps({CLAIM_CHECK_KEY: name})) for name in pointers],
+                              lake=lake, state=state)
+    assert read_table(lake, "security_alerts").column("id").to_pylist() == [alert(7)["id"]]
+    assert quarantine_errors(state) == sorted(
+        f"claim check pointer {name!r} is not under claimchecks/" for name in pointers[:3])
