@@ -6,14 +6,18 @@
 //   - a storage account (shared keys off) with the lake, state and Flex deployment containers;
 //   - an Event Hubs namespace (SAS off) with the alerts hub and the normalizer's consumer group;
 //   - Log Analytics + Application Insights (Entra authentication only);
-//   - a Flex Consumption plan and the Python function app, with every app setting the code reads.
+//   - a Flex Consumption plan and the Python function app, with every app setting the code reads;
+//   - a lifecycle policy (claim checks and quarantine expire; the lake may move to cool, and is kept);
+//   - diagnostic settings of the blob service and the Event Hubs namespace into the workspace;
+//   - log search alert rules on graphlake's health records, mailed through an action group when alertEmail is set.
 //
 // The Microsoft Graph application role (SecurityAlert.Read.All) is NOT granted here: that needs the Microsoft
 // Graph Bicep extension (registry access at build time, and offline parsers cannot read it). Run
 // infra/grant-graph-permission.sh after this deployment.
 //
 // Keep this file readable by pycep-parser and tree-sitter-bicep (tests/test_infra.py): no `extension`,
-// no `import`, no registry modules.
+// no `import`, no registry modules, no user-defined types or lambdas (pycep-parser, which checkov pins, cannot
+// read them). No Bicep compiler runs offline: infra/bicep_lint.py checks its deploy-time-constant rules instead.
 
 targetScope = 'resourceGroup'
 
@@ -50,18 +54,47 @@ param tags object = {
 param storageSku string = 'Standard_GRS'
 
 @description('Blob container of the parquet lake (LAKE_URL).')
+@minLength(3)
+@maxLength(63)
 param lakeContainerName string = 'lake'
 
 @description('Blob container of watermarks, claim checks and quarantine (STATE_URL).')
+@minLength(3)
+@maxLength(63)
 param stateContainerName string = 'graphlake-state'
 
 @description('Blob container Flex Consumption deploys the app package to.')
+@minLength(3)
+@maxLength(63)
 param deploymentContainerName string = 'app-package'
 
 @description('Days a deleted or overwritten blob, and a deleted container, can be restored (soft delete).')
 @minValue(1)
 @maxValue(365)
 param blobSoftDeleteDays int = 7
+
+@description('Days a claim check (state container, claimchecks/) is kept. Longer than eventHubRetentionDays: an event in the hub may still point to it.')
+@minValue(8)
+@maxValue(3650)
+param claimCheckRetentionDays int = 14
+
+@description('Days a quarantined event (state container, quarantine/) is kept for graphlake replay.')
+@minValue(1)
+@maxValue(3650)
+param quarantineRetentionDays int = 90
+
+@description('Move lake files to the cool tier this many days after they were written; 0 keeps them hot. Cool has a 30-day minimum: compaction rewrites only files younger than that.')
+@minValue(0)
+@maxValue(3650)
+param lakeCoolAfterDays int = 0
+
+@description('Delete lake files this many days after they were written; 0 (the default) never deletes the lake.')
+@minValue(0)
+@maxValue(36500)
+param lakeDeleteAfterDays int = 0
+
+@description('Also send blob reads to the workspace (StorageRead). Off by default: the Functions host reads its lease blobs every few seconds, which is most of the volume; writes and deletes are always logged.')
+param logBlobReads bool = false
 
 // ------------------------------------------------------------------------------------------------------------
 // Parameters: Event Hubs
@@ -74,7 +107,7 @@ param blobSoftDeleteDays int = 7
 ])
 param eventHubSku string = 'Standard'
 
-@description('Throughput units (Standard) or processing units (Premium). One TU takes 1 MB/s or 1,000 events/s in.')
+@description('Throughput units (Standard, 1-40) or processing units (Premium: 1, 2, 4, 8 or 16; deploy.sh refuses others). One TU takes 1 MB/s or 1,000 events/s in.')
 @minValue(1)
 @maxValue(40)
 param eventHubCapacity int = 1
@@ -82,12 +115,14 @@ param eventHubCapacity int = 1
 @description('Standard only: let the namespace add throughput units up to eventHubMaxThroughputUnits during bursts (backfills).')
 param eventHubAutoInflate bool = true
 
-@description('Standard only, with auto-inflate: the most throughput units the namespace may grow to.')
+@description('Standard only, with auto-inflate: the most throughput units the namespace may grow to; at least eventHubCapacity (deploy.sh refuses less).')
 @minValue(1)
 @maxValue(40)
 param eventHubMaxThroughputUnits int = 4
 
 @description('Hub pull_alerts sends to and normalize_alerts reads (EVENTHUB_NAME).')
+@minLength(1)
+@maxLength(256)
 param eventHubName string = 'graph-alerts'
 
 @description('Partitions of the alerts hub: the most normalizer instances that can read in parallel. Fixed after creation on Standard.')
@@ -101,6 +136,8 @@ param eventHubPartitionCount int = 4
 param eventHubRetentionDays int = 7
 
 @description('Consumer group of normalize_alerts (EVENTHUB_CONSUMER_GROUP).')
+@minLength(1)
+@maxLength(50)
 param eventHubConsumerGroupName string = 'normalizer'
 
 @description('EVENTHUB_PROVIDER_HUBS: optional JSON map serviceSource -> hub. Those hubs are not created here; the identity can send to any hub of the namespace.')
@@ -130,7 +167,7 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-@description('Spread the Flex Consumption plan across availability zones. Only in regions that offer it for Flex Consumption; needs zone-redundant storage.')
+@description('Spread the Flex Consumption plan across availability zones. Only in regions that offer it for Flex Consumption; needs zone-redundant storage (storageSku ZRS, GZRS or RAGZRS; deploy.sh refuses others).')
 param zoneRedundant bool = false
 
 @description('Days Log Analytics keeps logs and Application Insights telemetry.')
@@ -145,17 +182,18 @@ param logRetentionDays int = 30
 @description('GRAPH_ENDPOINT. Global: https://graph.microsoft.com; US Gov L4 (GCC High): https://graph.microsoft.us; DoD: https://dod-graph.microsoft.us.')
 param graphEndpoint string = 'https://graph.microsoft.com'
 
-@description('GRAPH_AUTHORITY_HOST. Global: login.microsoftonline.com; US Gov and DoD: login.microsoftonline.us.')
-param graphAuthorityHost string = 'login.microsoftonline.com'
+@description('GRAPH_AUTHORITY_HOST: the Entra sign-in host. Default: that of the cloud deployed to (environment().authentication.loginEndpoint).')
+param graphAuthorityHost string = split(environment().authentication.loginEndpoint, '/')[2]
 
 @description('GRAPH_TENANT_ID: tenant to pull alerts from when GRAPH_SOURCES is empty. Default: the tenant of this deployment.')
 param graphTenantId string = tenant().tenantId
 
-@description('GRAPH_CREDENTIAL. managed_identity uses the user-assigned identity below; client_secret needs graphClientId and graphClientSecret.')
+// No 'certificate': Flex Consumption cannot load certificates into the app, and GRAPH_CERTIFICATE_PATH names a
+// file, so that credential cannot work as deployed. ARM refuses the value here; deploy.sh explains why.
+@description('GRAPH_CREDENTIAL. managed_identity uses the user-assigned identity below; client_secret needs graphClientId and graphClientSecret. certificate is not offered on Flex Consumption (it cannot load certificates).')
 @allowed([
   'managed_identity'
   'client_secret'
-  'certificate'
   'default'
 ])
 param graphCredential string = 'managed_identity'
@@ -163,7 +201,7 @@ param graphCredential string = 'managed_identity'
 @description('GRAPH_CLIENT_ID. Empty: the client id of the user-assigned identity. Set it to the app registration id with client_secret.')
 param graphClientId string = ''
 
-@description('GRAPH_CLIENT_SECRET, only with client_secret: a Key Vault reference such as @Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<name>/), never the secret itself.')
+@description('GRAPH_CLIENT_SECRET, only with client_secret: a Key Vault reference, @Microsoft.KeyVault(SecretUri=<the secret URI>), never the secret itself.')
 @secure()
 param graphClientSecret string = ''
 
@@ -193,8 +231,27 @@ param lakeReaderPrincipalType string = 'Group'
 @description('COMPACT_SCHEDULE: NCRONTAB schedule of compact_lake, six fields with seconds first, in UTC. Default: daily at 03:30.')
 param compactSchedule string = '0 30 3 * * *'
 
-@description('More app settings, merged last (they win). For tuning (e.g. PULL_LOOKBACK_DAYS) or Key Vault references. Only names from shared/settings.py belong here.')
+// An object, not a dictionary of strings ({ *: string }): pycep-parser, which checkov pins, cannot read
+// user-defined types. deploy.sh refuses a value that is not a string, which ARM would reject.
+@description('More app settings, merged last (they win over the settings below, and over the parameters). For tuning (e.g. PULL_LOOKBACK_DAYS) or Key Vault references. String values only. Only names from shared/settings.py belong here.')
 param appSettingOverrides object = {}
+
+// ------------------------------------------------------------------------------------------------------------
+// Parameters: alert rules on graphlake's health records (see the README, "Alert rules")
+// ------------------------------------------------------------------------------------------------------------
+
+@description('E-mail address the alert rules notify through an action group. Empty: the rules still fire and show in the portal (Monitor > Alerts), but nobody is mailed.')
+param alertEmail string = ''
+
+@description('Alert when a source has failed this many pull runs in a row.')
+@minValue(1)
+@maxValue(1000)
+param alertConsecutiveFailures int = 3
+
+@description('Alert when a source lags this many minutes behind (its watermark against the time of the run).')
+@minValue(5)
+@maxValue(10080)
+param alertLagMinutes int = 60
 
 // ------------------------------------------------------------------------------------------------------------
 // Names and role ids
@@ -206,6 +263,7 @@ var storageAccountName = take('st${replace(toLower(namePrefix), '-', '')}${token
 var eventHubNamespaceName = 'evhns-${namePrefix}-${token}'
 var logAnalyticsName = 'log-${namePrefix}-${token}'
 var appInsightsName = 'appi-${namePrefix}-${token}'
+var actionGroupName = 'ag-${namePrefix}-${token}'
 var planName = 'plan-${namePrefix}-${token}'
 var functionAppName = 'func-${namePrefix}-${token}'
 
@@ -312,6 +370,108 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Claim checks and quarantine expire; the lake is kept unless lakeDeleteAfterDays says otherwise. Shape of the
+// rules as in Microsoft's sample "Configure a lifecycle management policy" (Bicep tab,
+// https://learn.microsoft.com/azure/storage/blobs/lifecycle-management-policy-configure) and the type reference
+// Microsoft.Storage/storageAccounts/managementPolicies. A prefixMatch starts with the container's name.
+var expiryRules = [
+  {
+    name: 'claim-checks'
+    prefix: '${stateContainerName}/claimchecks/'
+    days: claimCheckRetentionDays
+  }
+  {
+    name: 'quarantine'
+    prefix: '${stateContainerName}/quarantine/'
+    days: quarantineRetentionDays
+  }
+]
+var expiryPolicyRules = [for rule in expiryRules: {
+  enabled: true
+  name: rule.name
+  type: 'Lifecycle'
+  definition: {
+    actions: {
+      baseBlob: {
+        delete: {
+          daysAfterModificationGreaterThan: rule.days
+        }
+      }
+    }
+    filters: {
+      blobTypes: [
+        'blockBlob'
+      ]
+      prefixMatch: [
+        rule.prefix
+      ]
+    }
+  }
+}]
+
+var lakeRules = concat(lakeCoolAfterDays > 0 ? [
+  {
+    enabled: true
+    name: 'lake-to-cool'
+    type: 'Lifecycle'
+    definition: {
+      actions: {
+        baseBlob: {
+          tierToCool: {
+            daysAfterModificationGreaterThan: lakeCoolAfterDays
+          }
+        }
+      }
+      filters: {
+        blobTypes: [
+          'blockBlob'
+        ]
+        prefixMatch: [
+          '${lakeContainerName}/'
+        ]
+      }
+    }
+  }
+] : [], lakeDeleteAfterDays > 0 ? [
+  {
+    enabled: true
+    name: 'lake-delete'
+    type: 'Lifecycle'
+    definition: {
+      actions: {
+        baseBlob: {
+          delete: {
+            daysAfterModificationGreaterThan: lakeDeleteAfterDays
+          }
+        }
+      }
+      filters: {
+        blobTypes: [
+          'blockBlob'
+        ]
+        prefixMatch: [
+          '${lakeContainerName}/'
+        ]
+      }
+    }
+  }
+] : [])
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: concat(expiryPolicyRules, lakeRules)
+    }
+  }
+  // The containers first: a rule's prefix names one.
+  dependsOn: [
+    lakeContainer
+    stateContainer
+  ]
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Event Hubs
 // ------------------------------------------------------------------------------------------------------------
@@ -380,6 +540,58 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
     WorkspaceResourceId: logAnalytics.id
     DisableLocalAuth: true
     IngestionMode: 'LogAnalytics'
+  }
+}
+
+// Resource logs into the workspace: who wrote or deleted which blob (the lake, the state), and the Event Hubs
+// namespace's operational and auto-inflate logs. Shape as in Microsoft's "Resource Manager template samples for
+// diagnostic settings in Azure Monitor" (https://learn.microsoft.com/azure/azure-monitor/essentials/resource-manager-diagnostic-settings:
+// storage accounts take the setting on the blob service, not the account).
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'graphlake-blob'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+      {
+        category: 'StorageRead'
+        enabled: logBlobReads
+      }
+    ]
+    metrics: [
+      {
+        category: 'Transaction'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource eventHubDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'graphlake-eventhubs'
+  scope: eventHubNamespace
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 
@@ -559,11 +771,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP endpoint and rejects siteConfig.ftpsState (ARM error 51021); FTP and SCM basic-auth publishing are disabled below.
       // checkov:skip=CKV_AZURE_213: health check probes an HTTP path to take instances out of a load balancer; the app has no HTTP trigger and Flex Consumption replaces unhealthy instances itself.
       // checkov:skip=CKV_AZURE_212: siteConfig.numberOfWorkers belongs to App Service plans; Flex Consumption has no fixed worker count and adds instances per function on demand (up to maximumInstanceCount).
-      // The whole set: a redeploy replaces the app settings, so a setting removed here disappears from the app.
-      appSettings: [for setting in items(union(appSettings, appSettingOverrides)): {
-        name: setting.key
-        value: setting.value
-      }]
     }
     functionAppConfig: {
       deployment: {
@@ -596,13 +803,34 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   ]
 }
 
+// The app settings, as Microsoft's Flex Consumption sample sets them: a `config` child named `appsettings` whose
+// properties are the settings (azure-quickstart-templates, quickstarts/microsoft.web/function-app-flex-managed-identities
+// /main.bicep). Not siteConfig.appSettings: that takes a list, and a for-expression over these settings cannot
+// compile, since their values come from resources (BCP178). The whole set: a redeploy replaces every app setting,
+// so one removed here (or from appSettingOverrides) disappears from the app, and one set by hand in the portal is
+// gone after the next deployment; overrides are merged last, so they win.
+resource functionAppSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov reads every Microsoft.Web/sites/config as the site's web config; this one is the app settings dictionary,
+  // where the properties these checks look for cannot be set:
+  // checkov:skip=CKV_AZURE_13: App Service authentication guards HTTP endpoints; the app has only timer and Event Hubs triggers.
+  // checkov:skip=CKV_AZURE_63: HTTP logging records HTTP requests; the app serves none (timer and Event Hubs triggers only).
+  // checkov:skip=CKV_AZURE_65: detailed error pages are for HTTP responses; the app serves none and logs to Application Insights.
+  // checkov:skip=CKV_AZURE_66: failed request tracing traces HTTP requests; the app serves none and logs to Application Insights.
+  // checkov:skip=CKV_AZURE_80: the .NET Framework version does not apply to a Python function app on Flex Consumption.
+  // checkov:skip=CKV_AZURE_88: Flex Consumption has no Azure Files content share; the package is in a blob container.
+  // checkov:skip=CKV_AZURE_222: public network access is a property of the site (suppressed there, with its reason), not of its app settings.
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(appSettings, appSettingOverrides)
+}
+
 // No FTP or SCM basic-auth publishing: az functionapp deployment source config-zip sends an Entra token.
-// `location` is not in the type (Bicep may warn), but ARM has rejected these policies without it
+// `location` is not in the type (Bicep warns BCP187), but ARM has rejected these policies without it
 // (Azure/bicep-types-az#1526).
 resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: functionApp
   name: 'ftp'
-  #disable-next-line BCP037
+  #disable-next-line BCP187
   location: location
   properties: {
     allow: false
@@ -612,12 +840,161 @@ resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: functionApp
   name: 'scm'
-  #disable-next-line BCP037
+  #disable-next-line BCP187
   location: location
   properties: {
     allow: false
   }
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// Alert rules on graphlake's health records
+// ------------------------------------------------------------------------------------------------------------
+
+// Every run logs its health record (shared/health.py) as one trace line `graphlake.health {json}`, which
+// workspace-based Application Insights stores in the workspace's AppTraces table, Message column. The rules read
+// the record's fields (component, key, result, consecutive_failures, lag_seconds, quarantined, late_found, ...)
+// from that JSON. Shapes as in Microsoft's samples: the action group as in azure-quickstart-templates
+// quickstarts/microsoft.insights/insights-alertrules-servicehealth/main.bicep, the log search alert rules as in
+// "Resource Manager template samples for log search alert rules in Azure Monitor"
+// (https://learn.microsoft.com/azure/azure-monitor/alerts/resource-manager-alerts-log) and the type reference
+// Microsoft.Insights/scheduledQueryRules.
+var healthEvents = '''
+AppTraces
+| where Message startswith "graphlake.health {"
+| extend h = parse_json(substring(Message, strlen("graphlake.health ")))
+| extend component = tostring(h.component), key = tostring(h.key)
+'''
+
+// Each rule fires when its query returns a row (one alert per `dimension` value: a source or a partition), except
+// pull-silent, which fires when no pull reported at all in its window (the app stopped, or cannot start).
+var alertRules = [
+  {
+    name: 'pull-failing'
+    severity: 1
+    window: 'PT15M'
+    operator: 'GreaterThan'
+    dimension: 'source'
+    description: 'A source failed ${alertConsecutiveFailures} pull runs in a row or more: its alerts are not reaching the lake. The error says why (403: the Graph permission; 429/5xx: Graph; storage or Event Hubs errors).'
+    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where toint(h.consecutive_failures) >= ${alertConsecutiveFailures} | project source = key, consecutive_failures = toint(h.consecutive_failures), error = tostring(h.error)'
+  }
+  {
+    name: 'pull-lagging'
+    severity: 2
+    window: 'PT15M'
+    operator: 'GreaterThan'
+    dimension: 'source'
+    description: 'A source lags more than ${alertLagMinutes} minutes behind Graph (its watermark against the time of the run), or has slices it could not confirm complete.'
+    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where todouble(h.lag_seconds) > ${alertLagMinutes * 60} or toint(h.unconfirmed_slices) > 0 | project source = key, lag_minutes = round(todouble(h.lag_seconds) / 60, 1), watermark = tostring(h.watermark), unconfirmed_slices = toint(h.unconfirmed_slices)'
+  }
+  {
+    name: 'pull-silent'
+    severity: 1
+    window: 'PT30M'
+    operator: 'LessThan'
+    dimension: ''
+    description: 'No pull reported its health for 30 minutes: the function app is stopped, cannot start, or cannot log.'
+    query: '${healthEvents}| where component == "pull" | project source = key, result = tostring(h.result)'
+  }
+  {
+    name: 'normalize-failing'
+    severity: 1
+    window: 'PT15M'
+    operator: 'GreaterThan'
+    dimension: 'partition'
+    description: 'The normalizer failed on a partition, or gave up on a batch and quarantined it whole: events are not reaching the lake until it recovers (graphlake replay re-ingests the quarantined ones after a fix).'
+    query: '${healthEvents}| where component == "normalize" and tostring(h.result) in ("failed", "gave_up") | summarize arg_max(TimeGenerated, h) by key | project partition = key, result = tostring(h.result), consecutive_failures = toint(h.consecutive_failures), error = tostring(h.error)'
+  }
+  {
+    name: 'quarantine-growing'
+    severity: 2
+    window: 'PT15M'
+    operator: 'GreaterThan'
+    dimension: 'partition'
+    description: 'Events were quarantined: bad input, or a batch the normalizer gave up on. graphlake replay re-ingests them after a fix.'
+    query: '${healthEvents}| where component == "normalize" | summarize quarantined = sum(toint(h.quarantined)) by key | where quarantined > 0 | project partition = key, quarantined'
+  }
+  {
+    name: 'reconcile-late-alerts'
+    severity: 3
+    window: 'PT1H'
+    operator: 'GreaterThan'
+    dimension: 'source'
+    description: 'Reconciliation found alert versions the lake lacked: Graph published them later than the pull overlap covers (repaired, unless the error says otherwise), or reconciliation failed.'
+    query: '${healthEvents}| where component == "reconcile" | where toint(h.late_found) > 0 or toint(h.missing) > toint(h.repaired) or tostring(h.result) != "ok" | project source = key, late_found = toint(h.late_found), missing = toint(h.missing), repaired = toint(h.repaired), error = tostring(h.error)'
+  }
+]
+
+// No e-mail, no action group: the rules still fire and show in the portal (Monitor > Alerts).
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: actionGroupName
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'graphlake'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'graphlake-operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+resource healthAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for rule in alertRules: {
+  name: '${namePrefix}-${rule.name}-${token}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'graphlake: ${rule.name}'
+    description: rule.description
+    severity: rule.severity
+    enabled: true
+    scopes: [
+      logAnalytics.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: rule.window
+    criteria: {
+      allOf: [
+        {
+          query: rule.query
+          timeAggregation: 'Count'
+          operator: rule.operator
+          threshold: rule.operator == 'LessThan' ? 1 : 0
+          dimensions: empty(rule.dimension) ? [] : [
+            {
+              name: rule.dimension
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    // A new workspace has no AppTraces rows until the app first logs; the queries are checked offline instead
+    // (tests/test_infra.py).
+    skipQueryValidation: true
+    actions: {
+      actionGroups: empty(alertEmail) ? [] : [
+        resourceId('Microsoft.Insights/actionGroups', actionGroupName)
+      ]
+    }
+  }
+  dependsOn: [
+    actionGroup
+  ]
+}]
 
 // ------------------------------------------------------------------------------------------------------------
 // Outputs (read by deploy.sh and grant-graph-permission.sh)

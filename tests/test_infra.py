@@ -68,11 +68,18 @@ ALLOWED_SKIPS = {
     "CKV_AZURE_213",  # health check: no HTTP trigger
     "CKV_AZURE_222",  # site public network access: needed by deploy.sh's zip deploy
     "CKV_AZURE_17",   # client certificates: no HTTP clients
+    # On the `appsettings` config child, which checkov reads as the site's web config:
+    "CKV_AZURE_13",   # App Service authentication: no HTTP trigger
+    "CKV_AZURE_63",   # HTTP logging: no HTTP trigger
+    "CKV_AZURE_65",   # detailed error messages: no HTTP trigger
+    "CKV_AZURE_66",   # failed request tracing: no HTTP trigger
+    "CKV_AZURE_80",   # .NET Framework version: a Python app
+    "CKV_AZURE_88",   # Azure Files: Flex has no content share
 }
 
 # App settings the Bicep computes from resources, so their value differs from the code's local default.
 DERIVED_SETTINGS = {"STATE_URL", "LAKE_URL", "EventHubConnection__fullyQualifiedNamespace", "AZURE_CLIENT_ID",
-                    "GRAPH_CLIENT_ID", "GRAPH_TENANT_ID"}
+                    "GRAPH_CLIENT_ID", "GRAPH_TENANT_ID", "GRAPH_AUTHORITY_HOST"}
 # Not on Flex Consumption (runtime lives in functionAppConfig; no content share; deployment is blob-based), and no
 # secrets: host storage goes through the identity, not a connection string.
 FORBIDDEN_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
@@ -110,7 +117,7 @@ import tree_sitter_bicep
 from tree_sitter import Language, Parser
 
 parser = Parser(Language(tree_sitter_bicep.language()))
-out = {"files": {}, "params": {}, "vars": {}, "role_assignments": []}
+out = {"files": {}, "params": {}, "vars": {}, "role_assignments": [], "resources": []}
 
 def text(node):
     return node.text.decode()
@@ -148,7 +155,18 @@ def value(node):
                 name = "".join(text(c) for c in key.named_children)
             props[name] = value(val)
         return {"kind": "object", "value": props, "text": text(node)}
+    if t == "array":
+        return {"kind": "array", "value": [value(c) for c in node.named_children], "text": text(node)}
     return {"kind": "expr", "text": text(node)}
+
+def decorators(node):
+    found = {}
+    for dec in (node.named_children if node is not None else []):
+        call = dec.named_children[0]
+        if call.type == "call_expression":
+            args = call.named_children[1].named_children
+            found[text(call.named_children[0])] = [value(a) for a in args]
+    return found
 
 for path in map(Path, sys.argv[1:]):
     src = path.read_bytes()
@@ -165,18 +183,29 @@ for path in map(Path, sys.argv[1:]):
     out["files"][str(path)] = entry
     if path.name != "main.bicep" or err is not None:
         continue
+    pending = None
     for node in tree.root_node.named_children:
         kids = node.named_children
+        if node.type == "decorators":
+            pending = node
+            continue
+        decs, pending = decorators(pending), None
         if node.type == "parameter_declaration":
             default = value(kids[-1]) if len(kids) >= 3 else None
-            out["params"][text(kids[0])] = {"default": default}
+            out["params"][text(kids[0])] = {"default": default, "decorators": decs}
         elif node.type == "variable_declaration":
             out["vars"][text(kids[0])] = value(kids[-1])
         elif node.type == "resource_declaration":
             rtype = text(kids[1]).strip("'")
             body_node = kids[-1]
             loop = text(body_node.named_children[1]) if body_node.type == "for_statement" else None
-            body = value(body_node.named_children[-1] if loop else body_node)
+            inner_node = body_node.named_children[-1] if loop else body_node
+            condition = None
+            if inner_node.type == "if_statement":
+                condition, inner_node = text(inner_node.named_children[0]), inner_node.named_children[-1]
+            body = value(inner_node)
+            out["resources"].append({"symbol": text(kids[0]), "type": rtype, "loop_over": loop,
+                                     "condition": condition, "body": body})
             if rtype.startswith("Microsoft.Authorization/roleAssignments@") and body["kind"] == "object":
                 props = body["value"]
                 inner = props.get("properties", {}).get("value", {})
@@ -303,6 +332,134 @@ def test_no_registry_modules_or_extensions() -> None:
         assert not re.search(r"module\s+\w+\s+'(br|ts)[:/]", src), f"{path.name}: no registry modules"
 
 
+# --- Values ARM needs before the deployment starts (what the Bicep compiler checks) ------------------------------
+
+def _bicep_lint(*paths: Path) -> list[dict[str, Any]]:
+    python = _need_checkov_venv()
+    proc = subprocess.run([str(python), str(INFRA / "bicep_lint.py"), "--json", *map(str, paths)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), f"infra/bicep_lint.py failed:\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)
+
+
+def test_bicep_values_needed_up_front_are_deploy_time_constants() -> None:
+    found = _bicep_lint(*BICEP_FILES)
+    assert not found, "values ARM needs before the deployment starts reach runtime state (the Bicep compiler " \
+                      "refuses this):\n" + "\n".join(
+        f"{f['file']}:{f['line']}: {f['code']} {f['where']}: `{f['expression']}` reaches "
+        f"{' -> '.join(f['reaches'])}" for f in found)
+
+
+_LINT_PRELUDE = """
+param ids array = []
+param prefix string = 'gl'
+resource st 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: 'st${prefix}'
+  location: 'westeurope'
+}
+module m './m.bicep' = {
+  name: 'm'
+}
+"""
+
+# Each must be flagged, with what it reaches.
+_LINT_FLAGGED = {
+    "loop over a var holding x.properties.y": ("""
+var endpoints = st.properties.primaryEndpoints
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: 'app'
+  properties: {
+    siteConfig: {
+      appSettings: [for e in items(endpoints): {
+        name: e.key
+        value: e.value
+      }]
+    }
+  }
+}
+""", "BCP178", ["var endpoints", "st.properties"]),
+    "a name from reference()": ("""
+var other = reference('x', '2023-01-01')
+resource c 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  name: '${other.name}-c'
+}
+""", "BCP120", ["var other", "reference()"]),
+    "an if on a module output": ("""
+resource r 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (m.outputs.enabled) {
+  name: 'id'
+}
+""", "BCP177", ["m.outputs"]),
+    "transitively through two vars": ("""
+var a = st.properties.primaryEndpoints.blob
+var b = '${a}x'
+var c = [b]
+resource ids2 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [for n in c: {
+  name: 'id-${prefix}'
+}]
+""", "BCP178", ["var c", "var b", "var a", "st.properties"]),
+    "an existing resource named by list*()": ("""
+resource kv 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: listKeys(st.id, '2023-05-01').keys[0].value
+}
+""", "BCP120", ["listKeys()"]),
+    "a scope from a resource's properties": ("""
+resource ra 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(st.id)
+  scope: st.properties.primaryEndpoints
+}
+""", "BCP120", ["st.properties"]),
+}
+
+# Each must pass: runtime values are fine everywhere else.
+_LINT_PASSING = {
+    "loop over a param": """
+resource ids2 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [for id in ids: {
+  name: id
+  properties: {
+    x: st.properties.primaryEndpoints.blob
+  }
+}]
+""",
+    "loop over a var built from params": """
+var names = [prefix, '${prefix}-2', toLower(resourceGroup().name)]
+resource ids2 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [for (n, i) in names: if (!empty(prefix)) {
+  name: '${n}-${i}-${st.name}'
+  scope: st
+}]
+""",
+    "runtime values in an appsettings child's properties": """
+var settings = {
+  BLOB: st.properties.primaryEndpoints.blob
+  OUT: m.outputs.x
+}
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: 'app'
+  resource cfg 'config' = {
+    name: 'appsettings'
+    properties: union(settings, {})
+  }
+}
+output urls array = [for id in ids: '${st.properties.primaryEndpoints.blob}${id}']
+""",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_LINT_FLAGGED))
+def test_bicep_lint_flags_runtime_values(tmp_path: Path, case: str) -> None:
+    snippet, code, reaches = _LINT_FLAGGED[case]
+    path = tmp_path / "case.bicep"
+    path.write_text(_LINT_PRELUDE + snippet)
+    found = _bicep_lint(path)
+    assert [(f["code"], f["reaches"]) for f in found] == [(code, reaches)], found
+
+
+@pytest.mark.parametrize("case", sorted(_LINT_PASSING))
+def test_bicep_lint_passes_deploy_time_constants(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "case.bicep"
+    path.write_text(_LINT_PRELUDE + _LINT_PASSING[case])
+    assert _bicep_lint(path) == []
+
+
 # --- The settings contract ---------------------------------------------------------------------------------------
 
 def test_bicep_sets_every_setting_with_its_default() -> None:
@@ -348,20 +505,28 @@ def test_identity_based_host_connections() -> None:
     auth = s["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]["text"]
     assert "ClientId=${identity.properties.clientId}" in auth and "Authorization=AAD" in auth
     assert "stateContainer" in s["STATE_URL"]["text"] and "lakeContainer" in s["LAKE_URL"]["text"]
-    # The settings object is what the site actually gets (plus operator overrides, merged last).
-    assert "union(appSettings, appSettingOverrides)" in MAIN_BICEP.read_text()
+    # The settings object is what the site actually gets (plus operator overrides, merged last), as the
+    # `appsettings` config child: a for-expression over these runtime values cannot compile (BCP178).
+    configs = [r for r in bicep_facts()["resources"] if r["type"].startswith("Microsoft.Web/sites/config@")]
+    assert [(r["body"]["value"]["name"]["value"], r["body"]["value"]["properties"]["text"]) for r in configs] == \
+        [("appsettings", "union(appSettings, appSettingOverrides)")], configs
+    assert not re.search(r"^\s*appSettings:", MAIN_BICEP.read_text(), re.M), "app settings belong in the appsettings child"
 
 
 def test_container_and_hub_defaults() -> None:
     params = bicep_facts()["params"]
     expected = {"lakeContainerName": "lake", "stateContainerName": "graphlake-state",
                 "eventHubName": "graph-alerts", "eventHubConsumerGroupName": "normalizer", "eventHubSku": "Standard",
-                "pythonVersion": "3.11", "graphEndpoint": "https://graph.microsoft.com",
-                "graphAuthorityHost": "login.microsoftonline.com"}
+                "pythonVersion": "3.11", "graphEndpoint": "https://graph.microsoft.com"}
     for name, value in expected.items():
         assert params[name]["default"]["value"] == value, f"param {name}"
         if name in parameter_file_values():
             assert parameter_file_values()[name] == value, f"main.parameters.json {name}"
+    # The sign-in host is the cloud's own (the code's default, login.microsoftonline.com, in the global cloud),
+    # and no parameter file pins it to one cloud.
+    assert params["graphAuthorityHost"]["default"]["text"] == \
+        "split(environment().authentication.loginEndpoint, '/')[2]"
+    assert "graphAuthorityHost" not in parameter_file_values()
     for name in ("instanceMemoryMB", "maximumInstanceCount", "eventHubPartitionCount", "deploymentContainerName"):
         assert name in params, f"main.bicep needs the parameter {name}"
 
