@@ -38,8 +38,10 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.option("--lake", default="lake", show_default=True, help="Local lake folder to (re)create.")
-@click.option("--state", default=".demo/state", show_default=True, help="Watermark and quarantine folder.")
+@click.option("--lake", default=".demo/lake", show_default=True,
+              help="The demo's lake folder, emptied on every run; a folder with files the demo did not make is refused.")
+@click.option("--state", default=".demo/state", show_default=True,
+              help="The demo's watermark and quarantine folder, emptied and refused alike.")
 @click.option("--alerts", default=3000, show_default=True, help="Alerts in the simulated tenant.")
 @click.option("--seed", default=7, show_default=True)
 def demo(lake: str, state: str, alerts: int, seed: int) -> None:

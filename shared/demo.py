@@ -3,6 +3,10 @@
 It runs the same code as the Function App: the real msgraph-sdk and azure-identity (a client-credentials token
 from the simulator's TLS endpoint), the pull with its window and watermark, batches cut by the Event Hubs SDK, the
 normalizer and the parquet writer. Only Event Hubs itself is replaced by the in-process sink.
+
+It works in folders of its own (.demo/lake and .demo/state) and empties them on every run, so its figures repeat. It
+never empties a folder it did not make: each folder it creates carries a marker file, and a folder that holds
+anything without that marker (the ./lake that normalize, query and search use, say) is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.errors import ConfigError
 from shared.local_sink import InProcessSink
 from shared.pull import pull_source
 from shared.query import connect
@@ -44,12 +49,17 @@ ORDER BY p_event_time DESC LIMIT 1
 
 Printer = Callable[[list[str], list[tuple]], None]
 
+DEMO_LAKE = ".demo/lake"
+DEMO_STATE = ".demo/state"
+# A dot-name, so stores and query engines never list it as data.
+MARKER = ".graphlake-demo"
+
 
 def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printer,
              say: Callable[[str], None]) -> str | None:
     """Pull, normalize and summarise; return the IP to search for (from a pass-the-hash alert), if any."""
-    for folder in (Path(lake_dir) / "security_alerts", Path(state_dir)):
-        shutil.rmtree(folder, ignore_errors=True)  # a demo starts from nothing, so its figures repeat
+    for folder in (Path(lake_dir), Path(state_dir)):
+        _start_empty(folder)
     say(f"Simulating a tenant: {alerts} alerts over the last 7 days from every Microsoft security product...")
     with GraphSimulator(Tenant(seed=seed, alerts=alerts, days=7.0)) as sim:
         os.environ.update(sim.environment())
@@ -73,3 +83,14 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
     show([d[0] for d in cursor.description], cursor.fetchall())
     pivot = con.execute(PIVOT_SQL).fetchone()
     return pivot[0] if pivot else None
+
+
+def _start_empty(folder: Path) -> None:
+    """Empty a folder the demo made; refuse one that holds anything it did not make."""
+    if (folder / MARKER).is_file():
+        shutil.rmtree(folder)
+    elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(f"{folder} holds files the demo did not make, and the demo empties its folders: give it "
+                          f"a new or empty folder (default {DEMO_LAKE} and {DEMO_STATE})")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("Made by graphlake demo, which empties this folder on every run.\n")
