@@ -1,5 +1,5 @@
-"""Azure Functions entry points (pull_alerts, normalize_alerts, compact_lake). Only wiring: the work happens in
-shared/ and normalizers/."""
+"""Azure Functions entry points (pull_alerts, normalize_alerts, compact_lake, reconcile_alerts). Only wiring: the work
+happens in shared/ and normalizers/."""
 
 from __future__ import annotations
 
@@ -74,6 +74,20 @@ def compact_lake(timer: func.TimerRequest) -> None:
     summary = compact(_store(settings.lake_url), grace_days=settings.compact_grace_days,
                       target_bytes=settings.compact_target_mb * MB, max_seconds=settings.compact_max_run_seconds)
     summary.raise_for_errors()
+
+
+@app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def reconcile_alerts(timer: func.TimerRequest) -> None:
+    # No retry policy: the next tick compares the same hours again.
+    from shared.reconcile import raise_for_failures, reconcile_all
+
+    settings = load_settings()
+    sink = open_event_sink(settings)
+    try:
+        raise_for_failures(asyncio.run(reconcile_all(
+            settings, _store(settings.state_url), _store(settings.lake_url), sink)))
+    finally:
+        sink.close()
 
 
 def open_event_sink(settings: Settings) -> EventSink:

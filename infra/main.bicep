@@ -720,6 +720,10 @@ var appSettings = {
   COMPACT_GRACE_DAYS: '1'
   COMPACT_TARGET_MB: '128'
   COMPACT_MAX_RUN_SECONDS: '480'
+  // Reconciliation against Graph (reconcile_alerts).
+  RECONCILE_SCHEDULE: '0 15 * * * *'
+  RECONCILE_LOOKBACK_HOURS: '24'
+  RECONCILE_MAX_REQUESTS_PER_MINUTE: '30'
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -116,6 +116,19 @@ class Settings(BaseSettings):
         480, alias="COMPACT_MAX_RUN_SECONDS", gt=0,
         description="A compaction run starts no new partition after this; the next run continues.")
 
+    # --- Reconciliation against Graph (reconcile_alerts, graphlake audit) ---
+    reconcile_schedule: str = Field(
+        "0 15 * * * *", alias="RECONCILE_SCHEDULE",
+        description="NCRONTAB schedule of reconcile_alerts (read by the host): hourly at minute 15.")
+    reconcile_lookback_hours: float = Field(
+        24.0, alias="RECONCILE_LOOKBACK_HOURS", gt=0,
+        description="reconcile_alerts compares the alerts Graph shows updated in this many hours before the pull's "
+                    "watermark with the lake.")
+    reconcile_max_requests_per_minute: int = Field(
+        30, alias="RECONCILE_MAX_REQUESTS_PER_MINUTE", gt=0, le=150,
+        description="Graph calls a minute per source for reconcile_alerts and graphlake audit; with the pull's "
+                    "GRAPH_MAX_REQUESTS_PER_MINUTE it should stay within Graph's 150.")
+
     # --- Event Hubs ---
     eventhub_namespace: str = Field(
         "", alias="EventHubConnection__fullyQualifiedNamespace",
