@@ -39,9 +39,9 @@ _DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}")
 # IPv6 text already in the form `ipaddress` prints but for case (no leading zeros, and every zero group
-# inside a "::" that stands for two or more), which is how Graph reports addresses: only lower-cased, since
-# parsing and printing it again is most of the cost of a batch's new values. A leading "::" (IPv4-mapped and
-# other special forms) and any zero group take the full path.
+# inside a "::" that stands for two or more), which is how Graph reports addresses: only lower-cased rather
+# than parsed and printed again. A leading "::" (IPv4-mapped and other special forms) and any zero group take
+# the full path.
 _NONZERO_HEXTET = r"[1-9a-f][0-9a-f]{0,3}"
 _CANONICAL_IPV6_FULL = re.compile(rf"{_NONZERO_HEXTET}(?::{_NONZERO_HEXTET}){{7}}")
 _CANONICAL_IPV6_COMPRESSED = re.compile(
@@ -143,7 +143,7 @@ def canonical_hash(value: str) -> tuple[str, str] | None:
     if kind is None:
         return None
     try:
-        # Accepts exactly an even number of ASCII hex digits (the lengths above are even), in half a regex's time.
+        # Accepts exactly an even number of ASCII hex digits (the lengths above are even).
         binascii.unhexlify(text)
     except ValueError:  # binascii.Error is one; non-ASCII text raises the plain kind.
         return None

@@ -117,18 +117,10 @@ def _add(batch: AlertBatch, event: InboundEvent, state: Store) -> str:
     props = event.properties
     source_id = _text(props.get("source_id")) or None  # None: the alert's tenantId.
     source_label = _text(props.get("source_label")) or DEFAULT_SOURCE_LABEL
-    try:
-        row_id = batch.add_json(event.body, source_id=source_id, source_label=source_label)
-        if row_id is not None:
-            return row_id
-    except Exception as exc:  # noqa: BLE001 - the normalizer is pure: whatever it raises is this event's fault
-        raise BadEvent(_one_line(exc)) from exc
-    # Not the common shape (a claim check, an unmapped property, ...): parsed, and added as a dict. Storage
-    # errors in _alert_of propagate: they are transient, not the event's.
-    alert = _alert_of(event, state)
+    alert = _alert_of(event, state)  # Storage errors propagate: they are transient, not the event's.
     try:
         return batch.add(alert, source_id=source_id, source_label=source_label)
-    except Exception as exc:  # noqa: BLE001 - as above
+    except Exception as exc:  # noqa: BLE001 - the normalizer is pure: whatever it raises is this event's fault
         raise BadEvent(_one_line(exc)) from exc
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import json
 import random
 import subprocess
 import sys
@@ -30,9 +29,8 @@ from normalizers import (
     TABLE,
     NotAnAlert,
     core,
-    new_batch,
     normalize_alert,
-    normalizer_for,
+    provider_for,
     rows_to_table,
 )
 from normalizers.indicators import (
@@ -47,7 +45,8 @@ from normalizers.indicators import (
     canonical_username,
     url_host,
 )
-from simulator.tenant import Tenant
+from shared.normalize import InboundEvent, normalize_events
+from shared.storage import LocalStore
 
 GOLDEN = Path(normalizers.__file__).parent / "golden"
 PARSE_TIME = datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc)
@@ -90,8 +89,8 @@ def minimal_alert(**overrides: object) -> dict:
 
 
 def test_every_provider_and_the_core_fallback_have_golden_files() -> None:
-    modules = {module.__name__.rpartition(".")[2] for module in PROVIDERS.values()} | {"core"}
-    assert modules == set(GOLDEN_NAMES)
+    names = {provider.name for provider in PROVIDERS.values()} | {"core"}
+    assert names == set(GOLDEN_NAMES)
     for name in GOLDEN_NAMES:
         assert (GOLDEN / f"{name}.expected.jsonl").exists(), f"{name}.expected.jsonl missing: regenerate"
 
@@ -99,7 +98,7 @@ def test_every_provider_and_the_core_fallback_have_golden_files() -> None:
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
 def test_golden_alerts_route_to_their_provider(name: str) -> None:
     for alert in load_golden_inputs(name):
-        assert normalizer_for(alert.get("serviceSource")).__name__ == f"normalizers.{name}", alert["id"]
+        assert provider_for(alert.get("serviceSource")).name == name, alert["id"]
 
 
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
@@ -310,12 +309,13 @@ def test_os_names_versions_and_netbios_domains_never_become_domains() -> None:
     assert row["p_any_usernames"] == ["avery", "azuread\\avery", "casey", "nt authority\\casey"]
 
 
-def test_canonicalisation_stays_right_when_the_cache_is_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core, "_CACHE_LIMIT", 2)
-    rows = [normalize(alert) for alert in load_golden_inputs("endpoint")]
-    monkeypatch.undo()
-    fresh = [normalize(alert) for alert in load_golden_inputs("endpoint")]
-    assert [render(row) for row in rows] == [render(row) for row in fresh]
+def test_canonicalisation_stays_right_when_the_cache_is_cleared() -> None:
+    rows = []
+    for alert in load_golden_inputs("endpoint"):
+        core.canonical.cache_clear()
+        rows.append(normalize(alert))
+    warm = [normalize(alert) for alert in load_golden_inputs("endpoint")]
+    assert [render(row) for row in rows] == [render(row) for row in warm]
 
 
 # --- Unknown evidence, unknown providers, unmapped properties -----------------------------------------------
@@ -363,16 +363,16 @@ def test_an_odata_type_that_is_not_a_string_is_an_unknown_type_not_a_lost_alert(
 
 @pytest.mark.parametrize("service_source", ["unknownFutureValue", "microsoftThreatIntelligence", "", None, 7])
 def test_unknown_providers_fall_back_to_the_core(service_source: object) -> None:
-    assert normalizer_for(service_source) is core
+    assert provider_for(service_source).name == "core"
     row = normalize(minimal_alert(serviceSource=service_source, customDetails={"RemoteIP": ["192.0.2.9"]}))
     assert row["p_any_ip_addresses"] == ["192.0.2.9"]  # The core reads free-form details by key name.
 
 
-def test_known_providers_route_to_their_module() -> None:
-    assert normalizer_for("microsoftDefenderForEndpoint") is normalizers.endpoint
-    assert normalizer_for("microsoftAppGovernance") is normalizers.cloud_apps
-    assert normalizer_for("azureAdIdentityProtection") is normalizers.entra_id_protection
-    assert normalizer_for("microsoftSentinel") is normalizers.sentinel
+def test_known_providers_route_to_their_entry() -> None:
+    assert provider_for("microsoftDefenderForEndpoint").name == "endpoint"
+    assert provider_for("microsoftAppGovernance").name == "cloud_apps"
+    assert provider_for("azureAdIdentityProtection").name == "entra_id_protection"
+    assert provider_for("microsoftSentinel").name == "sentinel"
 
 
 def test_unmapped_properties_and_unreadable_timestamps_are_kept() -> None:
@@ -420,11 +420,37 @@ def test_p_fields() -> None:
     assert TABLE == "security_alerts"
 
 
-def test_event_time_falls_back_to_parse_time() -> None:
-    row = normalize(minimal_alert(createdDateTime=None))
-    assert row["p_event_time"] == PARSE_TIME
-    naive = normalize_alert(minimal_alert(createdDateTime=None), parse_time=datetime(2026, 7, 1), **SOURCE)
-    assert naive["p_event_time"] == PARSE_TIME and naive["p_parse_time"].tzinfo is not None
+@pytest.mark.parametrize("created", [None, "", "27/06/2026", 20260601])
+def test_event_time_is_a_function_of_the_alert_never_of_the_parse_time(created: object, tmp_path: Path) -> None:
+    # A redelivery parsed on another day must land in the same day partition, where the views deduplicate it.
+    alert = minimal_alert(createdDateTime=created, firstActivityDateTime="2026-06-01T09:58:00Z")
+    later = PARSE_TIME + timedelta(days=2)
+    first, redelivered = (normalize_alert(alert, parse_time=when, **SOURCE) for when in (PARSE_TIME, later))
+    assert first["p_event_time"] == redelivered["p_event_time"] == datetime(2026, 6, 1, 9, 58, tzinfo=UTC)
+    files = [normalize_events([InboundEvent(orjson.dumps(alert))], lake=LocalStore(tmp_path / f"lake{number}"),
+                              state=LocalStore(tmp_path / "state"), parse_time=when).files
+             for number, when in enumerate((PARSE_TIME, later))]
+    assert files[0] == files[1] and files[0][0].startswith("security_alerts/year=2026/month=06/day=01/")
+
+
+def test_event_time_falls_back_through_the_alerts_own_timestamps() -> None:
+    no_created = minimal_alert(createdDateTime=None)
+    assert normalize(no_created)["p_event_time"] == datetime(2026, 6, 1, 10, 5, 0, 120000, tzinfo=UTC)
+    naive = normalize_alert(no_created, parse_time=datetime(2026, 7, 1), **SOURCE)
+    assert naive["p_parse_time"] == PARSE_TIME and naive["p_parse_time"].tzinfo is not None
+
+
+def test_an_alert_without_a_readable_timestamp_is_quarantined_with_its_reason(tmp_path: Path) -> None:
+    alert = minimal_alert(createdDateTime="soon", lastUpdateDateTime="27/06/2026")
+    with pytest.raises(NotAnAlert, match="no readable timestamp"):
+        normalize(alert)
+    state = LocalStore(tmp_path / "state")
+    result = normalize_events([InboundEvent(orjson.dumps(alert))], lake=LocalStore(tmp_path / "lake"), state=state,
+                              parse_time=PARSE_TIME)
+    assert result.rows == 0 and len(result.quarantined) == 1
+    error = orjson.loads(state.read(result.quarantined[0])[0])["error"]
+    assert error == ("NotAnAlert: alert da000000000000000001_1 has no readable timestamp: "
+                     "createdDateTime 'soon', lastUpdateDateTime '27/06/2026'")
 
 
 def test_row_id_is_deterministic_and_changes_with_the_version() -> None:
@@ -472,114 +498,27 @@ def test_timestamps_are_parsed_leniently_to_utc(raw: str, expected: datetime | N
         assert row["firstActivityDateTime"].utcoffset() == timedelta(0)
 
 
-# --- The typed path: AlertBatch.add_json against the dict path ---------------------------------------------
+# --- Nested evidence, lists, JSON columns ----------------------------------------------------------------
 
 
-def rows_both_ways(bodies: list[bytes]) -> tuple[list[dict], list[dict], int]:
-    """The rows of `bodies` through add_json (falling back as normalize_events does) and through add(dict),
-    and how many add_json took itself."""
-    typed, general = new_batch(PARSE_TIME), new_batch(PARSE_TIME)
-    taken = 0
-    for body in bodies:
-        if typed.add_json(body, **SOURCE) is None:
-            typed.add(orjson.loads(body), **SOURCE)
-        else:
-            taken += 1
-        general.add(orjson.loads(body), **SOURCE)
-    return ([typed.row(i) for i in range(len(typed))], [general.row(i) for i in range(len(general))], taken)
-
-
-def simulator_bodies(alerts: int) -> list[bytes]:
-    tenant = Tenant(seed=11, alerts=alerts, days=3.0)
-    return [body for skip in range(0, alerts, 500)
-            for body in tenant.query_json(top=500, skip=skip, include_unknown_enum_members=True)[1]]
-
-
-def test_the_typed_path_gives_the_dict_paths_rows_for_the_golden_alerts_and_the_simulators_mix() -> None:
-    bodies = [orjson.dumps(alert) for name in GOLDEN_NAMES for alert in load_golden_inputs(name)]
-    bodies += simulator_bodies(3000)
-    typed, general, taken = rows_both_ways(bodies)
-    assert len(typed) == len(general) == len(bodies)
-    for got, want in zip(typed, general):
-        assert render(got) == render(want), want["id"]
-    # It is a fast path only if it is the path: the simulator's mix has a few unknown evidence types.
-    assert taken >= 0.95 * len(bodies), f"add_json took {taken} of {len(bodies)}"
-
-
-@pytest.mark.parametrize("alert", [
-    minimal_alert(newGraphProperty={"a": 1}),
-    minimal_alert(incidentId=28282),
-    minimal_alert(systemTags=[None, "x"]),
-    minimal_alert(resolvedDateTime="soon"),
-    minimal_alert(firstActivityDateTime="2026-04-27 12:19:27"),
-    minimal_alert(evidence={"@odata.type": "#microsoft.graph.security.ipEvidence"}),
-    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.futureThingEvidence", "ip": "192.0.2.1"}]),
-    minimal_alert(evidence=[{"ipAddress": "192.0.2.1"}]),
-    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": 7}]),
-    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.userEvidence", "userAccount": "casey"}]),
-    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.networkConnectionEvidence",
-                             "sourceAddress": {"@odata.type": "#microsoft.graph.security.deviceEvidence",
-                                               "hostName": "ws-9"}}]),
-    minimal_alert(evidence=[{"@odata.type": "#microsoft.graph.security.activeDirectoryDomainEvidence",
-                             "trustedDomains": [{"activeDirectoryDomainName": "fabrikam.com"}]}]),
-    {"id": "", "createdDateTime": "2026-06-01T00:00:00Z"},
-    {"@odata.type": "#microsoft.graph.security.incident", "id": "1", "createdDateTime": "2026-06-01T00:00:00Z"},
-    {"claimCheck": "claims/0001.json"},
-], ids=["unmapped property", "numeric incidentId", "null in a list", "unreadable time", "time without zone",
-        "evidence not a list", "unknown evidence type", "untyped evidence", "number for text", "text for object",
-        "nested evidence of another type", "evidence nesting its own type",
-        "no id", "not an alert", "claim check"])
-def test_alerts_of_another_shape_are_left_to_the_dict_path(alert: dict) -> None:
-    batch = new_batch(PARSE_TIME)
-    assert batch.add_json(json.dumps(alert).encode(), **SOURCE) is None
-    assert len(batch) == 0
-
-
-def test_json_that_is_not_utf_8_is_left_to_the_dict_path() -> None:
-    body = orjson.dumps(minimal_alert(comments=[{"comment": "caf\u00e9"}])).replace("é".encode(), b"\xe9")
-    batch = new_batch(PARSE_TIME)
-    assert batch.add_json(body, **SOURCE) is None
-    assert len(batch) == 0
-
-
-def test_the_typed_path_reads_nested_evidence_of_its_expected_type_and_lists_of_values() -> None:
-    alert = minimal_alert(evidence=[
+def test_nested_evidence_of_its_expected_type_and_lists_of_values_are_read() -> None:
+    row = normalize(minimal_alert(evidence=[
         {"@odata.type": "#microsoft.graph.security.networkConnectionEvidence",
          "sourceAddress": {"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "192.0.2.7"},
          "destinationAddress": {"ipAddress": "2001:DB8::7"}},
         {"@odata.type": "microsoft.graph.security.deviceEvidence", "ipInterfaces": ["198.51.100.7", "fe80::1"],
          "loggedOnUsers": [{"accountName": "Avery", "domainName": "CONTOSO"}]},
-    ])
-    typed, general, taken = rows_both_ways([orjson.dumps(alert)])
-    assert taken == 1
-    assert typed == general
-    assert typed[0]["p_any_ip_addresses"] == ["192.0.2.7", "198.51.100.7", "2001:db8::7", "fe80::1"]
-    assert typed[0]["p_any_usernames"] == ["avery", "contoso\\avery"]
+    ]))
+    assert row["p_any_ip_addresses"] == ["192.0.2.7", "198.51.100.7", "2001:db8::7", "fe80::1"]
+    assert row["p_any_usernames"] == ["avery", "contoso\\avery"]
 
 
-def test_the_typed_path_reads_evidence_whatever_the_order_of_its_properties() -> None:
-    body = (b'{"evidence":[{"ipAddress":"192.0.2.8","@odata.type":"#microsoft.graph.security.ipEvidence"},'
-            b'{"userAccount":{"domainName":"CONTOSO","accountName":"casey"},'
-            b'"@odata.type":"#microsoft.graph.security.userEvidence"}],'
-            + orjson.dumps(minimal_alert())[1:].replace(b',"evidence":[]', b''))
-    typed, general, taken = rows_both_ways([body])
-    assert taken == 1
-    assert typed == general
-    assert typed[0]["p_any_ip_addresses"] == ["192.0.2.8"]
-    assert typed[0]["p_any_usernames"] == ["casey", "contoso\\casey"]
-
-
-def test_the_typed_path_keeps_json_properties_as_they_arrived() -> None:
-    alert = minimal_alert(serviceSource="microsoftSentinel", customDetails={"RemoteIP": ["192.0.2.9"]},
-                          evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "192.0.2.1",
-                                     "riskScore": 2 ** 70}])
-    body = json.dumps(alert, separators=(",", ":")).encode().replace(b'"evidence":[', b'"evidence":[ ')
-    batch = new_batch(PARSE_TIME)
-    assert batch.add_json(body, **SOURCE) is not None
-    row = batch.row(0)
-    # Exactly as sent, space and all: orjson would have turned 2**70 into a float.
-    assert row["evidence"] == '[ {"@odata.type":"#microsoft.graph.security.ipEvidence","ipAddress":"192.0.2.1",' \
-                              f'"riskScore":{2 ** 70}}}]'
+def test_json_columns_keep_integers_beyond_64_bits_and_details_are_read_by_key_name() -> None:
+    row = normalize(minimal_alert(serviceSource="microsoftSentinel", customDetails={"RemoteIP": ["192.0.2.9"]},
+                                  evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence",
+                                             "ipAddress": "192.0.2.1", "riskScore": 2 ** 70}]))
+    assert row["evidence"] == ('[{"@odata.type":"#microsoft.graph.security.ipEvidence","ipAddress":"192.0.2.1",'
+                               f'"riskScore":{2 ** 70}}}]')
     assert row["customDetails"] == '{"RemoteIP":["192.0.2.9"]}'
     assert row["p_any_ip_addresses"] == ["192.0.2.1", "192.0.2.9"]
 
