@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Deploy graphlake to Azure with the az CLI, in one command:
+#   0. refuse parameter values ARM would reject (infra/check_parameters.py), one line each,
 #   1. create the resource group (or reuse it),
 #   2. deploy infra/main.bicep with infra/main.parameters.json,
 #   3. publish the function code (zip deploy with remote build, as Flex Consumption expects),
@@ -21,10 +22,12 @@ LOCATION="${GRAPHLAKE_LOCATION:-}"
 PARAMS=()
 SKIP_CODE=false
 FORCE_CODE=false
+WHAT_IF=false
 
 usage() {
   cat <<EOF
-Usage: infra/deploy.sh [-g RESOURCE_GROUP] [-l LOCATION] [-p NAME=VALUE]... [--skip-code] [--force-code]
+Usage: infra/deploy.sh [-g RESOURCE_GROUP] [-l LOCATION] [-p NAME=VALUE]... [--what-if] [--skip-code]
+                       [--force-code]
 
 Creates or updates the resource group, deploys infra/main.bicep and publishes the function code.
 
@@ -34,11 +37,13 @@ Creates or updates the resource group, deploys infra/main.bicep and publishes th
                                az functionapp list-flexconsumption-locations -o table
   -p, --parameter NAME=VALUE override a Bicep parameter (repeatable), e.g. -p eventHubPartitionCount=8
                              or -p graphEndpoint=https://graph.microsoft.us (also: -p @my.parameters.json)
+      --what-if              show what the deployment would change (az deployment group what-if), then stop
       --skip-code            deploy the infrastructure only
       --force-code           publish the code even if it did not change
   -h, --help                 show this help
 
-Needs: az (>= $MIN_AZ_VERSION, logged in with 'az login'), python3, and Owner (or Contributor + User Access
+Needs: az (>= $MIN_AZ_VERSION, logged in with 'az login'), git, python3 with pathspec (make install puts it in
+.venv, which is used when present; or set GRAPHLAKE_PYTHON), and Owner (or Contributor + User Access
 Administrator) on the subscription or resource group, because the template assigns roles.
 EOF
 }
@@ -51,6 +56,7 @@ while [[ $# -gt 0 ]]; do
     -g|--resource-group) [[ $# -ge 2 ]] || die "$1 needs a value"; RESOURCE_GROUP="$2"; shift 2 ;;
     -l|--location) [[ $# -ge 2 ]] || die "$1 needs a value"; LOCATION="$2"; shift 2 ;;
     -p|--parameter) [[ $# -ge 2 ]] || die "$1 needs a value"; PARAMS+=("$2"); shift 2 ;;
+    --what-if) WHAT_IF=true; shift ;;
     --skip-code) SKIP_CODE=true; shift ;;
     --force-code) FORCE_CODE=true; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -62,7 +68,21 @@ done
 
 command -v az >/dev/null 2>&1 \
   || die "the Azure CLI (az) is not installed or not on PATH. Install it: https://learn.microsoft.com/cli/azure/install-azure-cli"
-command -v python3 >/dev/null 2>&1 || die "python3 is needed to build the function package"
+# The package is built by infra/package.py, which needs pathspec: the repository's virtualenv has it.
+PYTHON="${GRAPHLAKE_PYTHON:-}"
+if [[ -z "$PYTHON" ]]; then
+  if [[ -x "$REPO_DIR/.venv/bin/python" ]]; then PYTHON="$REPO_DIR/.venv/bin/python"; else PYTHON=python3; fi
+fi
+command -v "$PYTHON" >/dev/null 2>&1 || die "python3 is needed to check the parameters and build the function package"
+
+"$PYTHON" "$INFRA_DIR/check_parameters.py" "$INFRA_DIR/main.parameters.json" ${PARAMS[@]+"${PARAMS[@]}"} \
+  || die "parameters refused (above); nothing was deployed"
+
+if [[ "$SKIP_CODE" != true && "$WHAT_IF" != true ]]; then
+  command -v git >/dev/null 2>&1 || die "git is needed: the package holds the files git tracks"
+  "$PYTHON" -c 'import pathspec' 2>/dev/null \
+    || die "$PYTHON lacks pathspec, which builds the package: run 'make install' (or set GRAPHLAKE_PYTHON)"
+fi
 
 az_version="$(az version --query '"azure-cli"' -o tsv 2>/dev/null || true)"
 if [[ -n "$az_version" ]] \
@@ -81,6 +101,8 @@ if [[ "$(az group exists --name "$RESOURCE_GROUP" -o tsv)" == "true" ]]; then
   group_location="$(az group show --name "$RESOURCE_GROUP" --query location -o tsv)"
   LOCATION="${LOCATION:-$group_location}"
   info "resource group $RESOURCE_GROUP exists ($group_location)"
+elif [[ "$WHAT_IF" == true ]]; then
+  die "resource group $RESOURCE_GROUP does not exist, and what-if compares with an existing group: create it (az group create -n $RESOURCE_GROUP -l <region>) or deploy without --what-if (everything would be created)"
 else
   [[ -n "$LOCATION" ]] || die "resource group $RESOURCE_GROUP does not exist: give --location <region> (a Flex Consumption region: az functionapp list-flexconsumption-locations -o table)"
   info "creating resource group $RESOURCE_GROUP in $LOCATION"
@@ -88,6 +110,18 @@ else
 fi
 
 # --- Infrastructure ------------------------------------------------------------------------------------------
+
+if [[ "$WHAT_IF" == true ]]; then
+  info "what-if: what deploying infra/main.bicep to $RESOURCE_GROUP would change (nothing is changed)"
+  az deployment group what-if \
+    --resource-group "$RESOURCE_GROUP" \
+    --name "$DEPLOYMENT_NAME" \
+    --template-file "$INFRA_DIR/main.bicep" \
+    --parameters "@$INFRA_DIR/main.parameters.json" \
+    --parameters location="$LOCATION" ${PARAMS[@]+"${PARAMS[@]}"} \
+    || die "what-if failed (error above)"
+  exit 0
+fi
 
 info "deploying infra/main.bicep (a few minutes the first time; az compiles Bicep with its own Bicep CLI)"
 outputs="$(az deployment group create \
@@ -106,8 +140,8 @@ output() {
 
 APP_NAME="$(output functionAppName)"
 IDENTITY_NAME="$(output identityName)"
-STORAGE_ACCOUNT="$(output storageAccountName)"
 LAKE_URL="$(output lakeUrl)"
+LAKE_CONTAINER_ID="$(output lakeContainerId)"
 EVENT_HUB="$(output eventHubNamespace)/$(output eventHubName)"
 APP_INSIGHTS="$(output appInsightsName)"
 info "function app $APP_NAME, identity $IDENTITY_NAME"
@@ -120,7 +154,7 @@ else
   work_dir="$(mktemp -d)"
   trap 'rm -rf "$work_dir"' EXIT
   package="$work_dir/graphlake.zip"
-  package_sha="$(python3 "$INFRA_DIR/package.py" --root "$REPO_DIR" --out "$package")"
+  package_sha="$("$PYTHON" "$INFRA_DIR/package.py" --root "$REPO_DIR" --out "$package")"
   deployed_sha="$(az group show --name "$RESOURCE_GROUP" --query "tags.$PACKAGE_TAG" -o tsv 2>/dev/null || true)"
   function_count="$(az functionapp function list --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \
     --query 'length(@)' -o tsv 2>/dev/null || echo 0)"
@@ -164,9 +198,12 @@ Next:
   2. Watch the first pulls (every minute by default) in Application Insights:
        az monitor app-insights query -g $RESOURCE_GROUP --app $APP_INSIGHTS \\
          --analytics-query "traces | where timestamp > ago(15m) | order by timestamp desc | take 50"
-  3. Read the lake: give yourself Storage Blob Data Reader on the account (shared keys are disabled):
+  3. Read the lake (graphlake search and query): Storage Blob Data Reader on the lake container only, not the
+     account (shared keys are disabled, so this is the only way in). For a group, prefer the parameter:
+       infra/deploy.sh -g $RESOURCE_GROUP -p 'lakeReaderPrincipalIds=["<group-object-id>"]'
+     or for one person:
        az role assignment create --role "Storage Blob Data Reader" --assignee <your-upn-or-object-id> \\
-         --scope "\$(az storage account show -g $RESOURCE_GROUP -n $STORAGE_ACCOUNT --query id -o tsv)"
+         --scope $LAKE_CONTAINER_ID
   4. Tear everything down when done:
        az group delete --name $RESOURCE_GROUP
 EOF

@@ -51,6 +51,12 @@ EOF
 die() { echo "grant-graph-permission.sh: error: $*" >&2; exit 1; }
 info() { echo "==> $*" >&2; }
 
+# A 403 from Graph means the signed-in account lacks the directory rights, not that something is missing.
+is_forbidden() { grep -qiE 'Authorization_RequestDenied|Forbidden|Insufficient privileges|\b403\b' <<<"$1"; }
+forbidden() {
+  die "403: you need Privileged Role Administrator or Global Administrator (AppRoleAssignment.ReadWrite.All and Application.Read.All) to $1; ask one to run this script"
+}
+
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -g|--resource-group) [[ $# -ge 2 ]] || die "$1 needs a value"; RESOURCE_GROUP="$2"; shift 2 ;;
@@ -97,17 +103,24 @@ graph() {
 
 info "Microsoft Graph: $GRAPH_ENDPOINT; managed identity service principal: $PRINCIPAL_ID"
 
-graph_sp_id="$(graph get "/servicePrincipals(appId='$GRAPH_APP_ID')?\$select=id" --query id -o tsv)" \
-  || die "cannot read the Microsoft Graph service principal (is az signed in to the cloud of $GRAPH_ENDPOINT?)"
+errors="$(mktemp)"
+trap 'rm -f "$errors"' EXIT
+
+if ! graph_sp_id="$(graph get "/servicePrincipals(appId='$GRAPH_APP_ID')?\$select=id" --query id -o tsv 2>"$errors")"; then
+  cat "$errors" >&2
+  is_forbidden "$(cat "$errors")" && forbidden "read service principals"
+  die "cannot read the Microsoft Graph service principal (is az signed in to the cloud of $GRAPH_ENDPOINT?)"
+fi
 [[ -n "$graph_sp_id" ]] || die "the Microsoft Graph service principal was not found in this tenant"
 
 # A new managed identity takes a little while to appear in Entra ID: wait for it.
 existing=""
 for attempt in 1 2 3 4 5 6; do
   if existing="$(graph get "/servicePrincipals/$PRINCIPAL_ID/appRoleAssignments" \
-      --query "value[?resourceId=='$graph_sp_id'].appRoleId" -o tsv 2>/dev/null)"; then
+      --query "value[?resourceId=='$graph_sp_id'].appRoleId" -o tsv 2>"$errors")"; then
     break
   fi
+  is_forbidden "$(cat "$errors")" && forbidden "read the identity's app-role assignments"
   [[ $attempt -lt 6 ]] || die "service principal $PRINCIPAL_ID not found in Entra ID (wrong id, or another tenant?)"
   info "service principal $PRINCIPAL_ID not visible yet; retrying in 20 s"
   sleep 20
@@ -133,9 +146,7 @@ for role in "${ROLES[@]}"; do
   if ! error="$(graph post "/servicePrincipals/$graph_sp_id/appRoleAssignedTo" \
       --headers "Content-Type=application/json" --body "$body" -o none 2>&1)"; then
     echo "$error" >&2
-    if grep -qiE 'Authorization_RequestDenied|Forbidden|Insufficient privileges|403' <<<"$error"; then
-      die "not allowed to grant app roles. Ask a Privileged Role Administrator or Global Administrator to run this script (it needs AppRoleAssignment.ReadWrite.All and Application.Read.All)."
-    fi
+    is_forbidden "$error" && forbidden "grant app roles"
     die "granting $role failed (see above)"
   fi
   granted=$((granted + 1))

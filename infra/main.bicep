@@ -1010,6 +1010,7 @@ output identityPrincipalId string = identity.properties.principalId
 output identityClientId string = identity.properties.clientId
 output storageAccountName string = storage.name
 output lakeUrl string = '${blobEndpoint}${lakeContainer.name}'
+output lakeContainerId string = lakeContainer.id
 output stateUrl string = '${blobEndpoint}${stateContainer.name}'
 output eventHubNamespace string = eventHubFqdn
 output eventHubName string = eventHub.name

@@ -1,85 +1,63 @@
 #!/usr/bin/env python3
-"""Build the Function App package: a zip of the repository that honours .funcignore.
+"""Build the Function App package: a zip of the files git tracks, less those .funcignore excludes.
 
+Only tracked files: a developer's `.env`, Azurite's `.azurite/` data or a scratch module never reach Azure, whatever
+the .gitignore says. Their content is the work tree's, so an edit is deployed before it is committed. .funcignore is
+read with pathspec's gitignore matching (the same rules as git's, including `dir/`, `/anchored` and `!negation`).
 The zip is deterministic (sorted entries, fixed timestamps and modes), so its SHA-256 names the code: deploy.sh
-publishes only when that hash changed. Standard library only: it runs with any python3 >= 3.8.
+publishes only when that hash changed.
 
     python3 infra/package.py --out /tmp/graphlake.zip     # prints the zip's sha256
     python3 infra/package.py --list                      # prints the files that would be packaged
+
+Needs git and pathspec (requirements-dev.txt; `make install` puts it in .venv, which deploy.sh uses).
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import hashlib
 import os
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+try:
+    import pathspec
+except ImportError:  # deploy.sh runs this with whatever python3 it finds
+    raise SystemExit("package.py: needs pathspec: run `make install` (or pip install -r requirements-dev.txt)")
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # Always packaged if present; the app cannot start without them.
 REQUIRED = ("host.json", "requirements.txt")
 
 
-class Rule:
-    """One .funcignore line, with gitignore semantics for the cases that matter here."""
-
-    def __init__(self, line: str) -> None:
-        self.negate = line.startswith("!")
-        if self.negate:
-            line = line[1:]
-        self.dir_only = line.endswith("/")
-        if self.dir_only:
-            line = line[:-1]
-        # As in gitignore: a slash at the start or in the middle anchors the pattern to the root.
-        self.anchored = "/" in line
-        self.pattern = line.lstrip("/")
-
-    def matches(self, rel: str, is_dir: bool) -> bool:
-        if self.dir_only and not is_dir:
-            return False
-        if self.anchored:
-            return fnmatch.fnmatchcase(rel, self.pattern)
-        return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], self.pattern)
-
-
-def read_rules(root: Path) -> list[Rule]:
-    path = root / ".funcignore"
-    if not path.exists():
-        return []
-    rules = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            rules.append(Rule(line))
-    return rules
-
-
-def ignored(rules: list[Rule], rel: str, is_dir: bool) -> bool:
-    result = False
-    for rule in rules:
-        if rule.matches(rel, is_dir):
-            result = not rule.negate
-    return result
+def tracked_files(root: Path) -> list[str]:
+    """POSIX paths, relative to root, of the files git tracks under it."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"], capture_output=True,
+                              check=False)
+    except FileNotFoundError:
+        raise SystemExit("package.py: git is not installed; it lists the files to package") from None
+    if proc.returncode != 0:
+        raise SystemExit(f"package.py: {root} is not a git work tree: the package holds only what git tracks "
+                         "(clone the repository)")
+    return [name for name in proc.stdout.decode().split("\0") if name]
 
 
 def package_files(root: Path) -> list[str]:
-    """Repository-relative POSIX paths of the files to package, sorted."""
-    rules = read_rules(root)
-    files: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if base == "." else base + "/"
-        dirnames[:] = sorted(d for d in dirnames if not ignored(rules, prefix + d, True))
-        for name in filenames:
-            rel = prefix + name
-            full = Path(dirpath) / name
-            if full.is_symlink() or not full.is_file():
-                continue
-            if not ignored(rules, rel, False):
-                files.append(rel)
+    """The files to package, sorted: tracked, present as regular files, and not excluded by .funcignore."""
+    ignore = root / ".funcignore"
+    spec = pathspec.GitIgnoreSpec.from_lines(ignore.read_text(encoding="utf-8").splitlines()
+                                             if ignore.exists() else [])
+    files = []
+    for rel in tracked_files(root):
+        full = root / rel
+        # A tracked file deleted from the work tree, a symlink or a submodule is not packaged.
+        if full.is_symlink() or not full.is_file() or spec.match_file(rel):
+            continue
+        files.append(rel)
     return sorted(files)
 
 

@@ -654,6 +654,8 @@ ROLE_ID = "472e4a4d-bb4a-4026-98d1-0b0d74cb74a5"
 OUTPUTS = {"functionAppName": "func-graphlake-x", "identityName": "id-graphlake-x",
            "identityPrincipalId": PRINCIPAL, "identityClientId": "cid", "storageAccountName": "stgraphlakex",
            "lakeUrl": "https://stgraphlakex.blob.core.windows.net/lake",
+           "lakeContainerId": "/subscriptions/s/resourceGroups/rg-test/providers/Microsoft.Storage/storageAccounts/"
+                              "stgraphlakex/blobServices/default/containers/lake",
            "stateUrl": "https://stgraphlakex.blob.core.windows.net/graphlake-state",
            "eventHubNamespace": "evhns-x.servicebus.windows.net", "eventHubName": "graph-alerts",
            "appInsightsName": "appi-x", "graphEndpoint": "https://graph.microsoft.com"}
@@ -680,6 +682,9 @@ elif args[:2] == ["group", "update"]:
 elif args[:3] == ["deployment", "group", "create"]:
     assert opt("--template-file").endswith("main.bicep")
     print(json.dumps({k: {"type": "String", "value": v} for k, v in OUTPUTS.items()}))
+elif args[:3] == ["deployment", "group", "what-if"]:
+    assert opt("--template-file").endswith("main.bicep")
+    print("Resource changes: 31 to create.")
 elif args[:3] == ["deployment", "group", "show"]:
     key = opt("--query").split(".")[2]
     print(OUTPUTS[key])
@@ -695,6 +700,10 @@ elif args[:1] == ["rest"]:
     if method == "get" and "servicePrincipals(appId='00000003-0000-0000-c000-000000000000')" in url:
         print(GRAPH_SP)
     elif method == "get" and url.endswith(f"/servicePrincipals/{PRINCIPAL}/appRoleAssignments"):
+        if os.environ.get("FAKE_AZ_DENY_READ"):
+            print("ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":"
+                  "\"Insufficient privileges to complete the operation.\"}})", file=sys.stderr)
+            sys.exit(1)
         print(state("granted"))
     elif method == "get" and f"/servicePrincipals/{GRAPH_SP}?" in url:
         print(ROLE_ID if "value=='SecurityAlert.Read.All'" in opt("--query") else "None")
@@ -785,9 +794,72 @@ def test_deploy_is_idempotent(fake_az: dict[str, str]) -> None:
         "unchanged code must not be republished"
     assert "not republished" in second.stderr
 
+    # Next steps: the lake reader role on the lake container, as lakeReaderPrincipalIds grants it, not the account.
+    assert 'Storage Blob Data Reader" --assignee <your-upn-or-object-id>' in first.stdout
+    assert "--scope /subscriptions/s/resourceGroups/rg-test/providers/Microsoft.Storage/storageAccounts/stgraphlakex/" \
+           "blobServices/default/containers/lake\n" in first.stdout, first.stdout
+    assert "lakeReaderPrincipalIds" in first.stdout
+
     forced = _run("deploy.sh", fake_az, "-g", "rg-test", "--force-code")
     assert forced.returncode == 0, forced.stderr
     assert sum(c[:4] == ["functionapp", "deployment", "source", "config-zip"] for c in _calls(fake_az)) == 2
+
+
+def test_deploy_what_if_shows_changes_and_stops(fake_az: dict[str, str]) -> None:
+    (Path(fake_az["FAKE_AZ_STATE"]) / "group").write_text("westeurope")
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "--what-if", "-p", "eventHubPartitionCount=8")
+    assert proc.returncode == 0, proc.stderr
+    assert "31 to create" in proc.stdout
+    calls = _calls(fake_az)
+    what_if = [c for c in calls if c[:3] == ["deployment", "group", "what-if"]]
+    assert len(what_if) == 1 and "eventHubPartitionCount=8" in what_if[0] and "location=westeurope" in what_if[0]
+    changing = [c for c in calls if c[:3] == ["deployment", "group", "create"] or c[:2] in (["group", "create"],
+                ["group", "update"]) or c[:2] == ["functionapp", "deployment"]]
+    assert not changing, changing
+
+
+def test_deploy_what_if_needs_an_existing_group(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "--what-if")
+    assert proc.returncode != 0 and "does not exist" in proc.stderr, proc.stderr
+    assert not [c for c in _calls(fake_az) if c[:2] == ["group", "create"] or c[:1] == ["deployment"]]
+
+
+_REFUSED_PARAMETERS = {
+    "premium capacity": (["eventHubSku=Premium", "eventHubCapacity=3"],
+                         "eventHubCapacity=3: Premium Event Hubs takes 1, 2, 4, 8 or 16 processing units"),
+    "capacity above the auto-inflate maximum": (["eventHubCapacity=6"], "more than eventHubMaxThroughputUnits=4"),
+    "zone redundancy on GRS": (["zoneRedundant=true"], "zoneRedundant=true needs zone-redundant storage"),
+    "certificate credential": (["graphCredential=certificate"], "cannot load certificates"),
+    "certificate source": (['graphSources=[{"id": "contoso", "credential": "certificate"}]'],
+                           "source 'contoso' uses credential certificate"),
+    "non-string override": (['appSettingOverrides={"PULL_LOOKBACK_DAYS": 30}'],
+                            'appSettingOverrides.PULL_LOOKBACK_DAYS is 30, not a string'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED_PARAMETERS))
+def test_deploy_refuses_parameters_arm_would_reject(fake_az: dict[str, str], case: str) -> None:
+    values, message = _REFUSED_PARAMETERS[case]
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", *(a for v in values for a in ("-p", v)))
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert not [c for c in _calls(fake_az) if c[:2] == ["group", "create"] or c[:1] == ["deployment"]], \
+        "nothing may be deployed"
+
+
+def test_deploy_reads_refused_parameters_from_a_parameters_file(fake_az: dict[str, str], tmp_path: Path) -> None:
+    file = tmp_path / "mine.parameters.json"
+    file.write_text(json.dumps({"parameters": {"eventHubSku": {"value": "Premium"},
+                                               "eventHubCapacity": {"value": 12}}}))
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "-p", f"@{file}")
+    assert proc.returncode != 0 and "eventHubCapacity=12: Premium" in proc.stderr, proc.stderr
+
+
+def test_deploy_accepts_what_arm_accepts(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "--skip-code",
+                "-p", "eventHubSku=Premium", "-p", "eventHubCapacity=4", "-p", "zoneRedundant=true",
+                "-p", "storageSku=Standard_ZRS", "-p", 'appSettingOverrides={"PULL_LOOKBACK_DAYS": "30"}')
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_grant_graph_permission_is_idempotent(fake_az: dict[str, str]) -> None:
@@ -811,7 +883,18 @@ def test_grant_graph_permission_is_idempotent(fake_az: dict[str, str]) -> None:
 def test_grant_graph_permission_explains_missing_rights(fake_az: dict[str, str]) -> None:
     proc = _run("grant-graph-permission.sh", {**fake_az, "FAKE_AZ_DENY": "1"}, "-g", "rg-test")
     assert proc.returncode != 0
-    assert "Privileged Role Administrator or Global Administrator" in proc.stderr, proc.stderr
+    assert "403: you need Privileged Role Administrator or Global Administrator" in proc.stderr, proc.stderr
+
+
+def test_grant_graph_permission_says_403_not_not_found(fake_az: dict[str, str]) -> None:
+    # A caller without directory rights gets 403 reading the identity's assignments: that is not a missing
+    # identity, and waiting for it to appear does not help.
+    proc = _run("grant-graph-permission.sh", {**fake_az, "FAKE_AZ_DENY_READ": "1"}, "-g", "rg-test")
+    assert proc.returncode != 0
+    assert "403: you need Privileged Role Administrator or Global Administrator" in proc.stderr, proc.stderr
+    assert "not found" not in proc.stderr and "retrying" not in proc.stderr, proc.stderr
+    reads = [c for c in _calls(fake_az) if c[:1] == ["rest"] and any(a.endswith("/appRoleAssignments") for a in c)]
+    assert len(reads) == 1, "a 403 must not be retried"
 
 
 def test_grant_graph_permission_rejects_an_unknown_role(fake_az: dict[str, str]) -> None:
@@ -826,6 +909,39 @@ def _package(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, cwd=ROOT)
 
 
+def _git(cwd: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"})
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+def test_package_holds_only_what_git_tracks(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone))
+    tracked = set(_git(clone, "ls-files").split())
+    # What a developer's work tree holds beside the code: secrets, Azurite's data, a stray new module.
+    untracked = [".env", ".azurite/__blobstorage__/x", ".azurite/__azurite_db_blob__.json", "shared/scratch.py",
+                 "notes.txt"]
+    for rel in untracked:
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        (clone / rel).write_text("SECRET=1\n")
+    proc = _package("--root", str(clone), "--list")
+    assert proc.returncode == 0, proc.stderr
+    listed = set(proc.stdout.split())
+    assert not listed & set(untracked), f"untracked files packaged: {sorted(listed & set(untracked))}"
+    assert listed <= tracked
+    assert {"host.json", "requirements.txt", "function_app.py", "shared/settings.py"} <= listed
+
+
+def test_package_refuses_a_tree_git_does_not_track(tmp_path: Path) -> None:
+    (tmp_path / "host.json").write_text("{}")
+    (tmp_path / "requirements.txt").write_text("azure-functions\n")
+    proc = _package("--root", str(tmp_path), "--list")
+    assert proc.returncode != 0 and "git" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_funcignore_rules(tmp_path: Path) -> None:
     shutil.copy(ROOT / ".funcignore", tmp_path / ".funcignore")
     kept = ["function_app.py", "host.json", "requirements.txt", "shared/settings.py", "normalizers/core.py",
@@ -834,11 +950,13 @@ def test_funcignore_rules(tmp_path: Path) -> None:
                ".venv/lib/x.py", ".venv-checkov/bin/checkov", "node_modules/a/b.js", "lake/p.parquet",
                "state/w.json", "shared/__pycache__/settings.cpython-311.pyc", "local.settings.json",
                "local.settings.json.example", "README.md", "Makefile", "pyproject.toml", "requirements-dev.txt",
-               ".git/config", ".github/workflows/ci.yml", ".ci/run", ".pytest_cache/v/x", ".demo/x"]
+               ".gitignore", ".github/workflows/ci.yml", ".ci/run", ".pytest_cache/v/x", ".demo/x"]
     for rel in kept + dropped:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(rel)
+    _git(tmp_path, "init", "--quiet")
+    _git(tmp_path, "add", "--force", "--", *kept, *dropped)
     proc = _package("--root", str(tmp_path), "--list")
     assert proc.returncode == 0, proc.stderr
     listed = set(proc.stdout.split())
@@ -858,6 +976,8 @@ def test_package_of_this_repo_is_deterministic(tmp_path: Path) -> None:
 
 def test_package_refuses_a_tree_without_host_json(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("azure-functions\n")
+    _git(tmp_path, "init", "--quiet")
+    _git(tmp_path, "add", "requirements.txt")
     proc = _package("--root", str(tmp_path), "--out", str(tmp_path / "x.zip"))
     assert proc.returncode != 0 and "host.json" in proc.stderr
 
