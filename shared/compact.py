@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from normalizers.names import TABLE as ALERTS_TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
-from shared.errors import ConfigError, GraphlakeError
+from shared.errors import ConfigError, GraphlakeError, one_line
 from shared.lake import check_lake_columns, rows_digest
 from shared.layout import TABLE_NAME_RE, PartitionFile, parse_partition_file, partition_path
 from shared.storage import Store
@@ -186,8 +186,8 @@ def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: in
             # The data's fault (files that cannot be merged, a file that is not parquet): leave the partition as it
             # is and go on. Storage errors are not caught: they are transient, and the next run retries.
             summary.partitions_failed += 1
-            summary.errors.append(f"{partition.path}: {_one_line(exc)}")
-            log.error("graphlake.compact partition %s not compacted: %s", partition.path, _one_line(exc))
+            summary.errors.append(f"{partition.path}: {one_line(exc)}")
+            log.error("graphlake.compact partition %s not compacted: %s", partition.path, one_line(exc))
             continue
         if done is None:
             continue
@@ -253,7 +253,7 @@ def merge_partition(store: Store, partition: Partition, *,
         try:
             tables.append(pq.read_table(io.BytesIO(found[0])))
         except pa.ArrowException as exc:
-            raise ValueError(f"{name.rsplit('/', 1)[1]} is not readable parquet: {_one_line(exc)}") from None
+            raise ValueError(f"{name.rsplit('/', 1)[1]} is not readable parquet: {one_line(exc)}") from None
         inputs.append(name)
         bytes_in += len(found[0])
     if len(inputs) < 2:
@@ -383,8 +383,3 @@ def _value_bytes(values: pa.ChunkedArray | pa.Array) -> int:
         return sum(_value_bytes(flat.field(i)) for i in range(kind.num_fields))
     width = getattr(kind, "bit_width", 64) if not pa.types.is_nested(kind) else 64
     return len(values) * max(width, 8) // 8
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text or type(exc).__name__)[:300]

@@ -21,7 +21,13 @@ class PreconditionFailed(GraphlakeError):
     """A conditional write lost a race: someone else changed the blob since we read it."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (SDK errors run to pages), or its type when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def one_line(error: BaseException | str, *, with_type: bool = False, limit: int = 300) -> str:
+    """An error as one line for a message, a log or a quarantine record: its text with every run of whitespace
+    (newlines included) made one space, at most `limit` characters (SDK errors run to pages). An exception without
+    a message gives its type's name; `with_type` prefixes the type's name anyway (a bare KeyError says only the
+    key)."""
+    line = " ".join((error if isinstance(error, str) else str(error)).split())
+    if isinstance(error, BaseException) and (with_type or not line):
+        line = f"{type(error).__name__}: {line}" if line else type(error).__name__
+    line = line or "no details"
+    return line if len(line) <= limit else line[:limit - 1] + "…"

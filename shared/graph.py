@@ -37,7 +37,7 @@ from msgraph.generated.security.alerts_v2.alerts_v2_request_builder import Alert
 from msgraph_core import GraphClientFactory
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from shared.errors import ConfigError, EndpointUnreachable, PermissionMissing
+from shared.errors import ConfigError, EndpointUnreachable, PermissionMissing, one_line
 from shared.settings import Settings, Source
 
 PREFER_ALL_ENUMS = {"Prefer": "include-unknown-enum-members"}
@@ -214,18 +214,18 @@ class AlertsReader:
             if isinstance(exc.__cause__, ServiceRequestError):
                 raise EndpointUnreachable(
                     f"cannot reach the authority {self._settings.graph_authority_host}: "
-                    f"{_first_line(str(exc.__cause__))}") from None
+                    f"{one_line(exc.__cause__)}") from None
             raise PermissionMissing(
                 f"source {self._source.id}: no token from {self._settings.graph_authority_host} for tenant "
-                f"{self._source.tenant_id}: {_first_line(exc.message)}") from None
+                f"{self._source.tenant_id}: {one_line(exc.message or '')}") from None
         except ServiceRequestError as exc:
             raise EndpointUnreachable(
-                f"cannot reach the authority {self._settings.graph_authority_host}: {_first_line(str(exc))}") from None
+                f"cannot reach the authority {self._settings.graph_authority_host}: {one_line(exc)}") from None
         return orjson.loads(body) if body else {}
 
     def _explain(self, exc: ODataError) -> Exception:
         status = exc.response_status_code or 0
-        message = _first_line((exc.error.message if exc.error else None) or str(exc))
+        message = one_line((exc.error.message if exc.error else None) or exc)
         if status in (401, 403):
             return PermissionMissing(
                 f"source {self._source.id}: Graph answered {status} ({message}); grant the application role "
@@ -235,7 +235,3 @@ class AlertsReader:
 
 class GraphCallFailed(Exception):
     """Graph kept failing after the SDK's retries; the run stops for this source and keeps its watermark."""
-
-
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0][:300] if (text or "").strip() else "no details"

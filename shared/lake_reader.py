@@ -35,7 +35,7 @@ from shared.blob_url import (
     parse_blob_url,
     url_scheme,
 )
-from shared.errors import ConfigError, EndpointUnreachable, first_line
+from shared.errors import ConfigError, EndpointUnreachable, one_line
 from shared.layout import parse_partition_file
 
 _AZURE_SCHEMES = ("az", "abfs", "abfss")
@@ -64,7 +64,7 @@ class Lake:
         try:
             names = self.filesystem.find(self.root) if self.filesystem.exists(self.root) else []
         except OSError as exc:
-            raise EndpointUnreachable(f"cannot list the lake at {self.url}: {first_line(exc)}") from None
+            raise EndpointUnreachable(f"cannot list the lake at {self.url}: {one_line(exc)}") from None
         tables: dict[str, list[LakeFile]] = defaultdict(list)
         prefix = self.root.rstrip("/") + "/"
         for name in sorted(names):
@@ -87,7 +87,7 @@ class Lake:
         try:
             self.filesystem.get([f.path.removeprefix(self.protocol) for f in files], local)
         except OSError as exc:
-            raise EndpointUnreachable(f"cannot read the lake at {self.url}: {first_line(exc)}") from None
+            raise EndpointUnreachable(f"cannot read the lake at {self.url}: {one_line(exc)}") from None
         return local
 
     def table_glob(self, table: str) -> str:

@@ -22,6 +22,7 @@ import pyarrow as pa
 from normalizers import AlertBatch, new_batch
 from normalizers.names import TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
+from shared.errors import one_line
 from shared.event_format import CLAIM_CHECK_KEY, CLAIM_CHECK_PREFIX
 from shared.lake import write_table
 from shared.quarantine import quarantine
@@ -121,7 +122,7 @@ def _add(batch: AlertBatch, event: InboundEvent, state: Store) -> str:
     try:
         return batch.add(alert, source_id=source_id, source_label=source_label)
     except Exception as exc:  # noqa: BLE001 - the normalizer is pure: whatever it raises is this event's fault
-        raise BadEvent(_one_line(exc)) from exc
+        raise BadEvent(one_line(exc, with_type=True)) from exc
 
 
 def _alert_of(event: InboundEvent, state: Store) -> Any:
@@ -135,7 +136,7 @@ def _alert_of(event: InboundEvent, state: Store) -> Any:
         try:
             found = state.read(name)
         except ValueError as exc:  # The name is not a valid blob name: the event's fault, not the storage's.
-            raise BadEvent(f"claim check pointer: {_one_line(exc)}") from None
+            raise BadEvent(f"claim check pointer: {one_line(exc, with_type=True)}") from None
         if found is None:
             raise BadEvent(f"claim check {name} is missing")
         return _parsed(found[0], f"claim check {name}")
@@ -155,8 +156,3 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:500]

@@ -26,8 +26,8 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared import health
-from shared.errors import ConfigError, EndpointUnreachable
-from shared.normalize import InboundEvent, NormalizeResult, _one_line, normalize_events, quarantine_event
+from shared.errors import ConfigError, EndpointUnreachable, one_line
+from shared.normalize import InboundEvent, NormalizeResult, normalize_events, quarantine_event
 from shared.storage import Store
 
 log = logging.getLogger("graphlake.normalize")
@@ -58,7 +58,7 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
     try:
         result = normalize_events(events, lake=lake, state=state)
     except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
-        error = _one_line(exc)
+        error = one_line(exc, with_type=True)
         previous = _previous(state, batch)
         failures = (previous or {}).get("consecutive_failures", 0) + 1
         same_batch = previous is not None and previous.get("batch_first_sequence") == batch.first_sequence

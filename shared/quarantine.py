@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from shared.errors import one_line
 from shared.storage import Store
 
 _PREVIEW_CHARS = 4096
@@ -41,7 +42,7 @@ def quarantine(store: Store, *, raw: bytes, error: str, metadata: dict[str, Any]
         preview = None
     doc = {
         "quarantined_at": now.isoformat(),
-        "error": _one_line(error),
+        "error": one_line(error, limit=_ERROR_CHARS),
         "metadata": _jsonable(metadata),
         "raw_sha256": digest,
         "raw_size": len(raw),
@@ -50,11 +51,6 @@ def quarantine(store: Store, *, raw: bytes, error: str, metadata: dict[str, Any]
     }
     store.write(name, orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return name
-
-
-def _one_line(error: str) -> str:
-    line = " ".join(error.split())
-    return line if len(line) <= _ERROR_CHARS else line[: _ERROR_CHARS - 1] + "…"
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from shared import views
-from shared.errors import ConfigError, GraphlakeError, first_line
+from shared.errors import ConfigError, GraphlakeError, one_line
 from shared.lake_reader import Lake, LakeFile, open_lake
 
 
@@ -34,7 +34,7 @@ class LakeConnection:
         try:
             return self.con.execute(sql, parameters)
         except duckdb.Error as exc:
-            raise ConfigError(f"query failed: {first_line(exc)}") from None
+            raise ConfigError(f"query failed: {one_line(exc)}") from None
 
     def columns_of(self, source: str) -> set[str]:
         """Column names of a FROM-able source (a read_parquet(...) call, a view), without reading rows."""
@@ -64,4 +64,4 @@ def _create_views(connection: LakeConnection) -> None:
         try:
             connection.con.execute(definition)
         except duckdb.Error as exc:
-            raise GraphlakeError(f"cannot open the lake at {connection.lake.url}: {first_line(exc)}") from None
+            raise GraphlakeError(f"cannot open the lake at {connection.lake.url}: {one_line(exc)}") from None

@@ -33,7 +33,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient
 
 from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY, local_path, parse_blob_url, url_scheme
-from shared.errors import ConfigError, EndpointUnreachable, PreconditionFailed, first_line
+from shared.errors import ConfigError, EndpointUnreachable, PreconditionFailed, one_line
 
 
 class Store(Protocol):
@@ -245,7 +245,7 @@ class BlobStore:
         except ResourceExistsError:
             pass
         except ServiceRequestError as exc:
-            raise EndpointUnreachable(f"cannot reach blob storage at {self.url}: {first_line(exc)}") from None
+            raise EndpointUnreachable(f"cannot reach blob storage at {self.url}: {one_line(exc)}") from None
         except HttpResponseError as exc:
             # An identity whose role is scoped to the container (not the account) may not create containers;
             # the container then already exists, and real permission problems surface on the data calls.
