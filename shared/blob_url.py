@@ -27,7 +27,13 @@ class BlobLocation:
 
     @property
     def is_emulator(self) -> bool:
-        return self.account == EMULATOR_ACCOUNT and urlsplit(self.account_url).hostname in _LOOPBACK_HOSTS
+        return self.account == EMULATOR_ACCOUNT and is_loopback_host(urlsplit(self.account_url).hostname)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a parsed URL's host name is this machine, the only place plain http may go. The parsed host,
+    never a prefix of the URL: http://localhost.attacker.example and http://localhost@evil.example are not."""
+    return (host or "").lower() in _LOOPBACK_HOSTS
 
 
 def url_scheme(url: str) -> str:
@@ -51,9 +57,9 @@ def parse_blob_url(url: str) -> BlobLocation:
     parts = urlsplit(url)
     host = parts.hostname or ""
     path = [unquote(p) for p in parts.path.split("/") if p]
-    if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:
+    if parts.scheme == "http" and not is_loopback_host(host):
         raise ConfigError(f"storage URL {url} uses plain http; only the local emulator may (use https)")
-    if host in _LOOPBACK_HOSTS:
+    if is_loopback_host(host):
         # Emulator (path-style): the account is the first path segment.
         if len(path) < 2:
             raise ConfigError(f"storage URL {url} must be http://127.0.0.1:<port>/<account>/<container>")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from typing import Literal
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.blob_url import is_loopback_host
 from shared.errors import ConfigError
 
 CredentialKind = Literal["managed_identity", "client_secret", "certificate", "default"]
@@ -150,8 +152,18 @@ class Settings(BaseSettings):
     @field_validator("graph_endpoint")
     @classmethod
     def _endpoint_is_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://localhost", "http://127.0.0.1", "http://[::1]")):
-            raise ValueError("must be an https URL (plain http only for localhost)")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("must be an https URL") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https URL with a host name")
+        if parts.username is not None:
+            raise ValueError("must not carry a user name or password")
+        if scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("must be https (plain http only for localhost, 127.0.0.1 or [::1])")
         return value.rstrip("/")
 
     def sources(self) -> list[Source]:

@@ -67,3 +67,22 @@ def test_every_setting_has_a_description():
     missing = [f.alias for f in Settings.model_fields.values() if not f.description]
     assert not missing
     assert len(SETTING_NAMES) == len(set(SETTING_NAMES))
+
+
+@pytest.mark.parametrize("endpoint", [
+    "http://localhost.attacker.example", "http://localhost@evil.example", "http://127.0.0.1.evil.example/",
+    "http://[::1]@evil.example", "https://", "ftp://graph.microsoft.com", "graph.microsoft.com",
+    "https://user:pass@graph.microsoft.com",
+])
+def test_graph_endpoint_is_checked_on_the_parsed_url(endpoint):
+    # A bearer token must never travel in clear text, nor to a host a string prefix only seems to name.
+    with pytest.raises(ConfigError, match="GRAPH_ENDPOINT"):
+        load_settings({"GRAPH_ENDPOINT": endpoint})
+
+
+@pytest.mark.parametrize("endpoint", [
+    "https://graph.microsoft.com", "https://graph.microsoft.us/", "http://localhost:8080", "http://[::1]:9000",
+    "HTTPS://dod-graph.microsoft.us",
+])
+def test_graph_endpoints_that_name_their_host(endpoint):
+    assert load_settings({"GRAPH_ENDPOINT": endpoint}).graph_endpoint == endpoint.rstrip("/")
