@@ -15,6 +15,7 @@ Tools missing (checkov venv, shellcheck) fail the test with "run make test"; not
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -610,6 +611,179 @@ def test_storage_and_event_hubs_hardening_is_in_place() -> None:
                    "disableLocalAuth: true", "minimumTlsVersion: '1.2'", "DisableLocalAuth: true",
                    "tier: 'FlexConsumption'", "type: 'UserAssigned'", "httpsOnly: true"):
         assert needle in src, f"main.bicep lacks {needle!r}"
+
+
+# --- Storage lifecycle, diagnostics, names -----------------------------------------------------------------------
+
+def _resources(type_prefix: str) -> list[dict[str, Any]]:
+    return [r for r in bicep_facts()["resources"] if r["type"].startswith(type_prefix + "@")]
+
+
+def _decorator(param: str, name: str) -> int | None:
+    found = bicep_facts()["params"][param]["decorators"].get(name)
+    return int(found[0]["value"]) if found else None
+
+
+def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> None:
+    from shared.event_format import CLAIM_CHECK_PREFIX
+
+    assert _resources("Microsoft.Storage/storageAccounts/managementPolicies"), "no lifecycle management policy"
+    rules = {r["value"]["name"]["value"]: r["value"] for r in bicep_facts()["vars"]["expiryRules"]["value"]}
+    # The prefixes are those the code writes under, in the state container.
+    quarantine_prefix = re.search(r'f"(\w+/)\{day', (ROOT / "shared" / "quarantine.py").read_text()).group(1)
+    expected = {"claim-checks": (CLAIM_CHECK_PREFIX, "claimCheckRetentionDays"),
+                "quarantine": (quarantine_prefix, "quarantineRetentionDays")}
+    for name, (prefix, days) in expected.items():
+        assert rules[name]["prefix"]["text"] == f"'${{stateContainerName}}/{prefix}'", rules[name]
+        assert rules[name]["days"]["text"] == days
+    # A claim check outlives every event that can point to it.
+    assert _decorator("claimCheckRetentionDays", "minValue") > _decorator("eventHubRetentionDays", "maxValue")
+    params = bicep_facts()["params"]
+    # The lake is never deleted, nor moved to cool, unless asked.
+    assert params["lakeDeleteAfterDays"]["default"]["value"] == "0"
+    assert params["lakeCoolAfterDays"]["default"]["value"] == "0"
+    lake_rules = bicep_facts()["vars"]["lakeRules"]["text"]
+    assert "lakeCoolAfterDays > 0 ?" in lake_rules and "lakeDeleteAfterDays > 0 ?" in lake_rules
+    assert "'${lakeContainerName}/'" in lake_rules
+
+
+def test_diagnostic_settings_send_blob_and_event_hubs_logs_to_the_workspace() -> None:
+    settings = {r["body"]["value"]["scope"]["text"]: r["body"]["value"]["properties"]["value"]
+                for r in _resources("Microsoft.Insights/diagnosticSettings")}
+    assert set(settings) == {"blobService", "eventHubNamespace"}, settings
+    for scope, props in settings.items():
+        assert props["workspaceId"]["text"] == "logAnalytics.id", scope
+    blob_logs = settings["blobService"]["logs"]["text"]
+    assert "'StorageWrite'" in blob_logs and "'StorageDelete'" in blob_logs
+    assert "'allLogs'" in settings["eventHubNamespace"]["logs"]["text"]
+
+
+def test_name_parameters_have_the_lengths_azure_accepts() -> None:
+    for name in ("lakeContainerName", "stateContainerName", "deploymentContainerName"):
+        assert (_decorator(name, "minLength"), _decorator(name, "maxLength")) == (3, 63), name
+    assert _decorator("eventHubConsumerGroupName", "maxLength") <= 50
+    assert _decorator("eventHubName", "maxLength") <= 256
+
+
+# The hosts the Bicep linter's no-hardcoded-env-urls rule refuses by default
+# (https://learn.microsoft.com/azure/azure-resource-manager/bicep/linter-rule-no-hardcoded-environment-urls).
+LINTER_CLOUD_HOSTS = ("gallery.azure.com", "management.core.windows.net", "management.azure.com",
+                      "database.windows.net", "core.windows.net", "login.microsoftonline.com", "graph.windows.net",
+                      "trafficmanager.net", "datalake.azure.net", "azuredatalakestore.net",
+                      "azuredatalakeanalytics.net", "vault.azure.net", "api.loganalytics.io", "asazure.windows.net",
+                      "region.asazure.windows.net", "batch.core.windows.net")
+
+
+def test_no_cloud_specific_hosts_in_bicep_strings() -> None:
+    for path in BICEP_FILES:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("//"):
+                continue
+            for host in LINTER_CLOUD_HOSTS:
+                assert host not in line, f"{path.name}:{number}: {host} differs per cloud: use environment()"
+
+
+def test_linter_suppressions_name_the_right_code() -> None:
+    lines = MAIN_BICEP.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.strip().startswith("#disable-next-line"):
+            # Only `location` on the publishing credential policies, which the type lacks (BCP187) and ARM needs.
+            assert line.split()[1:] == ["BCP187"] and lines[number + 1].strip() == "location: location", \
+                f"main.bicep:{number + 1}: {line.strip()}"
+
+
+# --- Alert rules on the health records ---------------------------------------------------------------------------
+
+# The health contract (shared/health.py; the README's health model): the fields each writer logs.
+HEALTH_COMMON_FIELDS = {"component", "key", "updated"}
+HEALTH_FIELDS = {
+    "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent"},
+    "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
+    "reconcile": {"result", "missing", "late_found", "repaired", "error"},
+}
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    rules = bicep_facts()["vars"].get("alertRules")
+    assert rules and rules["kind"] == "array", "main.bicep has no `var alertRules = [...]`"
+    return [r["value"] for r in rules["value"]]
+
+
+def test_alert_rules_cover_the_health_model() -> None:
+    names = [r["name"]["value"] for r in _alert_rules()]
+    assert len(names) == len(set(names))
+    components = {}
+    for rule in _alert_rules():
+        query = rule["query"]["text"]
+        assert query.startswith("'${healthEvents}|"), f"{rule['name']['value']}: read the health lines"
+        found = re.findall(r'component == "(\w+)"', query)
+        assert len(found) == 1 and found[0] in HEALTH_FIELDS, f"{rule['name']['value']}: one component, not {found}"
+        components.setdefault(found[0], []).append(query)
+        fields = set(re.findall(r"\bh\.(\w+)", query))
+        unknown = fields - HEALTH_FIELDS[found[0]] - HEALTH_COMMON_FIELDS
+        assert not unknown, f"{rule['name']['value']}: fields not in the {found[0]} health contract: {unknown}"
+        assert rule["operator"]["value"] in ("GreaterThan", "LessThan")
+        assert re.fullmatch(r"PT\d+[MH]", rule["window"]["value"])
+        dimension = rule["dimension"]["value"]
+        assert not dimension or re.search(rf"\b{dimension} = key\b", query), \
+            f"{rule['name']['value']}: the dimension {dimension!r} must be a column of the result"
+    # The issue's list: failing runs in a row, lag, normalize failures, quarantine growth, late finds; plus silence.
+    text = "\n".join(q for qs in components.values() for q in qs)
+    for needle in ("h.consecutive_failures) >= ${alertConsecutiveFailures}", "h.lag_seconds) > ${alertLagMinutes * 60}",
+                   '"failed", "gave_up"', "sum(toint(h.quarantined))", "h.late_found) > 0"):
+        assert needle in text, f"no alert rule on {needle}"
+    assert any(r["operator"]["value"] == "LessThan" and 'component == "pull"' in r["query"]["text"]
+               for r in _alert_rules()), "no rule for a pull that stopped reporting"
+
+
+def test_alert_rule_fields_are_written_by_the_code() -> None:
+    # Where a component's writer exists (`COMPONENT = "<name>"` beside health.record), every field a rule reads is
+    # one it writes (a "field" key or a field= keyword).
+    writers: dict[str, str] = {}
+    for path in (ROOT / "shared").glob("*.py"):
+        src = path.read_text()
+        match = re.search(r'^COMPONENT = "(\w+)"', src, re.M)
+        if match and "health.record(" in src:
+            writers[match.group(1)] = writers.get(match.group(1), "") + src
+    assert writers, "no health writer found in shared/"
+    for rule in _alert_rules():
+        query = rule["query"]["text"]
+        component = re.search(r'component == "(\w+)"', query).group(1)
+        if component not in writers:
+            continue
+        for field in set(re.findall(r"\bh\.(\w+)", query)) - HEALTH_COMMON_FIELDS:
+            assert re.search(rf'"{field}"|\b{field}=', writers[component]), \
+                f"{rule['name']['value']} reads {field}, which the {component} writer does not write"
+
+
+def test_alert_query_reads_what_health_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from shared import health
+    from shared.storage import open_store
+
+    events = bicep_facts()["vars"]["healthEvents"]["value"]
+    assert events.lstrip().startswith("AppTraces\n"), "the rules read App Insights traces from the workspace"
+    prefix = re.search(r'\| where Message startswith "([^"]+)"', events).group(1)
+    skip = re.search(r'parse_json\(substring\(Message, strlen\("([^"]+)"\)\)\)', events).group(1)
+    caplog.set_level(logging.INFO, logger="graphlake.health")
+    health.record(open_store(str(tmp_path)), "pull", "contoso", {"result": "failed", "consecutive_failures": 3})
+    message = next(r.getMessage() for r in caplog.records if r.name == "graphlake.health")
+    assert message.startswith(prefix)
+    doc = json.loads(message[len(skip):])
+    assert (doc["component"], doc["key"], doc["consecutive_failures"]) == ("pull", "contoso", 3)
+
+
+def test_alert_rules_mail_only_when_an_address_is_given() -> None:
+    params = bicep_facts()["params"]
+    assert params["alertEmail"]["default"]["value"] == ""
+    groups = _resources("Microsoft.Insights/actionGroups")
+    assert len(groups) == 1 and groups[0]["condition"] == "(!empty(alertEmail))"
+    receivers = groups[0]["body"]["value"]["properties"]["value"]["emailReceivers"]["text"]
+    assert "emailAddress: alertEmail" in receivers
+    (rules,) = _resources("Microsoft.Insights/scheduledQueryRules")
+    assert rules["loop_over"] == "alertRules"
+    props = rules["body"]["value"]["properties"]["value"]
+    assert props["scopes"]["text"].split() == ["[", "logAnalytics.id", "]"]
+    assert "empty(alertEmail) ? [] :" in props["actions"]["text"]
 
 
 # --- Scripts -----------------------------------------------------------------------------------------------------
