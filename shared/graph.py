@@ -57,6 +57,7 @@ class CallStats:
     pages: int = 0
     skip_fallbacks: int = 0
     rereads: int = 0
+    splits: int = 0
     status_counts: dict[int, int] = field(default_factory=dict)
 
 
@@ -150,6 +151,8 @@ def iso(moment: datetime) -> str:
 class Page:
     alerts: list[dict]
     total: int | None  # @odata.count of the whole query, on the first page
+    # This page's own @odata.count: the query is evaluated again for every page, so it moves when the tenant does.
+    count: int | None = None
 
 
 class AlertsReader:
@@ -160,6 +163,10 @@ class AlertsReader:
         self._settings = settings
         self._stats = stats
         self._source = source
+
+    @property
+    def page_size(self) -> int:
+        return self._settings.pull_page_size
 
     async def pages(self, start: datetime, end: datetime) -> AsyncIterator[Page]:
         """Yields every page of the window. Follows nextLink; when a full page comes without one (Graph drops it
@@ -173,11 +180,12 @@ class AlertsReader:
         while True:
             page = await self._fetch(request)
             alerts = page.get("value") or []
-            if total is None and "@odata.count" in page:
-                total = int(page["@odata.count"])
+            count = int(page["@odata.count"]) if "@odata.count" in page else None
+            if total is None:
+                total = count
             read += len(alerts)
             self._stats.pages += 1
-            yield Page(alerts, total)
+            yield Page(alerts, total, count)
             next_link = page.get("@odata.nextLink")
             if next_link:
                 request = builder.with_url(next_link).to_get_request_information(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from shared import health
 from shared.errors import GraphlakeError, PreconditionFailed
 from shared.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts
 from shared.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
@@ -25,8 +26,7 @@ from shared.window import Window, plan_window, slices
 
 log = logging.getLogger("graphlake.pull")
 
-# A slice whose alerts shifted while it was paged (an alert updated mid-read leaves the filter, the rest move
-# up a position) reads fewer distinct alerts than @odata.count promised; it is read again, this many times at most.
+# Reads of one slice (or part) that is not shown complete, beyond the first, before it is reported unconfirmed.
 MAX_REREADS = 2
 
 
@@ -39,8 +39,12 @@ class SourceSummary:
     watermark_before: str | None = None
     watermark_after: str | None = None
     lag_seconds: float | None = None
+    # Set when a backfill started after the stored watermark: the span it did not read, which keeps the watermark.
+    unread_gap: str | None = None
     graph: CallStats = field(default_factory=CallStats)
     providers: dict[str, ProviderCounts] = field(default_factory=dict)
+    # Slices sent but not shown complete; the watermark stops before the first of them.
+    unconfirmed_slices: int = 0
     error: str | None = None
 
     @property
@@ -61,15 +65,15 @@ ProgressCallback = Callable[[Window, int], None]
 
 
 async def pull_all(settings: Settings, state: Store, sink: EventSink, *, now: datetime | None = None,
-                   since: datetime | None = None, credential=None,
-                   progress: ProgressCallback | None = None) -> list[SourceSummary]:
+                   since: datetime | None = None, credential=None, progress: ProgressCallback | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> list[SourceSummary]:
     """Pulls every source; one failing source never blocks the others (see raise_for_failures)."""
     summaries = []
     # One budget for the whole run: many sources must still end inside the function timeout.
-    deadline = time.monotonic() + settings.pull_max_run_seconds
+    deadline = clock() + settings.pull_max_run_seconds
     for source in settings.sources():
         summary = await pull_source(source, settings, state, sink, now=now, since=since, credential=credential,
-                                    progress=progress, deadline=deadline)
+                                    progress=progress, deadline=deadline, clock=clock)
         log.info("graphlake.pull.summary %s", summary.to_json())
         summaries.append(summary)
     return summaries
@@ -84,7 +88,9 @@ def raise_for_failures(summaries: list[SourceSummary]) -> None:
 
 async def pull_source(source: Source, settings: Settings, state: Store, sink: EventSink, *,
                       now: datetime | None = None, since: datetime | None = None, credential=None,
-                      progress: ProgressCallback | None = None, deadline: float | None = None) -> SourceSummary:
+                      progress: ProgressCallback | None = None, deadline: float | None = None,
+                      clock: Callable[[], float] = time.monotonic) -> SourceSummary:
+    """`clock` measures the run's budget against `deadline` (seconds on the same clock)."""
     now = now or datetime.now(UTC)
     summary = SourceSummary(source_id=source.id)
     watermarks = WatermarkStore(state, source.id)
@@ -96,22 +102,37 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
         if window is None:
             return summary
         summary.window = str(window)
+        # A backfill (--since) that starts after the stored watermark leaves a span no run has read: moving the
+        # watermark to the backfill's end would skip that span for good, so only runs that read on from the
+        # watermark advance it.
+        if mark.position is not None and window.start > mark.position - overlap:
+            summary.unread_gap = str(Window(mark.position - overlap, window.start))
+            log.warning("source %s: backfill from %s leaves %s unread; the watermark stays at %s for the next runs",
+                        source.id, window.start.isoformat(), summary.unread_gap, mark.position.isoformat())
         planned = slices(window, settings.pull_slice_minutes)
         summary.slices_planned = len(planned)
         fanout = Fanout(sink, state, source, _hub_router(settings))
         summary.providers = fanout.counts
-        deadline = deadline or time.monotonic() + settings.pull_max_run_seconds
+        deadline = deadline if deadline is not None else clock() + settings.pull_max_run_seconds
         async with graph_client(source, settings, summary.graph, credential=credential) as client:
             reader = AlertsReader(client, settings, summary.graph, source)
             for piece in planned:
-                if time.monotonic() > deadline:
+                if clock() > deadline:
                     break
-                sent = await _read_slice(reader, fanout, piece, mark.recent, summary.graph, progress)
+                sent, unconfirmed = await _read_slice(reader, fanout, piece, mark.recent, summary.graph, progress)
                 sink.flush()
+                summary.slices_done += 1
+                if unconfirmed:
+                    # Sent, but not shown complete: the watermark stays before it, so the next run reads it again.
+                    summary.unconfirmed_slices += 1
+                    log.warning("source %s: slice %s could not be confirmed complete after %d reads; the watermark "
+                                "stays at %s and the next run reads it again", source.id, piece, MAX_REREADS + 1,
+                                summary.watermark_after)
+                if summary.unread_gap or summary.unconfirmed_slices:
+                    continue
                 position = max(piece.end, mark.position) if mark.position else piece.end
                 mark = watermarks.advance(mark, position, sent, overlap)
                 summary.watermark_after = position.isoformat()
-                summary.slices_done += 1
     except PreconditionFailed:
         summary.error = "another run advanced the watermark first; this run stopped (its sends are duplicates)"
     except (GraphlakeError, GraphCallFailed) as exc:
@@ -122,37 +143,115 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
     finally:
         if summary.watermark_after:
             summary.lag_seconds = (now - datetime.fromisoformat(summary.watermark_after)).total_seconds()
+    _record_health(state, summary, now)
     return summary
 
 
-async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, already_sent: set[tuple[str, str]],
-                      stats: CallStats, progress: ProgressCallback | None) -> set[tuple[str, str]]:
-    """Reads and sends one slice; returns the (id, lastUpdateDateTime) pairs it sent."""
-    sent: set[tuple[str, str]] = set()
-    seen: set[tuple[str, str]] = set()
-    pulled_at = datetime.now(UTC).isoformat()
-    for attempt in range(MAX_REREADS + 1):
-        total = None
-        async for page in reader.pages(piece.start, piece.end):
-            total = page.total if total is None else total
+def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
+    """The source's health record (see shared/health.py); failures in a row carry over from the previous one."""
+    try:
+        previous = health.load(state, "pull", summary.source_id) or {}
+        failures = int(previous.get("consecutive_failures") or 0) + 1 if summary.error else 0
+        health.record(state, "pull", summary.source_id, {
+            "result": "failed" if summary.error else "ok", "consecutive_failures": failures,
+            "error": summary.error, "watermark": summary.watermark_after, "lag_seconds": summary.lag_seconds,
+            "unconfirmed_slices": summary.unconfirmed_slices, "sent": summary.sent,
+            "window": summary.window, "slices_done": summary.slices_done, "slices_planned": summary.slices_planned,
+            "unread_gap": summary.unread_gap}, now=now)
+    except Exception:  # noqa: BLE001 - the state store failing is already the run's error; the summary still goes out
+        log.exception("source %s: the health record could not be written", summary.source_id)
+
+
+Pair = tuple[str, str]
+
+
+async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, already_sent: set[Pair],
+                      stats: CallStats, progress: ProgressCallback | None) -> tuple[set[Pair], int]:
+    """Reads and sends one slice; returns the (id, lastUpdateDateTime) pairs it sent and how many of its parts
+    could not be confirmed complete (0: the whole slice was)."""
+    read = _SliceRead(reader, fanout, already_sent, stats, progress, datetime.now(UTC).isoformat())
+    unconfirmed = await read.confirmed(piece)
+    return read.sent, unconfirmed
+
+
+class _SliceRead:
+    """Completeness is judged per read, never across reads: a version read in an earlier read may have left the
+    filter since, so it cannot vouch for the current one.
+
+    A read is complete when every page reported the same @odata.count, no alert came twice, and it read as many
+    distinct alerts as that count. Graph evaluates the query again for every page, so an alert updated between two
+    page requests leaves the filter and the alerts after it move up a page, out of reach of the next request: the
+    count or the duplicates show it. A read that is not complete is repeated; one that spanned several pages is
+    instead cut in parts of about a page each, because a single response is one evaluation of the query and cannot
+    be torn by changes between requests.
+    """
+
+    def __init__(self, reader: AlertsReader, fanout: Fanout, already_sent: set[Pair], stats: CallStats,
+                 progress: ProgressCallback | None, pulled_at: str) -> None:
+        self._reader = reader
+        self._fanout = fanout
+        self._already_sent = already_sent
+        self._stats = stats
+        self._progress = progress
+        self._pulled_at = pulled_at
+        self._handled: set[Pair] = set()
+        self.sent: set[Pair] = set()
+
+    async def confirmed(self, piece: Window) -> int:
+        """Reads `piece` until a read is complete; the number of parts that never were."""
+        for attempt in range(MAX_REREADS + 1):
+            if attempt:
+                self._stats.rereads += 1
+            complete, pages, count = await self._read_once(piece)
+            if complete:
+                return 0
+            parts = _split(piece, count, self._reader.page_size) if pages > 1 else []
+            if parts:
+                self._stats.splits += 1
+                return sum([await self.confirmed(part) for part in parts])
+        return 1
+
+    async def _read_once(self, piece: Window) -> tuple[bool, int, int | None]:
+        ids: set[str] = set()
+        counts: set[int] = set()
+        repeated = False
+        pages = 0
+        async for page in self._reader.pages(piece.start, piece.end):
+            pages += 1
+            if page.count is not None:
+                counts.add(page.count)
             fresh = []
             for alert in page.alerts:
-                pair = (str(alert.get("id")), str(alert.get("lastUpdateDateTime")))
-                if pair in seen:  # read twice in this slice: a shifted page or a re-read
+                alert_id = str(alert.get("id"))
+                repeated = repeated or alert_id in ids
+                ids.add(alert_id)
+                pair = (alert_id, str(alert.get("lastUpdateDateTime")))
+                if pair in self._handled:  # read before in this slice: a re-read or a shifted page
                     continue
-                seen.add(pair)
-                if pair in already_sent:
-                    fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
+                self._handled.add(pair)
+                if pair in self._already_sent:
+                    self._fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
                     continue
-                sent.add(pair)
+                self.sent.add(pair)
                 fresh.append(alert)
-            fanout.send_page(fresh, pulled_at)
-            if progress:
-                progress(piece, len(page.alerts))
-        if total is None or len(seen) >= total:
-            break
-        stats.rereads += 1
-    return sent
+            self._fanout.send_page(fresh, self._pulled_at)
+            if self._progress:
+                self._progress(piece, len(page.alerts))
+        count = max(counts, default=None)
+        complete = len(counts) == 1 and not repeated and len(ids) == count
+        return complete, pages, count
+
+
+def _split(piece: Window, count: int | None, page_size: int) -> list[Window]:
+    """`piece` cut at whole seconds into parts of about three quarters of a page each (alerts spread evenly)."""
+    seconds = int((piece.end - piece.start).total_seconds())
+    wanted = max(2, -(-(count or 0) * 4 // (page_size * 3)))
+    parts = min(wanted, seconds)
+    if parts < 2:
+        return []
+    step = seconds / parts
+    cuts = [piece.start + timedelta(seconds=round(i * step)) for i in range(parts)] + [piece.end]
+    return [Window(a, b) for a, b in zip(cuts, cuts[1:])]
 
 
 def _hub_router(settings: Settings) -> Callable[[str], str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -39,7 +39,7 @@ class WatermarkStore:
                 overlap: timedelta) -> Watermark:
         """Moves the watermark to `position`; raises PreconditionFailed when another run moved it first."""
         keep_from = position - overlap
-        recent = {pair for pair in current.recent | sent if datetime.fromisoformat(pair[1]) >= keep_from}
+        recent = {pair for pair in current.recent | sent if _at_or_after(pair[1], keep_from)}
         doc = {
             "position": position.isoformat(),
             "recent": sorted(recent),
@@ -52,3 +52,14 @@ class WatermarkStore:
             etag = self._store.write(self.name, body, if_match=current.etag)
         return Watermark(position=position, recent=recent, etag=etag)
 
+
+
+def _at_or_after(stamp: str, moment: datetime) -> bool:
+    """Whether a sent lastUpdateDateTime lies at or after `moment`. The value is Graph's, sent as it came: one
+    without a zone is read as UTC (Graph's zone), and one that does not parse is not kept, so at worst it is sent
+    once more (the lake deduplicates it) instead of failing every run."""
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        return False
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)) >= moment

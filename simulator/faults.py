@@ -1,10 +1,12 @@
-"""Failure modes connectors meet on alerts_v2: throttling, 5xx, and full pages that lack a nextLink."""
+"""Failure modes connectors meet on alerts_v2: throttling, 5xx, full pages that lack a nextLink, a tenant that
+changes between the page requests of one query, pages in an order that is not stable, malformed timestamps."""
 
 from __future__ import annotations
 
 import math
 import random
 import threading
+import zlib
 from dataclasses import dataclass
 
 
@@ -21,6 +23,14 @@ class Faults:
     drop_next_link_rate: float = 0.0
     # Seconds each Graph call takes before it answers; Graph pages take a fraction of a second to seconds.
     latency_seconds: float = 0.0
+    # Before each page after the first (a nextLink or $skip request), this many open alerts that earlier pages of
+    # the same query held are updated: they leave a lastUpdateDateTime window, and later alerts move up a page.
+    page_updates: int = 0
+    # Alerts created in the same hour come in a different order on every request.
+    unstable_order: bool = False
+    # Share of alerts whose lastUpdateDateTime is printed without its zone ("2026-11-20T12:00:00.12"); the same
+    # alerts on every call.
+    malformed_timestamp_rate: float = 0.0
     seed: int = 0
 
 
@@ -63,3 +73,16 @@ class FaultInjector:
     def drop_next_link(self) -> bool:
         with self._lock:
             return bool(self.faults.drop_next_link_rate) and self._rng.random() < self.faults.drop_next_link_rate
+
+    def shuffle_seed(self) -> int | None:
+        if not self.faults.unstable_order:
+            return None
+        with self._lock:
+            return self._rng.getrandbits(32)
+
+    def served_timestamp(self, alert_id: str, text: str) -> str:
+        """A lastUpdateDateTime as the API prints it for this alert: without its zone for the chosen share."""
+        rate = self.faults.malformed_timestamp_rate
+        if rate and zlib.crc32(f"{self.faults.seed}:{alert_id}".encode()) < rate * 2**32:
+            return text.removesuffix("Z")
+        return text

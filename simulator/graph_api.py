@@ -35,6 +35,7 @@ _REFUSED_OPTIONS = ("$select", "$expand", "$search", "$format", "$apply", "$comp
 _KNOWN_OPTIONS = ("$filter", "$top", "$skip", "$count", "$skiptoken", "$orderby")
 _ERROR_CODES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceNotAvailable", 504: "GatewayTimeout"}
 _PREFER_UNKNOWN = "include-unknown-enum-members"
+_SERVED_QUERIES = 64
 
 
 @dataclass(slots=True)
@@ -44,6 +45,8 @@ class Counters:
     errors: int = 0
     dropped_next_links: int = 0
     pages: int = 0
+    page_updates: int = 0
+    malformed_timestamps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +89,29 @@ class GraphApi:
         self.base_url = base_url
         self.counters = Counters()
         self._count_lock = threading.Lock()
+        self._served: dict[str | None, list[str]] = {}
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, by: int = 1) -> None:
         with self._count_lock:
-            setattr(self.counters, name, getattr(self.counters, name) + 1)
+            setattr(self.counters, name, getattr(self.counters, name) + by)
+
+    def _remember_served(self, state: _PageState, items: list[bytes]) -> None:
+        """Ids each query's pages served so far, for updates between its page requests; the newest queries only."""
+        with self._count_lock:
+            served = [] if not state.skip else self._served.pop(state.filter, [])
+            self._served[state.filter] = served + [orjson.loads(item)["id"] for item in items]
+            while len(self._served) > _SERVED_QUERIES:
+                self._served.pop(next(iter(self._served)))
+
+    def _malformed(self, item: bytes) -> bytes:
+        alert = orjson.loads(item)
+        stamp = alert["lastUpdateDateTime"]
+        served = self.faults.served_timestamp(alert["id"], stamp)
+        if served == stamp:
+            return item
+        self._count("malformed_timestamps")
+        return item.replace(b'"lastUpdateDateTime":"%s"' % stamp.encode(),
+                            b'"lastUpdateDateTime":"%s"' % served.encode(), 1)
 
     def handle(self, method: str, target: str, headers: dict[str, str]) -> Response:
         """`headers` keys are lower-case."""
@@ -180,7 +202,16 @@ class GraphApi:
             skip = _non_negative("$skip", options["$skip"]) if "$skip" in options else 0
             state = _PageState(options.get("$filter"), skip, min(top, MAX_PAGE_SIZE), count_text == "true")
 
-        total, items = self.tenant.query_json(state.filter, state.size, state.skip, include_unknown)
+        updates = self.faults.faults.page_updates
+        if updates and state.skip:
+            made = self.tenant.update_alerts(self._served.get(state.filter, []), updates)
+            self._count("page_updates", len(made))
+        total, items = self.tenant.query_json(state.filter, state.size, state.skip, include_unknown,
+                                              shuffle_seed=self.faults.shuffle_seed())
+        if updates:
+            self._remember_served(state, items)
+        if self.faults.faults.malformed_timestamp_rate:
+            items = [self._malformed(item) for item in items]
         self._count("pages")
         body = [b'{"@odata.context":', orjson.dumps(f"{self.base_url}/{version}/$metadata#{_COLLECTION}")]
         if state.count:

@@ -267,6 +267,10 @@ class GraphSimulator:
         if self._graph is not None:
             self._graph.faults = self._faults
 
+    def as_served(self, alert_id: str, last_update: str) -> str:
+        """lastUpdateDateTime as the API prints it for this alert under the current faults."""
+        return self._faults.served_timestamp(alert_id, last_update)
+
     def _started(self) -> GraphApi:
         if self._graph is None:
             raise RuntimeError("start() the simulator first")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -21,6 +22,7 @@ import orjson
 from simulator import catalog
 from simulator.alerts import AlertRecord, BodyCache, Version, first_version, graph_unit, next_version
 from simulator.directory import Directory
+from simulator.lateness import Lateness
 from simulator.odata import ORDINALS, Predicate, compile_filter
 from simulator.timefmt import TICKS_PER_SECOND, format_ticks, from_datetime, now_ticks, to_datetime
 
@@ -114,12 +116,18 @@ class Tenant:
         return QueryResult(total, [orjson.loads(item) for item in raw])
 
     def query_json(self, filter: str | None = None, top: int = 100, skip: int = 0,
-                   include_unknown_enum_members: bool = False,
-                   now: datetime | int | None = None) -> tuple[int, list[bytes]]:
-        """Matching alerts newest-created first; raises odata.FilterError for a filter Graph would reject."""
+                   include_unknown_enum_members: bool = False, now: datetime | int | None = None,
+                   shuffle_seed: int | None = None) -> tuple[int, list[bytes]]:
+        """Matching alerts newest-created first; raises odata.FilterError for a filter Graph would reject.
+
+        With `shuffle_seed`, alerts created in the same hour come in an order that depends on the seed: an
+        order that is not stable from one request to the next, which Graph never promises (reference §5).
+        """
         with self.lock:
             at = _ticks(now, self.clock)
             matches = self._select(filter, at)
+            if shuffle_seed is not None:
+                matches = self._shuffled_within_hours(matches, random.Random(shuffle_seed))
             page = matches[skip:skip + top]
             out = []
             for index in page:
@@ -151,6 +159,20 @@ class Tenant:
             self._queries.popitem(last=False)
         return result
 
+    def _shuffled_within_hours(self, matches: list[int], rng: random.Random) -> list[int]:
+        out: list[int] = []
+        group: list[int] = []
+        minute = None
+        for index in matches:
+            created = self._records[index].created // (3600 * TICKS_PER_SECOND)
+            if created != minute:
+                rng.shuffle(group)
+                out += group
+                group, minute = [], created
+            group.append(index)
+        rng.shuffle(group)
+        return out + group
+
     def _sorted(self) -> list[int]:
         if self._order is None:
             records = self._records
@@ -168,29 +190,55 @@ class Tenant:
     # --- changing ------------------------------------------------------------------------------------------
 
     def mutate(self, now: datetime | int | None = None, new_alerts: int = 0, updates: int = 0,
-               max_lateness_seconds: float = 0.0) -> list[Version]:
+               max_lateness_seconds: float = 0.0, lateness: Lateness | None = None) -> list[Version]:
         """Add alerts and update open ones, all visible from `now`; returns the new versions.
 
-        Each new version's lastUpdateDateTime (and a new alert's createdDateTime) is `now` minus a random lateness
-        in [0, max_lateness_seconds], and always later than the alert's previous lastUpdateDateTime.
+        Each new version's lastUpdateDateTime (and a new alert's createdDateTime) is `now` minus a lateness, and
+        always later than the alert's previous lastUpdateDateTime: uniform in [0, max_lateness_seconds], or drawn
+        from `lateness` when given (a long tail of versions shown hours late).
         """
         with self.lock:
             at = _ticks(now, now_ticks())
             if at < self.clock:
                 raise ValueError("the tenant's clock only moves forward")
             self.clock = at
-            lateness = int(max_lateness_seconds * TICKS_PER_SECOND)
+            if lateness is None:
+                spread = int(max_lateness_seconds * TICKS_PER_SECOND)
+                stamp = lambda after: self._late_time(at, spread, after)  # noqa: E731
+            else:
+                stamp = lambda after: self._stamp(at, lateness.draw(self._rng), after)  # noqa: E731
             # Updates go to alerts that existed before this call: a new alert's first version must be seen.
-            made = self._update(at, lateness, updates)
+            made = self._update(at, stamp, updates)
             for _ in range(new_alerts):
-                created = self._late_time(at, lateness, None)
+                created = stamp(None)
                 made.append(self._create(created, created, at))
             if made:
                 self._revision += 1
             return made
 
+    def update_alerts(self, alert_ids: list[str], count: int, now: datetime | int | None = None) -> list[Version]:
+        """Updates up to `count` of these alerts (open ones, picked at random), now: what analysts working on
+        alerts do to a query being paged. An alert updated now leaves any lastUpdateDateTime filter that ends
+        before now, and every alert after it in the result moves up one position."""
+        with self.lock:
+            at = max(_ticks(now, now_ticks()), self.clock)
+            self.clock = at
+            records = [self._by_id[i] for i in dict.fromkeys(alert_ids) if i in self._by_id]
+            open_records = [rec for rec in records if rec.current.status != "resolved"]
+            made: list[Version] = []
+            for rec in self._rng.sample(open_records, min(count, len(open_records))):
+                stamp = self._stamp(at, 0, rec.current.last_update)
+                if stamp is not None:
+                    version = next_version(rec.current, self._rng, stamp, at, self._directory.analysts)
+                    self._push(rec, version)
+                    made.append(version)
+            if made:
+                self._revision += 1
+            return made
+
     def advance_to(self, now: datetime | int | None = None, new_per_minute: float = 4.0,
-                   updates_per_minute: float = 6.0, max_lateness_seconds: float = 240.0) -> list[Version]:
+                   updates_per_minute: float = 6.0, max_lateness_seconds: float = 240.0,
+                   lateness: Lateness | None = None) -> list[Version]:
         """Let simulated time pass, at modest rates, up to `now`: what the demo's background thread calls."""
         with self.lock:
             at = _ticks(now, now_ticks())
@@ -200,7 +248,7 @@ class Tenant:
             carry_upd += updates_per_minute * minutes
             new, upd = int(carry_new), int(carry_upd)
             self._live_carry = (carry_new - new, carry_upd - upd)
-            return self.mutate(max(at, self.clock), new, upd, max_lateness_seconds)
+            return self.mutate(max(at, self.clock), new, upd, max_lateness_seconds, lateness)
 
     def _late_time(self, at: int, lateness: int, after: int | None) -> int | None:
         """A Graph-printable time in [at - lateness, at], later than `after`; None when there is no room."""
@@ -214,17 +262,26 @@ class Tenant:
             return down
         return down + unit if down + unit <= at else exact
 
-    def _update(self, at: int, lateness: int, count: int) -> list[Version]:
+    def _stamp(self, at: int, lateness: int, after: int | None) -> int | None:
+        """A Graph-printable time `lateness` before `at` (later than `after`); None when there is no room."""
+        exact = at - lateness if after is None else max(at - lateness, after + 1)
+        if exact > at:
+            return None
+        unit = graph_unit(self._rng)
+        down = exact - exact % unit
+        return down if after is None or down > after else exact
+
+    def _update(self, at: int, stamp: Callable[[int | None], int | None], count: int) -> list[Version]:
         open_records = [rec for rec in self._records if rec.current.status != "resolved"]
         self._rng.shuffle(open_records)
         made: list[Version] = []
         for rec in open_records:
             if len(made) == count:
                 break
-            stamp = self._late_time(at, lateness, rec.current.last_update)
-            if stamp is None:
+            when = stamp(rec.current.last_update)
+            if when is None:
                 continue
-            version = next_version(rec.current, self._rng, stamp, at, self._directory.analysts)
+            version = next_version(rec.current, self._rng, when, at, self._directory.analysts)
             self._push(rec, version)
             made.append(version)
         return made

@@ -184,3 +184,33 @@ def test_run_budget_stops_between_slices_and_the_next_run_resumes(make_pipeline)
         if summary.slices_done == summary.slices_planned:
             break
     assert sorted(set(pipe.lake_row_ids())) == sorted(pipe.expected_row_ids())
+
+
+def test_backfill_after_a_partial_run_never_skips_the_gap(make_pipeline):
+    pipe = make_pipeline(alerts=600, days=7)
+    settings = pipe.settings()
+    state = open_store(settings.state_url)
+    lake = open_store(settings.lake_url)
+    now = datetime.now(UTC)
+
+    def run(**kwargs):
+        sink = InProcessSink(lake, state)
+        try:
+            summaries = asyncio.run(pull_all(settings, state, sink, **kwargs))
+        finally:
+            sink.close()
+        raise_for_failures(summaries)
+        return summaries[0]
+
+    # A first run that got only as far as five days ago, as one stopped by its budget or an outage would.
+    partial = run(now=now - timedelta(days=5))
+    stored = WatermarkStore(state, partial.source_id).load().position
+    assert stored < now - timedelta(days=4)
+    backfill = run(since=now - timedelta(hours=6))
+    assert backfill.error is None and backfill.sent > 0
+    # The backfill read none of the five days before its start: the stored watermark must not pass them.
+    assert WatermarkStore(state, partial.source_id).load().position == stored
+    assert backfill.watermark_after == stored.isoformat()
+    for _ in range(3):
+        run()
+    assert sorted(set(pipe.lake_row_ids())) == sorted(pipe.expected_row_ids())

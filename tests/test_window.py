@@ -35,3 +35,16 @@ def test_slices_cover_the_window_without_gaps_or_overlaps():
     assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
     assert [p.end - p.start for p in parts[:-1]] == [timedelta(hours=6)] * 4
     assert parts[-1].end - parts[-1].start == timedelta(hours=5, minutes=30)
+
+
+def test_watermark_keeps_recent_pairs_whatever_their_timestamp_looks_like(tmp_path):
+    from shared.storage import open_store
+    from shared.watermark import WatermarkStore
+
+    marks = WatermarkStore(open_store(str(tmp_path)), "source")
+    position = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    sent = {("zoned", "2026-11-27T11:59:59.1234567Z"), ("zoneless", "2026-11-27T11:59:58.12"),
+            ("old", "2026-11-27T11:00:00Z"), ("garbage", "27/11/2026 11:59")}
+    mark = marks.advance(marks.load(), position, sent, timedelta(minutes=10))
+    assert mark.recent == {("zoned", "2026-11-27T11:59:59.1234567Z"), ("zoneless", "2026-11-27T11:59:58.12")}
+    assert marks.load().recent == mark.recent
