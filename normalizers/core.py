@@ -94,8 +94,7 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
 
     row = _EMPTY_ROW.copy()  # Keys in SCHEMA's order.
     for name in STRING_PROPERTIES:
-        value = alert.get(name)
-        row[name] = value if value is None or type(value) is str else _dumps(value)
+        row[name] = _as_string(alert.get(name))
     for name in STRING_LIST_PROPERTIES:
         row[name] = _as_string_list(alert.get(name))
     unreadable = {}
@@ -107,7 +106,8 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
     for name in JSON_PROPERTIES:
         value = alert.get(name)
         row[name] = None if value is None else _dumps(value)
-    unmapped = {name: value for name, value in alert.items() if name not in _MAPPED_PROPERTIES}
+    unmapped = ({} if alert.keys() <= _MAPPED_PROPERTIES
+                else {name: value for name, value in alert.items() if name not in _MAPPED_PROPERTIES})
     unmapped.update(unreadable)
     row["p_unmapped"] = _dumps(unmapped) if unmapped else None
 

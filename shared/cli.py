@@ -69,14 +69,31 @@ def demo(lake: str, state: str, alerts: int, seed: int) -> None:
 @click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of calls answered 5xx.")
 @click.option("--drop-next-link", type=float, default=0.0, show_default=True,
               help="Share of full pages sent without @odata.nextLink.")
+@click.option("--updates-during-paging", type=int, default=0, show_default=True,
+              help="Before each page after a query's first, update this many alerts its earlier pages served, so "
+                   "later alerts move up onto pages already read.")
+@click.option("--unstable-order", is_flag=True, help="Order alerts created in the same hour differently on every "
+                                                      "request.")
+@click.option("--malformed-timestamps", type=float, default=0.0, show_default=True,
+              help="Share of alerts whose lastUpdateDateTime is printed without its zone.")
+@click.option("--late-seconds", type=float, default=240.0, show_default=True,
+              help="Live mode: new versions show up to this many seconds after their lastUpdateDateTime ...")
+@click.option("--late-tail", type=float, default=0.0, show_default=True,
+              help="... except this share, which shows up to --late-tail-max seconds late (log-uniform).")
+@click.option("--late-tail-max", type=float, default=7200.0, show_default=True)
 def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttle: int | None, error_rate: float,
-             drop_next_link: float) -> None:
+             drop_next_link: float, updates_during_paging: int, unstable_order: bool, malformed_timestamps: float,
+             late_seconds: float, late_tail: float, late_tail_max: float) -> None:
     """Serve a simulated alerts_v2 tenant on 127.0.0.1 and print the settings that point graphlake at it."""
     from simulator.faults import Faults
+    from simulator.lateness import Lateness
     from simulator.server import run_forever
 
     run_forever(port=port, alerts=alerts, seed=seed, days=days, live=live, faults=Faults(
-        rate_limit_per_window=throttle, error_rate=error_rate, drop_next_link_rate=drop_next_link))
+        rate_limit_per_window=throttle, error_rate=error_rate, drop_next_link_rate=drop_next_link,
+        page_updates=updates_during_paging, unstable_order=unstable_order,
+        malformed_timestamp_rate=malformed_timestamps, seed=seed),
+        lateness=Lateness(typical_seconds=late_seconds, tail_share=late_tail, tail_max_seconds=late_tail_max))
 
 
 @main.command()
