@@ -374,84 +374,42 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 // rules as in Microsoft's sample "Configure a lifecycle management policy" (Bicep tab,
 // https://learn.microsoft.com/azure/storage/blobs/lifecycle-management-policy-configure) and the type reference
 // Microsoft.Storage/storageAccounts/managementPolicies. A prefixMatch starts with the container's name.
-var expiryRules = [
+var lifecycleRules = concat([
   {
     name: 'claim-checks'
     prefix: '${stateContainerName}/claimchecks/'
-    days: claimCheckRetentionDays
+    action: {
+      delete: {
+        daysAfterModificationGreaterThan: claimCheckRetentionDays
+      }
+    }
   }
   {
     name: 'quarantine'
     prefix: '${stateContainerName}/quarantine/'
-    days: quarantineRetentionDays
-  }
-]
-var expiryPolicyRules = [for rule in expiryRules: {
-  enabled: true
-  name: rule.name
-  type: 'Lifecycle'
-  definition: {
-    actions: {
-      baseBlob: {
-        delete: {
-          daysAfterModificationGreaterThan: rule.days
-        }
+    action: {
+      delete: {
+        daysAfterModificationGreaterThan: quarantineRetentionDays
       }
     }
-    filters: {
-      blobTypes: [
-        'blockBlob'
-      ]
-      prefixMatch: [
-        rule.prefix
-      ]
-    }
   }
-}]
-
-var lakeRules = concat(lakeCoolAfterDays > 0 ? [
+], lakeCoolAfterDays > 0 ? [
   {
-    enabled: true
     name: 'lake-to-cool'
-    type: 'Lifecycle'
-    definition: {
-      actions: {
-        baseBlob: {
-          tierToCool: {
-            daysAfterModificationGreaterThan: lakeCoolAfterDays
-          }
-        }
-      }
-      filters: {
-        blobTypes: [
-          'blockBlob'
-        ]
-        prefixMatch: [
-          '${lakeContainerName}/'
-        ]
+    prefix: '${lakeContainerName}/'
+    action: {
+      tierToCool: {
+        daysAfterModificationGreaterThan: lakeCoolAfterDays
       }
     }
   }
 ] : [], lakeDeleteAfterDays > 0 ? [
   {
-    enabled: true
     name: 'lake-delete'
-    type: 'Lifecycle'
-    definition: {
-      actions: {
-        baseBlob: {
-          delete: {
-            daysAfterModificationGreaterThan: lakeDeleteAfterDays
-          }
-        }
-      }
-      filters: {
-        blobTypes: [
-          'blockBlob'
-        ]
-        prefixMatch: [
-          '${lakeContainerName}/'
-        ]
+    prefix: '${lakeContainerName}/'
+    action: {
+      delete: {
+        daysAfterModificationGreaterThan: lakeDeleteAfterDays
       }
     }
   }
@@ -462,7 +420,24 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
   name: 'default'
   properties: {
     policy: {
-      rules: concat(expiryPolicyRules, lakeRules)
+      rules: [for rule in lifecycleRules: {
+        enabled: true
+        name: rule.name
+        type: 'Lifecycle'
+        definition: {
+          actions: {
+            baseBlob: rule.action
+          }
+          filters: {
+            blobTypes: [
+              'blockBlob'
+            ]
+            prefixMatch: [
+              rule.prefix
+            ]
+          }
+        }
+      }]
     }
   }
   // The containers first: a rule's prefix names one.

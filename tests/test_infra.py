@@ -628,23 +628,20 @@ def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> N
     from shared.event_format import CLAIM_CHECK_PREFIX
 
     assert _resources("Microsoft.Storage/storageAccounts/managementPolicies"), "no lifecycle management policy"
-    rules = {r["value"]["name"]["value"]: r["value"] for r in bicep_facts()["vars"]["expiryRules"]["value"]}
+    rules = bicep_facts()["vars"]["lifecycleRules"]["text"]
     # The prefixes are those the code writes under, in the state container.
     quarantine_prefix = re.search(r'f"(\w+/)\{day', (ROOT / "shared" / "quarantine.py").read_text()).group(1)
-    expected = {"claim-checks": (CLAIM_CHECK_PREFIX, "claimCheckRetentionDays"),
-                "quarantine": (quarantine_prefix, "quarantineRetentionDays")}
-    for name, (prefix, days) in expected.items():
-        assert rules[name]["prefix"]["text"] == f"'${{stateContainerName}}/{prefix}'", rules[name]
-        assert rules[name]["days"]["text"] == days
+    for prefix, days in ((CLAIM_CHECK_PREFIX, "claimCheckRetentionDays"), (quarantine_prefix, "quarantineRetentionDays")):
+        assert re.search(rf"prefix: '\$\{{stateContainerName\}}/{prefix}'\s+action: \{{\s+delete: \{{\s+"
+                         rf"daysAfterModificationGreaterThan: {days}\s", rules), f"no rule deleting {prefix} after {days}"
     # A claim check outlives every event that can point to it.
     assert _decorator("claimCheckRetentionDays", "minValue") > _decorator("eventHubRetentionDays", "maxValue")
     params = bicep_facts()["params"]
     # The lake is never deleted, nor moved to cool, unless asked.
     assert params["lakeDeleteAfterDays"]["default"]["value"] == "0"
     assert params["lakeCoolAfterDays"]["default"]["value"] == "0"
-    lake_rules = bicep_facts()["vars"]["lakeRules"]["text"]
-    assert "lakeCoolAfterDays > 0 ?" in lake_rules and "lakeDeleteAfterDays > 0 ?" in lake_rules
-    assert "'${lakeContainerName}/'" in lake_rules
+    assert "lakeCoolAfterDays > 0 ? [" in rules and "lakeDeleteAfterDays > 0 ? [" in rules
+    assert rules.count("prefix: '${lakeContainerName}/'") == 2
 
 
 def test_diagnostic_settings_send_blob_and_event_hubs_logs_to_the_workspace() -> None:
@@ -1124,7 +1121,8 @@ def test_funcignore_rules(tmp_path: Path) -> None:
                ".venv/lib/x.py", ".venv-checkov/bin/checkov", "node_modules/a/b.js", "lake/p.parquet",
                "state/w.json", "shared/__pycache__/settings.cpython-311.pyc", "local.settings.json",
                "local.settings.json.example", "README.md", "Makefile", "pyproject.toml", "requirements-dev.txt",
-               ".gitignore", ".github/workflows/ci.yml", ".ci/run", ".pytest_cache/v/x", ".demo/x"]
+               ".gitignore", ".github/workflows/ci.yml", ".ci/run", ".pytest_cache/v/x", ".demo/x",
+               ".env", ".env.local", ".azurite/__blobstorage__/x"]
     for rel in kept + dropped:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
