@@ -34,6 +34,7 @@ from types import TracebackType
 from simulator.entra_api import EntraApi
 from simulator.faults import FaultInjector, Faults
 from simulator.graph_api import Counters, GraphApi
+from simulator.lateness import Lateness
 from simulator.response import Response
 from simulator.tenant import Tenant
 from simulator.timefmt import now_ticks
@@ -144,7 +145,7 @@ class GraphSimulator:
                  client_secret: str | None = None,
                  client_id_without_role: str = DEFAULT_CLIENT_ID_WITHOUT_ROLE, graph_port: int = 0,
                  token_port: int = 0, token_lifetime_seconds: int = 3599, live: bool = False,
-                 live_interval_seconds: float = 1.0) -> None:
+                 live_interval_seconds: float = 1.0, lateness: Lateness | None = None) -> None:
         self.tenant = tenant
         self.client_id = client_id
         self.client_id_without_role = client_id_without_role
@@ -158,6 +159,8 @@ class GraphSimulator:
         self._ports = (graph_port, token_port)
         self._live = live
         self._live_interval = live_interval_seconds
+        # Live mode: how late new versions show up (None: the tenant's default, up to 4 minutes).
+        self._lateness = lateness
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._servers: list[_Server] = []
@@ -194,7 +197,7 @@ class GraphSimulator:
 
     def _run_live(self) -> None:
         while not self._stopping.wait(self._live_interval):
-            self.tenant.advance_to(now_ticks())
+            self.tenant.advance_to(now_ticks(), lateness=self._lateness)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -311,7 +314,7 @@ class GraphSimulator:
 
 
 def run_forever(port: int = 0, alerts: int = 3000, seed: int = 7, days: float = 7.0, faults: Faults = Faults(),
-                live: bool = False) -> None:
+                live: bool = False, lateness: Lateness | None = None) -> None:
     """`graphlake simulate`: serve until SIGINT/SIGTERM, after printing the client's settings as KEY=value lines.
 
     Graph listens on `port` (0: any free port) and the token endpoint on port + 1 (or any free port).
@@ -320,7 +323,8 @@ def run_forever(port: int = 0, alerts: int = 3000, seed: int = 7, days: float = 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     tenant = Tenant(seed=seed, alerts=alerts, days=days)
-    with GraphSimulator(tenant, faults, graph_port=port, token_port=port + 1 if port else 0, live=live) as sim:
+    with GraphSimulator(tenant, faults, graph_port=port, token_port=port + 1 if port else 0, live=live,
+                        lateness=lateness) as sim:
         for name, value in sim.environment().items():
             print(f"{name}={value}", flush=True)
         stop.wait()
