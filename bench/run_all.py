@@ -1,6 +1,6 @@
 """`make bench`: every benchmark on the simulator's mix, figures printed for the README's performance section.
 
-1. normalize + enrich + write on one core vs orjson parse-only and a pandas baseline (bench_normalize.py), on
+1. normalize + enrich + parquet on one core next to orjson parse-only of the same bytes (bench_normalize.py), on
    20,000 alerts of the simulator's mix written as JSON lines;
 2. pull peak RSS at a 10k and a 100k backlog, and Graph calls per run (bench_pull.py);
 3. indicator search on a lake of 1,000,000 alerts before and after compaction, against a JSON-lines scan
