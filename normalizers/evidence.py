@@ -68,7 +68,7 @@ EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
         "ipInterfaces": IP,
         "lastIpAddress": IP,
         "lastExternalIpAddress": IP,
-        "mdeDeviceId": ACTOR_ID,
+        "mdeDeviceId": ACTOR_ID,  # Panther has no device-id list: it sits beside the same device's Entra id.
         "azureAdDeviceId": ACTOR_ID,
         "loggedOnUsers": LOGGED_ON_USER,
     },

@@ -1,26 +1,7 @@
 """Canonical forms of indicator values, shared by the normalizer and by `graphlake search`.
 
-An analyst's search term and a value found in an alert meet only if both pass through the same function
-here, so every rule below is a contract with the data already in the lake: changing one means re-normalizing.
-
-Rules, and why:
-- IP addresses: the `ipaddress` text form (IPv6 compressed and lower-case, RFC 5952). An IPv4-mapped IPv6
-  address (`::ffff:203.0.113.5`) becomes the plain IPv4 address, because it names the same host that other
-  alerts report in IPv4 form. Zero-padded IPv4 (`010.0.0.1`) is ambiguous (octal or decimal) and rejected.
-- Domains: lower-case, without trailing dot, punycode labels decoded to Unicode (as Panther does), so
-  `xn--bcher-kva.example` and `bücher.example` are one value. A value that is all digits and dots is an
-  address, not a domain.
-- Emails: lower-case as a whole. The local part is case-sensitive in theory; no mail system we meet treats
-  it so, and Graph reports one mailbox in several casings.
-- Hashes: lower-case hex; the kind comes from the length (32 md5, 40 sha1, 64 sha256), not from the field
-  name, as Panther's md5/sha1/sha256 tags do: the length is unambiguous and the field names are not
-  (`sha256Ac`, once misspelt `sha265Ac`).
-- Usernames: trimmed and lower-cased. Panther keeps usernames as sent; we do not, because Windows and
-  Entra names are case-insensitive and Graph reports one account as `ALICE`, `alice` and `Alice` across
-  evidence items. The original spelling stays in the `evidence` column.
-- Actor ids: GUIDs (Entra object and application ids, AD object GUIDs) and Defender for Endpoint device
-  ids (40 hex digits) lower-case, braces dropped; SIDs with an upper-case `S-`. Values of other shapes are
-  rejected, so a free-form field that happens to be named `objectId` cannot fill the column with noise.
+An analyst's search term and a value found in an alert meet only if both pass through the same function here, so
+every rule below is a contract with the data already in the lake: changing one means re-normalizing.
 """
 
 from __future__ import annotations
@@ -54,7 +35,11 @@ _DEFENDER_DEVICE_ID = re.compile(r"[0-9a-f]{40}")
 
 
 def canonical_ip(value: str) -> str | None:
-    """IPv4 or IPv6 address in standard text form; None if `value` is not an address."""
+    """IPv4 or IPv6 address in `ipaddress`'s text form (RFC 5952: compressed, lower-case); None if not an address.
+
+    An IPv4-mapped IPv6 address (`::ffff:203.0.113.5`) becomes the IPv4 address: it names the same host that other
+    alerts report in IPv4 form. Zero-padded IPv4 (`010.0.0.1`) is ambiguous (octal or decimal) and rejected.
+    """
     if not isinstance(value, str):
         return None
     text = value.strip()
@@ -78,8 +63,9 @@ def canonical_ip(value: str) -> str | None:
 def canonical_domain(value: str) -> str | None:
     """Host or domain name, lower-case, no trailing dot, punycode decoded; None if not a DNS name.
 
-    Single-label names (`desktop-7`) are accepted: they are host names. Callers that need a dotted DNS
-    domain (an AD domain field that may hold a NetBIOS name) check for a dot themselves.
+    Punycode is decoded as Panther does, so `xn--bcher-kva.example` and `bücher.example` are one value. All digits
+    and dots is an address, not a domain. Single-label names (`desktop-7`) are accepted: they are host names.
+    Callers that need a dotted DNS domain (an AD domain field that may hold a NetBIOS name) check for a dot.
     """
     if not isinstance(value, str):
         return None
@@ -117,7 +103,11 @@ def _is_unicode_domain(text: str) -> bool:
 
 
 def canonical_email(value: str) -> str | None:
-    """`local@domain`, lower-case, domain canonical; accepts a `mailto:` prefix and `<...>` brackets."""
+    """`local@domain`, lower-case, domain canonical; accepts a `mailto:` prefix and `<...>` brackets.
+
+    The local part is case-sensitive in theory; no mail system we meet treats it so, and Graph reports one mailbox
+    in several casings.
+    """
     if not isinstance(value, str):
         return None
     text = value.strip()
@@ -135,7 +125,10 @@ def canonical_email(value: str) -> str | None:
 
 
 def canonical_hash(value: str) -> tuple[str, str] | None:
-    """(`md5` | `sha1` | `sha256`, lower-case hex) by length; None if not a hex digest."""
+    """(`md5` | `sha1` | `sha256`, lower-case hex) by length; None if not a hex digest.
+
+    The length is unambiguous where field names are not (`sha256Ac`, once misspelt `sha265Ac`), as Panther's tags.
+    """
     if not isinstance(value, str):
         return None
     text = value.strip()
@@ -151,7 +144,11 @@ def canonical_hash(value: str) -> tuple[str, str] | None:
 
 
 def canonical_username(value: str) -> str | None:
-    """Account name, UPN or `DOMAIN\\account`, trimmed and lower-cased; None if empty."""
+    """Account name, UPN or `DOMAIN\\account`, trimmed and lower-cased; None if empty.
+
+    Panther keeps usernames as sent; Windows and Entra names are case-insensitive and Graph reports one account as
+    `ALICE`, `alice` and `Alice` across evidence items. The original spelling stays in the `evidence` column.
+    """
     if not isinstance(value, str):
         return None
     text = value.strip().lower()
@@ -159,7 +156,11 @@ def canonical_username(value: str) -> str | None:
 
 
 def canonical_actor_id(value: str) -> str | None:
-    """Entra/AD object GUID, SID or Defender device id in canonical case; None for other shapes."""
+    """Entra/AD object GUID, SID or Defender device id in canonical case; None for other shapes.
+
+    GUIDs and Defender device ids (40 hex digits) lower-case without braces, SIDs with an upper-case `S-`. Other
+    shapes are rejected, so a free-form field that happens to be named `objectId` cannot fill the column with noise.
+    """
     if not isinstance(value, str):
         return None
     text = value.strip().lower()
