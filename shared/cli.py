@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import click
-import msgspec
 import orjson
 
 from shared.errors import GraphlakeError
@@ -158,44 +157,51 @@ def _parse_time(text: str, option: str) -> datetime:
 
 
 @main.command()
-@click.argument("source", type=click.File("rb"))
+@click.argument("sources", nargs=-1, required=True, metavar="FILE...")
 @click.option("--lake", default="lake", show_default=True, help="Lake folder or blob URL.")
 @click.option("--state", default="state", show_default=True, help="Where quarantined input goes.")
 @click.option("--source-id", default="", help="p_source_id of the rows (default: each alert's tenantId).")
-@click.option("--source-label", default="Microsoft Graph", show_default=True)
-def normalize(source, lake: str, state: str, source_id: str, source_label: str) -> None:
-    """Normalize alerts from FILE (or - for stdin) into the lake: JSON lines, or a Graph response page."""
-    from shared.normalize import InboundEvent, normalize_events
+@click.option("--source-label", default="Microsoft Graph", show_default=True, help="p_source_label of the rows.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing when every record landed; else one line on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="List every quarantined record: its location and reason.")
+def normalize(sources: tuple[str, ...], lake: str, state: str, source_id: str, source_label: str, quiet: bool,
+              verbose: bool) -> None:
+    """Normalize the alerts of each FILE (- for stdin) into the lake.
+
+    A file holds one alert or a Graph page ({"value": [...]}) as a JSON object, a JSON array of alerts, or JSON
+    lines of alerts or of pages; in UTF-8 (byte-order mark or not) or UTF-16 with a byte-order mark; gzip-compressed
+    or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was.
+    """
+    from shared.alert_files import land_files
     from shared.storage import open_store
 
     properties = {"source_id": source_id, "source_label": source_label} if source_id else \
         {"source_label": source_label}
-    name = getattr(source, "name", "-")
-    events = [InboundEvent(body=body, properties=properties, metadata={"file": name, "line": number})
-              for number, body in _alert_bodies(source.read())]
-    result = normalize_events(events, lake=open_store(lake), state=open_store(state))
-    click.echo(f"{result.rows} rows in {len(result.files)} files, {result.duplicates} duplicates, "
-               f"{len(result.quarantined)} quarantined")
-    sys.exit(1 if result.quarantined else 0)
-
-
-_GraphPage = msgspec.defstruct("GraphPage", [("value", list[msgspec.Raw])])
-
-
-def _alert_bodies(data: bytes):
-    """(line number, raw alert) pairs. A Graph page ({"value": [...]}) is split into its alerts' JSON as the page
-    holds them; other lines pass through as they are, so a line that is not JSON reaches quarantine with
-    its reason instead of vanishing."""
-    stripped = data.strip()
-    if stripped.startswith(b"{") and b"\n{" not in stripped:
-        try:
-            page = msgspec.json.decode(stripped, type=_GraphPage)
-        except msgspec.DecodeError:  # Not a page: one alert, or not JSON.
-            page = None
-        if page is not None:
-            # Compacted (an export is often indented), every value's text otherwise kept, big integers included.
-            return [(i + 1, msgspec.json.format(bytes(alert), indent=-1)) for i, alert in enumerate(page.value)]
-    return [(i + 1, line) for i, line in enumerate(data.splitlines()) if line.strip()]
+    state_store = open_store(state)
+    landing = land_files(list(sources), lake=open_store(lake), state=state_store, properties=properties)
+    held = len(landing.quarantined)
+    summary = (f"{_count(landing.records, 'record')} read from {_count(landing.files, 'file')}: "
+               f"{_count(landing.rows, 'row')} landed in {lake}, {_count(landing.duplicates, 'duplicate')}, "
+               f"{held} quarantined")
+    copies = (f"{_count(len({q.copy for q in landing.quarantined}), 'document')} under "
+              f"{state_store.url.rstrip('/')}/quarantine/")
+    if quiet:
+        if held:
+            click.echo(f"graphlake: {summary}; copies: {copies}", err=True)
+    else:
+        click.echo(summary)
+        by_reason: dict[str, list] = {}
+        for item in landing.quarantined:
+            by_reason.setdefault(item.reason, []).append(item)
+        for reason, items in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            click.echo(f"  {len(items)} × {reason}  first at {items[0].location}")
+        if verbose:
+            for item in landing.quarantined:
+                click.echo(f"{item.location}: {item.reason}")
+        if held:
+            click.echo(f"quarantined copies: {copies}")
+    sys.exit(1 if held else 0)
 
 
 @main.command()
@@ -391,6 +397,10 @@ def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
         for row in cells:
             click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
         click.echo(f"({len(rows)} rows)")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _cell(value) -> str:
