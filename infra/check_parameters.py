@@ -35,8 +35,12 @@ def bicep_defaults(src: str) -> dict[str, Any]:
 
 
 def parameters_file(path: Path) -> dict[str, Any]:
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    return {name: entry.get("value") for name, entry in doc.get("parameters", {}).items()}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return {name: entry.get("value") for name, entry in doc.get("parameters", {}).items()}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SystemExit(f"check_parameters.py: {path}: not a readable parameters file "
+                         f"({{\"parameters\": {{\"name\": {{\"value\": ...}}}}}}): {exc}") from None
 
 
 def merge(defaults: dict[str, Any], file: Path, args: list[str]) -> dict[str, Any]:

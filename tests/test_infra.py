@@ -454,6 +454,12 @@ def test_bicep_lint_flags_runtime_values(tmp_path: Path, case: str) -> None:
     assert [(f["code"], f["reaches"]) for f in found] == [(code, reaches)], found
 
 
+def test_bicep_lint_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / "case.bicep"
+    path.write_text(_LINT_PRELUDE + "resource broken 'Microsoft.Storage/storageAccounts@2023-05-01' = [for x in : {\n")
+    assert [f["code"] for f in _bicep_lint(path)] == ["syntax"]
+
+
 @pytest.mark.parametrize("case", sorted(_LINT_PASSING))
 def test_bicep_lint_passes_deploy_time_constants(tmp_path: Path, case: str) -> None:
     path = tmp_path / "case.bicep"
