@@ -689,6 +689,7 @@ var appSettings = {
   PULL_SLICE_MINUTES: '360'
   PULL_PAGE_SIZE: '2000'
   PULL_MAX_RUN_SECONDS: '480'
+  PULL_MAX_LAG_SECONDS: '900'
   NORMALIZE_MAX_ATTEMPTS: '5'
   // Compaction of the lake.
   COMPACT_SCHEDULE: compactSchedule

@@ -381,6 +381,35 @@ def _print_audit(report, limit: int) -> None:
         click.echo(f"complete: the latest version of all {report.alerts} alerts is in the lake")
 
 
+@main.command()
+@click.option("--state", help="State folder or blob container URL (default: STATE_URL).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(state: str | None, fmt: str) -> None:
+    """Each source, normalizer partition and reconciliation as OK / LAGGING / FAILING with the reason, from the
+    health records in the state store, and the quarantine; exits 1 when any is not OK."""
+    from shared.errors import ConfigError
+    from shared.settings import load_settings
+    from shared.status import OK, check, worst
+    from shared.storage import open_store
+
+    settings = load_settings()
+    try:
+        sources = [source.id for source in settings.sources()]
+    except ConfigError:  # status reads what runs recorded; it needs no Graph settings
+        sources = []
+    findings = check(open_store(state or settings.state_url), datetime.now(UTC), settings.pull_max_lag_seconds,
+                     sources)
+    for finding in findings:
+        if fmt == "json":
+            click.echo(orjson.dumps(finding.to_dict()).decode())
+        else:
+            click.echo(f"{finding.state:<8} {finding.component}/{finding.key}: {finding.reason}"
+                       + (f" (recorded {finding.updated})" if finding.updated else ""))
+    if not findings:
+        click.echo("graphlake: no health records yet: no pull, normalize or reconcile run has been recorded", err=True)
+    sys.exit(0 if findings and worst(findings) == OK else 1)
+
+
 def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
     if fmt == "json":
         for row in rows:

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     pull_max_run_seconds: int = Field(
         480, alias="PULL_MAX_RUN_SECONDS", gt=0,
         description="A run starts no new slice after this, so it ends well inside the function timeout.")
+    pull_max_lag_seconds: int = Field(
+        900, alias="PULL_MAX_LAG_SECONDS", gt=0,
+        description="graphlake status (and the lag alert rule) calls a source LAGGING when its watermark is further "
+                    "behind now than this.")
 
     # --- Where things are kept ---
     state_url: str = Field(
