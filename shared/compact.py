@@ -3,7 +3,8 @@
 Works on any table of the lake (`<table>/year=YYYY/month=MM/day=DD/<name>.parquet`, every table with p_event_time
 and p_row_id), through the `Store` seam, so the same code compacts a local folder, Blob Storage and Azurite.
 
-Per partition, one at a time (memory is bounded by the largest partition, not by the lake):
+Per partition, one at a time, in bounded memory whatever the partition's size (shared/compact_merge.py: the
+partition goes through a local work folder, never through memory whole):
 
 1. read every file (columns a file lacks are null-filled, so files written before a column was added still merge);
 2. drop repeated p_row_ids (the same alert version delivered twice), keeping the copy parsed first (the one the
@@ -28,24 +29,32 @@ one digest): that is the state a finished compaction leaves, so daily runs only 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import itertools
 import logging
 import math
 import re
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from normalizers.names import TABLE as ALERTS_TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
+from shared.compact_merge import (
+    DEFAULT_MEMORY_BYTES,
+    Runs,
+    group_rows,
+    sorted_runs,
+    spool,
+    value_bytes,
+    work_folder,
+    write_files,
+)
 from shared.errors import ConfigError, GraphlakeError, one_line
-from shared.lake import check_lake_columns, rows_digest
 from shared.layout import TABLE_NAME_RE, PartitionFile, parse_partition_file, partition_path
 from shared.storage import Store
 
@@ -101,18 +110,22 @@ class Partition:
 
 @dataclass
 class Compaction:
-    """One partition merged in memory: what was read, and the files that replace it."""
+    """One partition merged into files in a local work folder: what was read, and the files that replace it."""
 
     partition: Partition
     inputs: list[str]  # the names read; only these are ever deleted
-    outputs: dict[str, bytes]  # name -> parquet
+    outputs: dict[str, Path]  # name in the lake -> the file in the work folder (gone once close() ran)
     rows_in: int
     rows_out: int
     bytes_in: int
+    bytes_out: int
+    work: tempfile.TemporaryDirectory | None = None
 
-    @property
-    def bytes_out(self) -> int:
-        return sum(len(data) for data in self.outputs.values())
+    def close(self) -> None:
+        """Remove the work folder (it also goes when the object is collected)."""
+        if self.work is not None:
+            self.work.cleanup()
+            self.work = None
 
 
 @dataclass
@@ -147,11 +160,13 @@ class CompactSummary:
 
 def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: int = 1,
             target_bytes: int = DEFAULT_TARGET_BYTES, now: dt.datetime | None = None,
-            max_seconds: float | None = None, dry_run: bool = False) -> CompactSummary:
+            max_seconds: float | None = None, dry_run: bool = False,
+            memory_bytes: int = DEFAULT_MEMORY_BYTES) -> CompactSummary:
     """Compact every closed partition of the lake (or of the given tables) that has files to merge.
 
     A partition is closed when its UTC day is before today minus grace_days. With dry_run, partitions are read
-    and merged in memory and counted, but nothing is written or deleted. With max_seconds, no new partition is
+    and merged in a local work folder and counted, but nothing is written or deleted. memory_bytes bounds
+    the memory a partition's merge uses (see shared/compact_merge.py). With max_seconds, no new partition is
     started after that many seconds (the next run continues where this one stopped).
     """
     if grace_days < 0:
@@ -181,7 +196,8 @@ def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: in
             summary.stopped_early = True
             break
         try:
-            done = compact_partition(store, partition, target_bytes=target_bytes, dry_run=dry_run)
+            done = compact_partition(store, partition, target_bytes=target_bytes, memory_bytes=memory_bytes,
+                                     dry_run=dry_run)
         except (pa.ArrowException, ValueError) as exc:
             # The data's fault (files that cannot be merged, a file that is not parquet): leave the partition as it
             # is and go on. Storage errors are not caught: they are transient, and the next run retries.
@@ -230,57 +246,50 @@ def partitions(store: Store, tables: Sequence[str] | None = None) -> Iterator[Pa
 
 
 def compact_partition(store: Store, partition: Partition, *, target_bytes: int = DEFAULT_TARGET_BYTES,
-                      dry_run: bool = False) -> Compaction | None:
+                      memory_bytes: int = DEFAULT_MEMORY_BYTES, dry_run: bool = False) -> Compaction | None:
     """Merge, write every output, then delete the inputs; None if fewer than two files could be read."""
-    done = merge_partition(store, partition, target_bytes=target_bytes)
-    if done is None or dry_run:
-        return done
-    write_outputs(store, done)
-    delete_inputs(store, done)
+    done = merge_partition(store, partition, target_bytes=target_bytes, memory_bytes=memory_bytes)
+    if done is None:
+        return None
+    try:
+        if not dry_run:
+            write_outputs(store, done)
+            delete_inputs(store, done)
+    finally:
+        done.close()
     return done
 
 
-def merge_partition(store: Store, partition: Partition, *,
-                    target_bytes: int = DEFAULT_TARGET_BYTES) -> Compaction | None:
-    """Read the partition's files and build its compacted files in memory. Writes nothing."""
-    inputs: list[str] = []
-    tables: list[pa.Table] = []
-    bytes_in = 0
-    for name in partition.files:
-        found = store.read(name)
-        if found is None:  # removed since the listing (another compaction finished it)
-            continue
-        try:
-            tables.append(pq.read_table(io.BytesIO(found[0])))
-        except pa.ArrowException as exc:
-            raise ValueError(f"{name.rsplit('/', 1)[1]} is not readable parquet: {one_line(exc)}") from None
-        inputs.append(name)
-        bytes_in += len(found[0])
-    if len(inputs) < 2:
-        return None
-    merged = _concat(tables)
-    del tables
-    rows_in, order = merged.num_rows, _dedupe_and_sort(merged)
-    # Reordered a column at a time, each old column freed as its copy is made, so the peak is the partition once
-    # plus one column, not twice the partition.
-    schema, columns = merged.schema, merged.columns
-    del merged
-    for i, column in enumerate(columns):
-        columns[i] = column.take(order)
-        del column
-    merged = pa.Table.from_arrays(columns, schema=schema)
-    del columns
-    outputs = _encode_outputs(merged, partition, target_bytes)
-    return Compaction(partition, inputs, outputs, rows_in=rows_in, rows_out=merged.num_rows, bytes_in=bytes_in)
+def merge_partition(store: Store, partition: Partition, *, target_bytes: int = DEFAULT_TARGET_BYTES,
+                    memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Compaction | None:
+    """Build the partition's compacted files in a local work folder, in bounded memory. Writes nothing to the store.
+    The caller closes the result (or lets it be collected) to remove the folder."""
+    work = work_folder()
+    try:
+        folder = Path(work.name)
+        spooled = spool(store, partition.files, folder)
+        if len(spooled.inputs) < 2:
+            work.cleanup()
+            return None
+        runs = sorted_runs(spooled.paths, folder, memory_bytes)
+        for path in spooled.paths:
+            path.unlink()
+        outputs = _write_locally(runs, partition, folder, target_bytes)
+    except BaseException:
+        work.cleanup()
+        raise
+    return Compaction(partition, spooled.inputs, outputs, rows_in=runs.rows_in, rows_out=runs.rows_out,
+                      bytes_in=spooled.bytes_in, bytes_out=sum(path.stat().st_size for path in outputs.values()),
+                      work=work)
 
 
 def write_outputs(store: Store, done: Compaction) -> None:
-    """Write every output. An output that already is one of the inputs (a re-run after a crash) holds the same rows
-    by its name, and is not written again."""
+    """Write every output, one file in memory at a time. An output that already is one of the inputs (a re-run
+    after a crash) holds the same rows by its name, and is not written again."""
     read = set(done.inputs)
-    for name, data in done.outputs.items():
+    for name, path in done.outputs.items():
         if name not in read:
-            store.write(name, data)
+            store.write(name, path.read_bytes())
 
 
 def delete_inputs(store: Store, done: Compaction) -> None:
@@ -290,73 +299,34 @@ def delete_inputs(store: Store, done: Compaction) -> None:
             store.delete(name)
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """One table of all files, columns a file lacks filled with nulls.
-
-    Column order follows the widest file (the newest schema), so it does not depend on which file sorts first.
-    """
-    widest_first = sorted((t.schema for t in tables), key=len, reverse=True)
-    schema = pa.unify_schemas(widest_first, promote_options="default")
-    everywhere = set.intersection(*(set(t.column_names) for t in tables))
-    # A column missing from some files gets nulls there, so it cannot stay declared non-nullable.
-    schema = pa.schema([f if f.name in everywhere else f.with_nullable(True) for f in schema],
-                       metadata=schema.metadata)
-    merged = pa.concat_tables(tables, promote_options="default").select(schema.names)
-    merged = pa.Table.from_arrays(merged.columns, schema=schema)
-    check_lake_columns(merged)
-    return merged
-
-
-def _dedupe_and_sort(table: pa.Table) -> pa.Array:
-    """The indices of the rows to keep, in the order to write them: one row per p_row_id (the earliest
-    p_parse_time, then the first in file order), sorted by (p_event_time, p_row_id)."""
-    n = table.num_rows
-    keys: dict[str, pa.ChunkedArray | pa.Array] = {"id": table["p_row_id"]}
-    sort_keys = [("id", "ascending")]
-    if "p_parse_time" in table.column_names:
-        keys["parsed"] = table["p_parse_time"]
-        sort_keys.append(("parsed", "ascending"))
-    # sort_indices is a stable sort: among equal keys, the first in file order comes first.
-    order = pc.sort_indices(pa.table(keys), sort_keys=sort_keys)  # nulls last
-    ids = table["p_row_id"].take(order)
-    first_of_id = pa.concat_arrays([pa.array([True]), pc.not_equal(ids[1:], ids[:-1]).combine_chunks()]) \
-        if n > 1 else pa.array([True] * n, pa.bool_())
-    kept = order.filter(first_of_id)
-    by_time = pc.sort_indices(
-        pa.table({"p_event_time": table["p_event_time"].take(kept), "p_row_id": table["p_row_id"].take(kept)}),
-        sort_keys=_SORT_KEYS)
-    return kept.take(by_time)
-
-
-def _encode_outputs(table: pa.Table, partition: Partition, target_bytes: int) -> dict[str, bytes]:
+def _write_locally(runs: Runs, partition: Partition, folder: Path, target_bytes: int) -> dict[str, Path]:
     """The partition as parquet files of at most target_bytes each (one file if it fits), named from its rows.
 
-    The partition is first encoded whole; only if that is over the target is it cut, into the fewest equal row
+    The partition is first written whole; only if that is over the target is it cut, into the fewest equal row
     ranges that each fit. The cut depends on the rows alone, never on how the input was split into files, so a re-run
     after a crash arrives at the same files and names.
     """
-    options = {**_TABLE_OPTIONS.get(partition.table, _DEFAULT_OPTIONS), "row_group_size": _row_group_rows(table)}
-    digest = rows_digest(table["p_row_id"])
-    whole = _encode(table, options)
-    pieces = [whole]
-    files = math.ceil(len(whole) / target_bytes)
-    del whole
+    options = _TABLE_OPTIONS.get(partition.table, _DEFAULT_OPTIONS)
+    group = group_rows(runs.value_bytes, runs.rows_out, ROW_GROUP_ROWS, ROW_GROUP_BYTES)
+    paths = write_files(runs, folder, [runs.rows_out], group, options, "whole")
+    files = math.ceil(paths[0].stat().st_size / target_bytes)
+    attempt = 0
     while files > 1:
-        per_file = math.ceil(table.num_rows / files)
-        pieces = [_encode(table.slice(start, per_file), options) for start in range(0, table.num_rows, per_file)]
+        for path in paths:
+            path.unlink()
+        attempt += 1
+        per_file = math.ceil(runs.rows_out / files)
+        counts = [min(per_file, runs.rows_out - start) for start in range(0, runs.rows_out, per_file)]
+        paths = write_files(runs, folder, counts, group, options, f"cut{attempt}")
         # Each file carries its own footer and dictionaries, so equal cuts can come out a little over the target.
-        largest = max(map(len, pieces))
+        largest = max(path.stat().st_size for path in paths)
         if largest <= target_bytes or per_file == 1:
             break
         files = max(files + 1, math.ceil(files * largest / target_bytes))
-    return {f"{partition.path}/{COMPACTED_PREFIX}{digest}-{k}of{len(pieces)}.parquet": data
-            for k, data in enumerate(pieces, 1)}
-
-
-def _encode(table: pa.Table, options: dict) -> bytes:
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, sorting_columns=pq.SortingColumn.from_ordering(table.schema, _SORT_KEYS), **options)
-    return buf.getvalue().to_pybytes()
+    for path in runs.paths:
+        path.unlink()
+    return {f"{partition.path}/{COMPACTED_PREFIX}{runs.digest}-{k}of{len(paths)}.parquet": path
+            for k, path in enumerate(paths, 1)}
 
 
 def _row_group_rows(table: pa.Table) -> int:
@@ -365,21 +335,5 @@ def _row_group_rows(table: pa.Table) -> int:
     Measured on the values (string lengths, fixed widths), not on Arrow's buffers, so the same rows always give
     the same groups however the input files were split.
     """
-    if not table.num_rows:
-        return ROW_GROUP_ROWS
-    per_row = sum(_value_bytes(column) for column in table.columns) / table.num_rows
-    return max(1, min(ROW_GROUP_ROWS, int(ROW_GROUP_BYTES / max(per_row, 1))))
-
-
-def _value_bytes(values: pa.ChunkedArray | pa.Array) -> int:
-    kind = values.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or \
-            pa.types.is_large_binary(kind):
-        return (pc.sum(pc.binary_length(values)).as_py() or 0) + 4 * len(values)
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return _value_bytes(pc.list_flatten(values)) + 4 * len(values)
-    if pa.types.is_struct(kind):
-        flat = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        return sum(_value_bytes(flat.field(i)) for i in range(kind.num_fields))
-    width = getattr(kind, "bit_width", 64) if not pa.types.is_nested(kind) else 64
-    return len(values) * max(width, 8) // 8
+    return group_rows(sum(value_bytes(column) for column in table.columns), table.num_rows, ROW_GROUP_ROWS,
+                      ROW_GROUP_BYTES)

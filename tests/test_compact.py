@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -335,6 +336,34 @@ def test_a_partition_that_cannot_be_merged_is_left_as_it_was_and_reported(store_
         bad_before
     with pytest.raises(Exception, match="1 partitions not compacted"):
         summary.raise_for_errors()
+
+
+def test_a_small_memory_budget_merges_through_many_buckets_and_runs_into_the_same_files(store_url, tmp_path):
+    # The budget bounds what one partition's merge holds; with a tiny one every partition goes through many buckets
+    # and a merge of many runs, a few rows at a time, and must still give the files an ample budget gives.
+    from shared.compact_merge import sorted_runs, spool, work_folder
+
+    store, reference = open_store(store_url), LocalStore(tmp_path / "reference")
+    for lake in (store, reference):
+        alert_lake(lake, LocalStore(tmp_path / "state"), alerts=240)
+        other_lake(lake, closed_days(2), files=6, rows=120, payload=200)
+    expected = {t: deduplicated(store, t) for t in (TABLE, OTHER)}
+    busiest = max((p for p in partitions(store) if p.day < dt.date(2026, 3, 9)), key=lambda p: len(p.files))
+    with work_folder() as folder:
+        spooled = spool(store, busiest.files, Path(folder))
+        runs = sorted_runs(spooled.paths, Path(folder), memory_bytes=32 * 1024)
+        assert len(runs.paths) >= 4 and runs.slice_rows * 10 < runs.rows_out
+        assert runs.rows_out == len({r["p_row_id"] for r in read_table_files(store, busiest.files)})
+
+    compact(reference, now=NOW, target_bytes=40_000)
+    summary = compact(store, now=NOW, target_bytes=40_000, memory_bytes=32 * 1024)
+    assert summary.partitions_compacted > 0 and not summary.errors
+    assert snapshot(store) == snapshot(reference)
+    assert {t: deduplicated(store, t) for t in (TABLE, OTHER)} == expected
+
+
+def read_table_files(store: Store, names) -> list[dict]:
+    return [row for name in names for row in file_table(store, name).to_pylist()]
 
 
 def test_settled_means_one_file_or_one_complete_set():
