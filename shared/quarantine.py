@@ -25,13 +25,14 @@ _PREVIEW_CHARS = 4096
 _ERROR_CHARS = 2000
 
 
-def quarantine(store: Store, *, raw: bytes, error: str, metadata: dict[str, Any]) -> str:
+def quarantine(store: Store, *, raw: bytes, error: str, metadata: dict[str, Any],
+               now: dt.datetime | None = None) -> str:
     """Write one JSON document about a failed event; return its name.
 
     metadata: the event's partition, sequence_number, offset, enqueued_time and properties (any JSON-able
-    values; datetimes and bytes are converted).
+    values; datetimes and bytes are converted). now: the time recorded (default: the clock).
     """
-    now = dt.datetime.now(dt.UTC)
+    now = _utc(now) if now else dt.datetime.now(dt.UTC)
     digest = hashlib.sha256(raw).hexdigest()
     # The enqueued time is the same on every redelivery; the wall clock is not (a retry may cross midnight).
     day = _as_datetime(metadata.get("enqueued_time")) or now

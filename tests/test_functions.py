@@ -7,7 +7,7 @@ import io
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import azure.functions as func
 import orjson
@@ -221,16 +221,14 @@ def _small_files(store, day, values=([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11])
 
 @pytest.mark.parametrize("kind", ["local", "azurite"])
 def test_compact_lake_merges_closed_partitions_with_the_app_settings(make_store_url, monkeypatch, kind):
-    from datetime import timedelta
-
     lake = make_store_url(kind)
     store = open_store(lake)
-    today = datetime.now(UTC).date()
-    old, recent = today - timedelta(days=5), today - timedelta(days=2)
+    # The function compacts with the real clock: days far on either side of it are closed or open on any date.
+    old, recent = date(2020, 1, 5), date(2999, 1, 5)
     _small_files(store, old)
     _small_files(store, recent)
     monkeypatch.setenv("LAKE_URL", lake)
-    monkeypatch.setenv("COMPACT_GRACE_DAYS", "3")  # 2 days ago is still open
+    monkeypatch.setenv("COMPACT_GRACE_DAYS", "3")
     function_app.compact_lake(TimerRequest(past_due=False))
     by_day = {}
     for name in store.list("okta_events/"):
@@ -242,12 +240,10 @@ def test_compact_lake_merges_closed_partitions_with_the_app_settings(make_store_
 
 
 def test_compact_lake_raises_when_a_partition_cannot_be_merged(monkeypatch, tmp_path):
-    from datetime import timedelta
-
     from shared.compact import CompactFailed
 
     store = open_store(str(tmp_path))
-    _small_files(store, datetime.now(UTC).date() - timedelta(days=4), values=([1, 2], ["one", "two"]))
+    _small_files(store, date(2020, 1, 4), values=([1, 2], ["one", "two"]))
     monkeypatch.setenv("LAKE_URL", str(tmp_path))
     with pytest.raises(CompactFailed, match="not compacted"):
         function_app.compact_lake(TimerRequest())

@@ -184,10 +184,14 @@ METADATA = {
 }
 
 
+QUARANTINED_AT = dt.datetime(2026, 3, 5, 23, 59, 59, tzinfo=UTC)
+
+
 def test_quarantine_document_holds_everything_needed_to_replay(store_url: str) -> None:
     store = open_store(store_url)
     raw = b'{"id": "alert-1", "severity": ' + "\u00e9".encode() + b"}"
-    name = quarantine(store, raw=raw, error="JSONDecodeError: unexpected end\n  at line 1", metadata=METADATA)
+    name = quarantine(store, raw=raw, error="JSONDecodeError: unexpected end\n  at line 1", metadata=METADATA,
+                      now=QUARANTINED_AT)
     assert re.fullmatch(r"quarantine/2026/03/04/[0-9a-f]{24}\.json", name)
     doc = orjson.loads(store.read(name)[0])
     assert base64.b64decode(doc["raw_base64"]) == raw
@@ -197,8 +201,7 @@ def test_quarantine_document_holds_everything_needed_to_replay(store_url: str) -
         "partition": "3", "sequence_number": 1234, "offset": "98765", "enqueued_time": "2026-03-04T23:30:00+00:00",
         "properties": {"graphlake_source": "tenant-a", "retry": 2, "when": "2026-03-04T00:00:00+00:00"},
     }
-    quarantined_at = dt.datetime.fromisoformat(doc["quarantined_at"])
-    assert abs(dt.datetime.now(UTC) - quarantined_at) < dt.timedelta(minutes=1)
+    assert dt.datetime.fromisoformat(doc["quarantined_at"]) == QUARANTINED_AT
 
 
 def test_quarantine_of_the_same_event_twice_is_one_document(store_url: str) -> None:
@@ -212,8 +215,9 @@ def test_quarantine_of_the_same_event_twice_is_one_document(store_url: str) -> N
 
 def test_quarantine_of_binary_without_enqueued_time(store_url: str) -> None:
     store = open_store(store_url)
-    name = quarantine(store, raw=b"\xff\xfe\x00", error="x" * 5000, metadata={})
-    assert name.startswith(f"quarantine/{dt.datetime.now(UTC):%Y/%m/%d}/")
+    # Without an enqueued time the day is the quarantine's own (here a second before midnight, UTC).
+    name = quarantine(store, raw=b"\xff\xfe\x00", error="x" * 5000, metadata={}, now=QUARANTINED_AT)
+    assert name.startswith("quarantine/2026/03/05/")
     doc = orjson.loads(store.read(name)[0])
     assert doc["raw_utf8_preview"] is None
     assert base64.b64decode(doc["raw_base64"]) == b"\xff\xfe\x00"
