@@ -2,12 +2,15 @@
 
 - checkov (own virtualenv .venv-checkov) finds no failed check; the only skips are the ones listed here, each
   suppressed in the Bicep with a written reason;
-- every .bicep file parses with pycep-parser and tree-sitter-bicep;
+- every .bicep file parses with pycep-parser and tree-sitter-bicep, and keeps Bicep's deploy-time-constant rules
+  (infra/bicep_lint.py, itself tested on small snippets), which no offline parser checks and the compiler enforces;
 - the settings contract: the Bicep app settings and local.settings.json.example carry every setting of
   shared/settings.py with its default, and nothing else but host settings;
 - role assignments use documented built-in role ids, scoped to resources;
-- shellcheck passes on infra/*.sh; the scripts behave against a fake `az` (errors, idempotency);
-- infra/package.py honours .funcignore and builds a deterministic zip.
+- the lifecycle policy, diagnostic settings and name limits; the alert rules read the health records' fields;
+- shellcheck passes on infra/*.sh; the scripts behave against a fake `az` (errors, idempotency, what-if, refused
+  parameters, 403);
+- infra/package.py packages only what git tracks, less .funcignore, in a deterministic zip.
 
 Tools missing (checkov venv, shellcheck) fail the test with "run make test"; nothing is skipped silently.
 """
