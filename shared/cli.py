@@ -410,6 +410,23 @@ def status(state: str | None, fmt: str) -> None:
     sys.exit(0 if findings and worst(findings) == OK else 1)
 
 
+@main.command()
+@click.option("--state", help="Where the quarantine is (default: STATE_URL).")
+@click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL).")
+def replay(state: str | None, lake: str | None) -> None:
+    """Normalize quarantined events again, once their cause is fixed; each event's document is removed once it
+    landed. Says what stays in quarantine and why; exit 1 if anything stays."""
+    from shared.replay import replay as replay_quarantine
+    from shared.settings import load_settings
+    from shared.storage import open_store
+
+    settings = load_settings()
+    summary = replay_quarantine(open_store(state or settings.state_url), open_store(lake or settings.lake_url))
+    for line in summary.lines():
+        click.echo(line)
+    sys.exit(1 if summary.stayed_total else 0)
+
+
 def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
     if fmt == "json":
         for row in rows:

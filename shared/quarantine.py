@@ -21,6 +21,7 @@ import orjson
 from shared.errors import one_line
 from shared.storage import Store
 
+PREFIX = "quarantine/"
 _PREVIEW_CHARS = 4096
 _ERROR_CHARS = 2000
 
@@ -36,7 +37,7 @@ def quarantine(store: Store, *, raw: bytes, error: str, metadata: dict[str, Any]
     digest = hashlib.sha256(raw).hexdigest()
     # The enqueued time is the same on every redelivery; the wall clock is not (a retry may cross midnight).
     day = _as_datetime(metadata.get("enqueued_time")) or now
-    name = f"quarantine/{day:%Y/%m/%d}/{digest[:24]}.json"
+    name = f"{PREFIX}{day:%Y/%m/%d}/{digest[:24]}.json"
     try:
         preview: str | None = raw.decode("utf-8")[:_PREVIEW_CHARS]
     except UnicodeDecodeError:

@@ -24,6 +24,7 @@ from shared.storage import open_store
 from shared.watermark import WatermarkStore
 from tests.conftest import REPO
 from tests.doubles import RecordingSink
+from tests.storage_faults import alert_bodies, leased_blob
 
 
 # The app validates its functions once per process, so index them once.
@@ -109,27 +110,6 @@ def test_normalize_alerts_raises_on_storage_outage_so_the_retry_policy_holds_the
     assert list(open_store(str(tmp_path)).list("quarantine/")) == []
 
 
-def _leased_blob(container_url: str, name: str) -> None:
-    """A blob at name under an infinite lease: every write without the lease id is refused with 412, for good."""
-    from azure.core.credentials import AzureNamedKeyCredential
-    from azure.storage.blob import BlobClient
-
-    from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY
-
-    open_store(container_url).list("")  # creates the container
-    endpoint, container = container_url.rsplit("/", 1)
-    blob = BlobClient(endpoint, container, name, credential=AzureNamedKeyCredential(EMULATOR_ACCOUNT, EMULATOR_KEY))
-    blob.upload_blob(b"held", overwrite=True)
-    blob.acquire_lease(lease_duration=-1)
-
-
-def _alert_bodies(count: int, seed: int = 11) -> list[bytes]:
-    from simulator.tenant import Tenant
-
-    _, bodies = Tenant(seed=seed, alerts=count, days=1.0).query_json(top=count, include_unknown_enum_members=True)
-    return bodies
-
-
 def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_the_partition_moves_on(
         make_store_url, tmp_path, monkeypatch):
     from azure.core.exceptions import HttpResponseError
@@ -137,12 +117,12 @@ def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_
     from shared import health
     from shared.normalize import InboundEvent, normalize_events
 
-    bodies = [*_alert_bodies(12), b"not json {"]
+    bodies = [*alert_bodies(12), b"not json {"]
     lake, state = make_store_url("azurite"), make_store_url("local")
     # The batch's day file is held by a lease: a permanent 4xx, the same on every delivery of this batch.
     scratch = normalize_events([InboundEvent(b) for b in bodies], lake=open_store(str(tmp_path / "scratch")),
                                state=open_store(str(tmp_path / "scratch-state")))
-    _leased_blob(lake, scratch.files[0])
+    leased_blob(lake, scratch.files[0])
     monkeypatch.setenv("LAKE_URL", lake)
     monkeypatch.setenv("STATE_URL", state)
     monkeypatch.setenv("NORMALIZE_MAX_ATTEMPTS", "3")
@@ -166,7 +146,7 @@ def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_
     record = health.load(store, "normalize", "3")
     assert (record["result"], record["quarantined"], record["rows"]) == ("gave_up", len(bodies), 0)
     # The next batch of the partition lands, and the record says so.
-    later = _alert_bodies(5, seed=12)
+    later = alert_bodies(5, seed=12)
     function_app.normalize_alerts(hub_events(later, properties[:5], partition="3", first_sequence=513))
     lake_store = open_store(lake)
     landed = [n for n in lake_store.list(f"{TABLE}/") if n != scratch.files[0]]
@@ -181,7 +161,7 @@ def test_a_storage_outage_keeps_retrying_past_the_attempts_and_quarantines_nothi
     monkeypatch.setenv("LAKE_URL", "http://127.0.0.1:9/devstoreaccount1/lake")
     monkeypatch.setenv("STATE_URL", str(tmp_path))
     monkeypatch.setenv("NORMALIZE_MAX_ATTEMPTS", "2")
-    bodies = _alert_bodies(3)
+    bodies = alert_bodies(3)
     for attempt in range(1, 5):
         with pytest.raises(EndpointUnreachable):
             function_app.normalize_alerts(hub_events(bodies, [{}] * 3, partition="0"))
