@@ -8,32 +8,49 @@ import logging
 import re
 import sys
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 
 import click
 import orjson
 
-from shared.errors import GraphlakeError
+from shared.errors import GraphlakeError, one_line
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
 
 class OneLineErrors(click.Group):
-    """Known errors print as one line a person can act on; anything else keeps its traceback."""
+    """Errors print as one line: a known one (exit 2) says what to fix; anything else (exit 3) is a bug, and says
+    so. --debug shows the traceback as well."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click prints these itself
         except GraphlakeError as exc:
-            click.echo(f"graphlake: {exc}", err=True)
-            sys.exit(2)
+            self._report(ctx, f"graphlake: {exc}", 2)
+        except Exception as exc:  # noqa: BLE001 - a traceback is for --debug, not for every user
+            self._report(ctx, f"graphlake: unexpected error, please report it: {one_line(exc, with_type=True)} "
+                              "(--debug shows where)", 3)
+
+    @staticmethod
+    def _report(ctx: click.Context, line: str, code: int) -> None:
+        if ctx.params.get("debug"):
+            traceback.print_exc()
+        click.echo(line, err=True)
+        sys.exit(code)
 
 
 @click.group(cls=OneLineErrors)
 @click.option("-v", "--verbose", is_flag=True, help="Log every Graph call and write.")
-def main(verbose: bool) -> None:
+@click.option("--debug", is_flag=True, help="Print the Python traceback of an error, not just its one line.")
+def main(verbose: bool, debug: bool) -> None:
     """Microsoft Graph security alerts into a lake you own."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:
+        # azure-identity logs each failed credential chain as a page of warnings; the error says it in one line.
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
 
 
 @main.command()
@@ -209,20 +226,23 @@ def normalize(sources: tuple[str, ...], lake: str, state: str, source_id: str, s
 @click.option("--lake", default="lake", show_default=True, help="Local folder, blob URL or az://container.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Print the SQL of the views and the query, and DuckDB's plan.")
-def query(sql: str, lake: str, fmt: str, explain: bool) -> None:
+@click.option("--allow-local-files", is_flag=True,
+              help="Let the SQL read and write other files (read_csv, COPY ... TO, ATTACH); by default it reads "
+                   "the lake and nothing else.")
+def query(sql: str, lake: str, fmt: str, explain: bool, allow_local_files: bool) -> None:
     """Run SQL over the lake (DuckDB). Every table folder is a view (security_alerts, deduplicated on p_row_id),
     plus security_alerts_latest and security_alert_evidence."""
     from shared.query import connect
 
-    connection = connect(lake)
+    connection = connect(lake, allow_local_files=allow_local_files)
     if explain:
         for definition in connection.definitions:
             click.echo(definition + ";\n")
         click.echo(sql.rstrip().rstrip(";") + ";\n")
         click.echo(connection.execute(f"EXPLAIN {sql}").fetchall()[0][1])
         return
-    cursor = connection.execute(sql)
-    print_rows([d[0] for d in cursor.description or []], cursor.fetchall(), fmt)
+    cursor = connection.run(sql)
+    print_rows([d[0] for d in cursor.description or []], cursor.fetchall() if cursor.description else [], fmt)
 
 
 @main.command()

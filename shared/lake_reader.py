@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import fsspec
+import fsspec.asyn
 
 from shared.blob_url import (
     EMULATOR_KEY,
@@ -35,10 +36,32 @@ from shared.blob_url import (
     parse_blob_url,
     url_scheme,
 )
-from shared.errors import ConfigError, EndpointUnreachable, one_line
+from shared.errors import ConfigError, EndpointUnreachable, GraphlakeError, one_line
 from shared.layout import parse_partition_file
 
 _AZURE_SCHEMES = ("az", "abfs", "abfss")
+# The first request to a remote lake: together well inside the 15 s a person waits for an answer.
+_CONNECT_SECONDS = 5
+_READ_SECONDS = 10
+_REACH_SECONDS = 12.0
+
+
+class LakeUnauthorized(GraphlakeError):
+    """The lake's storage refused the credential, or no credential could be had."""
+
+
+def _credential_failure(exc: Exception) -> str:
+    """DefaultAzureCredential's page-long failure as one line: each credential it tried and the first sentence of
+    why it could not give a token."""
+    lines = str(exc).splitlines()
+    tried = [line.strip() for line in lines if line.startswith("\t") and ":" in line]
+    if not tried:
+        return one_line(exc)
+    reasons = []
+    for line in tried:
+        name, _, why = line.partition(":")
+        reasons.append(f"{name}: {why.strip().removeprefix(name).strip().split('. ')[0].rstrip('.')}")
+    return one_line("no credential gave a token (" + "; ".join(reasons) + ")", limit=600)
 
 
 @dataclass(frozen=True)
@@ -55,12 +78,17 @@ class Lake:
     filesystem: fsspec.AbstractFileSystem
     protocol: str  # "" for local paths; else the prefix DuckDB sees, e.g. "abfs://"
 
+    account: str = ""  # the storage account of a remote lake
+    credential: str = ""  # what a remote lake is opened with, as an error message names it
+
     @property
     def is_local(self) -> bool:
         return not self.protocol
 
     def files(self) -> dict[str, list[LakeFile]]:
         """Every table's partition files, by table name, sorted by day then name."""
+        if not self.is_local:
+            self._check_reachable()
         try:
             names = self.filesystem.find(self.root) if self.filesystem.exists(self.root) else []
         except OSError as exc:
@@ -72,6 +100,40 @@ class Lake:
             if found is not None:
                 tables[found.table].append(LakeFile(found.table, found.day, f"{self.protocol}{name}"))
         return dict(tables)
+
+    def _check_reachable(self) -> None:
+        """Ask for one blob of the lake, without the SDK's retries (minutes of backoff against an address that
+        does not answer), so that a lake that cannot be reached or authorized fails in seconds, naming the account
+        and the credential. A container that does not exist is not an error here: it is an empty lake."""
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+
+        container, _, prefix = self.root.partition("/")
+        where = f"storage account {self.account or '?'} (lake {self.url}, credential: {self.credential})"
+
+        async def first_blob() -> None:
+            client = self.filesystem.service_client.get_container_client(container)
+            pages = client.list_blobs(name_starts_with=f"{prefix}/" if prefix else None, results_per_page=1,
+                                      retry_total=0, connection_timeout=_CONNECT_SECONDS,
+                                      read_timeout=_READ_SECONDS).by_page()
+            async for _ in pages:
+                return
+
+        try:
+            fsspec.asyn.sync(self.filesystem.loop, first_blob, timeout=_REACH_SECONDS)
+        except ResourceNotFoundError:
+            return
+        except ClientAuthenticationError as exc:
+            raise LakeUnauthorized(f"cannot authenticate to {where}: {_credential_failure(exc)}") from exc
+        except HttpResponseError as exc:
+            if exc.status_code in (401, 403):
+                raise LakeUnauthorized(f"{where} refused access ({exc.status_code} "
+                                       f"{exc.error_code or exc.reason}): the identity needs Storage Blob Data "
+                                       "Reader on the container") from exc
+            raise EndpointUnreachable(f"cannot read {where}: {one_line(exc)}") from exc
+        except fsspec.asyn.FSTimeoutError as exc:
+            raise EndpointUnreachable(f"no answer within {_REACH_SECONDS:.0f} s from {where}") from exc
+        except Exception as exc:  # noqa: BLE001 - aiohttp, DNS and SDK transport errors have no common base
+            raise EndpointUnreachable(f"cannot reach {where}: {one_line(exc)}") from exc
 
     def readable_copies(self, files: list[LakeFile], folder: str) -> list[str]:
         """Paths of `files` that DuckDB reads natively: the files themselves in a local lake; in a remote one,
@@ -117,11 +179,10 @@ def open_lake(url: str) -> Lake:
 def _blob_url_lake(url: str) -> Lake:
     location = parse_blob_url(url)
     if location.is_emulator:
-        return _lake(url, location, _adlfs(connection_string=(
+        return _lake(url, location, "the emulator's development key", connection_string=(
             f"DefaultEndpointsProtocol=http;AccountName={location.account};AccountKey={EMULATOR_KEY};"
-            f"BlobEndpoint={location.account_url};")))
-    return _lake(url, location, _adlfs(account_name=location.account,
-                                       account_host=urlsplit(location.account_url).netloc))
+            f"BlobEndpoint={location.account_url};"))
+    return _lake(url, location, account_name=location.account, account_host=urlsplit(location.account_url).netloc)
 
 
 def _adlfs_url_lake(url: str) -> Lake:
@@ -132,19 +193,24 @@ def _adlfs_url_lake(url: str) -> Lake:
         account, _, suffix = host.partition(".")
         location = BlobLocation(account, f"https://{account}.{suffix.replace('dfs.', 'blob.', 1)}", container, prefix)
         check_container_name(url, container)
-        return _lake(url, location, _adlfs(account_name=account, account_host=urlsplit(location.account_url).netloc))
+        return _lake(url, location, account_name=account, account_host=urlsplit(location.account_url).netloc)
     check_container_name(url, container)
     location = BlobLocation(os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", ""), "", container, prefix)
     if location.account:
-        return _lake(url, location, _adlfs(account_name=location.account))
-    if os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
-        return _lake(url, location, _adlfs(connection_string=os.environ["AZURE_STORAGE_CONNECTION_STRING"]))
+        return _lake(url, location, account_name=location.account)
+    connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    if connection_string:
+        fields = dict(part.partition("=")[::2] for part in connection_string.split(";") if part)
+        location = BlobLocation(fields.get("AccountName", ""), "", container, prefix)
+        return _lake(url, location, "AZURE_STORAGE_CONNECTION_STRING", connection_string=connection_string)
     raise ConfigError(f"--lake {url} does not say which storage account: use abfs://<container>@<account>"
                       ".dfs.core.windows.net/..., https://<account>.blob.core.windows.net/<container>, or set "
                       "AZURE_STORAGE_ACCOUNT_NAME")
 
 
-def _adlfs(**options: str) -> fsspec.AbstractFileSystem:
+def _lake(url: str, location: BlobLocation, credential: str = "", **options: str) -> Lake:
+    """A remote lake through adlfs: with `options["connection_string"]` (whose key `credential` names), else with
+    azure-identity's DefaultAzureCredential."""
     # Imported here: adlfs pulls in aiohttp and the async Azure SDK, which local lakes never need.
     import adlfs
 
@@ -153,8 +219,8 @@ def _adlfs(**options: str) -> fsspec.AbstractFileSystem:
 
         # Honours AZURE_CLIENT_ID (a user-assigned managed identity), like the writers' credential.
         options["credential"] = DefaultAzureCredential()
-    return adlfs.AzureBlobFileSystem(**options)
-
-
-def _lake(url: str, location: BlobLocation, filesystem: fsspec.AbstractFileSystem) -> Lake:
-    return Lake(url, "/".join([location.container, *location.prefix]), filesystem, "abfs://")
+        client_id = os.environ.get("AZURE_CLIENT_ID")
+        credential = "DefaultAzureCredential" + (f" (AZURE_CLIENT_ID {client_id})" if client_id else
+                                                 " (managed identity, environment, az login, ...)")
+    return Lake(url, "/".join([location.container, *location.prefix]), adlfs.AzureBlobFileSystem(**options),
+                "abfs://", account=location.account, credential=credential)

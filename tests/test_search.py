@@ -397,3 +397,91 @@ def test_azure_lake_urls_name_account_endpoint_and_prefix(url: str, account: str
 def test_bad_lake_urls_are_one_line(url: str, message: str) -> None:
     out = run("query", "--lake", url, "SELECT 1")
     assert out.exit_code == 2 and out.output.count("\n") == 1 and message in out.output
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def _cli_process(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    import os
+    import time
+
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parent.parent, env={**os.environ, **(env or {})},
+                          stdin=subprocess.DEVNULL)
+    return proc, time.monotonic() - started
+
+
+# A made-up account key: the lake is never reached, so it is never checked.
+_FAKE_KEY = "bm90LWEta2V5LW5vdC1hLWtleS1ub3QtYS1rZXktbm90LWEta2V5LW5vdC1hLWtleQ=="
+
+
+@pytest.mark.parametrize("case", ["closed local port", "unresolvable name"])
+@pytest.mark.parametrize("command", ["search", "query"])
+def test_a_lake_that_cannot_be_reached_fails_fast_in_one_line(case: str, command: str) -> None:
+    if case == "closed local port":
+        lake, env, account, credential = (f"http://127.0.0.1:{_closed_port()}/devstoreaccount1/lake", {},
+                                          "devstoreaccount1", "emulator")
+    else:  # .invalid never resolves (RFC 6761): no real account is asked, whatever the network.
+        lake, account, credential = "az://lake", "nosuchaccount", "AZURE_STORAGE_CONNECTION_STRING"
+        env = {"AZURE_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=https;AccountName=nosuchaccount;"
+                                                  f"AccountKey={_FAKE_KEY};EndpointSuffix=core.invalid"}
+    args = ["--ip", "1.2.3.4"] if command == "search" else ["SELECT 1"]
+    proc, seconds = _cli_process(command, "--lake", lake, *args, env=env)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1 and proc.stdout == "", proc.stderr[-3000:]
+    assert account in proc.stderr and credential in proc.stderr, proc.stderr
+    assert seconds < 15
+
+
+def test_debug_shows_the_traceback_of_a_one_line_error(tmp_path) -> None:
+    proc, _ = _cli_process("query", "--lake", str(tmp_path / "nope"), "SELECT 1")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no such folder" in proc.stderr
+    proc, _ = _cli_process("--debug", "query", "--lake", str(tmp_path / "nope"), "SELECT 1")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr and "no such folder" in proc.stderr
+
+
+@pytest.mark.parametrize("sql", ["", "   ", ";", "/* just a comment */"])
+def test_a_query_with_no_statement_is_one_line(local_lake: str, sql: str) -> None:
+    out = CliRunner().invoke(main, ["query", "--lake", local_lake, sql])
+    assert out.exit_code == 2, out.output
+    assert out.output.count("\n") == 1 and out.output.startswith("graphlake: ") and "SQL" in out.output
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM glob('/etc/*')",
+    "COPY (SELECT 1 AS a) TO '{tmp}/out.csv'",
+    "COPY (SELECT 1 AS a) TO '{lake}/inside.csv'",
+    "ATTACH '{tmp}/other.duckdb'",
+    "EXPORT DATABASE '{tmp}/export'",
+    "SET enable_external_access = true",
+    "INSTALL httpfs",
+])
+def test_query_reads_the_lake_and_nothing_else(lake_url: str, tmp_path, sql: str) -> None:
+    local_lake_path = lake_url if "://" not in lake_url else str(tmp_path / "not-the-lake")
+    out = run("query", "--lake", lake_url, sql.format(tmp=tmp_path, lake=local_lake_path))
+    assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+    assert out.output.startswith("graphlake: ") and "--allow-local-files" in out.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [] and not Path(local_lake_path, "inside.csv").exists()
+    # The lake itself still reads.
+    ok = run("query", "--lake", lake_url, "--format", "json", "SELECT count(*) AS n FROM security_alerts_latest")
+    assert ok.exit_code == 0 and json.loads(ok.output) == {"n": 4}
+
+
+def test_allow_local_files_lifts_the_sandbox(local_lake: str, tmp_path) -> None:
+    (tmp_path / "ips.csv").write_text("ip\n203.0.113.7\n")
+    sql = (f"SELECT DISTINCT a.id FROM security_alerts a JOIN read_csv('{tmp_path}/ips.csv') i "
+           "ON list_contains(a.p_any_ip_addresses, i.ip)")
+    assert run("query", "--lake", local_lake, sql).exit_code == 2
+    out = run("query", "--lake", local_lake, "--allow-local-files", "--format", "json", sql)
+    assert out.exit_code == 0 and [json.loads(line) for line in out.output.splitlines()] == [{"id": "pth-1"}]
+    copy = run("query", "--lake", local_lake, "--allow-local-files", f"COPY (SELECT 1 AS a) TO '{tmp_path}/a.csv'")
+    assert copy.exit_code == 0 and (tmp_path / "a.csv").read_text() == "a\n1\n"
