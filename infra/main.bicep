@@ -700,6 +700,11 @@ var appSettings = {
   RECONCILE_SCHEDULE: '0 15 * * * *'
   RECONCILE_LOOKBACK_HOURS: '24'
   RECONCILE_MAX_REQUESTS_PER_MINUTE: '30'
+  // Detections (detections/).
+  RULES_ENABLED: 'false'
+  RULES_DIR: ''
+  RULES_SCHEDULE: '0 */5 * * * *'
+  ALERT_DESTINATIONS: ''
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -447,6 +447,21 @@ def replay(state: str | None, lake: str | None) -> None:
     sys.exit(1 if summary.stayed_total else 0)
 
 
+@main.group()
+def rules() -> None:
+    """Detection rules (panther-analysis format): test them, backtest them over the lake."""
+
+
+@rules.command("test")
+@click.option("--rules", "rules_dir", help="A folder of your rules, loaded on top of the starter pack "
+                                           "(default: RULES_DIR).")
+def rules_test(rules_dir: str | None) -> None:
+    """Run every rule's Tests and print each result; exit 1 on a failure or a rule refused as malformed."""
+    from detections.commands import test_command
+
+    sys.exit(test_command(rules_dir, click.echo))
+
+
 def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
     if fmt == "json":
         for row in rows:

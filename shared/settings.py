@@ -135,6 +135,24 @@ class Settings(BaseSettings):
         description="Graph calls a minute per source for reconcile_alerts and graphlake audit; with the pull's "
                     "GRAPH_MAX_REQUESTS_PER_MINUTE it should stay within Graph's 150.")
 
+    # --- Detections (detections/) ---
+    rules_enabled: bool = Field(
+        False, alias="RULES_ENABLED",
+        description="Evaluate the enabled rules on every new row (normalize_alerts, graphlake normalize and pull) and "
+                    "run scheduled rules; off until you have tuned them (graphlake rules replay).")
+    rules_dir: str = Field(
+        "", alias="RULES_DIR",
+        description="A folder of your own rules (panther-analysis format) loaded on top of the starter pack; a rule "
+                    "id in both is yours. Empty: the starter pack alone.")
+    rules_schedule: str = Field(
+        "0 */5 * * * *", alias="RULES_SCHEDULE",
+        description="NCRONTAB schedule of run_scheduled_rules (read by the host): scheduled rules that are due, and "
+                    "alerts whose delivery failed before.")
+    alert_destinations: str = Field(
+        "", alias="ALERT_DESTINATIONS",
+        description='JSON list of alert destinations, e.g. [{"type": "teams", "url_setting": "TEAMS_URL"}]; types '
+                    "webhook, teams, slack. Empty: matches land in rule_matches, no alert is sent.")
+
     # --- Event Hubs ---
     eventhub_namespace: str = Field(
         "", alias="EventHubConnection__fullyQualifiedNamespace",

@@ -1,0 +1,39 @@
+"""The `graphlake rules` commands' work, printed through `say`; each returns the exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from detections.loader import RuleSet, load_rules
+
+Say = Callable[..., None]
+
+
+def rules_folder(option: str | None) -> str | None:
+    """--rules, else the RULES_DIR setting, else none (the starter pack alone)."""
+    if option:
+        return option
+    from shared.settings import load_settings
+
+    return load_settings().rules_dir or None
+
+
+def load_reporting(rules_dir: str | None, say: Say) -> RuleSet:
+    rule_set = load_rules(rules_dir)
+    for refusal in rule_set.refused:
+        say(f"graphlake: rule refused: {refusal}", err=True)
+    return rule_set
+
+
+def test_command(rules_dir: str | None, say: Say) -> int:
+    from detections.testing import run_tests
+
+    rule_set = load_reporting(rules_folder(rules_dir), say)
+    results = run_tests(rule_set)
+    for result in results:
+        say(result.line())
+    failed = sum(not r.passed for r in results)
+    untested = [r.rule_id for r in rule_set.rules if not r.tests]
+    say(f"{len(results) - failed} passed, {failed} failed, {len(rule_set.refused)} rules refused, "
+        f"{len(rule_set.rules)} rules loaded" + (f"; without tests: {', '.join(sorted(untested))}" if untested else ""))
+    return 1 if failed or rule_set.refused else 0

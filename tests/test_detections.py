@@ -1,0 +1,184 @@
+"""Rules in panther-analysis's format: loading, refusing malformed rules in one line, the user's folder over the
+pack, `graphlake rules test`, and the event rules see."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from detections.event import RuleEvent, deep_get, deep_walk
+from detections.loader import PACK_DIR, load_rule, load_rules
+from detections.testing import run_tests
+from shared.cli import main
+
+PASSTHROUGH = PACK_DIR / "microsoft_graph" / "microsoft_graph_passthrough.yml"
+
+RULE_PY = """\
+def rule(event):
+    return event.get("severity") == "high"
+
+
+def title(event):
+    return f"High: {event.get('title')}"
+"""
+
+RULE_YML = """\
+AnalysisType: rule
+Filename: {stem}.py
+RuleID: {rule_id}
+DisplayName: Test rule
+Enabled: true
+LogTypes: [MicrosoftGraph.SecurityAlertV2]
+Severity: High
+Tests:
+  - Name: high fires
+    ExpectedResult: {expected}
+    Log:
+      id: a1
+      title: Something
+      severity: high
+      status: new
+      createdDateTime: "2026-06-02T09:41:12Z"
+      lastUpdateDateTime: "2026-06-02T09:41:12Z"
+"""
+
+
+def write_rule(folder: Path, stem: str = "my_rule", rule_id: str = "Custom.Rule", expected: str = "true",
+               py: str | None = RULE_PY, yml: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if py is not None:
+        (folder / f"{stem}.py").write_text(py)
+    path = folder / f"{stem}.yml"
+    path.write_text(yml if yml is not None else RULE_YML.format(stem=stem, rule_id=rule_id, expected=expected))
+    return path
+
+
+def rules_test(*args: str):
+    return CliRunner().invoke(main, ["rules", "test", *args], catch_exceptions=False)
+
+
+def test_the_starter_pack_loads_and_its_tests_pass():
+    rule_set = load_rules()
+    assert rule_set.refused == []
+    assert rule_set.by_id("Microsoft.Graph.Passthrough") is not None
+    results = run_tests(rule_set)
+    assert results and all(r.passed for r in results), [r.line() for r in results if not r.passed]
+    for rule in rule_set.rules:
+        expected = {t.expected for t in rule.tests}
+        assert expected == {True, False}, f"{rule.rule_id} needs a positive and a negative test"
+
+
+def test_rules_test_passes_and_a_wrong_expectation_fails(tmp_path):
+    write_rule(tmp_path / "good")
+    result = rules_test("--rules", str(tmp_path / "good"))
+    assert result.exit_code == 0, result.output
+    assert "PASS  Custom.Rule: high fires  (expected True, got True)" in result.output
+
+    write_rule(tmp_path / "wrong", expected="false")
+    result = rules_test("--rules", str(tmp_path / "wrong"))
+    assert result.exit_code == 1
+    assert "FAIL  Custom.Rule: high fires  (expected False, got True)" in result.output
+    assert "1 failed" in result.output
+
+
+def test_a_rule_whose_title_raises_on_a_match_fails_its_test(tmp_path):
+    write_rule(tmp_path, py=RULE_PY.replace("return f\"High: {event.get('title')}\"", "return 1 / 0"))
+    [result] = [r for r in run_tests(load_rules(tmp_path, with_pack=False))]
+    assert not result.passed and "ZeroDivisionError" in result.detail
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("bad_yaml", "bad YAML"),
+    ("no_rule_function", "defines no rule(event) function"),
+    ("unknown_log_type", "unknown LogType 'Okta.SystemLog'"),
+    ("legacy_log_type", "LogType MicrosoftGraph.SecurityAlert is the legacy /security/alerts schema"),
+    ("missing_file", "Filename missing.py does not exist beside the YAML"),
+    ("import_error", "fails to import: ModuleNotFoundError"),
+    ("bad_severity", "Severity 'Urgent' is not one of"),
+    ("bad_threshold", "Threshold must be a whole number of at least 1"),
+])
+def test_a_malformed_rule_is_refused_in_one_line(tmp_path, case, expected):
+    good = RULE_YML.format(stem="r", rule_id="Custom.Rule", expected="true")
+    py = RULE_PY
+    yml = {
+        "bad_yaml": good + "  - Name: [unclosed\n",
+        "no_rule_function": good,
+        "unknown_log_type": good.replace("MicrosoftGraph.SecurityAlertV2", "Okta.SystemLog"),
+        "legacy_log_type": good.replace("MicrosoftGraph.SecurityAlertV2", "MicrosoftGraph.SecurityAlert"),
+        "missing_file": good.replace("Filename: r.py", "Filename: missing.py"),
+        "import_error": good,
+        "bad_severity": good.replace("Severity: High", "Severity: Urgent"),
+        "bad_threshold": good + "Threshold: 0\n",
+    }[case]
+    if case == "no_rule_function":
+        py = "def title(event):\n    return 'x'\n"
+    if case == "import_error":
+        py = "import not_a_module_anywhere\n" + RULE_PY
+    write_rule(tmp_path, stem="r", py=py, yml=yml)
+    write_rule(tmp_path, stem="other", rule_id="Custom.Other")
+    rule_set = load_rules(tmp_path, with_pack=False)
+    assert [r.rule_id for r in rule_set.rules] == ["Custom.Other"], "the other rules still load"
+    [refusal] = rule_set.refused
+    assert refusal.path.name == "r.yml" and expected in refusal.reason and "\n" not in str(refusal)
+
+    result = rules_test("--rules", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"rule refused: {tmp_path / 'r.yml'}: " in result.output
+
+
+def test_a_user_rule_with_the_packs_id_wins(tmp_path):
+    shutil.copy(PASSTHROUGH.with_suffix(".py"), tmp_path / "mine.py")
+    yml = PASSTHROUGH.read_text().replace("Filename: microsoft_graph_passthrough.py", "Filename: mine.py")
+    (tmp_path / "mine.yml").write_text(yml.replace("Severity: Medium", "Severity: Critical"))
+    rule_set = load_rules(tmp_path)
+    [rule] = [r for r in rule_set.rules if r.rule_id == "Microsoft.Graph.Passthrough"]
+    assert rule.severity == "Critical" and rule.path == tmp_path / "mine.yml"
+
+
+def test_rules_test_reads_rules_dir_from_the_setting(tmp_path, monkeypatch):
+    write_rule(tmp_path, expected="false")
+    monkeypatch.setenv("RULES_DIR", str(tmp_path))
+    assert rules_test().exit_code == 1
+
+
+def test_the_event_parses_json_columns_and_deep_gets():
+    row = {"id": "a", "severity": None, "evidence": '[{"userAccount": {"userPrincipalName": "a@x.com"}}, '
+                                                   '{"userAccount": {"userPrincipalName": "b@x.com"}}, {"ipAddress": "1.2.3.4"}]',
+           "customDetails": '{"SourceIP": ["10.0.0.1"]}', "p_unmapped": None}
+    event = RuleEvent(row)
+    assert event["evidence"][2] == {"ipAddress": "1.2.3.4"}
+    assert event.deep_get("customDetails", "SourceIP") == ["10.0.0.1"]
+    assert event.deep_get("severity", default="unknown") == "unknown"
+    assert event.deep_get("customDetails", "missing", "deeper", default=0) == 0
+    assert deep_walk(event, "evidence", "userAccount", "userPrincipalName") == ["a@x.com", "b@x.com"]
+    assert event.deep_walk("evidence", "ipAddress") == "1.2.3.4"
+    assert deep_get({"a": {"b": 1}}, "a", "b") == 1
+    assert dict(event)["p_unmapped"] is None and set(event) == set(row)
+
+
+def test_load_rule_reads_every_documented_field(tmp_path):
+    yml = textwrap.dedent("""\
+        AnalysisType: rule
+        Filename: r.py
+        RuleID: Custom.Full
+        DisplayName: Full rule
+        Enabled: false
+        LogTypes: [MicrosoftGraph.SecurityAlertV2]
+        Severity: Low
+        DedupPeriodMinutes: 15
+        Threshold: 3
+        Description: d
+        Reports: {MITRE ATT&CK: [TA0006:T1110]}
+        Runbook: rb
+        Reference: https://example.org
+        Tags: [a, b]
+        Tests: []
+        """)
+    rule = load_rule(write_rule(tmp_path, stem="r", yml=yml))
+    assert (rule.enabled, rule.severity, rule.dedup_minutes, rule.threshold, rule.reports, rule.tags,
+            rule.description, rule.runbook, rule.reference) == \
+        (False, "Low", 15, 3, {"MITRE ATT&CK": ["TA0006:T1110"]}, ["a", "b"], "d", "rb", "https://example.org")
