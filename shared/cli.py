@@ -255,12 +255,18 @@ def query(sql: str, lake: str, fmt: str, explain: bool, allow_local_files: bool)
 @click.option("--url", multiple=True)
 @click.option("--actor", multiple=True, help="Entra object id, SID or Defender for Endpoint device id.")
 @click.option("--any", "any_", multiple=True, help="A value of any kind: matched against every indicator list.")
-@click.option("--since", default="30d", show_default=True, help="ISO 8601, or 30d / 12h / 90m ago.")
-@click.option("--until", default=None, help="ISO 8601, or 1d / 12h ago (default: now).")
+@click.option("--since", default="30d", show_default=True,
+              help="Only rows whose p_event_time (an alert's createdDateTime) is at or after this: ISO 8601, or "
+                   "30d / 12h / 90m ago.")
+@click.option("--until", default=None, help="Only rows whose p_event_time is before this: ISO 8601, or 1d / 12h "
+                                            "ago (default: now).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows shown per table.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--all-versions", is_flag=True,
+              help="Show every version of an alert that matches, not only the latest one.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table for reading; json (one object a line) or csv keep stdout for the hits alone.")
 def search(lake: str, ip, domain, user, email, hash_, url, actor, any_, since: str, until: str | None, limit: int,
-           fmt: str) -> None:
+           all_versions: bool, fmt: str) -> None:
     """Search indicators across every table of the lake that has p_any_* columns, newest first.
 
     Several values are OR-ed. Each table's hits end with the SQL that returns them in `graphlake query`.
@@ -269,22 +275,24 @@ def search(lake: str, ip, domain, user, email, hash_, url, actor, any_, since: s
                "any": any_}
     start = _parse_time(since, "--since")
     end = _parse_time(until, "--until") if until else datetime.now(UTC)
-    print_search(lake, {kind: list(values) for kind, values in options.items() if values}, start, end, limit, fmt)
+    print_search(lake, {kind: list(values) for kind, values in options.items() if values}, start, end, limit, fmt,
+                 all_versions=all_versions)
 
 
 def print_search(lake: str, options: dict[str, list[str]], start: datetime, end: datetime, limit: int,
-                 fmt: str) -> None:
+                 fmt: str, *, all_versions: bool = False) -> None:
     from shared.query import connect
     from shared.search import HIT_COLUMNS, search, terms_for
 
-    result = search(connect(lake, with_views=False), terms_for(options), start, end, limit=limit)
+    result = search(connect(lake, with_views=False), terms_for(options), start, end, limit=limit,
+                    all_versions=all_versions)
     notes = fmt != "table"  # machine formats keep stdout for the hits alone
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(HIT_COLUMNS)
     for hits in result.tables:
         shown = f" (newest {len(hits.rows)} shown)" if len(hits.rows) < hits.count else ""
-        click.echo(f"{hits.table}: {hits.count} hits{shown}", err=notes)
+        click.echo(f"{hits.table}: {_count(hits.count, 'hit')}{shown}", err=notes)
         if fmt == "table":
             print_rows(list(HIT_COLUMNS[1:]), [row[1:] for row in hits.rows], "table")
         elif fmt == "json":
@@ -295,9 +303,14 @@ def print_search(lake: str, options: dict[str, list[str]], start: datetime, end:
         click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
                    err=notes)
     total = sum(hits.count for hits in result.tables)
+    span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    if not result.in_range:
+        first, last = result.lake_days
+        click.echo(f"0 hits: no table of the lake has a day from {span}; the lake holds {first} to {last} "
+                   "(widen --since / --until)", err=notes)
+        return
     click.echo(f"{total} hits in {len(result.tables)} of {len(result.searched)} tables searched "
-               f"({', '.join(result.searched) or 'none'}), {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC",
-               err=notes)
+               f"({', '.join(result.searched) or 'none'}), {span}", err=notes)
 
 
 @main.command()

@@ -54,8 +54,14 @@ _SHOWN = {
     "title": ("title", "summary", "eventName", "displayMessage", "message"),
     "provider": ("serviceSource", "provider", "eventSource"),
     "severity": ("severity",),
+    "status": ("status",),
+    "lastUpdateDateTime": ("lastUpdateDateTime",),
 }
 HIT_COLUMNS = ("table", "p_event_time", "p_log_type", *_SHOWN, "matched")
+# A table with these columns holds versions of alerts: by default a search shows one row per alert, the latest of
+# its versions that match.
+_VERSION_KEY = ("id", "lastUpdateDateTime")
+_TYPED = {"lastUpdateDateTime"}  # shown as the table holds it; the others as text, whatever each table's type
 
 
 @dataclass
@@ -73,6 +79,8 @@ class SearchResult:
     until: dt.datetime
     tables: list[TableHits] = field(default_factory=list)
     searched: list[str] = field(default_factory=list)  # tables read (hit or not)
+    in_range: list[str] = field(default_factory=list)  # tables with a day partition in the range
+    lake_days: tuple[dt.date, dt.date] | None = None  # the first and last day partition of any table
 
 
 def terms_for(options: dict[str, list[str]]) -> dict[str, set[str]]:
@@ -92,7 +100,9 @@ def terms_for(options: dict[str, list[str]]) -> dict[str, set[str]]:
 
 
 def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.datetime, until: dt.datetime,
-           limit: int = 50) -> SearchResult:
+           limit: int = 50, *, all_versions: bool = False) -> SearchResult:
+    """Hits per table, newest first. A table of alert versions gives one row per alert (the latest version that
+    matches) unless `all_versions`."""
     if since.tzinfo is None or until.tzinfo is None:
         raise ValueError("since and until must be aware datetimes")
     # Partitions are UTC days: an offset like -05:00 must not shift which days are read.
@@ -101,20 +111,24 @@ def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.dat
         raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
     if not connection.files:
         raise ConfigError(f"the lake at {connection.lake.url} holds no tables (<table>/year=/month=/day=/*.parquet)")
-    result = SearchResult(terms, since, until)
+    days = [f.day for files in connection.files.values() for f in files]
+    result = SearchResult(terms, since, until, lake_days=(min(days), max(days)))
     for table, files in sorted(connection.files.items()):
         in_range = [f for f in files if since.date() <= f.day <= until.date()]
         if not in_range:
             continue
+        result.in_range.append(table)
         source = views.read_parquet(connection.readable(in_range))
         columns = connection.columns_of(source)
         present = {column: values for column, values in terms.items() if column in columns}
         if "p_event_time" not in columns or not present:
             continue
         result.searched.append(table)
-        count, rows = _table_hits(connection, table, source, columns, present, since, until, limit)
+        latest = not all_versions and set(_VERSION_KEY) <= columns
+        count, rows = _table_hits(connection, table, source, columns, present, since, until, limit, latest)
         if count:
-            result.tables.append(TableHits(table, count, rows, pivot_sql(table, present, since, until)))
+            result.tables.append(TableHits(table, count, rows, pivot_sql(table, present, since, until, columns,
+                                                                         latest)))
     return result
 
 
@@ -126,14 +140,25 @@ def _time_condition(since: dt.datetime, until: dt.datetime) -> str:
     return f"p_event_time >= {_timestamp(since)} AND p_event_time < {_timestamp(until)}"
 
 
-def pivot_sql(table: str, terms: dict[str, set[str]], since: dt.datetime, until: dt.datetime) -> str:
+def _latest_version(columns: set[str]) -> str:
+    """The QUALIFY that keeps each alert's latest version (of the rows it filters), as the latest view orders."""
+    alert = ", ".join(c for c in ("tenantId", "id") if c in columns)
+    return (f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY lastUpdateDateTime DESC NULLS LAST, "
+            "p_row_id DESC) = 1" if "p_row_id" in columns else
+            f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY lastUpdateDateTime DESC NULLS LAST) = 1")
+
+
+def pivot_sql(table: str, terms: dict[str, set[str]], since: dt.datetime, until: dt.datetime,
+              columns: set[str] = frozenset(), latest: bool = False) -> str:
+    qualify = f"\n{_latest_version(columns)}" if latest else ""
     return (f"SELECT * FROM {views.quote_identifier(table)}\nWHERE {_time_condition(since, until)}\n"
-            f"  AND ({_match_condition(terms)})\nORDER BY p_event_time DESC")
+            f"  AND ({_match_condition(terms)}){qualify}\nORDER BY {_newest_first(columns)}")
 
 
 def _table_hits(connection: LakeConnection, table: str, source: str, columns: set[str], terms: dict[str, set[str]],
-                since: dt.datetime, until: dt.datetime, limit: int) -> tuple[int, list[tuple]]:
-    shown = [f"{_first_present(columns, candidates)} AS {name}" for name, candidates in _SHOWN.items()]
+                since: dt.datetime, until: dt.datetime, limit: int, latest: bool) -> tuple[int, list[tuple]]:
+    shown = [f"{_first_present(columns, candidates, as_text=name not in _TYPED)} AS {name}"
+             for name, candidates in _SHOWN.items()]
     log_type = "p_log_type" if "p_log_type" in columns else "NULL"
     matched = " || ".join(
         f"coalesce(list_transform(list_intersect({column}, {_list(values)}), lambda v: '{column.removeprefix('p_any_')}:'"
@@ -142,17 +167,25 @@ def _table_hits(connection: LakeConnection, table: str, source: str, columns: se
     # are identical, so both orders give the same rows, and this one only deduplicates the hits.
     hits = views.deduplicated(f"{source}\nWHERE {_time_condition(since, until)} AND ({_match_condition(terms)})",
                               columns)
+    if latest:
+        hits = f"SELECT * FROM ({hits})\n{_latest_version(columns)}"
     sql = (f"SELECT {views.quote_literal(table)}, p_event_time, {log_type}, {', '.join(shown)},\n"
            f"       array_to_string(list_sort(list_distinct({matched})), ', '), count(*) OVER ()\n"
-           f"FROM ({hits})\nORDER BY p_event_time DESC\nLIMIT {int(limit)}")
+           f"FROM ({hits})\nORDER BY {_newest_first(columns)}\nLIMIT {int(limit)}")
     rows = connection.execute(sql).fetchall()
     return (rows[0][-1] if rows else 0), [row[:-1] for row in rows]
 
 
-def _first_present(columns: set[str], candidates: tuple[str, ...]) -> str:
+def _newest_first(columns: set[str]) -> str:
+    # The versions of an alert share p_event_time (its createdDateTime): the latest update comes first.
+    return "p_event_time DESC, lastUpdateDateTime DESC" if "lastUpdateDateTime" in columns else "p_event_time DESC"
+
+
+def _first_present(columns: set[str], candidates: tuple[str, ...], *, as_text: bool = True) -> str:
     for candidate in candidates:
         if candidate in columns:
-            return f"CAST({views.quote_identifier(candidate)} AS VARCHAR)"
+            name = views.quote_identifier(candidate)
+            return f"CAST({name} AS VARCHAR)" if as_text else name
     return "NULL"
 
 
