@@ -59,7 +59,7 @@ def main(verbose: bool, debug: bool) -> None:
 @click.option("--state", default=".demo/state", show_default=True,
               help="The demo's watermark and quarantine folder, emptied and refused alike.")
 @click.option("--alerts", default=3000, show_default=True, help="Alerts in the simulated tenant.")
-@click.option("--seed", default=7, show_default=True)
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated tenant: same seed, same alerts.")
 def demo(lake: str, state: str, alerts: int, seed: int) -> None:
     """Pull a simulated tenant into a local lake, then summarise it and run one indicator search."""
     from shared.demo import run_demo
@@ -76,9 +76,9 @@ def demo(lake: str, state: str, alerts: int, seed: int) -> None:
 @main.command()
 @click.option("--port", default=0, show_default=True, help="Graph port (the token endpoint takes the next one); "
                                                            "0 picks free ports.")
-@click.option("--alerts", default=3000, show_default=True)
-@click.option("--days", default=7.0, show_default=True)
-@click.option("--seed", default=7, show_default=True)
+@click.option("--alerts", default=3000, show_default=True, help="Alerts in the simulated tenant.")
+@click.option("--days", default=7.0, show_default=True, help="How many days back the alerts' createdDateTime go.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated tenant: same seed, same alerts.")
 @click.option("--live/--static", default=True, show_default=True,
               help="Keep creating and updating alerts (late, as Graph shows them) while serving.")
 @click.option("--throttle", type=int, default=None, help="Answer 429 past this many calls a minute.")
@@ -96,7 +96,8 @@ def demo(lake: str, state: str, alerts: int, seed: int) -> None:
               help="Live mode: new versions show up to this many seconds after their lastUpdateDateTime ...")
 @click.option("--late-tail", type=float, default=0.0, show_default=True,
               help="... except this share, which shows up to --late-tail-max seconds late (log-uniform).")
-@click.option("--late-tail-max", type=float, default=7200.0, show_default=True)
+@click.option("--late-tail-max", type=float, default=7200.0, show_default=True,
+              help="Live mode: the latest the late tail shows up, in seconds after its lastUpdateDateTime.")
 def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttle: int | None, error_rate: float,
              drop_next_link: float, updates_during_paging: int, unstable_order: bool, malformed_timestamps: float,
              late_seconds: float, late_tail: float, late_tail_max: float) -> None:
@@ -224,7 +225,8 @@ def normalize(sources: tuple[str, ...], lake: str, state: str, source_id: str, s
 @main.command()
 @click.argument("sql")
 @click.option("--lake", default="lake", show_default=True, help="Local folder, blob URL or az://container.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table for reading; json (one object a line) or csv (lists and objects as JSON) for tools.")
 @click.option("--explain", is_flag=True, help="Print the SQL of the views and the query, and DuckDB's plan.")
 @click.option("--allow-local-files", is_flag=True,
               help="Let the SQL read and write other files (read_csv, COPY ... TO, ATTACH); by default it reads "
@@ -250,9 +252,10 @@ def query(sql: str, lake: str, fmt: str, explain: bool, allow_local_files: bool)
 @click.option("--ip", multiple=True, help="IPv4 or IPv6 address, in any spelling.")
 @click.option("--domain", multiple=True, help="Domain or host name (URL hosts and sender domains included).")
 @click.option("--user", multiple=True, help="Account name, DOMAIN\\account or UPN.")
-@click.option("--email", multiple=True)
+@click.option("--email", multiple=True, help="Email address (sender, recipient, mailbox), in any case.")
 @click.option("--hash", "hash_", multiple=True, help="MD5, SHA-1 or SHA-256 (told apart by length).")
-@click.option("--url", multiple=True)
+@click.option("--url", multiple=True,
+              help="URL, matched whatever the case of its scheme and host (search a host with --domain).")
 @click.option("--actor", multiple=True, help="Entra object id, SID or Defender for Endpoint device id.")
 @click.option("--any", "any_", multiple=True, help="A value of any kind: matched against every indicator list.")
 @click.option("--since", default="30d", show_default=True,
@@ -299,7 +302,7 @@ def print_search(lake: str, options: dict[str, list[str]], start: datetime, end:
             for row in hits.rows:
                 click.echo(orjson.dumps(dict(zip(HIT_COLUMNS, row)), default=str).decode())
         else:
-            writer.writerows(hits.rows)
+            writer.writerows(map(_csv_row, hits.rows))
         click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
                    err=notes)
     total = sum(hits.count for hits in result.tables)
@@ -356,7 +359,8 @@ def compact(lake: str | None, tables: tuple[str, ...], grace_days: int | None, t
 @click.option("--repair", is_flag=True, help="Send what is missing through the fan-out (Event Hubs, or the "
                                              "in-process normalizer without one).")
 @click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for reading; json for tools.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Missing alerts listed.")
 def audit(since: str, repair: bool, lake: str | None, fmt: str, limit: int) -> None:
     """Compare the latest version of every alert Graph holds (updated since --since, up to the pull's watermark)
@@ -416,7 +420,8 @@ def _print_audit(report, limit: int) -> None:
 
 @main.command()
 @click.option("--state", help="State folder or blob container URL (default: STATE_URL).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for reading; json for tools.")
 def status(state: str | None, fmt: str) -> None:
     """Each source, normalizer partition and reconciliation as OK / LAGGING / FAILING with the reason, from the
     health records in the state store, and the quarantine; exits 1 when any is not OK."""
@@ -482,7 +487,7 @@ def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
     elif fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerows(map(_csv_row, rows))
     else:
         cells = [[_cell(v) for v in row] for row in rows]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -493,12 +498,17 @@ def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
         click.echo(f"({len(rows)} rows)")
 
 
+def _csv_row(row: tuple) -> list:
+    """Lists and structs as JSON, which a spreadsheet or a script reads back; not Python's repr of them."""
+    return [orjson.dumps(v, default=str).decode() if isinstance(v, list | dict | tuple) else v for v in row]
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _cell(value) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else _csv_row((value,))[0] if isinstance(value, list | dict | tuple) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

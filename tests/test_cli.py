@@ -78,3 +78,29 @@ def test_pull_backfill_since_into_the_local_lake(make_pipeline):
     [summary] = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert summary["sent"] == 120
     assert len(set(pipe.lake_row_ids())) == 120
+
+
+def test_csv_writes_lists_and_objects_as_json(tmp_path):
+    alerts = golden_alerts("endpoint")
+    run("normalize", "-", "--lake", str(tmp_path), "--state", str(tmp_path / "state"),
+        input=b"\n".join(orjson.dumps(a) for a in alerts))
+    query = run("query", "--lake", str(tmp_path), "--format", "csv",
+                "SELECT id, mitreTechniques, p_any_ip_addresses, {'a': [1, 2]} AS nested, NULL AS nothing "
+                "FROM security_alerts ORDER BY id")
+    rows = list(csv.DictReader(io.StringIO(query.output)))
+    assert [r["id"] for r in rows] == sorted(a["id"] for a in alerts)
+    by_id = {a["id"]: a for a in alerts}
+    for row in rows:
+        assert json.loads(row["mitreTechniques"]) == by_id[row["id"]]["mitreTechniques"]
+        assert isinstance(json.loads(row["p_any_ip_addresses"]), list)
+        assert json.loads(row["nested"]) == {"a": [1, 2]} and row["nothing"] == ""
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import click
+
+    missing = [f"{name} {option.opts[0]}" for name, command in main.commands.items() for option in command.params
+               if isinstance(option, click.Option) and not option.help]
+    missing += [option.opts[0] for option in main.params if isinstance(option, click.Option) and not option.help]
+    assert missing == []
+    assert all(command.help for command in main.commands.values())
