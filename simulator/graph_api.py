@@ -17,6 +17,7 @@ import base64
 import binascii
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -89,17 +90,48 @@ class GraphApi:
         self.base_url = base_url
         self.counters = Counters()
         self._count_lock = threading.Lock()
-        self._served: dict[str | None, list[str]] = {}
+        # Wakes whoever waits for a counter (wait_for) or for held requests (hold); shares the counters' lock.
+        self._changed = threading.Condition(self._count_lock)
+        self._held = False
+        self._waiting = 0
+        self._served: dict[str | None, list[tuple[str, str]]] = {}
 
     def _count(self, name: str, by: int = 1) -> None:
-        with self._count_lock:
+        with self._changed:
             setattr(self.counters, name, getattr(self.counters, name) + by)
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[Counters], bool], timeout: float) -> bool:
+        """Blocks until `predicate(counters)` holds (True) or `timeout` seconds pass (False)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self.counters), timeout)
+
+    def hold(self, held: bool) -> None:
+        """While held, every Graph call waits before it is answered; releasing lets them all through at once."""
+        with self._changed:
+            self._held = held
+            self._changed.notify_all()
+
+    def wait_for_held(self, calls: int, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._waiting >= calls, timeout)
+
+    def _pass_hold(self) -> None:
+        with self._changed:
+            if not self._held:
+                return
+            self._waiting += 1
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: not self._held)
+            self._waiting -= 1
 
     def _remember_served(self, state: _PageState, items: list[bytes]) -> None:
-        """Ids each query's pages served so far, for updates between its page requests; the newest queries only."""
-        with self._count_lock:
+        """(id, lastUpdateDateTime) of what each query's pages served so far, for updates between its page
+        requests; the newest queries only."""
+        shown = [(alert["id"], alert["lastUpdateDateTime"]) for alert in map(orjson.loads, items)]
+        with self._changed:
             served = [] if not state.skip else self._served.pop(state.filter, [])
-            self._served[state.filter] = served + [orjson.loads(item)["id"] for item in items]
+            self._served[state.filter] = served + shown
             while len(self._served) > _SERVED_QUERIES:
                 self._served.pop(next(iter(self._served)))
 
@@ -115,6 +147,7 @@ class GraphApi:
 
     def handle(self, method: str, target: str, headers: dict[str, str]) -> Response:
         """`headers` keys are lower-case."""
+        self._pass_hold()
         self._count("calls")
         request_id = new_request_id()
         client_request_id = headers.get("client-request-id")
@@ -204,7 +237,7 @@ class GraphApi:
 
         updates = self.faults.faults.page_updates
         if updates and state.skip:
-            made = self.tenant.update_alerts(self._served.get(state.filter, []), updates)
+            made = self.tenant.update_served(self._served.get(state.filter, []), updates)
             self._count("page_updates", len(made))
         total, items = self.tenant.query_json(state.filter, state.size, state.skip, include_unknown,
                                               shuffle_seed=self.faults.shuffle_seed())

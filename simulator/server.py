@@ -201,6 +201,8 @@ class GraphSimulator:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._graph is not None:
+            self._graph.hold(False)
         for server in self._servers:
             server.shutdown()
             server.close_connections()
@@ -307,6 +309,21 @@ class GraphSimulator:
     @property
     def pages(self) -> int:
         return self.counters.pages
+
+    def wait_for_pages(self, pages: int, timeout: float = 120.0) -> bool:
+        """Blocks until `pages` list pages have been served since start (True), or `timeout` passes (False): lets a
+        test act at a point of a client's run instead of after a guessed time."""
+        return self._started().wait_for(lambda counters: counters.pages >= pages, timeout)
+
+    def hold_requests(self) -> None:
+        """Graph calls wait, unanswered, until release_requests(): lines up concurrent clients."""
+        self._started().hold(True)
+
+    def release_requests(self) -> None:
+        self._started().hold(False)
+
+    def wait_for_held_requests(self, calls: int, timeout: float = 120.0) -> bool:
+        return self._started().wait_for_held(calls, timeout)
 
     @property
     def token_requests(self) -> int:

@@ -216,17 +216,21 @@ class Tenant:
                 self._revision += 1
             return made
 
-    def update_alerts(self, alert_ids: list[str], count: int, now: datetime | int | None = None) -> list[Version]:
-        """Updates up to `count` of these alerts (open ones, picked at random), now: what analysts working on
-        alerts do to a query being paged. An alert updated now leaves any lastUpdateDateTime filter that ends
-        before now, and every alert after it in the result moves up one position."""
+    def update_served(self, served: list[tuple[str, str]], count: int,
+                      now: datetime | int | None = None) -> list[Version]:
+        """Updates, now, up to `count` open alerts among `served` ((id, lastUpdateDateTime) pairs a client was
+        shown) that are still at the version shown: what analysts working on alerts do to a query being paged. An
+        alert updated now leaves any lastUpdateDateTime filter that ends before now, and every alert after it in
+        the result moves up one position. A version nobody was shown is never superseded this way."""
         with self.lock:
             at = max(_ticks(now, now_ticks()), self.clock)
             self.clock = at
-            records = [self._by_id[i] for i in dict.fromkeys(alert_ids) if i in self._by_id]
-            open_records = [rec for rec in records if rec.current.status != "resolved"]
+            shown = dict(served)
+            records = [self._by_id[i] for i in shown if i in self._by_id]
+            candidates = [rec for rec in records if rec.current.status != "resolved"
+                          and rec.current.last_update_text == shown[rec.id]]
             made: list[Version] = []
-            for rec in self._rng.sample(open_records, min(count, len(open_records))):
+            for rec in self._rng.sample(candidates, min(count, len(candidates))):
                 stamp = self._stamp(at, 0, rec.current.last_update)
                 if stamp is not None:
                     version = next_version(rec.current, self._rng, stamp, at, self._directory.analysts)

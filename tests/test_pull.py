@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -20,12 +22,12 @@ from shared.watermark import WatermarkStore
 from tests.doubles import RecordingSink
 
 
-def run_pull(pipe, sink=None, **overrides):
+def run_pull(pipe, sink=None, clock=time.monotonic, **overrides):
     settings = pipe.settings(**overrides)
     state = open_store(settings.state_url)
     sink = sink or InProcessSink(open_store(settings.lake_url), state)
     try:
-        summaries = asyncio.run(pull_all(settings, state, sink))
+        summaries = asyncio.run(pull_all(settings, state, sink, clock=clock))
     finally:
         sink.close()
     raise_for_failures(summaries)
@@ -175,14 +177,15 @@ def test_event_hub_failure_keeps_the_watermark_at_the_last_completed_slice(make_
 
 
 def test_run_budget_stops_between_slices_and_the_next_run_resumes(make_pipeline):
-    pipe = make_pipeline(alerts=300, PULL_SLICE_MINUTES="30", PULL_MAX_RUN_SECONDS="1",
-                         GRAPH_MAX_REQUESTS_PER_MINUTE="60")
-    [first] = run_pull(pipe)
-    assert 0 < first.slices_done < first.slices_planned
-    for _ in range(20):
-        [summary] = run_pull(pipe, PULL_MAX_RUN_SECONDS="600", GRAPH_MAX_REQUESTS_PER_MINUTE="150")
-        if summary.slices_done == summary.slices_planned:
-            break
+    pipe = make_pipeline(alerts=300, PULL_SLICE_MINUTES="30", PULL_MAX_RUN_SECONDS="3")
+    # A clock that moves one second each time the run looks at it: the budget runs out before the fourth slice.
+    seconds = itertools.count()
+    [first] = run_pull(pipe, clock=lambda: next(seconds))
+    assert first.slices_done == 3 < first.slices_planned
+    [second] = run_pull(pipe, PULL_MAX_RUN_SECONDS="600")
+    overlap = timedelta(seconds=int(pipe.env["PULL_OVERLAP_SECONDS"]))
+    assert second.window.startswith(f"[{(datetime.fromisoformat(first.watermark_after) - overlap).isoformat()},")
+    assert second.slices_done == second.slices_planned
     assert sorted(set(pipe.lake_row_ids())) == sorted(pipe.expected_row_ids())
 
 

@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -78,19 +77,21 @@ def test_every_version_lands_once_across_runs_under_faults(make_pipeline, kind):
 
 
 def test_killing_the_pull_at_random_points_loses_nothing(make_pipeline):
-    # Small slices and slow pages make the backlog take many seconds, so every kill lands mid-run: while paging,
-    # while sending, while writing parquet or the watermark.
+    # Small slices of a two-day backlog: one page each, so a run that was served k pages has completed k - 1
+    # slices, and a kill after a few pages always leaves both progress and work behind.
     pipe = make_pipeline(alerts=1200, days=2, PULL_PAGE_SIZE="100", PULL_SLICE_MINUTES="15")
-    pipe.sim.set_faults(Faults(error_rate=0.03, drop_next_link_rate=0.3, latency_seconds=0.05, seed=9))
+    pipe.sim.set_faults(Faults(error_rate=0.03, drop_next_link_rate=0.3, seed=9))
     rng = random.Random(2)
     state = open_store(pipe.env["STATE_URL"])
     marks = WatermarkStore(state, pipe.tenant.tenant_id)
     positions = []
     kills = 0
-    while kills < 12:
+    for _ in range(12):
         proc = pull_process(pipe)
-        time.sleep(rng.uniform(1.5, 3.5))
-        if proc.poll() is None:
+        # The kill follows the simulator serving this run's k-th page: it lands while the run sends that page,
+        # writes parquet or the watermark, or asks for the next page, wherever the process happens to be.
+        target = pipe.sim.pages + rng.randint(2, 12)
+        if pipe.sim.wait_for_pages(target) and proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
@@ -98,8 +99,9 @@ def test_killing_the_pull_at_random_points_loses_nothing(make_pipeline):
         # New alerts only: an update could supersede a version that only killed runs had a chance to read.
         pipe.tenant.mutate(new_alerts=rng.randint(0, 10), max_lateness_seconds=8)
     pipe.settle()
-    # The killed runs made progress between kills, and still left work: the kills landed mid-run.
-    assert len(set(positions)) >= 6
+    assert kills == 12
+    # Every killed run moved the watermark, and still left work: the kills landed mid-run.
+    assert len(set(positions)) == 12
     [last] = finish(pull_process(pipe))
     assert last["error"] is None and last["slices_done"] > 1
     mark = marks.load()  # parses: no kill left a torn watermark
@@ -113,7 +115,12 @@ def test_two_concurrent_pulls_miss_nothing_and_never_double_advance(make_pipelin
     state = open_store(pipe.env["STATE_URL"])
     lost_races = 0
     for _ in range(3):
+        # Both runs load the watermark, then wait at their first Graph call until both are there: they race for
+        # the same watermark every time, however the machine schedules them.
+        pipe.sim.hold_requests()
         first, second = pull_process(pipe), pull_process(pipe)
+        assert pipe.sim.wait_for_held_requests(2)
+        pipe.sim.release_requests()
         summaries = finish(first) + finish(second)
         lost_races += sum(1 for s in summaries if s["error"] and "another run" in s["error"])
         assert all(s["error"] is None or "another run" in s["error"] for s in summaries)
@@ -123,7 +130,7 @@ def test_two_concurrent_pulls_miss_nothing_and_never_double_advance(make_pipelin
         assert mark.position.isoformat() == max(ends)
         change_tenant(pipe, rng)
         pipe.settle()
-    assert lost_races > 0, "the two runs never actually raced"
+    assert lost_races == 3, "each round, exactly one of the two runs must lose the race for the watermark"
     finish(pull_process(pipe))
     assert_lake_complete(pipe)
 
