@@ -116,18 +116,22 @@ def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttl
 @main.command()
 @click.option("--once", is_flag=True, help="One run, then exit (default: run every minute, like the timer).")
 @click.option("--since", help="Backfill from this time (ISO 8601, or 7d / 12h ago) instead of the watermark.")
-def pull(once: bool, since: str | None) -> None:
+@click.option("--rules", "rules_dir", help="Run the detection rules of this folder (and the starter pack) on every "
+                                           "new row, as RULES_ENABLED with RULES_DIR does.")
+def pull(once: bool, since: str | None, rules_dir: str | None) -> None:
     """Pull alerts with the app's settings, read from environment variables.
 
     Without an Event Hub (EventHubConnection__fullyQualifiedNamespace empty) alerts are normalized in-process into
     LAKE_URL.
     """
+    from detections.realtime import rules_override
     from shared.settings import load_settings
 
     settings = load_settings()
     start = _parse_time(since, "--since") if since else None
     while True:
-        summaries = _pull_once(settings, start)
+        with rules_override(rules_dir):
+            summaries = _pull_once(settings, start)
         for summary in summaries:
             click.echo(summary.to_json())
             if summary.error:
@@ -183,21 +187,25 @@ def _parse_time(text: str, option: str) -> datetime:
 @click.option("-q", "--quiet", is_flag=True,
               help="Print nothing when every record landed; else one line on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="List every quarantined record: its location and reason.")
+@click.option("--rules", "rules_dir", help="Run the detection rules of this folder (and the starter pack) on every "
+                                           "new row, as RULES_ENABLED with RULES_DIR does.")
 def normalize(sources: tuple[str, ...], lake: str, state: str, source_id: str, source_label: str, quiet: bool,
-              verbose: bool) -> None:
+              verbose: bool, rules_dir: str | None) -> None:
     """Normalize the alerts of each FILE (- for stdin) into the lake.
 
     A file holds one alert or a Graph page ({"value": [...]}) as a JSON object, a JSON array of alerts, or JSON
     lines of alerts or of pages; in UTF-8 (byte-order mark or not) or UTF-16 with a byte-order mark; gzip-compressed
     or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was.
     """
+    from detections.realtime import rules_override
     from shared.alert_files import land_files
     from shared.storage import open_store
 
     properties = {"source_id": source_id, "source_label": source_label} if source_id else \
         {"source_label": source_label}
     state_store = open_store(state)
-    landing = land_files(list(sources), lake=open_store(lake), state=state_store, properties=properties)
+    with rules_override(rules_dir):
+        landing = land_files(list(sources), lake=open_store(lake), state=state_store, properties=properties)
     held = len(landing.quarantined)
     summary = (f"{_count(landing.records, 'record')} read from {_count(landing.files, 'file')}: "
                f"{_count(landing.rows, 'row')} landed in {lake}, {_count(landing.duplicates, 'duplicate')}, "

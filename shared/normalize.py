@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from detections.realtime import detect_batch
 from normalizers import AlertBatch, new_batch
 from normalizers.names import TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
@@ -60,6 +61,8 @@ def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Stor
     if table.num_rows:
         result.files = write_table(lake, table, table_name=TABLE, parquet_options=PARQUET_WRITE_OPTIONS)
         result.rows = table.num_rows
+        # Rules run on the rows just landed, before the caller acknowledges the batch (off unless RULES_ENABLED).
+        detect_batch(table, lake=lake, state=state)
     return result
 
 

@@ -104,3 +104,31 @@ def test_every_option_of_every_command_says_what_it_does():
     missing += [option.opts[0] for option in main.params if isinstance(option, click.Option) and not option.help]
     assert missing == []
     assert all(command.help for command in main.commands.values())
+
+
+def test_the_readme_examples_return_rows_on_the_demo_lake(tmp_path):
+    import os
+    import re
+    import shlex
+
+    from shared.demo import run_demo
+
+    lake = tmp_path / "lake"
+    saved = dict(os.environ)
+    try:  # the demo points this process's environment at its simulator
+        run_demo(str(lake), str(tmp_path / "state"), 3000, 7, show=lambda columns, rows: None, say=lambda line: None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    readme = (GOLDEN.parent.parent / "README.md").read_text()
+    examples = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in block.splitlines()
+                if re.match(r"(\.venv/bin/)?graphlake (search|query) --lake \.demo/lake ", line)]
+    assert len(examples) >= 6
+    for line in examples:
+        args = [str(lake) if arg == ".demo/lake" else arg for arg in shlex.split(line, comments=True)[1:]]
+        out = run(*args)
+        assert out.exit_code == 0, (line, out.output)
+        if args[0] == "search":
+            assert re.search(r"^[1-9]\d* hits in ", out.output, re.M), (line, out.output)
+        else:
+            assert re.search(r"^\(([1-9]\d*) rows\)$", out.output, re.M) or out.output.startswith("{"), (line, out.output)

@@ -1,0 +1,140 @@
+"""Matches into alerts with Panther's semantics, state in the state store.
+
+One alert per rule and dedup string per DedupPeriodMinutes: the first match opens the period (and fixes the
+alert's id), later matches within it count into the same alert, and the alert is queued for delivery once
+Threshold matches have accumulated, carrying the count. A new period starts with the first match after it ends.
+
+State: `detections/alerts/<rule id>/<sha256 of the dedup string>.json`, read and written back with If-Match (or
+create-only), so two normalizer instances counting into one alert at once never lose a count: the loser of the
+race reads again and re-applies its matches. Each doc remembers the match ids counted in the period, so a
+redelivered batch counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from detections.engine import Match
+from shared.errors import PreconditionFailed
+from shared.storage import Store
+
+PREFIX = "detections/alerts/"
+# Match ids kept per alert for redelivery checks; past this, further matches of the period are counted unchecked.
+MAX_MATCH_IDS = 1000
+_MAX_RACES = 20
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+SAMPLE_EVENTS = 5
+
+
+@dataclass
+class Queued:
+    """An alert that reached its threshold and must be delivered (again, if a crash may have lost it)."""
+
+    alert: dict[str, Any]
+
+
+def record_matches(state: Store, matches: list[Match], now: datetime) -> list[Queued]:
+    """Give each match its p_alert_id; return the alerts to deliver."""
+    groups: dict[tuple[str, str], list[Match]] = defaultdict(list)
+    for m in matches:
+        groups[(m.rule.rule_id, m.dedup)].append(m)
+    queued = []
+    for (rule_id, dedup), group in sorted(groups.items()):
+        found = _update(state, group, now)
+        if found is not None:
+            queued.append(found)
+    return queued
+
+
+def alert_name(rule_id: str, dedup: str) -> str:
+    rule_part = _SAFE.sub("_", rule_id).lstrip(".") or "rule"
+    return f"{PREFIX}{rule_part}/{hashlib.sha256(dedup.encode()).hexdigest()[:40]}.json"
+
+
+def alert_id(rule_id: str, dedup: str, created: str) -> str:
+    return hashlib.blake2b(f"{rule_id}\0{dedup}\0{created}".encode(), digest_size=16).hexdigest()
+
+
+def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
+    rule, dedup = group[0].rule, group[0].dedup
+    name = alert_name(rule.rule_id, dedup)
+    for _ in range(_MAX_RACES):
+        found = state.read(name)
+        doc = orjson.loads(found[0]) if found else None
+        if doc is None or now >= datetime.fromisoformat(doc["created"]) + timedelta(minutes=doc["period_minutes"]):
+            doc = _fresh(rule.rule_id, dedup, rule.dedup_minutes, rule.threshold, now)
+        counted = set(doc["match_ids"])
+        new = []
+        for m in group:
+            if m.match_id not in counted:
+                counted.add(m.match_id)
+                new.append(m)
+        crossing = doc["queued"] is None and doc["count"] + len(new) >= doc["threshold"]
+        if new or crossing:
+            doc["count"] += len(new)
+            doc["match_ids"] += [m.match_id for m in new][:max(0, MAX_MATCH_IDS - len(doc["match_ids"]))]
+            doc["last_match"] = now.isoformat()
+            if crossing:
+                doc["queued"] = now.isoformat()
+                doc["alert"] = _alert(doc, group, now)
+            body = orjson.dumps(doc, default=str)
+            try:
+                if found is None:
+                    state.write(name, body, create_only=True)
+                else:
+                    state.write(name, body, if_match=found[1])
+            except PreconditionFailed:
+                continue  # another instance counted first: read its doc and apply these matches on top
+        for m in group:
+            m.alert_id = doc["alert_id"]
+        if crossing:
+            return Queued(doc["alert"])
+        if doc["queued"] is not None and not new:
+            # Every match was counted before: a redelivery, perhaps after a crash between counting and queueing.
+            return Queued(doc["alert"])
+        return None
+    raise PreconditionFailed(f"alert state {name} kept changing under {_MAX_RACES} attempts to update it")
+
+
+def _fresh(rule_id: str, dedup: str, period_minutes: int, threshold: int, now: datetime) -> dict[str, Any]:
+    created = now.isoformat()
+    return {"rule_id": rule_id, "dedup": dedup, "alert_id": alert_id(rule_id, dedup, created), "created": created,
+            "period_minutes": period_minutes, "threshold": threshold, "count": 0, "match_ids": [],
+            "last_match": None, "queued": None, "alert": None}
+
+
+def _alert(doc: dict[str, Any], group: list[Match], now: datetime) -> dict[str, Any]:
+    """What destinations receive."""
+    first, rule = group[0], group[0].rule
+    return {
+        "alert_id": doc["alert_id"],
+        "rule_id": rule.rule_id,
+        "title": first.title,
+        "severity": first.severity,
+        "match_count": doc["count"],
+        "threshold": doc["threshold"],
+        "dedup": doc["dedup"],
+        "dedup_period_minutes": doc["period_minutes"],
+        "created": doc["created"],
+        "sent_after_match_at": now.isoformat(),
+        "description": rule.description,
+        "runbook": rule.runbook,
+        "reference": rule.reference,
+        "reports": rule.reports,
+        "tags": rule.tags,
+        "alert_context": first.context,
+        "events": [_event(m.row) for m in group[:SAMPLE_EVENTS]],
+    }
+
+
+def _event(row: Any) -> dict[str, Any]:
+    keys = ("id", "title", "serviceSource", "severity", "status", "alertWebUrl", "p_row_id", "p_event_time")
+    return {k: (row.get(k).isoformat() if isinstance(row.get(k), datetime) else row.get(k))
+            for k in keys if row.get(k) is not None}

@@ -1,0 +1,189 @@
+"""Alert destinations from ALERT_DESTINATIONS: a JSON list of {"type": "webhook" | "teams" | "slack", ...}.
+
+- webhook: the alert as JSON, POSTed; with `secret_setting`, an HMAC-SHA256 of the body keyed with that setting's
+  value in `X-Graphlake-Signature-256: sha256=<hex>` (the receiver recomputes it to trust the sender).
+- teams: a Teams Workflows ("When a Teams webhook request is received") URL; a message with one Adaptive Card.
+- slack: a Slack incoming webhook; a message with `text` and Block Kit `blocks`.
+
+URLs of Teams and Slack webhooks are secrets: give `url_setting`, the name of an app setting holding a Key Vault
+reference, rather than `url`. Plain http is accepted only for a loopback host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from shared.blob_url import is_loopback_host
+from shared.errors import ConfigError, one_line
+
+SIGNATURE_HEADER = "X-Graphlake-Signature-256"
+TIMEOUT_SECONDS = 10.0
+_SEVERITY_COLOUR = {"Critical": "attention", "High": "attention", "Medium": "warning", "Low": "accent",
+                    "Info": "default"}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["webhook", "teams", "slack"]
+    name: str = ""
+    url: str = ""
+    url_setting: str = ""
+    secret_setting: str = ""
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    kind: str
+    url: str
+    secret: bytes | None = None
+
+    def request(self, alert: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
+        payload = {"webhook": lambda a: dict(a), "teams": teams_message, "slack": slack_message}[self.kind](alert)
+        body = orjson.dumps(payload, default=str)
+        headers = {"Content-Type": "application/json"}
+        if self.secret is not None:
+            headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+        return body, headers
+
+
+class DeliveryFailed(Exception):
+    """A destination refused or could not be reached, after retries; the message is one line."""
+
+
+def parse_destinations(text: str, environ: Mapping[str, str] | None = None) -> list[Destination]:
+    env = os.environ if environ is None else environ
+    if not text.strip():
+        return []
+    try:
+        raw = orjson.loads(text)
+        if not isinstance(raw, list):
+            raise TypeError("not a list")
+        specs = [_Spec.model_validate(item) for item in raw]
+    except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
+        raise ConfigError(f"ALERT_DESTINATIONS is not a JSON list of destinations: {_first(exc)}") from None
+    out = []
+    for index, spec in enumerate(specs):
+        name = spec.name or f"{spec.type}-{index + 1}"
+        url = spec.url or (env.get(spec.url_setting, "") if spec.url_setting else "")
+        where = f"ALERT_DESTINATIONS {name}"
+        if not url:
+            raise ConfigError(f"{where}: no url (give url, or url_setting naming a setting that holds it)")
+        _check_url(url, where)
+        secret = None
+        if spec.secret_setting:
+            if spec.type != "webhook":
+                raise ConfigError(f"{where}: secret_setting signs webhook bodies only")
+            value = env.get(spec.secret_setting, "")
+            if not value:
+                raise ConfigError(f"{where}: setting {spec.secret_setting} (its HMAC key) is empty")
+            secret = value.encode()
+        out.append(Destination(name, spec.type, url, secret))
+    if len({d.name for d in out}) != len(out):
+        raise ConfigError("ALERT_DESTINATIONS has two destinations with the same name")
+    return out
+
+
+def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client, *, attempts: int = 3,
+         wait_seconds: float = 1.0) -> None:
+    """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff."""
+    body, headers = destination.request(alert)
+
+    def post() -> None:
+        response = client.post(destination.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        if response.status_code >= 300:
+            raise _Status(response.status_code, response.text[:200])
+
+    try:
+        for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True, retry=retry_if_exception(_retryable),
+                                wait=wait_exponential(multiplier=wait_seconds, max=30 * wait_seconds)):
+            with attempt:
+                post()
+    except _Status as exc:
+        raise DeliveryFailed(f"{destination.name} answered HTTP {exc.status}: {one_line(exc.text)}") from None
+    except httpx.HTTPError as exc:
+        raise DeliveryFailed(f"{destination.name} unreachable: {one_line(exc, with_type=True)}") from None
+
+
+class _Status(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.text = status, text
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, _Status):
+        return exc.status >= 500 or exc.status in (408, 429)
+    return isinstance(exc, httpx.TransportError)
+
+
+def _check_url(url: str, where: str) -> None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(f"{where}: url is not a URL") from None
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
+        return
+    raise ConfigError(f"{where}: url must be https (plain http only for localhost)")
+
+
+def _first(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{where}: {err['msg']}" if where else err["msg"]
+    return one_line(exc)
+
+
+def _facts(alert: Mapping[str, Any]) -> list[tuple[str, str]]:
+    events = alert.get("events") or []
+    first = events[0] if events else {}
+    facts = [("Rule", str(alert.get("rule_id"))), ("Severity", str(alert.get("severity"))),
+             ("Matches", f"{alert.get('match_count')} (threshold {alert.get('threshold')})"),
+             ("First match", str(alert.get("created")))]
+    if first.get("serviceSource"):
+        facts.append(("Provider", str(first["serviceSource"])))
+    if first.get("title"):
+        facts.append(("Graph alert", str(first["title"])))
+    return facts
+
+
+def teams_message(alert: Mapping[str, Any]) -> dict[str, Any]:
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": str(alert.get("title")), "weight": "Bolder", "size": "Medium", "wrap": True,
+         "color": _SEVERITY_COLOUR.get(str(alert.get("severity")), "default")},
+        {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(alert)]},
+    ]
+    if alert.get("runbook"):
+        body.append({"type": "TextBlock", "text": f"Runbook: {alert['runbook']}", "wrap": True})
+    card: dict[str, Any] = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
+                            "version": "1.4", "body": body}
+    url = next((e.get("alertWebUrl") for e in alert.get("events") or [] if e.get("alertWebUrl")), None)
+    if url:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open in Microsoft Defender", "url": url}]
+    return {"type": "message", "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
+
+
+def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
+    title = f"[{alert.get('severity')}] {alert.get('title')}"
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in _facts(alert)]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+                                    {"type": "section", "fields": fields[:10]}]
+    url = next((e.get("alertWebUrl") for e in alert.get("events") or [] if e.get("alertWebUrl")), None)
+    if url:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{url}|Open in Microsoft Defender>"}})
+    return {"text": title, "blocks": blocks}

@@ -1,0 +1,123 @@
+"""Rules on the new rows of a normalize batch, before the batch is acknowledged.
+
+`shared.normalize.normalize_events` calls `detect_batch` with the table it just wrote, on every path that lands
+alerts (the Event Hub function, `graphlake normalize`, `graphlake pull` without an Event Hub, replay), so they share
+this code. Nothing happens unless RULES_ENABLED is set (or the CLI's --rules). A rule that raises is logged and
+recorded, and the batch and the other rules go on; a storage failure raises like the normalizer's own, so the batch
+is delivered again (match files and alert counts are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from shared import health
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from detections.destinations import Destination
+    from detections.engine import RuleFailure
+    from detections.loader import RuleSet
+    from shared.storage import Store
+
+log = logging.getLogger("graphlake.detections")
+_SETTINGS = ("RULES_ENABLED", "RULES_DIR", "ALERT_DESTINATIONS")
+_override: dict[str, str] = {}
+
+
+@dataclass
+class DetectionResult:
+    rows: int = 0
+    matches: int = 0
+    files: list[str] = field(default_factory=list)
+    failures: list[RuleFailure] = field(default_factory=list)
+    alerts_queued: int = 0
+    undelivered: int = 0
+
+
+@dataclass(frozen=True)
+class Detector:
+    rules: RuleSet
+    destinations: tuple[Destination, ...]
+
+
+@contextmanager
+def rules_override(rules_dir: str | None) -> Iterator[None]:
+    """Within this, rules run from rules_dir (on top of the pack) whatever the settings say: the CLI's --rules."""
+    if not rules_dir:
+        yield
+        return
+    previous = dict(_override)
+    _override.update({"RULES_ENABLED": "true", "RULES_DIR": rules_dir})
+    try:
+        yield
+    finally:
+        _override.clear()
+        _override.update(previous)
+
+
+def current_detector() -> Detector | None:
+    """The detector the settings ask for, or None when detections are off."""
+    values = tuple(_override.get(name, os.environ.get(name, "")) for name in _SETTINGS)
+    return _detector(*values)
+
+
+@lru_cache(maxsize=8)
+def _detector(enabled: str, rules_dir: str, destinations: str) -> Detector | None:
+    from detections.destinations import parse_destinations
+    from detections.loader import load_rules
+    from shared.settings import load_settings
+
+    settings = load_settings({"RULES_ENABLED": enabled or "false", "RULES_DIR": rules_dir,
+                              "ALERT_DESTINATIONS": destinations})
+    if not settings.rules_enabled:
+        return None
+    rule_set = load_rules(settings.rules_dir or None)
+    for refusal in rule_set.refused:
+        log.error("graphlake.detections rule refused: %s", refusal)
+    return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations)))
+
+
+def detect_batch(table: pa.Table, *, lake: Store, state: Store, now: datetime | None = None) -> DetectionResult | None:
+    detector = current_detector()
+    if detector is None or not table.num_rows:
+        return None
+    return detect_rows(detector, table.to_pylist(), lake=lake, state=state, now=now or datetime.now(UTC))
+
+
+def detect_rows(detector: Detector, rows: list[dict], *, lake: Store, state: Store, now: datetime) -> DetectionResult:
+    from detections.engine import evaluate
+    from detections.loader import RULE
+
+    evaluation = evaluate(detector.rules.enabled(RULE), rows)
+    return settle(detector, evaluation, lake=lake, state=state, now=now, component_key="realtime")
+
+
+def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: datetime,
+           component_key: str) -> DetectionResult:
+    """Matches into alerts, the rule_matches table and the outbox; the outbox delivered; the run's health."""
+    from detections.alerts import record_matches
+    from detections.delivery import deliver_pending, enqueue
+    from detections.matches import write_matches
+
+    result = DetectionResult(rows=evaluation.rows, matches=len(evaluation.matches), failures=evaluation.failures)
+    queued = record_matches(state, evaluation.matches, now)
+    result.files = write_matches(lake, evaluation.matches, now)
+    if detector.destinations:
+        for item in queued:
+            enqueue(state, item.alert)
+        result.alerts_queued = len(queued)
+        result.undelivered = deliver_pending(state, list(detector.destinations), now).undelivered
+    health.record(state, "detections", component_key, {
+        "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,
+        "matches": len(evaluation.matches), "rule_errors": len(evaluation.failures),
+        "errors": [str(f) for f in evaluation.failures[:10]]}, now=now)
+    return result
