@@ -38,12 +38,15 @@ from shared.storage import Store
 DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
 # A bucket is read whole, then sorted into a copy, and Arrow holds values less compactly than parquet's plain pages.
 _BUCKET_SHARE = 4
+# The merge holds a slice of every run, concatenated and sorted into a copy, beside the output row group it fills.
+_SLICES_SHARE = 8
 _SAMPLE_IDS = 100_000
 _FILE = "__graphlake_file"
 _ROW = "__graphlake_row"
 _SORT_KEYS = [("p_event_time", "ascending"), ("p_row_id", "ascending")]
-# Intermediate files are read back once or twice; speed matters more than size there.
-_WORK_OPTIONS = {"compression": "lz4", "use_dictionary": False, "write_statistics": False}
+# Intermediate files are Arrow IPC streams, read back once or twice: unlike a parquet writer, which keeps every row
+# group's metadata until it closes, a stream writer holds nothing per batch written.
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 @dataclass
@@ -91,19 +94,26 @@ def spool(store: Store, names: tuple[str, ...], work: Path) -> Spooled:
 
 def sorted_runs(paths: list[Path], work: Path, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Runs:
     """Deduplicate the files' rows into sorted runs (steps 1 and 2)."""
-    files = [pq.ParquetFile(path) for path in paths]
-    schema = _unified_schema([f.schema_arrow for f in files])
-    rows_in = sum(f.metadata.num_rows for f in files)
-    size = sum(f.metadata.row_group(i).total_byte_size for f in files for i in range(f.metadata.num_row_groups))
+    # Footers only, and one distinct schema each: a reader kept open per file would cost memory per file.
+    schemas: list[pa.Schema] = []
+    rows_in = size = 0
+    for path in paths:
+        metadata = pq.read_metadata(path)
+        rows_in += metadata.num_rows
+        size += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        schema = metadata.schema.to_arrow_schema()
+        if not any(schema.equals(known, check_metadata=True) for known in schemas):
+            schemas.append(schema)
+    schema = _unified_schema(schemas)
     buckets = max(1, math.ceil(size * _BUCKET_SHARE / memory_bytes))
-    splits = _split_points(files, rows_in, buckets) if buckets > 1 else []
-    bucket_paths = _bucketed(files, schema, splits, work)
+    splits = _split_points(paths, rows_in, buckets) if buckets > 1 else []
+    bucket_paths = _bucketed(paths, schema, splits, work)
     runs = Runs([], schema, rows_in, 0, 0, "", 1)
     digest = hashlib.sha256(b"[")
     per_row = max(1.0, size / max(rows_in, 1))
-    runs.slice_rows = max(1, int(memory_bytes / _BUCKET_SHARE / per_row / max(len(bucket_paths), 1)))
+    runs.slice_rows = max(1, int(memory_bytes / _SLICES_SHARE / per_row / max(len(bucket_paths), 1)))
     for number, bucket_path in enumerate(bucket_paths):
-        kept = _deduplicated(pq.read_table(bucket_path))
+        kept = _deduplicated(_read_all(bucket_path))
         bucket_path.unlink()
         ids = pc.sort_indices(kept["p_row_id"])
         if kept.num_rows:
@@ -112,8 +122,9 @@ def sorted_runs(paths: list[Path], work: Path, memory_bytes: int = DEFAULT_MEMOR
         kept = kept.take(pc.sort_indices(kept, sort_keys=_SORT_KEYS)).drop_columns([_FILE, _ROW])
         runs.rows_out += kept.num_rows
         runs.value_bytes += sum(value_bytes(column) for column in kept.columns)
-        run_path = work / f"run-{number:04d}.parquet"
-        pq.write_table(kept, run_path, row_group_size=runs.slice_rows, **_WORK_OPTIONS)
+        run_path = work / f"run-{number:04d}.arrows"
+        with pa.OSFile(str(run_path), "wb") as sink, pa.ipc.new_stream(sink, kept.schema, options=_IPC_OPTIONS) as out:
+            out.write_table(kept, max_chunksize=runs.slice_rows)
         runs.paths.append(run_path)
         del kept
     digest.update(b"]")
@@ -123,7 +134,7 @@ def sorted_runs(paths: list[Path], work: Path, memory_bytes: int = DEFAULT_MEMOR
 
 def merged(runs: Runs) -> Iterator[pa.Table]:
     """The runs' rows in (p_event_time, p_row_id) order, a slice at a time (step 3)."""
-    readers = [pq.ParquetFile(path).iter_batches(batch_size=runs.slice_rows) for path in runs.paths]
+    readers = [_batches(path) for path in runs.paths]
     buffers: list[pa.Table | None] = [None] * len(readers)
     while True:
         for i, reader in enumerate(readers):
@@ -218,30 +229,31 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return conformed
 
 
-def _split_points(files: list[pq.ParquetFile], rows: int, buckets: int) -> list[str]:
+def _split_points(paths: list[Path], rows: int, buckets: int) -> list[str]:
     """Row ids that cut the partition into about `buckets` ranges of equal row counts, from a sample of every
     step-th id."""
     step = max(1, rows // _SAMPLE_IDS)
     samples = []
-    for f in files:
-        for i in range(f.metadata.num_row_groups):
-            ids = f.read_row_group(i, columns=["p_row_id"])["p_row_id"]
-            samples.append(ids.take(pa.array(range(0, len(ids), step), pa.int64())).combine_chunks())
+    for path in paths:
+        ids = pq.read_table(path, columns=["p_row_id"])["p_row_id"]
+        samples.append(ids.take(pa.array(range(0, len(ids), step), pa.int64())).combine_chunks())
     sample = pa.concat_arrays([s.cast(pa.string()) for s in samples]).drop_null()
     sample = sample.take(pc.sort_indices(sample))
     points = {sample[len(sample) * j // buckets].as_py() for j in range(1, buckets)} if len(sample) else set()
     return sorted(points)
 
 
-def _bucketed(files: list[pq.ParquetFile], schema: pa.Schema, splits: list[str], work: Path) -> list[Path]:
+def _bucketed(inputs: list[Path], schema: pa.Schema, splits: list[str], work: Path) -> list[Path]:
     """Every row into the bucket of its id's range, with its file rank and row index; the buckets' paths."""
     work_schema = schema.append(pa.field(_FILE, pa.int32())).append(pa.field(_ROW, pa.int64()))
-    paths = [work / f"bucket-{b:04d}.parquet" for b in range(len(splits) + 1)]
-    writers = [pq.ParquetWriter(path, work_schema, **_WORK_OPTIONS) for path in paths]
+    paths = [work / f"bucket-{b:04d}.arrows" for b in range(len(splits) + 1)]
+    sinks = [pa.OSFile(str(path), "wb") for path in paths]
+    writers = [pa.ipc.new_stream(sink, work_schema, options=_IPC_OPTIONS) for sink in sinks]
     split_scalars = [pa.scalar(s, pa.string()) for s in splits]
     try:
-        for rank, f in enumerate(files):
+        for rank, path in enumerate(inputs):
             offset = 0
+            f = pq.ParquetFile(path)
             for i in range(f.metadata.num_row_groups):
                 group = _conformed(f.read_row_group(i), schema)
                 group = group.append_column(_FILE, pa.array([rank] * group.num_rows, pa.int32())).append_column(
@@ -259,10 +271,22 @@ def _bucketed(files: list[pq.ParquetFile], schema: pa.Schema, splits: list[str],
                     if part.num_rows:
                         writer.write_table(part)
                 del group
+            f.close()
     finally:
-        for writer in writers:
+        for writer, sink in zip(writers, sinks):
             writer.close()
+            sink.close()
     return paths
+
+
+def _read_all(path: Path) -> pa.Table:
+    with pa.OSFile(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
+def _batches(path: Path) -> Iterator[pa.RecordBatch]:
+    with pa.OSFile(str(path)) as source:
+        yield from pa.ipc.open_stream(source)
 
 
 def _deduplicated(table: pa.Table) -> pa.Table:
