@@ -60,9 +60,11 @@ QUALIFY row_number() OVER (PARTITION BY tenantId, id, {_SAME_PARTITION}
 
 
 def _evidence_value(sources: list[tuple[tuple[str, ...], str]]) -> str:
+    """The first non-empty value of the sources: Graph sends "" for what it does not know, and "" must not win
+    over a value a later source has (a mailbox's upn over its account's empty userPrincipalName)."""
     choices = []
     for types, path in sources:
-        extract = f"json_extract_string(item, {quote_literal(path)})"
+        extract = f"nullif(json_extract_string(item, {quote_literal(path)}), '')"
         if types == ANY:
             choices.append(extract)
         else:

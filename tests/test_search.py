@@ -362,7 +362,7 @@ def test_every_evidence_type_the_simulator_emits_gets_typed_rows(store_url: str,
             typed = {}
             for column, sources in EVIDENCE_COLUMNS.items():
                 values = (_json_path(item, path) for types, path in sources if types == ANY or kind in types)
-                typed[column] = next((v for v in values if v is not None), None)
+                typed[column] = next((v for v in values if v not in (None, "")), None)
             expected[(alert["id"], index)] = (kind, typed)
     cursor = connect(store_url).execute(
         f"SELECT alert_id, evidence_index, evidence_type, {', '.join(EVIDENCE_COLUMNS)} FROM security_alert_evidence")
@@ -513,3 +513,15 @@ def test_no_partition_in_the_range_names_the_days_the_lake_holds(lake_url: str) 
     first, last = (NOW - dt.timedelta(days=60)).date(), (NOW - dt.timedelta(days=1)).date()
     assert out.output.splitlines()[-1].startswith("0 hits: no table of the lake has a day from ")
     assert f"the lake holds {first} to {last}" in out.output
+
+
+def test_an_empty_string_never_wins_over_a_value_in_the_evidence_view(tmp_path) -> None:
+    # Graph often sends "" for what it does not know; the mailbox's own upn must then win over its account's "".
+    mailbox = _evidence("mailboxEvidence", primaryAddress="bob@contoso.com", upn="bob@contoso.com",
+                        userAccount={"accountName": "bob", "domainName": "", "userPrincipalName": "",
+                                     "azureAdUserId": "", "userSid": ""})
+    normalize_events([InboundEvent(body=orjson.dumps(_alert("mbx-1", 1, [mailbox])))], lake=open_store(str(tmp_path)),
+                     state=open_store(str(tmp_path / "state")))
+    rows = connect(str(tmp_path)).execute(
+        "SELECT upn, mailbox, account_name, domain, sid FROM security_alert_evidence").fetchall()
+    assert rows == [("bob@contoso.com", "bob@contoso.com", "bob", None, None)]
