@@ -1,5 +1,5 @@
-"""Azure Functions entry points (pull_alerts, normalize_alerts, compact_lake, reconcile_alerts). Only wiring: the work
-happens in shared/ and normalizers/."""
+"""Azure Functions entry points (pull_alerts, normalize_alerts, compact_lake, reconcile_alerts, run_scheduled_rules).
+Only wiring: the work happens in shared/, normalizers/ and detections/."""
 
 from __future__ import annotations
 
@@ -88,6 +88,15 @@ def reconcile_alerts(timer: func.TimerRequest) -> None:
             settings, _store(settings.state_url), _store(settings.lake_url), sink)))
     finally:
         sink.close()
+
+
+@app.timer_trigger(arg_name="timer", schedule="%RULES_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def run_scheduled_rules(timer: func.TimerRequest) -> None:
+    # No retry policy: the next tick runs what is due and retries the deliveries still waiting.
+    from detections.scheduled import run_scheduled
+
+    settings = load_settings()
+    run_scheduled(settings.lake_url, _store(settings.state_url), _store(settings.lake_url))
 
 
 def open_event_sink(settings: Settings) -> EventSink:

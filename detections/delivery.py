@@ -50,7 +50,7 @@ def enqueue(state: Store, alert: dict[str, Any]) -> None:
 
 
 def deliver_pending(state: Store, destinations: list[Destination], now: datetime, *,
-                    client: httpx.Client | None = None, attempts: int = 3, wait_seconds: float = 1.0) -> DeliveryReport:
+                    client: httpx.Client | None = None) -> DeliveryReport:
     report = DeliveryReport()
     names = [n for n in state.list(OUTBOX) if n.endswith(".json")]
     if not names:
@@ -61,18 +61,18 @@ def deliver_pending(state: Store, destinations: list[Destination], now: datetime
     client = client or httpx.Client()
     try:
         for name in names:
-            if not _deliver_one(state, name, destinations, now, client, attempts, wait_seconds, failed, report):
+            if not _deliver_one(state, name, destinations, now, client, failed, report):
                 report.undelivered += 1
     finally:
         if own_client:
             client.close()
-    report.errors = [f"{dest}: {error}" for dest, error in failed.items()]
+    report.errors = list(failed.values())
     _record(state, report, now)
     return report
 
 
 def _deliver_one(state: Store, name: str, destinations: list[Destination], now: datetime, client: httpx.Client,
-                 attempts: int, wait_seconds: float, failed: dict[str, str], report: DeliveryReport) -> bool:
+                 failed: dict[str, str], report: DeliveryReport) -> bool:
     """True when the alert has reached every destination."""
     found = state.read(name)
     if found is None:
@@ -93,7 +93,7 @@ def _deliver_one(state: Store, name: str, destinations: list[Destination], now: 
         if destination.name in failed:
             continue
         try:
-            send(destination, alert, client, attempts=attempts, wait_seconds=wait_seconds)
+            send(destination, alert, client)
         except DeliveryFailed as exc:
             failed[destination.name] = str(exc)
             doc["last_error"] = str(exc)

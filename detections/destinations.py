@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from shared.blob_url import is_loopback_host
@@ -40,6 +40,8 @@ class _Spec(BaseModel):
     url: str = ""
     url_setting: str = ""
     secret_setting: str = ""
+    attempts: int = Field(3, ge=1, le=10)
+    backoff_seconds: float = Field(1.0, ge=0, le=60)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Destination:
     kind: str
     url: str
     secret: bytes | None = None
+    attempts: int = 3  # tries per run before the alert waits for the next run
+    backoff_seconds: float = 1.0  # first wait between tries; doubles each time
 
     def request(self, alert: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
         payload = {"webhook": lambda a: dict(a), "teams": teams_message, "slack": slack_message}[self.kind](alert)
@@ -89,16 +93,16 @@ def parse_destinations(text: str, environ: Mapping[str, str] | None = None) -> l
             if not value:
                 raise ConfigError(f"{where}: setting {spec.secret_setting} (its HMAC key) is empty")
             secret = value.encode()
-        out.append(Destination(name, spec.type, url, secret))
+        out.append(Destination(name, spec.type, url, secret, spec.attempts, spec.backoff_seconds))
     if len({d.name for d in out}) != len(out):
         raise ConfigError("ALERT_DESTINATIONS has two destinations with the same name")
     return out
 
 
-def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client, *, attempts: int = 3,
-         wait_seconds: float = 1.0) -> None:
+def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client) -> None:
     """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff."""
     body, headers = destination.request(alert)
+    attempts, wait_seconds = destination.attempts, destination.backoff_seconds
 
     def post() -> None:
         response = client.post(destination.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
@@ -111,7 +115,8 @@ def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Clien
             with attempt:
                 post()
     except _Status as exc:
-        raise DeliveryFailed(f"{destination.name} answered HTTP {exc.status}: {one_line(exc.text)}") from None
+        said = f": {one_line(exc.text)}" if exc.text.strip() else ""
+        raise DeliveryFailed(f"{destination.name} answered HTTP {exc.status}{said}") from None
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{destination.name} unreachable: {one_line(exc, with_type=True)}") from None
 

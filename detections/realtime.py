@@ -49,14 +49,20 @@ class Detector:
     destinations: tuple[Destination, ...]
 
 
-@contextmanager
-def rules_override(rules_dir: str | None) -> Iterator[None]:
+def rules_override(rules_dir: str | None):
     """Within this, rules run from rules_dir (on top of the pack) whatever the settings say: the CLI's --rules."""
-    if not rules_dir:
-        yield
-        return
+    return _overriding({"RULES_ENABLED": "true", "RULES_DIR": rules_dir} if rules_dir else {})
+
+
+def rules_off():
+    """Within this, no rule runs whatever the settings say (a rule's own test lake is built this way)."""
+    return _overriding({"RULES_ENABLED": "false"})
+
+
+@contextmanager
+def _overriding(values: dict[str, str]) -> Iterator[None]:
     previous = dict(_override)
-    _override.update({"RULES_ENABLED": "true", "RULES_DIR": rules_dir})
+    _override.update(values)
     try:
         yield
     finally:
@@ -101,9 +107,10 @@ def detect_rows(detector: Detector, rows: list[dict], *, lake: Store, state: Sto
     return settle(detector, evaluation, lake=lake, state=state, now=now, component_key="realtime")
 
 
-def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: datetime,
-           component_key: str) -> DetectionResult:
-    """Matches into alerts, the rule_matches table and the outbox; the outbox delivered; the run's health."""
+def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: datetime, component_key: str,
+           deliver: bool = True) -> DetectionResult:
+    """Matches into alerts, the rule_matches table and the outbox; the outbox delivered (unless the caller does it
+    once for several settles); the run's health."""
     from detections.alerts import record_matches
     from detections.delivery import deliver_pending, enqueue
     from detections.matches import write_matches
@@ -115,7 +122,8 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
         for item in queued:
             enqueue(state, item.alert)
         result.alerts_queued = len(queued)
-        result.undelivered = deliver_pending(state, list(detector.destinations), now).undelivered
+        if deliver:
+            result.undelivered = deliver_pending(state, list(detector.destinations), now).undelivered
     health.record(state, "detections", component_key, {
         "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,
         "matches": len(evaluation.matches), "rule_errors": len(evaluation.failures),

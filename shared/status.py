@@ -44,7 +44,8 @@ def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable
 
 def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now: datetime,
            max_lag_seconds: float, sources: Iterable[str] = ()) -> list[Finding]:
-    judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize, "reconcile": _reconcile}
+    judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize, "reconcile": _reconcile,
+              "detections": _detections}
     findings = []
     for (component, key), doc in sorted(records.items()):
         judge = judges.get(component)
@@ -106,6 +107,17 @@ def _reconcile(doc: dict[str, Any]) -> tuple[str, str]:
         return LAGGING, (f"{late} versions showed up in Graph later than the pull's overlap (repaired); raise "
                          "PULL_OVERLAP_SECONDS if this keeps happening")
     return OK, f"lake complete against Graph ({repaired} repaired)"
+
+
+def _detections(doc: dict[str, Any]) -> tuple[str, str]:
+    if doc.get("undelivered"):
+        return FAILING, (f"{doc['undelivered']} alerts not delivered ({doc.get('error') or 'no details'}); they stay "
+                         "queued and every run tries them again")
+    if doc.get("rule_errors"):
+        return LAGGING, f"{doc['rule_errors']} rule errors in the last run, first: {(doc.get('errors') or ['?'])[0]}"
+    if "undelivered" in doc:
+        return OK, f"every alert delivered ({doc.get('delivered', 0)} in the last run)"
+    return OK, f"last run: {doc.get('rows', 0)} rows, {doc.get('matches', 0)} rule matches"
 
 
 def _duration(seconds: float) -> str:

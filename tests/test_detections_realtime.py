@@ -3,10 +3,13 @@ matches land in the rule_matches table (searchable), a rule that raises is repor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import azure.functions as func
 import orjson
 import pytest
+from azure.functions import meta
 from click.testing import CliRunner
 
 import function_app
@@ -16,7 +19,6 @@ from shared import health
 from shared.cli import main
 from shared.lake import read_table
 from shared.storage import open_store
-from tests.test_functions import hub_events
 
 GOLDEN = Path(__file__).resolve().parent.parent / "normalizers" / "golden"
 PASS_THE_HASH = "aa2f1c6b2e-5d4e-4b7a-9c1d-0e2f3a4b5c6d"
@@ -35,6 +37,14 @@ RuleID: Custom.Raising
 LogTypes: [MicrosoftGraph.SecurityAlertV2]
 Severity: Low
 """
+
+
+def delivery(alerts: list[dict]) -> list[func.EventHubEvent]:
+    """One batch as the host hands it over with cardinality=many (metadata shared by the batch's events)."""
+    context = {"PartitionContext": meta.Datum(json.dumps({"PartitionId": "0"}), "json"),
+               "PropertiesArray": meta.Datum(json.dumps([{}] * len(alerts)), "json")}
+    return [func.EventHubEvent(body=orjson.dumps(alert), trigger_metadata=context, sequence_number=i)
+            for i, alert in enumerate(alerts)]
 
 
 def golden(provider: str) -> list[dict]:
@@ -65,7 +75,7 @@ def test_rules_fire_in_the_event_hub_function_path(make_store_url, monkeypatch, 
     for name, value in {"LAKE_URL": lake, "STATE_URL": state, "RULES_ENABLED": "true",
                         "RULES_DIR": str(user_rules)}.items():
         monkeypatch.setenv(name, value)
-    function_app.normalize_alerts(hub_events([orjson.dumps(a) for a in alerts], [{}] * len(alerts)))
+    function_app.normalize_alerts(delivery(alerts))
 
     assert sorted(read_table(open_store(lake), TABLE).column("id").to_pylist()) == sorted(a["id"] for a in alerts)
     rows = matches_in(lake)

@@ -1,0 +1,153 @@
+"""Scheduled rules: SQL over the lake for correlations over windows, each result row a match.
+
+`NAME.sql` runs with DuckDB through `shared.query` (every table folder a view, `security_alerts` deduplicated on
+p_row_id, `security_alerts_latest`, `security_alert_evidence`); `$since` and `$until` in the SQL are the lookback
+window's bounds (now - LookbackMinutes, now). A rule runs when ScheduleMinutes have passed since its last run
+(`detections/schedule/<rule id>.json`), so the timer can tick more often than any rule. Result rows go through
+the optional NAME.py (rule, title, dedup, alert_context, ...) and then, like real-time matches, into alerts,
+rule_matches and the outbox. A match's id comes from its row, so a correlation still true on the next run counts
+into the same alert instead of a new one.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from detections.engine import Evaluation, RuleFailure, match_row
+from detections.event import RuleEvent
+from detections.loader import SCHEDULED_RULE, Rule
+from shared.errors import GraphlakeError, one_line
+from shared.storage import Store
+
+SCHEDULE_PREFIX = "detections/schedule/"
+_PARAMETER = re.compile(r"\$(since|until)\b")
+
+
+@dataclass
+class ScheduledReport:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not due yet
+    matches: dict[str, int] = field(default_factory=dict)
+    failures: list[RuleFailure] = field(default_factory=list)
+    undelivered: int = 0
+
+
+def run_query(rule: Rule, connection: Any, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """The rule's result rows as mappings; GraphlakeError (one line) if the SQL fails."""
+    names = set(_PARAMETER.findall(rule.sql))
+    parameters = {name: {"since": since, "until": until}[name] for name in names}
+    cursor = connection.execute(rule.sql, parameters or None)
+    columns = [d[0] for d in cursor.description or []]
+    return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
+    result = Evaluation()
+    for row in rows:
+        result.rows += 1
+        try:
+            match = match_row(rule, RuleEvent(row), row)
+        except Exception as exc:  # noqa: BLE001 - the rule's Python failing on a row is reported, not fatal
+            result.failures.append(RuleFailure(rule.rule_id, _row_key(row), one_line(exc, with_type=True)))
+            continue
+        if match is not None:
+            result.matches.append(match)
+    return result
+
+
+def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: datetime, *,
+            force: bool = False) -> ScheduledReport:
+    """Every enabled scheduled rule whose schedule is due (or all, with force), then the outbox."""
+    from detections.delivery import deliver_pending
+    from detections.realtime import settle
+    from shared.query import connect
+
+    report = ScheduledReport()
+    due = [r for r in detector.rules.enabled(SCHEDULED_RULE) if force or _is_due(state, r, now)]
+    report.skipped = [r.rule_id for r in detector.rules.enabled(SCHEDULED_RULE) if r not in due]
+    connection = None
+    for rule in due:
+        try:
+            connection = connection or connect(lake_url)
+            rows = run_query(rule, connection, now - timedelta(minutes=rule.lookback_minutes), now)
+        except GraphlakeError as exc:
+            report.failures.append(RuleFailure(rule.rule_id, None, one_line(exc)))
+            continue
+        evaluation = evaluate_rows(rule, rows)
+        report.failures += evaluation.failures
+        report.matches[rule.rule_id] = len(evaluation.matches)
+        # Delivery waits for the end of the run: one pass over the outbox for every rule's alerts.
+        settle(detector, evaluation, lake=lake, state=state, now=now, component_key=f"scheduled-{rule.rule_id}",
+               deliver=False)
+        state.write(f"{SCHEDULE_PREFIX}{rule.rule_id}.json", orjson.dumps({"last_run": now.isoformat()}))
+        report.ran.append(rule.rule_id)
+    if detector.destinations:
+        report.undelivered = deliver_pending(state, list(detector.destinations), now).undelivered
+    return report
+
+
+def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
+    """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts): its Tests run this."""
+    from detections.realtime import rules_off
+    from detections.testing import TEST_PARSE_TIME
+    from shared.normalize import InboundEvent, normalize_events
+    from shared.query import connect
+    from shared.storage import LocalStore
+
+    with tempfile.TemporaryDirectory(prefix="graphlake-rule-test-") as work:
+        lake = LocalStore(f"{work}/lake")
+        with rules_off():
+            result = normalize_events([InboundEvent(orjson.dumps(log)) for log in logs], lake=lake,
+                                      state=LocalStore(f"{work}/state"), parse_time=TEST_PARSE_TIME)
+        if result.quarantined or not result.rows:
+            raise ValueError(f"{len(result.quarantined)} of the test's Logs are not alerts the normalizer takes")
+        connection = connect(lake.url)
+        if now:
+            until = datetime.fromisoformat(now)
+        else:  # just after the latest alert of the test
+            until = connection.execute("SELECT max(p_event_time) FROM security_alerts").fetchone()[0] + \
+                timedelta(minutes=1)
+        rows = run_query(rule, connection, until - timedelta(minutes=rule.lookback_minutes), until)
+    evaluation = evaluate_rows(rule, rows)
+    if evaluation.failures:
+        raise ValueError(str(evaluation.failures[0]))
+    return evaluation.matches
+
+
+def _is_due(state: Store, rule: Rule, now: datetime) -> bool:
+    found = state.read(f"{SCHEDULE_PREFIX}{rule.rule_id}.json")
+    if found is None:
+        return True
+    last = datetime.fromisoformat(orjson.loads(found[0])["last_run"])
+    # A tick early by seconds still runs: timers fire close to, not exactly at, their minute.
+    return now >= last + timedelta(minutes=rule.schedule_minutes) - timedelta(seconds=30)
+
+
+def _row_key(row: dict[str, Any]) -> str | None:
+    for key in ("id", "alert_id", "user", "ip", "device"):
+        if row.get(key) is not None:
+            return str(row[key])
+    return None
+
+
+def run_scheduled(lake_url: str, state: Store, lake: Store, now: datetime | None = None) -> ScheduledReport | None:
+    """The run_scheduled_rules timer's work: due scheduled rules, then alerts still waiting for delivery. None when
+    detections are off."""
+    import logging
+    from datetime import UTC
+
+    from detections.realtime import current_detector
+
+    detector = current_detector()
+    if detector is None:
+        return None
+    report = run_due(detector, lake_url, state, lake, now or datetime.now(UTC))
+    for failure in report.failures:
+        logging.getLogger("graphlake.detections").error("graphlake.detections %s", failure)
+    return report
