@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from shared import health
-from shared.errors import GraphlakeError, PreconditionFailed
+from shared.errors import GraphlakeError, PreconditionFailed, one_line
 from shared.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts
 from shared.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
 from shared.settings import Settings, Source
@@ -139,11 +139,11 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
         summary.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug or outage in one source must not stop the others
         log.exception("source %s failed", source.id)
-        summary.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        summary.error = one_line(exc, with_type=True)
     finally:
         if summary.watermark_after:
             summary.lag_seconds = (now - datetime.fromisoformat(summary.watermark_after)).total_seconds()
-    _record_health(state, summary, now)
+        _record_health(state, summary, now)
     return summary
 
 
