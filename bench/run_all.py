@@ -5,7 +5,9 @@
 2. pull peak RSS at a 10k and a 100k backlog, and Graph calls per run (bench_pull.py);
 3. indicator search on a lake of 1,000,000 alerts before and after compaction, against a JSON-lines scan
    (bench_search.py; needs ~5 GB of disk in the temporary folder);
-4. compaction memory, the evidence view and a search of a lake on Azurite (bench_lake_reads.py).
+4. compaction memory, the evidence view and a search of a lake on Azurite (bench_lake_reads.py);
+5. compaction's peak RSS on one day of 202,220 alerts (10x the largest partition of 4) against the partition merged
+   whole in memory (bench_compact.py).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def main() -> None:
     subprocess.run([sys.executable, str(BENCH / "bench_search.py")], check=True)
     print("\n== the lake's read side (python bench/bench_lake_reads.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_lake_reads.py")], check=True)
+    print("\n== compaction in bounded memory (python bench/bench_compact.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_compact.py")], check=True)
 
 
 if __name__ == "__main__":

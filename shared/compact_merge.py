@@ -40,6 +40,8 @@ DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
 _BUCKET_SHARE = 4
 # The merge holds a slice of every run, concatenated and sorted into a copy, beside the output row group it fills.
 _SLICES_SHARE = 8
+# Each bucket is an open file while rows are bucketed; past this many, buckets grow beyond the budget instead.
+_MAX_BUCKETS = 256
 _SAMPLE_IDS = 100_000
 _FILE = "__graphlake_file"
 _ROW = "__graphlake_row"
@@ -105,7 +107,7 @@ def sorted_runs(paths: list[Path], work: Path, memory_bytes: int = DEFAULT_MEMOR
         if not any(schema.equals(known, check_metadata=True) for known in schemas):
             schemas.append(schema)
     schema = _unified_schema(schemas)
-    buckets = max(1, math.ceil(size * _BUCKET_SHARE / memory_bytes))
+    buckets = min(_MAX_BUCKETS, max(1, math.ceil(size * _BUCKET_SHARE / memory_bytes)))
     splits = _split_points(paths, rows_in, buckets) if buckets > 1 else []
     bucket_paths = _bucketed(paths, schema, splits, work)
     runs = Runs([], schema, rows_in, 0, 0, "", 1)
