@@ -91,7 +91,9 @@ def test_killing_the_pull_at_random_points_loses_nothing(make_pipeline):
         # The kill follows the simulator serving this run's k-th page: it lands while the run sends that page,
         # writes parquet or the watermark, or asks for the next page, wherever the process happens to be.
         target = pipe.sim.pages + rng.randint(2, 12)
-        if pipe.sim.wait_for_pages(target) and proc.poll() is None:
+        while not pipe.sim.wait_for_pages(target, timeout=1) and proc.poll() is None:
+            pass  # the run is still going: keep waiting for its page
+        if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
