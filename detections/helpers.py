@@ -1,8 +1,8 @@
 """Helpers a rule may import (`from detections.helpers import deep_get, lookup_csv`).
 
 `deep_get` and `deep_walk` behave as panther-analysis's global helpers of the same names. `lookup_csv` reads a
-lookup table (a CSV with a header row) from the rules folders, the user's folder first, so a rule such as the
-VIP one reads a list the organisation supplies without code changes.
+lookup table (a CSV with a header row) from the rules folders, the user's folder's rows first, so a rule such as
+the VIP one reads a list the organisation supplies without code changes.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ def set_lookup_folders(folders: list[Path]) -> None:
 
 
 def lookup_csv(name: str) -> list[dict[str, str]]:
-    """The rows of NAME from the first rules folder holding it; [] when none does (the rule then matches nothing,
-    instead of every row raising)."""
+    """The rows of every file called NAME under the rules folders, the user's folder's first; [] when there is none
+    (the rule then matches nothing, instead of every row raising)."""
+    rows: list[dict[str, str]] = []
     for folder in _folders:
-        path = folder / name
-        if path.is_file():
-            return _read(path)
-    return []
+        for path in sorted(folder.rglob(name)) if folder.is_dir() else []:
+            rows += _read(path)
+    return rows
 
 
 @cache

@@ -3,6 +3,7 @@ pack, `graphlake rules test`, and the event rules see."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -146,8 +147,9 @@ def test_rules_test_reads_rules_dir_from_the_setting(tmp_path, monkeypatch):
 
 
 def test_the_event_parses_json_columns_and_deep_gets():
-    row = {"id": "a", "severity": None, "evidence": '[{"userAccount": {"userPrincipalName": "a@x.com"}}, '
-                                                   '{"userAccount": {"userPrincipalName": "b@x.com"}}, {"ipAddress": "1.2.3.4"}]',
+    evidence = [{"userAccount": {"userPrincipalName": "a@x.com"}}, {"userAccount": {"userPrincipalName": "b@x.com"}},
+                {"ipAddress": "1.2.3.4"}]
+    row = {"id": "a", "severity": None, "evidence": json.dumps(evidence),
            "customDetails": '{"SourceIP": ["10.0.0.1"]}', "p_unmapped": None}
     event = RuleEvent(row)
     assert event["evidence"][2] == {"ipAddress": "1.2.3.4"}

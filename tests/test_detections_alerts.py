@@ -97,6 +97,10 @@ def land(alerts: list[dict], lake: str, state: str) -> None:
     normalize_events([InboundEvent(orjson.dumps(a)) for a in alerts], lake=open_store(lake), state=open_store(state))
 
 
+def passthrough(received: list[dict]) -> list[dict]:
+    return [a for a in received if a["rule_id"] == "Microsoft.Graph.Passthrough"]
+
+
 def expected_passthrough(alerts: list[dict]) -> set[str]:
     return {a["id"] for a in alerts if a["status"] == "new" and a["severity"] != "informational"}
 
@@ -107,9 +111,11 @@ def test_a_webhook_receives_exactly_the_expected_alerts_once(tmp_path, monkeypat
     alerts = golden("identity", "endpoint", "cloud_apps", "office365")
     land(alerts, lake, state)
 
-    assert sorted(a["events"][0]["id"] for a in receiver.received) == sorted(expected_passthrough(alerts))
-    assert {(a["rule_id"], a["match_count"], a["threshold"]) for a in receiver.received} == \
-        {("Microsoft.Graph.Passthrough", 1, 1)}
+    assert sorted(a["events"][0]["id"] for a in passthrough(receiver.received)) == sorted(expected_passthrough(alerts))
+    assert {(a["match_count"], a["threshold"]) for a in receiver.received} == {(1, 1)}
+    honeytoken = [a for a in receiver.received if a["rule_id"] == "Graphlake.Honeytoken.Activity"]
+    assert [a["title"] for a in honeytoken] == [
+        "Honeytoken svc-backup-legacy@corp.contoso.com was used: Honeytoken user attributes were queried"]
     for sent in receiver.headers:
         expected = "sha256=" + hmac.new(SECRET.encode(), sent["_body"], hashlib.sha256).hexdigest()
         assert sent[SIGNATURE_HEADER] == expected
@@ -121,7 +127,7 @@ def test_a_webhook_receives_exactly_the_expected_alerts_once(tmp_path, monkeypat
     update = dict(next(a for a in alerts if a["id"] in expected_passthrough(alerts)))
     update["lastUpdateDateTime"] = "2026-06-02T09:50:00Z"
     land([update], lake, state)
-    assert len(receiver.received) == len(expected_passthrough(alerts))
+    assert len(passthrough(receiver.received)) == len(expected_passthrough(alerts)) == len(receiver.received) - 1
     assert list(open_store(state).list(OUTBOX)) == []
 
 
@@ -258,7 +264,7 @@ def test_a_failing_destination_keeps_its_alerts_until_a_later_run_delivers_them(
     alerts = golden("identity")
     receiver.failing = True
     land(alerts, lake, state)
-    expected = expected_passthrough(alerts)
+    expected = expected_passthrough(alerts) | {"aa7d8e9f00-1122-4334-8556-778899aabbcc"}  # and the honeytoken
     assert receiver.received == [] and receiver.refused == 2  # two attempts, then the rest of the run skips it
     assert len(list(open_store(state).list(OUTBOX))) == len(expected)
     record = health.load(open_store(state), "detections", "delivery")

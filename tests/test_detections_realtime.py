@@ -60,8 +60,8 @@ def user_rules(tmp_path) -> Path:
     return folder
 
 
-def matches_in(lake_url: str) -> list[dict]:
-    return read_table(open_store(lake_url), MATCHES).to_pylist()
+def matches_in(lake_url: str, rule_id: str = "Microsoft.Graph.Passthrough") -> list[dict]:
+    return [m for m in read_table(open_store(lake_url), MATCHES).to_pylist() if m["p_rule_id"] == rule_id]
 
 
 def new_and_not_informational(alerts: list[dict]) -> set[str]:
@@ -80,7 +80,8 @@ def test_rules_fire_in_the_event_hub_function_path(make_store_url, monkeypatch, 
     assert sorted(read_table(open_store(lake), TABLE).column("id").to_pylist()) == sorted(a["id"] for a in alerts)
     rows = matches_in(lake)
     assert {r["id"] for r in rows} == new_and_not_informational(alerts)
-    assert {r["p_rule_id"] for r in rows} == {"Microsoft.Graph.Passthrough"}
+    honeytoken = matches_in(lake, "Graphlake.Honeytoken.Activity")
+    assert [r["id"] for r in honeytoken] == ["aa7d8e9f00-1122-4334-8556-778899aabbcc"]
     by_id = {r["id"]: r for r in rows}
     pth = by_id[PASS_THE_HASH]
     assert pth["title"] == "Microsoft Graph Alert (Suspected identity theft (pass-the-hash))"
@@ -116,7 +117,8 @@ def test_rules_fire_in_the_cli_path_and_search_covers_rule_matches(tmp_path, use
     runner.invoke(main, ["normalize", str(source), "--lake", lake, "--state", state, "--rules", str(user_rules)],
                   catch_exceptions=False)
     count = runner.invoke(main, ["query", "--lake", lake, "--format", "json",
-                                 f"SELECT count(*) AS n, count(DISTINCT p_alert_id) AS alerts FROM {MATCHES}"],
+                                 f"SELECT count(*) AS n, count(DISTINCT p_alert_id) AS alerts FROM {MATCHES} "
+                                 "WHERE p_rule_id = 'Microsoft.Graph.Passthrough'"],
                           catch_exceptions=False)
     assert orjson.loads(count.output.splitlines()[0]) == {"n": len(rows), "alerts": len(rows)}
 
