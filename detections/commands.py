@@ -37,3 +37,26 @@ def test_command(rules_dir: str | None, say: Say) -> int:
     say(f"{len(results) - failed} passed, {failed} failed, {len(rule_set.refused)} rules refused, "
         f"{len(rule_set.rules)} rules loaded" + (f"; without tests: {', '.join(sorted(untested))}" if untested else ""))
     return 1 if failed or rule_set.refused else 0
+
+
+def replay_command(rules_dir: str | None, lake_url: str, since, until, fmt: str, say: Say) -> int:
+    import orjson
+
+    from detections.replay import replay
+
+    rule_set = load_reporting(rules_folder(rules_dir), say)
+    result = replay(rule_set, lake_url, since, until)
+    if fmt == "json":
+        for rule in result.rules:
+            say(orjson.dumps(rule.__dict__).decode())
+    else:
+        width = max([len(r.rule_id) for r in result.rules] + [4])
+        say(f"{'rule'.ljust(width)}  kind            enabled  matches  alerts  errors")
+        for r in result.rules:
+            say(f"{r.rule_id.ljust(width)}  {r.kind:<14}  {'yes' if r.enabled else 'no':<7}  {r.matches:>7}  "
+                f"{r.alerts:>6}  {r.errors:>6}")
+    for failure in result.failures[:10]:
+        say(f"graphlake: {failure}", err=True)
+    say(f"{result.rows} rows of security_alerts replayed, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC; "
+        "nothing written, no alert sent", err=fmt == "json")
+    return 1 if result.failures or rule_set.refused else 0
