@@ -7,7 +7,9 @@
    (bench_search.py; needs ~5 GB of disk in the temporary folder);
 4. compaction memory, the evidence view and a search of a lake on Azurite (bench_lake_reads.py);
 5. compaction's peak RSS on one day of 202,220 alerts (10x the largest partition of 4) against the partition merged
-   whole in memory (bench_compact.py).
+   whole in memory (bench_compact.py);
+6. the starter pack's rules per alert next to the normalize cost of the same alerts, and its scheduled rules over
+   a lake of them (bench_detections.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main() -> None:
     subprocess.run([sys.executable, str(BENCH / "bench_search.py")], check=True)
     print("\n== the lake's read side (python bench/bench_lake_reads.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_lake_reads.py")], check=True)
+    print("\n== detections (python bench/bench_detections.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_detections.py")], check=True)
     print("\n== compaction in bounded memory (python bench/bench_compact.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_compact.py")], check=True)
 

@@ -88,6 +88,46 @@ class RuleEvent(Mapping[str, Any]):
         return {key: self[key] for key in self._row}
 
 
+class TableRows:
+    """The rows of an Arrow table as mappings that convert a column to Python only when a rule first reads it,
+    once per batch: most rules read a handful of the table's 60 columns."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._columns: dict[str, list[Any]] = {}
+        self.names = tuple(table.column_names)
+
+    def column(self, name: str) -> list[Any]:
+        found = self._columns.get(name)
+        if found is None:
+            found = self._columns[name] = self._table.column(name).to_pylist()
+        return found
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __iter__(self) -> Iterator[TableRow]:
+        return (TableRow(self, i) for i in range(self._table.num_rows))
+
+
+class TableRow(Mapping[str, Any]):
+    __slots__ = ("_rows", "_index")
+
+    def __init__(self, rows: TableRows, index: int) -> None:
+        self._rows, self._index = rows, index
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._rows.names:
+            raise KeyError(key)
+        return self._rows.column(key)[self._index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows.names)
+
+    def __len__(self) -> int:
+        return len(self._rows.names)
+
+
 def _parse(text: Any) -> Any:
     if not isinstance(text, str):
         return text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from detections.event import deep_get, deep_walk
 
-__all__ = ["deep_get", "deep_walk", "lookup_csv", "set_lookup_folders"]
+__all__ = ["deep_get", "deep_walk", "lookup_csv", "lookup_values", "set_lookup_folders"]
 
 _folders: tuple[Path, ...] = ()
 
@@ -23,6 +23,7 @@ def set_lookup_folders(folders: list[Path]) -> None:
     global _folders
     _folders = tuple(folders)
     _read.cache_clear()
+    lookup_values.cache_clear()
 
 
 def lookup_csv(name: str) -> list[dict[str, str]]:
@@ -33,6 +34,12 @@ def lookup_csv(name: str) -> list[dict[str, str]]:
         for path in sorted(folder.rglob(name)) if folder.is_dir() else []:
             rows += _read(path)
     return rows
+
+
+@cache
+def lookup_values(name: str, column: str) -> frozenset[str]:
+    """The values of one column of lookup table NAME, trimmed and lower-cased, for membership tests on every row."""
+    return frozenset(v for row in lookup_csv(name) if (v := row.get(column, "").strip().lower()))
 
 
 @cache

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared import health
 
@@ -96,10 +96,13 @@ def detect_batch(table: pa.Table, *, lake: Store, state: Store, now: datetime | 
     detector = current_detector()
     if detector is None or not table.num_rows:
         return None
-    return detect_rows(detector, table.to_pylist(), lake=lake, state=state, now=now or datetime.now(UTC))
+    from detections.event import TableRows
+
+    return detect_rows(detector, TableRows(table), lake=lake, state=state, now=now or datetime.now(UTC))
 
 
-def detect_rows(detector: Detector, rows: list[dict], *, lake: Store, state: Store, now: datetime) -> DetectionResult:
+def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: Store, state: Store,
+                now: datetime) -> DetectionResult:
     from detections.engine import evaluate
     from detections.loader import RULE
 

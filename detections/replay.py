@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from detections.engine import Match, RuleFailure, evaluate
+from detections.event import TableRows
 from detections.loader import RULE, SCHEDULED_RULE, RuleSet
 from shared.errors import GraphlakeError, one_line
 
@@ -57,9 +58,8 @@ def replay(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime) -
         except duckdb.Error as exc:
             raise GraphlakeError(f"cannot read security_alerts: {one_line(exc)}") from None
         for batch in reader:
-            rows = batch.to_pylist()
-            result.rows += len(rows)
-            evaluation = evaluate(realtime, rows)
+            result.rows += batch.num_rows
+            evaluation = evaluate(realtime, TableRows(batch))
             result.failures += evaluation.failures
             for m in evaluation.matches:
                 matches[m.rule.rule_id].append(m)

@@ -1,14 +1,10 @@
-from detections.helpers import lookup_csv
-
-
-def _vips():
-    # vip_users.csv, column `user`: a UPN, email or account name per line; yours (in RULES_DIR) and the pack's.
-    return {row.get("user", "").strip().lower() for row in lookup_csv("vip_users.csv")} - {""}
+from detections.helpers import lookup_values
 
 
 def _vips_in(event):
-    names = set(event.get("p_any_usernames") or []) | set(event.get("p_any_emails") or [])
-    return sorted(names & _vips())
+    # vip_users.csv, column `user`: a UPN, email or account name per line; yours (in RULES_DIR) and the pack's.
+    vips = lookup_values("vip_users.csv", "user")
+    return sorted({n for n in (event.get("p_any_usernames") or []) + (event.get("p_any_emails") or []) if n in vips})
 
 
 def rule(event):

@@ -1,0 +1,126 @@
+"""Cost of the detections on one core: the starter pack's real-time rules per alert, next to the normalize cost of
+the same alerts, and the pack's scheduled rules over a lake of them.
+
+    .venv/bin/python bench/bench_detections.py [--count N] [--batch-size N] [--repeat N]
+
+On --count alerts of the simulator's mix (every provider), batch by batch (default 2,000, one Graph page):
+
+- normalize: `shared.normalize.normalize_events` with rules off (parse, normalize, Arrow, zstd parquet in memory);
+- every column of the batch's Arrow table as Python rows (`Table.to_pylist`), for scale: rules are handed rows
+  that convert a column only when a rule reads it (`detections.event.TableRows`);
+- each real-time rule of the pack alone, and all of them (`detections.engine.evaluate`) on those rows, the
+  columns they read converted inside the timing;
+- detect: `detections.realtime.detect_rows`, the whole real-time step (rows, rules, alert state, rule_matches
+  parquet) into an in-memory store, no destination;
+- each scheduled rule once over a local lake holding all the alerts (DuckDB, lookback over all of them).
+
+Times are CPU seconds of this process pinned to one core, best of --repeat (median beside it). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+from bench_normalize import PARSE_TIME, MemoryStore, simulator_mix  # noqa: E402
+
+from detections.engine import evaluate  # noqa: E402
+from detections.event import TableRows  # noqa: E402
+from detections.loader import RULE, SCHEDULED_RULE, load_rules  # noqa: E402
+from detections.realtime import Detector, detect_rows, rules_off  # noqa: E402
+from detections.scheduled import run_query  # noqa: E402
+from normalizers.core import canonical  # noqa: E402
+from shared.normalize import InboundEvent, _normalize_batch, NormalizeResult, normalize_events  # noqa: E402
+
+
+def timed(work, repeat: int) -> tuple[float, float]:
+    runs = []
+    for _ in range(repeat):
+        canonical.cache_clear()
+        started = time.process_time()
+        work()
+        runs.append(time.process_time() - started)
+    return min(runs), statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+    lines = simulator_mix(args.count)
+    batches = [lines[i:i + args.batch_size] for i in range(0, len(lines), args.batch_size)]
+    tables = [_normalize_batch([InboundEvent(body=b) for b in batch], MemoryStore(), PARSE_TIME, NormalizeResult())
+              for batch in batches]
+    rule_set = load_rules()
+    realtime = rule_set.enabled(RULE)
+    detector = Detector(rule_set, ())
+    count = len(lines)
+
+    def normalize() -> None:
+        with rules_off():
+            for batch in batches:
+                normalize_events([InboundEvent(body=b) for b in batch], lake=MemoryStore(), state=MemoryStore(),
+                                 parse_time=PARSE_TIME)
+
+    results: list[tuple[str, float, float]] = [("normalize (rules off)", *timed(normalize, args.repeat))]
+    results.append(("every column as Python rows (Table.to_pylist)",
+                    *timed(lambda: [t.to_pylist() for t in tables], args.repeat)))
+    matches = {}
+    for rule in realtime:
+        results.append((f"  rule {rule.rule_id}", *timed(
+            lambda r=rule: [evaluate([r], TableRows(t)) for t in tables], args.repeat)))
+        matches[rule.rule_id] = sum(len(evaluate([rule], TableRows(t)).matches) for t in tables)
+    results.append(("all real-time rules (evaluate, columns read on demand)", *timed(
+        lambda: [evaluate(realtime, TableRows(t)) for t in tables], args.repeat)))
+
+    def detect() -> None:
+        state, lake = MemoryStore(), MemoryStore()
+        for table in tables:
+            detect_rows(detector, TableRows(table), lake=lake, state=state, now=PARSE_TIME)
+
+    results.append(("detect (rows, rules, alert state, rule_matches)", *timed(detect, args.repeat)))
+
+    print(f"{count:,} alerts of the simulator's mix, batches of {args.batch_size}, best (median) of {args.repeat}, "
+          "one core")
+    base = results[0][1]
+    for name, best, median in results:
+        print(f"  {name:56s} {best / count * 1e6:8.1f} us/alert ({median / count * 1e6:8.1f})  "
+              f"{best / base:6.1%} of normalize")
+    print("  matches: " + ", ".join(f"{rule_id} {n:,}" for rule_id, n in matches.items()))
+
+    from shared.query import connect
+    from shared.storage import LocalStore
+
+    with tempfile.TemporaryDirectory(prefix="graphlake-bench-") as work:
+        with rules_off():
+            for batch in batches:
+                normalize_events([InboundEvent(body=b) for b in batch], lake=LocalStore(work), state=MemoryStore(),
+                                 parse_time=PARSE_TIME)
+        connection = connect(work)
+        until = datetime.now(UTC) + timedelta(days=1)
+        since = until - timedelta(days=30)
+        print(f"scheduled rules over a local lake of the {count:,} alerts, the last 30 days, best of {args.repeat}:")
+        for rule in rule_set.enabled(SCHEDULED_RULE):
+            found: list = []
+            best, median = timed(lambda r=rule: found.append(len(run_query(r, connection, since, until))),
+                                 args.repeat)
+            print(f"  {rule.rule_id:56s} {best * 1000:8.1f} ms ({median * 1000:8.1f})  {found[0]:,} rows")
+
+
+if __name__ == "__main__":
+    main()
