@@ -12,7 +12,9 @@
 
 The count lives in the partition's health record, keyed by the batch's first sequence number, not in the host's
 retry_context: that count lives in the instance's memory and starts again at 0 when the batch moves to another
-instance, so a batch that crashes its instance would never reach it.
+instance. A delivery that dies without a result (its process killed, out of memory) counts too: each delivery
+marks the record `in_flight` with the batch before it starts and clears it when it ends, so the next delivery that
+finds its own batch still in flight knows the last one died.
 """
 
 from __future__ import annotations
@@ -55,14 +57,25 @@ def is_transient(exc: BaseException) -> bool:
 def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: Store, state: Store,
                        max_attempts: int, now: datetime | None = None) -> NormalizeResult:
     """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up."""
+    previous = health.load(state, COMPONENT, batch.partition) or {}
+    same_batch = "batch_first_sequence" in previous and previous["batch_first_sequence"] == batch.first_sequence
+    attempts = previous.get("batch_attempts", 0) if same_batch else 0
+    failures = previous.get("consecutive_failures", 0)
+    carried = {key: previous.get(key) for key in ("result", "error")}
+    if same_batch and previous.get("in_flight") == batch.first_sequence:
+        attempts, failures = attempts + 1, failures + 1
+        carried = {"result": "failed", "error": "the last delivery of this batch stopped without a result (its "
+                                                "process was killed or ran out of memory)"}
+        if attempts >= max_attempts:
+            return _give_up(events, batch, state, now, carried["error"], attempts, failures)
+    # Cleared by whatever this delivery records at its end; still there if it dies.
+    _record(state, batch, now, **{"result": "ok", "error": None, **carried}, consecutive_failures=failures,
+            batch_attempts=attempts, in_flight=batch.first_sequence)
     try:
         result = normalize_events(events, lake=lake, state=state)
     except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
         error = one_line(exc, with_type=True)
-        previous = _previous(state, batch)
-        failures = (previous or {}).get("consecutive_failures", 0) + 1
-        same_batch = previous is not None and previous.get("batch_first_sequence") == batch.first_sequence
-        attempts = (previous.get("batch_attempts", 0) if same_batch and previous else 0)
+        failures += 1
         if is_transient(exc):
             _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
                             batch_attempts=attempts)
@@ -72,29 +85,29 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
             _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
                             batch_attempts=attempts)
             raise
-        reason = f"batch of {len(events)} events given up after {attempts} attempts: {error}"
-        result = NormalizeResult(quarantined=[quarantine_event(state, event, reason) for event in events])
-        log.error("graphlake.normalize partition %s: %s", batch.partition, reason)
-        _record(state, batch, now, result="gave_up", consecutive_failures=failures, error=error,
-                batch_attempts=attempts, quarantined=len(result.quarantined))
-        return result
+        return _give_up(events, batch, state, now, error, attempts, failures)
     _record(state, batch, now, result="ok", consecutive_failures=0, error=None, batch_attempts=0,
             rows=result.rows, duplicates=result.duplicates, files=len(result.files),
             quarantined=len(result.quarantined))
     return result
 
 
-def _previous(state: Store, batch: Batch) -> dict[str, Any] | None:
-    try:
-        return health.load(state, COMPONENT, batch.partition)
-    except Exception:  # noqa: BLE001 - an unreadable record (storage down, say) counts as none
-        log.warning("graphlake.normalize partition %s: health record unreadable", batch.partition, exc_info=True)
-        return None
+def _give_up(events: Sequence[InboundEvent], batch: Batch, state: Store, now: datetime | None, error: str,
+             attempts: int, failures: int) -> NormalizeResult:
+    """Every event of the batch to quarantine with the reason; the delivery then succeeds and the partition moves
+    on."""
+    reason = f"batch of {len(events)} events given up after {attempts} attempts: {error}"
+    result = NormalizeResult(quarantined=[quarantine_event(state, event, reason) for event in events])
+    log.error("graphlake.normalize partition %s: %s", batch.partition, reason)
+    _record(state, batch, now, result="gave_up", consecutive_failures=failures, error=error, batch_attempts=attempts,
+            quarantined=len(result.quarantined))
+    return result
 
 
 def _record(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> None:
     doc.setdefault("rows", 0)
     doc.setdefault("quarantined", 0)
+    doc.setdefault("in_flight", None)
     health.record(state, COMPONENT, batch.partition, {**doc, "batch_first_sequence": batch.first_sequence}, now=now)
 
 

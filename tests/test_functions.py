@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime
 
 import azure.functions as func
@@ -153,6 +154,69 @@ def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_
     assert sum(pq.read_metadata(io.BytesIO(lake_store.read(n)[0])).num_rows for n in landed) == 5
     record = health.load(store, "normalize", "3")
     assert (record["result"], record["consecutive_failures"], record["rows"], record["error"]) == ("ok", 0, 5, None)
+
+
+_DELIVER = """
+import json, sys
+from tests.test_functions import hub_events
+import function_app
+bodies = [line.encode() for line in open(sys.argv[1]).read().splitlines()]
+function_app.normalize_alerts(hub_events(bodies, [{}] * len(bodies), partition="5", first_sequence=700))
+"""
+
+
+def _waits_for_a_lock(pid: int) -> bool:
+    """True once the process waits for a file lock (the kernel lists blocked requests with '->' in /proc/locks)."""
+    with open("/proc/locks") as locks:
+        return any(parts[1] == "->" and parts[5] == str(pid) for parts in map(str.split, locks) if len(parts) > 5)
+
+
+def test_a_batch_whose_deliveries_die_without_a_result_is_given_up_after_the_attempts(tmp_path, monkeypatch):
+    import fcntl
+    import os
+    import signal
+
+    from shared import health
+    from shared.normalize import InboundEvent, normalize_events
+
+    bodies = alert_bodies(6)
+    (tmp_path / "batch.jsonl").write_bytes(b"\n".join(bodies))
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    env = {**os.environ, "LAKE_URL": str(lake), "STATE_URL": str(state), "NORMALIZE_MAX_ATTEMPTS": "2",
+           "PYTHONPATH": str(REPO)}
+    # The lake's folder lock, held here: a delivery blocks writing the batch's file, so it is surely killed mid-way.
+    first, *_ = normalize_events([InboundEvent(b) for b in bodies], lake=open_store(str(tmp_path / "scratch")),
+                                 state=open_store(str(tmp_path / "scratch-state"))).files  # days are written in order
+    folder = lake.joinpath(*first.split("/")[:-1])
+    folder.mkdir(parents=True)
+    lock = os.open(folder / ".graphlake.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    for attempts in (0, 1):
+        delivery = subprocess.Popen([sys.executable, "-c", _DELIVER, str(tmp_path / "batch.jsonl")], cwd=REPO,
+                                    env=env)
+        while delivery.poll() is None and not _waits_for_a_lock(delivery.pid):
+            time.sleep(0.01)
+        assert delivery.poll() is None, "the delivery ended although the lake was locked"
+        # Blocked writing the batch: it marked the batch in flight first, with the attempts of those before it.
+        record = health.load(open_store(str(state)), "normalize", "5")
+        assert record is not None and (record["in_flight"], record["batch_attempts"]) == (700, attempts)
+        delivery.send_signal(signal.SIGKILL)
+        delivery.wait()
+    os.close(lock)
+    # The third delivery finds the batch still in flight a second time: it gives the batch up without trying again.
+    monkeypatch.setenv("LAKE_URL", str(lake))
+    monkeypatch.setenv("STATE_URL", str(state))
+    monkeypatch.setenv("NORMALIZE_MAX_ATTEMPTS", "2")
+    function_app.normalize_alerts(hub_events(bodies, [{}] * len(bodies), partition="5", first_sequence=700))
+    store = open_store(str(state))
+    docs = [orjson.loads(store.read(n)[0]) for n in store.list("quarantine/")]
+    assert sorted(base64.b64decode(d["raw_base64"]) for d in docs) == sorted(bodies)
+    assert all("given up after 2 attempts: the last delivery of this batch stopped without a result" in d["error"]
+               for d in docs)
+    record = health.load(store, "normalize", "5")
+    assert (record["result"], record["batch_attempts"], record["in_flight"], record["quarantined"]) == \
+        ("gave_up", 2, None, len(bodies))
+    assert not list(open_store(str(lake)).list("security_alerts/"))
 
 
 def test_a_storage_outage_keeps_retrying_past_the_attempts_and_quarantines_nothing(monkeypatch, tmp_path):
