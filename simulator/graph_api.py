@@ -89,9 +89,8 @@ class GraphApi:
         self.faults = faults
         self.base_url = base_url
         self.counters = Counters()
-        self._count_lock = threading.Lock()
-        # Wakes whoever waits for a counter (wait_for) or for held requests (hold); shares the counters' lock.
-        self._changed = threading.Condition(self._count_lock)
+        # Guards the counters and the served lists, and wakes whoever waits for a counter or for held calls.
+        self._changed = threading.Condition()
         self._held = False
         self._waiting = 0
         self._served: dict[str | None, list[tuple[str, str]]] = {}

@@ -162,13 +162,13 @@ class Tenant:
     def _shuffled_within_hours(self, matches: list[int], rng: random.Random) -> list[int]:
         out: list[int] = []
         group: list[int] = []
-        minute = None
+        current = None
         for index in matches:
-            created = self._records[index].created // (3600 * TICKS_PER_SECOND)
-            if created != minute:
+            hour = self._records[index].created // (3600 * TICKS_PER_SECOND)
+            if hour != current:
                 rng.shuffle(group)
                 out += group
-                group, minute = [], created
+                group, current = [], hour
             group.append(index)
         rng.shuffle(group)
         return out + group
@@ -202,11 +202,13 @@ class Tenant:
             if at < self.clock:
                 raise ValueError("the tenant's clock only moves forward")
             self.clock = at
-            if lateness is None:
-                spread = int(max_lateness_seconds * TICKS_PER_SECOND)
-                stamp = lambda after: self._late_time(at, spread, after)  # noqa: E731
-            else:
-                stamp = lambda after: self._stamp(at, lateness.draw(self._rng), after)  # noqa: E731
+            spread = int(max_lateness_seconds * TICKS_PER_SECOND)
+
+            def stamp(after: int | None) -> int | None:
+                if lateness is None:
+                    return self._late_time(at, spread, after)
+                return self._stamp(at, lateness.draw(self._rng), after)
+
             # Updates go to alerts that existed before this call: a new alert's first version must be seen.
             made = self._update(at, stamp, updates)
             for _ in range(new_alerts):
