@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shared.errors import one_line
 from shared.lake import check_lake_columns
 from shared.storage import Store
 
@@ -88,7 +89,7 @@ def spool(store: Store, names: tuple[str, ...], work: Path) -> Spooled:
         try:
             pq.read_metadata(path)
         except pa.ArrowException as exc:
-            raise ValueError(f"{name.rsplit('/', 1)[1]} is not readable parquet: {_one_line(exc)}") from None
+            raise ValueError(f"{name.rsplit('/', 1)[1]} is not readable parquet: {one_line(exc)}") from None
         spooled.inputs.append(name)
         spooled.paths.append(path)
     return spooled
@@ -324,9 +325,4 @@ def value_bytes(values: pa.ChunkedArray | pa.Array) -> int:
         return sum(value_bytes(flat.field(i)) for i in range(kind.num_fields))
     width = getattr(kind, "bit_width", 64) if not pa.types.is_nested(kind) else 64
     return len(values) * max(width, 8) // 8
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text or type(exc).__name__)[:300]
 
