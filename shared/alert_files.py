@@ -64,7 +64,7 @@ class _Head(msgspec.Struct):
     """The few properties that tell an alert from the other things a file may hold; the rest is skipped."""
 
     id: Any = None
-    value: Any = msgspec.UNSET
+    value: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # a page's alerts, left undecoded
     createdDateTime: Any = None  # noqa: N815 - Graph's names
     lastUpdateDateTime: Any = None  # noqa: N815
 
@@ -123,8 +123,8 @@ def records(data: bytes, name: str) -> Iterator[Record]:
         return
     try:
         _decode_raw(stripped)
-    except msgspec.DecodeError:
-        pass
+    except msgspec.DecodeError as exc:
+        error = exc
     else:  # One JSON document: an alert, a page, an array, pretty-printed or on one line.
         yield from _document(text, stripped, text.find(stripped[:1]), name)
         return
@@ -136,10 +136,8 @@ def records(data: bytes, name: str) -> Iterator[Record]:
         return
     # Neither one document nor JSON lines: most likely a pretty-printed document that is cut short or broken.
     # One record for it, not one per line.
-    try:
-        _decode_any(stripped)
-    except msgspec.DecodeError as exc:
-        yield Record(name, 1, stripped, f"not JSON: {exc} (a document over several lines that does not parse)")
+    yield Record(name, _line_of(text, text.find(stripped[:1])), stripped,
+                 f"not JSON: {error} (a document over several lines that does not parse)")
 
 
 def _looks_like_json_lines(lines: list[bytes]) -> bool:
@@ -162,29 +160,42 @@ def _line_of(text: bytes, offset: int) -> int:
     return text.count(b"\n", 0, offset) + 1
 
 
+class _Locator:
+    """The line each part of a document starts on, for parts asked for in file order: each search and each count
+    of newlines starts where the last ended, so a document of many alerts is scanned once. A JSON line has no
+    offset: all its parts are on its line."""
+
+    def __init__(self, text: bytes, offset: int | None, line: int) -> None:
+        self.text, self.offset, self.line = text, offset, line
+
+    def line_of(self, part: bytes) -> int:
+        if self.offset is None:
+            return self.line
+        found = self.text.find(part, self.offset)
+        if found < 0:  # not an exact slice after all: the last known line is the best guess
+            return self.line
+        self.line += self.text.count(b"\n", self.offset, found)
+        start_line = self.line
+        self.line += part.count(b"\n")
+        self.offset = found + len(part)
+        return start_line
+
+
 def _document(text: bytes, doc: bytes, offset: int | None, name: str, line: int = 0) -> Iterator[Record]:
-    """The records of one JSON document, `doc`. `offset` is where it starts in `text` (the whole file) when it is
-    the whole file, so that the parts of a pretty-printed document are located by their own line; a JSON line
-    gives its `line` instead."""
-
-    def where(part: bytes, after: int) -> tuple[int, int]:
-        """Line of `part` (an exact slice of doc) found from `after` on, and the offset to search from next."""
-        if offset is None:
-            return line, after
-        found = text.find(part, after)
-        return (_line_of(text, found), found + len(part)) if found >= 0 else (_line_of(text, after), after)
-
+    """The records of one JSON document, `doc`: the whole file (starting at `offset` in `text`), so that the parts
+    of a pretty-printed document are located by their own line, or a JSON line (number `line`)."""
     start_line = line if offset is None else _line_of(text, offset)
+    where = _Locator(text, offset, start_line)
     try:
         first = doc[:1]
         if first == b"{":
             head = _decode_head(doc)
             if head.value is not msgspec.UNSET and head.id is None:
-                yield from _page(doc, head, where, offset or 0, name, start_line)
+                yield from _page(doc, head, where, name, start_line)
             else:
-                yield _alert(doc, name, start_line)
+                yield _alert(doc, name, start_line, head=head)
         elif first == b"[":
-            yield from _array(doc, where, offset or 0, name, start_line)
+            yield from _array(doc, where, name, start_line)
         else:
             kind = type(_decode_any(doc)).__name__
             yield Record(name, start_line, doc, f"{_a(_JSON_KINDS.get(kind, kind))}, not an alert")
@@ -200,22 +211,25 @@ def _a(noun: str) -> str:
     return f"a {noun}"
 
 
-def _page(doc: bytes, head: _Head, where, offset: int, name: str, line: int) -> Iterator[Record]:
-    if not isinstance(head.value, list):
-        yield Record(name, line, doc, "a wrapper object: its \"value\" holds "
-                                      f"{_a(_JSON_KINDS.get(type(head.value).__name__, 'value'))}, not a list of "
-                                      "alerts (a Graph page is {\"value\": [alert, ...]})")
+def _page(doc: bytes, head: _Head, where: _Locator, name: str, line: int) -> Iterator[Record]:
+    if bytes(head.value)[:1] != b"[":
+        kind = _JSON_KINDS.get(type(_decode_any(bytes(head.value))).__name__, "value")
+        yield Record(name, line, doc, f"a wrapper object: its \"value\" holds {_a(kind)}, not a list of alerts "
+                                      "(a Graph page is {\"value\": [alert, ...]})")
         return
-    after = offset
-    for raw in _decode_array(_decode_object(doc)["value"]):
+    for raw in _decode_array(bytes(head.value)):
         part = bytes(raw)
-        part_line, after = where(part, after)
-        yield _alert(part, name, part_line, compact=True)
+        part_line = where.line_of(part)
+        if part[:1] == b"{":
+            yield _alert(part, name, part_line, compact=True)
+        else:
+            kind = _JSON_KINDS.get(type(_decode_any(part)).__name__, "value")
+            yield Record(name, part_line, part, f"{_a(kind)} in a Graph page's value, not an alert")
 
 
-def _array(doc: bytes, where, offset: int, name: str, line: int) -> Iterator[Record]:
-    items = _decode_array(doc)
-    heads = [_decode_any(bytes(raw)) if bytes(raw)[:1] != b"{" else _decode_head(bytes(raw)) for raw in items]
+def _array(doc: bytes, where: _Locator, name: str, line: int) -> Iterator[Record]:
+    parts = [bytes(raw) for raw in _decode_array(doc)]
+    heads = [_decode_head(part) if part[:1] == b"{" else _decode_any(part) for part in parts]
     if not all(isinstance(h, _Head) for h in heads):
         kinds = sorted({_JSON_KINDS.get(type(h).__name__, "value") if not isinstance(h, _Head) else "JSON object"
                         for h in heads})
@@ -227,17 +241,14 @@ def _array(doc: bytes, where, offset: int, name: str, line: int) -> Iterator[Rec
         yield Record(name, line, doc, f"a list of Graph pages ({pages} in one JSON array): give the pages one per "
                                       "line (JSON lines), or each page as its own file")
         return
-    after = offset
-    for raw in items:
-        part = bytes(raw)
-        part_line, after = where(part, after)
-        yield _alert(part, name, part_line, compact=True)
+    for part, head in zip(parts, heads):
+        yield _alert(part, name, where.line_of(part), compact=True, head=head)
 
 
-def _alert(doc: bytes, name: str, line: int, *, compact: bool = False) -> Record:
+def _alert(doc: bytes, name: str, line: int, *, compact: bool = False, head: _Head | None = None) -> Record:
     """A Record of the object `doc`: an alert, or refused as what it looks like. The normalizer decides the rest
     (an object without an id, of another @odata.type, ...)."""
-    head = _decode_head(doc)
+    head = head or _decode_head(doc)
     refused = _not_an_alert(doc, head)
     if refused is None and compact:
         # Part of a larger document: its indentation is the document's, not the alert's.

@@ -209,3 +209,19 @@ def test_an_unreadable_source_is_one_line_exit_2(tmp_path: Path, case: str) -> N
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith(("graphlake: ", "Error: ")) and proc.stdout == ""
+
+
+def test_a_page_item_that_is_not_an_object_is_refused_alone(tmp_path: Path) -> None:
+    source = tmp_path / "page.json"
+    data = pretty(page([ALERTS[0], "stray text", ALERTS[1], {**ALERTS[2], "id": "String (identifier)"}]))
+    source.write_bytes(data)
+    result = normalize(tmp_path, str(source))
+    assert result.exit_code == 1
+    assert lake_ids(tmp_path) == sorted([ALERTS[0]["id"], ALERTS[1]["id"]])
+    stray, template = sorted(quarantined(tmp_path), key=lambda doc: doc["metadata"]["line"])
+    # Each is located on the line where it starts in the pretty-printed page.
+    assert "a JSON string in a Graph page's value" in stray["error"]
+    assert stray["metadata"]["line"] == data[:data.index(b'"stray text"')].count(b"\n") + 1
+    assert "documentation template" in template["error"]
+    opening = data.rindex(b"{", 0, data.index(b'"String (identifier)"'))
+    assert template["metadata"]["line"] == data[:opening].count(b"\n") + 1
