@@ -126,9 +126,10 @@ class Lake:
             raise LakeUnauthorized(f"cannot authenticate to {where}: {_credential_failure(exc)}") from exc
         except HttpResponseError as exc:
             if exc.status_code in (401, 403):
-                raise LakeUnauthorized(f"{where} refused access ({exc.status_code} "
-                                       f"{exc.error_code or exc.reason}): the identity needs Storage Blob Data "
-                                       "Reader on the container") from exc
+                code = getattr(exc.error_code, "value", exc.error_code) or exc.reason
+                fix = ("the identity needs Storage Blob Data Reader on the container"
+                       if self.credential.startswith("DefaultAzureCredential") else "the key is wrong or expired")
+                raise LakeUnauthorized(f"{where} refused access ({exc.status_code} {code}): {fix}") from exc
             raise EndpointUnreachable(f"cannot read {where}: {one_line(exc)}") from exc
         except fsspec.asyn.FSTimeoutError as exc:
             raise EndpointUnreachable(f"no answer within {_REACH_SECONDS:.0f} s from {where}") from exc

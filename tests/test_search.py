@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -525,3 +526,14 @@ def test_an_empty_string_never_wins_over_a_value_in_the_evidence_view(tmp_path) 
     rows = connect(str(tmp_path)).execute(
         "SELECT upn, mailbox, account_name, domain, sid FROM security_alert_evidence").fetchall()
     assert rows == [("bob@contoso.com", "bob@contoso.com", "bob", None, None)]
+
+
+def test_a_lake_that_refuses_the_credential_is_one_line(azurite) -> None:
+    url = azurite.container_url()
+    _build_lake(url, tempfile.mkdtemp())
+    env = {"AZURE_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                                              f"AccountKey={_FAKE_KEY};BlobEndpoint={azurite.endpoint};"}
+    proc, seconds = _cli_process("search", "--lake", f"az://{url.rsplit('/', 1)[1]}", "--ip", "203.0.113.7", env=env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+    assert "devstoreaccount1" in proc.stderr and "AZURE_STORAGE_CONNECTION_STRING" in proc.stderr
+    assert "403" in proc.stderr and seconds < 15
