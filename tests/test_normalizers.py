@@ -513,6 +513,29 @@ def test_nested_evidence_of_its_expected_type_and_lists_of_values_are_read() -> 
     assert row["p_any_usernames"] == ["avery", "contoso\\avery"]
 
 
+_IP = "#microsoft.graph.security.ipEvidence"
+
+
+@pytest.mark.parametrize(("evidence", "indicators"), [
+    ([{"@odata.type": _IP, "ipAddress": 7}], {}),
+    ([{"@odata.type": "#microsoft.graph.security.userEvidence", "userAccount": "casey"}], {}),
+    # The nested object's own type wins over the one the table expects there.
+    ([{"@odata.type": "#microsoft.graph.security.networkConnectionEvidence",
+       "sourceAddress": {"@odata.type": "#microsoft.graph.security.deviceEvidence", "hostName": "ws-9"}}],
+     {"p_any_domain_names": ["ws-9"]}),
+    ([{"@odata.type": "#microsoft.graph.security.activeDirectoryDomainEvidence",
+       "trustedDomains": [{"activeDirectoryDomainName": "fabrikam.com",
+                           "trustedDomains": [{"activeDirectoryDomainName": "tailspin.com"}]}]}],
+     {"p_any_domain_names": ["fabrikam.com", "tailspin.com"]}),
+    ({"@odata.type": _IP, "ipAddress": "192.0.2.1"}, {}),  # Not a list: kept, not read.
+], ids=["number for text", "text for object", "nested evidence of another type", "evidence nesting its own type",
+        "evidence not a list"])
+def test_evidence_of_odd_shapes_gives_a_row_with_what_it_can(evidence: object, indicators: dict) -> None:
+    row = normalize(minimal_alert(evidence=evidence))
+    assert orjson.loads(row["evidence"]) == evidence
+    assert {column: row[column] for column in INDICATOR_COLUMNS if row[column] is not None} == indicators
+
+
 def test_json_columns_keep_integers_beyond_64_bits_and_details_are_read_by_key_name() -> None:
     row = normalize(minimal_alert(serviceSource="microsoftSentinel", customDetails={"RemoteIP": ["192.0.2.9"]},
                                   evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence",
