@@ -61,6 +61,13 @@ def normalize(tmp_path: Path, *sources: str, input: bytes | None = None, extra: 
                input=input)
 
 
+def normalize_file(tmp_path: Path, data: bytes, name: str = "export.json", extra: tuple[str, ...] = ()):
+    """The file `name` holding `data`, and what `graphlake normalize` of it did."""
+    source = tmp_path / name
+    source.write_bytes(data)
+    return source, normalize(tmp_path, str(source), extra=extra)
+
+
 def lake_ids(tmp_path: Path) -> list[str]:
     if not (tmp_path / "lake").is_dir():
         return []
@@ -97,9 +104,7 @@ FORMS = {
 def test_each_input_form_lands_exactly_its_alerts(tmp_path: Path, form: str) -> None:
     data, expected = FORMS[form]
     # The name says nothing about the content: gzip is found by its magic bytes, UTF-16 by its byte-order mark.
-    source = tmp_path / "export.json"
-    source.write_bytes(data)
-    result = normalize(tmp_path, str(source))
+    _, result = normalize_file(tmp_path, data)
     assert result.exit_code == 0, result.output
     assert lake_ids(tmp_path) == sorted(expected)
     assert quarantined(tmp_path) == []
@@ -141,9 +146,7 @@ REFUSED = {
 @pytest.mark.parametrize("shape", REFUSED)
 def test_a_document_that_is_not_an_alert_is_quarantined_saying_what_it_looked_like(tmp_path: Path, shape: str) -> None:
     data, reason = REFUSED[shape]
-    source = tmp_path / "odd.json"
-    source.write_bytes(data)
-    result = normalize(tmp_path, str(source))
+    source, result = normalize_file(tmp_path, data, "odd.json")
     assert result.exit_code == 1, result.output
     assert lake_ids(tmp_path) == []
     docs = quarantined(tmp_path)
@@ -158,9 +161,7 @@ def test_the_summary_counts_each_reason_with_its_first_location_and_where_copies
     bad = [b"{not json", orjson.dumps({**ALERTS[1], "id": "String (identifier)"}), b"{not json", b"[1, 2]"]
     body = [orjson.dumps(ALERTS[0]), bad[0], bad[1], orjson.dumps(ALERTS[2]), bad[2], bad[3],
             orjson.dumps(page([]))]
-    source = tmp_path / "mixed.jsonl"
-    source.write_bytes(b"\n".join(body) + b"\n")
-    result = normalize(tmp_path, str(source))
+    source, result = normalize_file(tmp_path, b"\n".join(body) + b"\n", "mixed.jsonl")
     assert result.exit_code == 1
     out = result.output.splitlines()
     assert out[0] == "6 records read from 1 file: 2 rows landed in " \
@@ -178,12 +179,9 @@ def test_the_summary_counts_each_reason_with_its_first_location_and_where_copies
 
 
 def test_quiet_and_verbose(tmp_path: Path) -> None:
-    source = tmp_path / "a.jsonl"
-    source.write_bytes(lines(ALERTS))
-    quiet = normalize(tmp_path, str(source), extra=("--quiet",))
+    _, quiet = normalize_file(tmp_path, lines(ALERTS), extra=("--quiet",))
     assert quiet.exit_code == 0 and quiet.output == ""
-    source.write_bytes(lines(ALERTS) + b"oops\nagain\n")
-    verbose = normalize(tmp_path, str(source), extra=("--verbose",))
+    source, verbose = normalize_file(tmp_path, lines(ALERTS) + b"oops\nagain\n", extra=("--verbose",))
     assert verbose.exit_code == 1
     assert f"{source}:{len(ALERTS) + 1}: not JSON" in verbose.output
     assert f"{source}:{len(ALERTS) + 2}: not JSON" in verbose.output
@@ -193,8 +191,7 @@ def test_quiet_and_verbose(tmp_path: Path) -> None:
 
 
 def test_an_empty_file_lands_nothing_and_says_so(tmp_path: Path) -> None:
-    (tmp_path / "empty.json").write_bytes(b"\xef\xbb\xbf\n")
-    result = normalize(tmp_path, str(tmp_path / "empty.json"))
+    _, result = normalize_file(tmp_path, b"\xef\xbb\xbf\n")
     assert result.exit_code == 0 and result.output.startswith("0 records read from 1 file")
 
 
@@ -212,10 +209,8 @@ def test_an_unreadable_source_is_one_line_exit_2(tmp_path: Path, case: str) -> N
 
 
 def test_a_page_item_that_is_not_an_object_is_refused_alone(tmp_path: Path) -> None:
-    source = tmp_path / "page.json"
     data = pretty(page([ALERTS[0], "stray text", ALERTS[1], {**ALERTS[2], "id": "String (identifier)"}]))
-    source.write_bytes(data)
-    result = normalize(tmp_path, str(source))
+    _, result = normalize_file(tmp_path, data)
     assert result.exit_code == 1
     assert lake_ids(tmp_path) == sorted([ALERTS[0]["id"], ALERTS[1]["id"]])
     stray, template = sorted(quarantined(tmp_path), key=lambda doc: doc["metadata"]["line"])
