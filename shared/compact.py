@@ -272,8 +272,6 @@ def merge_partition(store: Store, partition: Partition, *, target_bytes: int = D
             work.cleanup()
             return None
         runs = sorted_runs(spooled.paths, folder, memory_bytes)
-        for path in spooled.paths:
-            path.unlink()
         outputs = _write_locally(runs, partition, folder, target_bytes)
     except BaseException:
         work.cleanup()

@@ -96,7 +96,7 @@ def spool(store: Store, names: tuple[str, ...], work: Path) -> Spooled:
 
 
 def sorted_runs(paths: list[Path], work: Path, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Runs:
-    """Deduplicate the files' rows into sorted runs (steps 1 and 2)."""
+    """Deduplicate the files' rows into sorted runs (steps 1 and 2). The files are deleted as they are bucketed."""
     # Footers only, and one distinct schema each: a reader kept open per file would cost memory per file.
     schemas: list[pa.Schema] = []
     rows_in = size = 0
@@ -247,7 +247,8 @@ def _split_points(paths: list[Path], rows: int, buckets: int) -> list[str]:
 
 
 def _bucketed(inputs: list[Path], schema: pa.Schema, splits: list[str], work: Path) -> list[Path]:
-    """Every row into the bucket of its id's range, with its file rank and row index; the buckets' paths."""
+    """Every row into the bucket of its id's range, with its file rank and row index; the buckets' paths. Each
+    input is deleted once bucketed."""
     work_schema = schema.append(pa.field(_FILE, pa.int32())).append(pa.field(_ROW, pa.int64()))
     paths = [work / f"bucket-{b:04d}.arrows" for b in range(len(splits) + 1)]
     sinks = [pa.OSFile(str(path), "wb") for path in paths]
@@ -275,6 +276,7 @@ def _bucketed(inputs: list[Path], schema: pa.Schema, splits: list[str], work: Pa
                         writer.write_table(part)
                 del group
             f.close()
+            path.unlink()  # bucketed: the copy is no longer needed, and local disk is small
     finally:
         for writer, sink in zip(writers, sinks):
             writer.close()
