@@ -131,3 +131,14 @@ def test_without_rules_enabled_nothing_is_evaluated(tmp_path):
                                 catch_exceptions=False)
     assert result.exit_code == 0
     assert list(open_store(lake).list(f"{MATCHES}/")) == []
+
+
+def test_rules_fire_in_graphlake_pull(make_pipeline, user_rules, tmp_path):
+    pipe = make_pipeline(alerts=300)
+    pull = CliRunner().invoke(main, ["pull", "--once", "--rules", str(user_rules)], env=pipe.env,
+                              catch_exceptions=False)
+    assert pull.exit_code == 0, pull.output
+    lake = pipe.env["LAKE_URL"]
+    versions = read_table(open_store(lake), TABLE).to_pylist()
+    expected = {(v["id"], v["p_row_id"]) for v in versions if v["status"] == "new" and v["severity"] != "informational"}
+    assert expected and {(m["id"], m["p_matched_row_id"]) for m in matches_in(lake)} == expected
