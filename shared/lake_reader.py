@@ -41,9 +41,9 @@ from shared.layout import parse_partition_file
 
 _AZURE_SCHEMES = ("az", "abfs", "abfss")
 # The first request to a remote lake: together well inside the 15 s a person waits for an answer.
-_CONNECT_SECONDS = 5
-_READ_SECONDS = 10
-_REACH_SECONDS = 12.0
+_CONNECT_SECONDS = 4
+_READ_SECONDS = 5
+_REACH_SECONDS = 10.0
 
 
 class LakeUnauthorized(GraphlakeError):

@@ -423,18 +423,25 @@ def _cli_process(*args: str, env: dict[str, str] | None = None) -> tuple[subproc
 _FAKE_KEY = "bm90LWEta2V5LW5vdC1hLWtleS1ub3QtYS1rZXktbm90LWEta2V5LW5vdC1hLWtleQ=="
 
 
-@pytest.mark.parametrize("case", ["closed local port", "unresolvable name"])
+@pytest.mark.parametrize("case", ["closed local port", "unresolvable name", "port that never answers"])
 @pytest.mark.parametrize("command", ["search", "query"])
 def test_a_lake_that_cannot_be_reached_fails_fast_in_one_line(case: str, command: str) -> None:
-    if case == "closed local port":
-        lake, env, account, credential = (f"http://127.0.0.1:{_closed_port()}/devstoreaccount1/lake", {},
-                                          "devstoreaccount1", "emulator")
+    import socket
+
+    silent = socket.socket()  # listens, so connections are made, but never accepts nor answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1] if case == "port that never answers" else _closed_port()
+    if case != "unresolvable name":
+        lake, env, account, credential = (f"http://127.0.0.1:{port}/devstoreaccount1/lake", {}, "devstoreaccount1",
+                                          "emulator")
     else:  # .invalid never resolves (RFC 6761): no real account is asked, whatever the network.
         lake, account, credential = "az://lake", "nosuchaccount", "AZURE_STORAGE_CONNECTION_STRING"
         env = {"AZURE_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=https;AccountName=nosuchaccount;"
                                                   f"AccountKey={_FAKE_KEY};EndpointSuffix=core.invalid"}
     args = ["--ip", "1.2.3.4"] if command == "search" else ["SELECT 1"]
-    proc, seconds = _cli_process(command, "--lake", lake, *args, env=env)
+    with silent:
+        proc, seconds = _cli_process(command, "--lake", lake, *args, env=env)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.count("\n") == 1 and proc.stdout == "", proc.stderr[-3000:]
     assert account in proc.stderr and credential in proc.stderr, proc.stderr
@@ -537,3 +544,4 @@ def test_a_lake_that_refuses_the_credential_is_one_line(azurite) -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
     assert "devstoreaccount1" in proc.stderr and "AZURE_STORAGE_CONNECTION_STRING" in proc.stderr
     assert "403" in proc.stderr and seconds < 15
+
