@@ -19,7 +19,6 @@ from shared.cli import main
 from shared.local_sink import InProcessSink
 from shared.storage import open_store
 
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 def run(pipe, *args: str):
@@ -95,7 +94,11 @@ def test_audit_stops_at_the_watermark_and_counts_a_never_pulled_tenant_as_missin
 
 
 def test_the_reconcile_timer_is_wired_like_the_other_timers():
-    binding = json.loads(FUNCTIONS["reconcile_alerts"].get_function_json())["bindings"][0]
+    # Built from the app's builders: app.get_functions() may run once per process (tests/test_functions.py does).
+    app = function_app.app
+    [function] = [f for f in (b.build(app.auth_level) for b in app._function_builders)  # noqa: SLF001
+                  if f.get_function_name() == "reconcile_alerts"]
+    binding = json.loads(function.get_function_json())["bindings"][0]
     assert (binding["type"], binding["schedule"], binding["runOnStartup"], binding["useMonitor"]) == (
         "timerTrigger", "%RECONCILE_SCHEDULE%", False, True)
 
