@@ -22,6 +22,9 @@ def load_reporting(rules_dir: str | None, say: Say) -> RuleSet:
     rule_set = load_rules(rules_dir)
     for refusal in rule_set.refused:
         say(f"graphlake: rule refused: {refusal}", err=True)
+    if rule_set.passed_over:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(rule_set.passed_over.items()))
+        say(f"graphlake: files of other analysis types passed over ({kinds})", err=True)
     return rule_set
 
 

@@ -37,11 +37,19 @@ _LEGACY_LOG_TYPES = {
 SEVERITIES = ("Info", "Low", "Medium", "High", "Critical")
 _SEVERITY_BY_LOWER = {s.lower(): s for s in SEVERITIES} | {"informational": "Info"}
 RULE, SCHEDULED_RULE = "rule", "scheduled_rule"
+# Other analysis types of panther-analysis: a checkout of it can be a rules folder; these files are passed over
+# (and counted), not refused.
+OTHER_ANALYSIS_TYPES = frozenset({"policy", "global", "datamodel", "scheduled_query", "saved_query", "pack",
+                                  "lookup_table", "correlation_rule", "derived", "simple"})
 DEFAULT_DEDUP_MINUTES = 60
 
 
 class RuleError(ValueError):
     """A rule that cannot be loaded; the message is one line."""
+
+
+class NotARule(Exception):
+    """A file of another analysis type (a policy, a data model...), passed over."""
 
 
 @dataclass
@@ -122,6 +130,7 @@ class RuleSet:
     rules: list[Rule]
     refused: list[Refusal]
     folders: list[Path]
+    passed_over: dict[str, int] = field(default_factory=dict)  # analysis type -> files of it not loaded
 
     def enabled(self, kind: str) -> list[Rule]:
         return [r for r in self.rules if r.enabled and r.kind == kind]
@@ -135,20 +144,30 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
     folders = ([PACK_DIR] if with_pack else []) + ([Path(user_dir)] if user_dir else [])
     by_id: dict[str, Rule] = {}
     refused: list[Refusal] = []
+    passed_over: dict[str, int] = {}
     for folder in folders:
         if not folder.is_dir():
             refused.append(Refusal(folder, "no such rules folder"))
             continue
-        for path in sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()):
+        for path in _yaml_files(folder):
             try:
                 rule = load_rule(path)
             except RuleError as exc:
                 refused.append(Refusal(path, str(exc)))
                 continue
+            except NotARule as exc:
+                passed_over[str(exc)] = passed_over.get(str(exc), 0) + 1
+                continue
             by_id[rule.rule_id] = rule
-    # Lookup tables: the user's folder first, so its CSV replaces the pack's example.
+    # Lookup tables: the user's folder first.
     helpers.set_lookup_folders(list(reversed(folders)))
-    return RuleSet(list(by_id.values()), refused, folders)
+    return RuleSet(list(by_id.values()), refused, folders, passed_over)
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    """YAML files under folder, hidden folders (.github, .venv...) left out."""
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def load_rule(path: Path) -> Rule:
@@ -161,6 +180,8 @@ def load_rule(path: Path) -> Rule:
     if not isinstance(spec, dict):
         raise RuleError("not a YAML mapping of rule fields")
     kind = spec.get("AnalysisType")
+    if kind in OTHER_ANALYSIS_TYPES:
+        raise NotARule(kind)
     if kind not in (RULE, SCHEDULED_RULE):
         raise RuleError(f"AnalysisType {kind!r} is not supported (rule or scheduled_rule)")
     rule_id = _required_text(spec, "RuleID")

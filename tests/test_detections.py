@@ -126,9 +126,13 @@ def test_a_malformed_rule_is_refused_in_one_line(tmp_path, case, expected):
     [refusal] = rule_set.refused
     assert refusal.path.name == "r.yml" and expected in refusal.reason and "\n" not in str(refusal)
 
+
+def test_rules_test_fails_on_a_refused_rule_and_names_it(tmp_path):
+    write_rule(tmp_path, stem="r", py="def title(event):\n    return 'x'\n")
     result = rules_test("--rules", str(tmp_path))
     assert result.exit_code == 1
-    assert f"rule refused: {tmp_path / 'r.yml'}: " in result.output
+    assert f"rule refused: {tmp_path / 'r.yml'}: r.py defines no rule(event) function" in result.output
+    assert "0 failed, 1 rules refused" in result.output
 
 
 def test_a_user_rule_with_the_packs_id_wins(tmp_path):
@@ -184,3 +188,17 @@ def test_load_rule_reads_every_documented_field(tmp_path):
     assert (rule.enabled, rule.severity, rule.dedup_minutes, rule.threshold, rule.reports, rule.tags,
             rule.description, rule.runbook, rule.reference) == \
         (False, "Low", 15, 3, {"MITRE ATT&CK": ["TA0006:T1110"]}, ["a", "b"], "d", "rb", "https://example.org")
+
+
+def test_other_analysis_types_and_hidden_folders_are_passed_over(tmp_path):
+    write_rule(tmp_path)
+    (tmp_path / "policy.yml").write_text("AnalysisType: policy\nPolicyID: AWS.S3.Public\n")
+    (tmp_path / "data_models").mkdir()
+    (tmp_path / "data_models" / "dm.yml").write_text("AnalysisType: datamodel\n")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    rule_set = load_rules(tmp_path, with_pack=False)
+    assert [r.rule_id for r in rule_set.rules] == ["Custom.Rule"] and rule_set.refused == []
+    assert rule_set.passed_over == {"policy": 1, "datamodel": 1}
+    result = rules_test("--rules", str(tmp_path))
+    assert result.exit_code == 0 and "passed over (datamodel 1, policy 1)" in result.output
