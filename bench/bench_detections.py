@@ -12,9 +12,14 @@ On --count alerts of the simulator's mix (every provider), batch by batch (defau
   columns they read converted inside the timing;
 - detect: `detections.realtime.detect_rows`, the whole real-time step (rows, rules, alert state, rule_matches
   parquet) into an in-memory store, no destination;
-- each scheduled rule once over a local lake holding all the alerts (DuckDB, lookback over all of them).
+- each scheduled rule once over a local lake holding all the alerts (DuckDB, lookback over all of them);
+- detection latency (wall clock, --rounds times): new alerts appear in the simulated tenant (Graph over HTTPS), one
+  `graphlake pull` run starts once its window covers them, and a real local webhook receives the passthrough
+  rule's alerts; the figure is from the start of that run to each alert's arrival. In Azure add the wait for that
+  run (PULL_DELAY_SECONDS, 120 s by default, plus up to one PULL_SCHEDULE interval) and Event Hubs' delivery.
 
-Times are CPU seconds of this process pinned to one core, best of --repeat (median beside it). Asserts nothing.
+Times are CPU seconds of this process pinned to one core, best of --repeat (median beside it), except the
+latency. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="pull runs measured for the latency")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -120,6 +126,73 @@ def main() -> None:
             best, median = timed(lambda r=rule: found.append(len(run_query(r, connection, since, until))),
                                  args.repeat)
             print(f"  {rule.rule_id:56s} {best * 1000:8.1f} ms ({median * 1000:8.1f})  {found[0]:,} rows")
+    latency(args.rounds)
+
+
+def latency(rounds: int) -> None:
+    import asyncio
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shared.local_sink import InProcessSink
+    from shared.pull import pull_all
+    from shared.settings import load_settings
+    from shared.storage import LocalStore
+    from simulator.server import GraphSimulator
+    from simulator.tenant import Tenant
+
+    arrivals: dict[str, float] = {}
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            alert = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            arrivals[alert["events"][0]["id"]] = time.monotonic()
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sim = GraphSimulator(Tenant(seed=5, alerts=200, days=0.5)).start()
+    delay = 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="graphlake-latency-") as work:
+            os.environ.update({**sim.environment(), "STATE_URL": f"{work}/state", "LAKE_URL": f"{work}/lake",
+                               "PULL_DELAY_SECONDS": str(delay), "PULL_OVERLAP_SECONDS": "30",
+                               "PULL_LOOKBACK_DAYS": "1", "RULES_ENABLED": "true", "ALERT_DESTINATIONS": json.dumps(
+                                   [{"type": "webhook", "url": f"http://127.0.0.1:{server.server_address[1]}/"}])})
+            settings = load_settings()
+            state, lake = LocalStore(f"{work}/state"), LocalStore(f"{work}/lake")
+
+            def pull_once() -> float:
+                sink = InProcessSink(lake, state)
+                started = time.monotonic()
+                try:
+                    asyncio.run(pull_all(settings, state, sink))
+                finally:
+                    sink.close()
+                return started
+
+            time.sleep(delay + 1.1)
+            pull_once()  # the backlog
+            seen = set(arrivals)
+            figures = []
+            for _ in range(rounds):
+                sim.tenant.mutate(new_alerts=5)
+                time.sleep(delay + 1.1)  # the window of the next run ends PULL_DELAY_SECONDS before now
+                started = pull_once()
+                figures += [arrivals[a] - started for a in set(arrivals) - seen]
+                seen = set(arrivals)
+    finally:
+        sim.stop()
+        server.shutdown()
+    if figures:
+        print(f"detection latency, pull run start to webhook, {len(figures)} alerts over {rounds} runs: median "
+              f"{statistics.median(figures) * 1000:.0f} ms, max {max(figures) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
