@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -175,15 +176,20 @@ async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, alrea
 
 
 class _SliceRead:
-    """Completeness is judged per read, never across reads: a version read in an earlier read may have left the
-    filter since, so it cannot vouch for the current one.
+    """A slice is shown complete by one response, never by pages put together.
 
-    A read is complete when every page reported the same @odata.count, no alert came twice, and it read as many
-    distinct alerts as that count. Graph evaluates the query again for every page, so an alert updated between two
-    page requests leaves the filter and the alerts after it move up a page, out of reach of the next request: the
-    count or the duplicates show it. A read that is not complete is repeated; one that spanned several pages is
-    instead cut in parts of about a page each, because a single response is one evaluation of the query and cannot
-    be torn by changes between requests.
+    Graph evaluates the query again for every page and promises no snapshot across them: an alert updated between
+    two page requests leaves the window and the alerts after it move up a page, out of reach of the next request,
+    and an unstable order does the same without any update. No count can show every such tear (one alert leaving
+    and a late one entering between the same two requests leave the count as it was), while a single response is
+    one evaluation of the query. So a read is complete when one page holds as many distinct alerts as its
+    @odata.count; when the first page says there are more, the alerts it holds are sent and the slice is cut at
+    whole seconds into parts of about three quarters of a page, each read the same way.
+
+    Only a part too short to cut (more alerts in one second than a page holds) is paged, and then judged on its
+    own read: every page reported the same @odata.count, no alert came twice, and it read that many distinct
+    alerts. Never across reads: a version read earlier may have left the window since, and counting it would vouch
+    for an alert that was missed. A read that is not complete is repeated, at most MAX_REREADS times.
     """
 
     def __init__(self, reader: AlertsReader, fanout: Fanout, already_sent: set[Pair], stats: CallStats,
@@ -199,47 +205,51 @@ class _SliceRead:
 
     async def confirmed(self, piece: Window) -> int:
         """Reads `piece` until a read is complete; the number of parts that never were."""
+        cuttable = bool(_split(piece, None, self._reader.page_size))
         for attempt in range(MAX_REREADS + 1):
             if attempt:
                 self._stats.rereads += 1
-            complete, pages, count = await self._read_once(piece)
+            complete, count = await self._read_once(piece, first_page_only=cuttable)
             if complete:
                 return 0
-            parts = _split(piece, count, self._reader.page_size) if pages > 1 else []
-            if parts:
+            if count is None:  # no @odata.count to judge by: cutting cannot help, paging is all there is
+                cuttable = False
+            elif cuttable:
                 self._stats.splits += 1
-                return sum([await self.confirmed(part) for part in parts])
+                return sum([await self.confirmed(part)
+                            for part in _split(piece, count, self._reader.page_size)])
         return 1
 
-    async def _read_once(self, piece: Window) -> tuple[bool, int, int | None]:
+    async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:
+        """Whether this read was complete, and the largest @odata.count it saw."""
         ids: set[str] = set()
         counts: set[int] = set()
         repeated = False
-        pages = 0
-        async for page in self._reader.pages(piece.start, piece.end):
-            pages += 1
-            if page.count is not None:
-                counts.add(page.count)
-            fresh = []
-            for alert in page.alerts:
-                alert_id = str(alert.get("id"))
-                repeated = repeated or alert_id in ids
-                ids.add(alert_id)
-                pair = (alert_id, str(alert.get("lastUpdateDateTime")))
-                if pair in self._handled:  # read before in this slice: a re-read or a shifted page
-                    continue
-                self._handled.add(pair)
-                if pair in self._already_sent:
-                    self._fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
-                    continue
-                self.sent.add(pair)
-                fresh.append(alert)
-            self._fanout.send_page(fresh, self._pulled_at)
-            if self._progress:
-                self._progress(piece, len(page.alerts))
+        async with aclosing(self._reader.pages(piece.start, piece.end)) as pages:
+            async for page in pages:
+                if page.count is not None:
+                    counts.add(page.count)
+                fresh = []
+                for alert in page.alerts:
+                    alert_id = str(alert.get("id"))
+                    repeated = repeated or alert_id in ids
+                    ids.add(alert_id)
+                    pair = (alert_id, str(alert.get("lastUpdateDateTime")))
+                    if pair in self._handled:  # read before in this slice: a re-read or a shifted page
+                        continue
+                    self._handled.add(pair)
+                    if pair in self._already_sent:
+                        self._fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
+                        continue
+                    self.sent.add(pair)
+                    fresh.append(alert)
+                self._fanout.send_page(fresh, self._pulled_at)
+                if self._progress:
+                    self._progress(piece, len(page.alerts))
+                if first_page_only:
+                    break
         count = max(counts, default=None)
-        complete = len(counts) == 1 and not repeated and len(ids) == count
-        return complete, pages, count
+        return len(counts) == 1 and not repeated and len(ids) == count, count
 
 
 def _split(piece: Window, count: int | None, page_size: int) -> list[Window]:

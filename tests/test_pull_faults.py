@@ -68,11 +68,11 @@ def test_every_version_lands_once_across_runs_under_faults(make_pipeline, kind):
     runs += finish(pull_process(pipe))
     assert all(run["error"] is None for run in runs), [run["error"] for run in runs]
     graph = [run["graph"] for run in runs]
-    # The faults really fired, and the run got through them.
+    # The faults really fired, and the run got through them. Dropped nextLinks cannot hurt: slices larger than a
+    # page are cut until each part comes in one response; only more alerts than a page in one second are paged.
     assert sum(g["throttled"] for g in graph) > 0
     assert sum(g["server_errors"] for g in graph) > 0
-    assert sum(g["skip_fallbacks"] for g in graph) > 0
-    assert pipe.sim.dropped_next_links > 0
+    assert sum(g["splits"] for g in graph) > 0
     assert_lake_complete(pipe)
     assert len(pipe.lake_row_ids()) == len(set(pipe.lake_row_ids())), "a version was sent twice"
 
@@ -159,8 +159,10 @@ def test_a_tenant_moving_between_page_requests_loses_nothing(make_pipeline, faul
     pipe = make_pipeline(alerts=400, days=1, PULL_PAGE_SIZE="40", PULL_SLICE_MINUTES="360")
     pipe.sim.set_faults(faults)
     [first] = pull_in_process(pipe)
-    assert first.error is None
-    assert pipe.sim.counters.page_updates > 0 or faults.page_updates == 0
+    assert first.error is None and first.unconfirmed_slices == 0 and first.graph.splits > 0
+    # Slices larger than a page are cut until each part comes in one response, so there is no later page for the
+    # tenant to change before (the pull before this design asked for them, and lost alerts).
+    assert pipe.sim.counters.page_updates == 0 and first.graph.skip_fallbacks == 0
     pipe.sim.set_faults(Faults())
     pipe.settle()
     # Versions made during the first run's paging are newer than its window: the next run reads them.
