@@ -34,7 +34,9 @@ class RuleFailure:
     error: str
 
     def __str__(self) -> str:
-        return f"rule {self.rule_id} raised on alert {self.alert_id or '(no id)'}: {self.error}"
+        if self.alert_id is None:
+            return f"rule {self.rule_id} failed: {self.error}"
+        return f"rule {self.rule_id} raised on alert {self.alert_id}: {self.error}"
 
 
 @dataclass

@@ -22,6 +22,7 @@ import orjson
 from detections.engine import Evaluation, RuleFailure, match_row
 from detections.event import RuleEvent
 from detections.loader import SCHEDULED_RULE, Rule
+from shared import health
 from shared.errors import GraphlakeError, one_line
 from shared.storage import Store
 
@@ -77,7 +78,10 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
             connection = connection or connect(lake_url)
             rows = run_query(rule, connection, now - timedelta(minutes=rule.lookback_minutes), now)
         except GraphlakeError as exc:
-            report.failures.append(RuleFailure(rule.rule_id, None, one_line(exc)))
+            failure = RuleFailure(rule.rule_id, None, one_line(exc))
+            report.failures.append(failure)
+            health.record(state, "detections", f"scheduled-{rule.rule_id}", {
+                "result": "rule_errors", "rows": 0, "matches": 0, "rule_errors": 1, "errors": [str(failure)]}, now=now)
             continue
         evaluation = evaluate_rows(rule, rows)
         report.failures += evaluation.failures

@@ -82,3 +82,6 @@ def test_a_scheduled_rule_whose_sql_fails_is_reported_and_the_others_run(tmp_pat
     [failure] = report.failures
     assert failure.rule_id == "Custom.Broken" and "no_such_table" in failure.error
     assert report.matches == EXPECTED
+    status = CliRunner().invoke(main, ["status", "--state", state_url], catch_exceptions=False)
+    assert "LAGGING  detections/scheduled-Custom.Broken: 1 rule errors in the last run, first: rule Custom.Broken " \
+           "failed: query failed" in status.output
