@@ -114,6 +114,13 @@ def _deliver_one(state: Store, name: str, destinations: list[Destination], now: 
     return False
 
 
+def record_unsendable(state: Store, error: str, now: datetime) -> int:
+    """Destinations cannot be used (a bad ALERT_DESTINATIONS): record that, with the alerts waiting; their count."""
+    waiting = sum(1 for name in state.list(OUTBOX) if name.endswith(".json"))
+    _record(state, DeliveryReport(undelivered=waiting, errors=[error]), now)
+    return waiting
+
+
 def _record(state: Store, report: DeliveryReport, now: datetime) -> None:
     health.record(state, "detections", "delivery", {
         "result": "failing" if report.undelivered else "ok", "undelivered": report.undelivered,

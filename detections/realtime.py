@@ -47,6 +47,13 @@ class DetectionResult:
 class Detector:
     rules: RuleSet
     destinations: tuple[Destination, ...]
+    # ALERT_DESTINATIONS that cannot be used: alerts are queued (nothing is lost) and the error is recorded, while
+    # rules keep running and the lake keeps landing.
+    destinations_error: str | None = None
+
+    @property
+    def sends(self) -> bool:
+        return bool(self.destinations) or self.destinations_error is not None
 
 
 def rules_override(rules_dir: str | None):
@@ -80,6 +87,7 @@ def current_detector() -> Detector | None:
 def _detector(enabled: str, rules_dir: str, destinations: str) -> Detector | None:
     from detections.destinations import parse_destinations
     from detections.loader import load_rules
+    from shared.errors import ConfigError
     from shared.settings import load_settings
 
     settings = load_settings({"RULES_ENABLED": enabled or "false", "RULES_DIR": rules_dir,
@@ -89,7 +97,11 @@ def _detector(enabled: str, rules_dir: str, destinations: str) -> Detector | Non
     rule_set = load_rules(settings.rules_dir or None)
     for refusal in rule_set.refused:
         log.error("graphlake.detections rule refused: %s", refusal)
-    return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations)))
+    try:
+        return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations)))
+    except ConfigError as exc:
+        log.error("graphlake.detections %s; alerts wait in the outbox until it is fixed", exc)
+        return Detector(rule_set, (), str(exc))
 
 
 def detect_batch(table: pa.Table, *, lake: Store, state: Store, now: datetime | None = None) -> DetectionResult | None:
@@ -110,23 +122,32 @@ def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: 
     return settle(detector, evaluation, lake=lake, state=state, now=now, component_key="realtime")
 
 
+def deliver_queued(detector: Detector, state: Store, now: datetime) -> int:
+    """Send what the outbox holds; the alerts still waiting."""
+    from detections.delivery import deliver_pending, record_unsendable
+
+    if detector.destinations_error is not None:
+        return record_unsendable(state, detector.destinations_error, now)
+    return deliver_pending(state, list(detector.destinations), now).undelivered
+
+
 def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: datetime, component_key: str,
            deliver: bool = True) -> DetectionResult:
     """Matches into alerts, the rule_matches table and the outbox; the outbox delivered (unless the caller does it
     once for several settles); the run's health."""
     from detections.alerts import record_matches
-    from detections.delivery import deliver_pending, enqueue
+    from detections.delivery import enqueue
     from detections.matches import write_matches
 
     result = DetectionResult(rows=evaluation.rows, matches=len(evaluation.matches), failures=evaluation.failures)
     queued = record_matches(state, evaluation.matches, now)
     result.files = write_matches(lake, evaluation.matches, now)
-    if detector.destinations:
+    if detector.sends:
         for item in queued:
             enqueue(state, item.alert)
         result.alerts_queued = len(queued)
         if deliver:
-            result.undelivered = deliver_pending(state, list(detector.destinations), now).undelivered
+            result.undelivered = deliver_queued(detector, state, now)
     health.record(state, "detections", component_key, {
         "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,
         "matches": len(evaluation.matches), "rule_errors": len(evaluation.failures),

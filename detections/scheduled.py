@@ -65,8 +65,7 @@ def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
 def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: datetime, *,
             force: bool = False) -> ScheduledReport:
     """Every enabled scheduled rule whose schedule is due (or all, with force), then the outbox."""
-    from detections.delivery import deliver_pending
-    from detections.realtime import settle
+    from detections.realtime import deliver_queued, settle
     from shared.query import connect
 
     report = ScheduledReport()
@@ -91,8 +90,8 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
                deliver=False)
         state.write(f"{SCHEDULE_PREFIX}{rule.rule_id}.json", orjson.dumps({"last_run": now.isoformat()}))
         report.ran.append(rule.rule_id)
-    if detector.destinations:
-        report.undelivered = deliver_pending(state, list(detector.destinations), now).undelivered
+    if detector.sends:
+        report.undelivered = deliver_queued(detector, state, now)
     return report
 
 

@@ -317,3 +317,20 @@ def test_a_destination_url_from_a_setting(monkeypatch):
     [destination] = parse_destinations('[{"type": "slack", "url_setting": "SLACK_URL"}]',
                                        {"SLACK_URL": "https://hooks.slack.example/services/T/B/x"})
     assert (destination.name, destination.url) == ("slack-1", "https://hooks.slack.example/services/T/B/x")
+
+
+def test_unusable_destinations_never_stop_the_lake_and_their_alerts_wait(tmp_path, monkeypatch, receiver):
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    use_detections(monkeypatch, lake, state, json.dumps([{"type": "teams", "url_setting": "TEAMS_URL_UNSET"}]))
+    alerts = golden("identity")
+    land(alerts, lake, state)
+    assert len(read_table(open_store(lake), "security_alerts")) == len(alerts)
+    waiting = len(list(open_store(state).list(OUTBOX)))
+    assert waiting == len(expected_passthrough(alerts)) + 1  # and the honeytoken
+    status = CliRunner().invoke(main, ["status", "--state", state], catch_exceptions=False)
+    assert f"FAILING  detections/delivery: {waiting} alerts not delivered (ALERT_DESTINATIONS teams-1: no url" \
+        in status.output
+
+    monkeypatch.setenv("ALERT_DESTINATIONS", destinations(receiver.url))  # fixed
+    function_app.run_scheduled_rules(TimerRequest())
+    assert len(receiver.received) == waiting and list(open_store(state).list(OUTBOX)) == []
