@@ -26,6 +26,7 @@ from detections import helpers
 from shared.errors import one_line
 
 PACK_DIR = Path(__file__).resolve().parent / "rules"
+APP_ROOT = PACK_DIR.parent.parent  # where function_app.py is
 
 # Log types a real-time rule may name, and the lake table whose rows it sees. Panther names alerts_v2
 # MicrosoftGraph.SecurityAlertV2 (panther-analysis PR #2042); its rules use alerts_v2's property names.
@@ -141,7 +142,7 @@ class RuleSet:
 
 def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) -> RuleSet:
     """The starter pack, then the user's folder on top (its rule ids win); refusals listed, never raised."""
-    folders = ([PACK_DIR] if with_pack else []) + ([Path(user_dir)] if user_dir else [])
+    folders = ([PACK_DIR] if with_pack else []) + ([_folder(user_dir)] if user_dir else [])
     by_id: dict[str, Rule] = {}
     refused: list[Refusal] = []
     passed_over: dict[str, int] = {}
@@ -162,6 +163,16 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
     # Lookup tables: the user's folder first.
     helpers.set_lookup_folders(list(reversed(folders)))
     return RuleSet(list(by_id.values()), refused, folders, passed_over)
+
+
+def _folder(user_dir: str | Path) -> Path:
+    """A relative folder from the working directory (the CLI), else from the app's root (in Azure the worker's
+    working directory is not promised to be the package's)."""
+    path = Path(user_dir)
+    if path.is_absolute() or path.is_dir():
+        return path
+    from_app = APP_ROOT / path
+    return from_app if from_app.is_dir() else path
 
 
 def _yaml_files(folder: Path) -> list[Path]:

@@ -202,3 +202,9 @@ def test_other_analysis_types_and_hidden_folders_are_passed_over(tmp_path):
     assert rule_set.passed_over == {"policy": 1, "datamodel": 1}
     result = rules_test("--rules", str(tmp_path))
     assert result.exit_code == 0 and "passed over (datamodel 1, policy 1)" in result.output
+
+
+def test_a_relative_rules_dir_is_found_from_the_app_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the app's folder, as a Functions worker may start elsewhere
+    rule_set = load_rules("detections/rules", with_pack=False)
+    assert rule_set.refused == [] and rule_set.by_id("Microsoft.Graph.Passthrough") is not None
