@@ -1,7 +1,7 @@
 """Pull at scale against the simulator: peak RSS of `graphlake pull --once` for a 10k and a 100k backlog, Graph
 calls per run against the fewest pages the backlog needs, how long the simulator takes to build each backlog, and
-what the per-read completeness check costs when the tenant changes while slices are paged (the smallest backlog
-again with --page-updates alerts updated before every page after a query's first; ratios against the run without).
+what a tenant changing between page requests costs (the smallest backlog again in small pages, with --page-updates
+alerts updated before every page after a query's first; ratios against the same backlog from a still tenant).
 
 Run: .venv/bin/python bench/bench_pull.py [--sizes 10000 100000] [--page-updates 2]
 Prints figures; asserts nothing. The pull runs as its own process (os.wait4 gives its peak RSS); the simulator
