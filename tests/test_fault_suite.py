@@ -50,6 +50,7 @@ from simulator.tenant import Tenant
 SEEDS = range(20)
 ROUNDS = 2
 ROUND_SECONDS = 60  # the suite's clock between rounds; more than the overlap, so a tail of late versions is late
+BURST, BURST_LEAD_SECONDS = 15, 10
 LATENESS = Lateness(typical_seconds=5.0, tail_share=0.4, tail_max_seconds=7200.0)
 HOURS_LATE = Lateness(typical_seconds=3600.0, tail_share=1.0, tail_max_seconds=7200.0)  # late whatever the draw
 SPOOL = "spool/"
@@ -223,7 +224,11 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     codes: list[int] = []
     late_found = 0
     for _ in range(ROUNDS):
-        clock += timedelta(seconds=ROUND_SECONDS)
+        # A burst of more alerts in one second than a chaos pull's page: the one read the pull cannot cut smaller
+        # and must page, where the simulator updates alerts between its page requests.
+        clock += timedelta(seconds=ROUND_SECONDS - BURST_LEAD_SECONDS)
+        tenant.mutate(now=clock, new_alerts=BURST)
+        clock += timedelta(seconds=BURST_LEAD_SECONDS)
         tenant.mutate(now=clock, new_alerts=rng.randint(3, 10), updates=rng.randint(3, 12), lateness=LATENESS)
         tenant.mutate(now=clock, new_alerts=1, updates=1, lateness=HOURS_LATE)
         now = clock + timedelta(seconds=settings.pull_delay_seconds + 1)
@@ -256,9 +261,14 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     assert audit.alerts == tenant.alert_count
 
     connection = connect(env["LAKE_URL"])
-    [(rows, distinct)] = connection.execute(
-        "SELECT count(*), count(DISTINCT p_row_id) FROM security_alerts").fetchall()
-    landed = {r for (r,) in connection.execute("SELECT p_row_id FROM security_alerts").fetchall()}
+    try:
+        [(rows, distinct)] = connection.execute(
+            "SELECT count(*), count(DISTINCT p_row_id) FROM security_alerts").fetchall()
+        landed = {r for (r,) in connection.execute("SELECT p_row_id FROM security_alerts").fetchall()}
+    finally:
+        # Closed before anything can fail: a DuckDB left open (held by a failure's traceback) while the next seed
+        # forks crashes the forked processes.
+        connection.con.close()
     ever = {row_id(tenant.tenant_id, v.alert_id, v.last_update) for v in tenant.versions()}
     assert rows == distinct, "a version is in the lake twice after dedup"
     assert not expected - landed, f"{len(expected - landed)} of {len(expected)} versions never reached the lake"
