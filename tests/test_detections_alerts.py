@@ -334,3 +334,29 @@ def test_unusable_destinations_never_stop_the_lake_and_their_alerts_wait(tmp_pat
     monkeypatch.setenv("ALERT_DESTINATIONS", destinations(receiver.url))  # fixed
     function_app.run_scheduled_rules(TimerRequest())
     assert len(receiver.received) == waiting and list(open_store(state).list(OUTBOX)) == []
+
+
+def test_two_normalizer_instances_at_once_send_one_alert_with_every_match_counted(tmp_path, monkeypatch, azurite,
+                                                                                  receiver):
+    lake, state = azurite.container_url(), azurite.container_url()
+    use_detections(monkeypatch, lake, state, destinations(receiver.url), str(burst_rules(tmp_path)))
+    template = golden("identity")[0]
+    batches = [[{**template, "id": f"burst-{instance}-{batch}-{i}"} for i in range(2)]
+               for instance in range(2) for batch in range(5)]
+
+    def instance(mine: list[list[dict]]) -> None:
+        for alerts in mine:  # each instance its own stores, as two Function hosts
+            land(alerts, lake, state)
+
+    threads = [threading.Thread(target=instance, args=(batches[k::2],)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    burst = [a for a in receiver.received if a["rule_id"] == "Custom.Burst"]
+    assert len(burst) == 1 and burst[0]["match_count"] >= 3
+    [name] = [n for n in open_store(state).list("detections/alerts/Custom.Burst/")]
+    doc = orjson.loads(open_store(state).read(name)[0])
+    assert doc["count"] == 20 and len(set(doc["match_ids"])) == 20
+    matches = read_table(open_store(lake), MATCHES).to_pylist()
+    assert {m["p_alert_id"] for m in matches if m["p_rule_id"] == "Custom.Burst"} == {burst[0]["alert_id"]}
