@@ -5,12 +5,18 @@ row it would see in production (p_any_* lists, timestamps as datetimes, evidence
 test passes when rule() returns ExpectedResult and, when it matches, title/dedup/severity/alert_context run without
 raising. A scheduled rule's test gives `Logs`, the alerts of a small lake its query runs over; it passes when the
 rule matches at least one result row exactly when ExpectedResult is true.
+
+Rule-level unit tests, Python `unittest` files named `*_test.py` in a rules folder (as panther-analysis keeps
+`global_helpers_test.py`), run too, each test case a result.
 """
 
 from __future__ import annotations
 
+import sys
+import unittest
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from detections.engine import match_row
 from detections.event import RuleEvent
@@ -37,7 +43,45 @@ def run_tests(rule_set: RuleSet) -> list[TestResult]:
     for rule in sorted(rule_set.rules, key=lambda r: r.rule_id):
         for test in rule.tests:
             results.append(run_test(rule, test))
+    for folder in rule_set.folders:
+        results += run_unit_tests(folder)
     return results
+
+
+def run_unit_tests(folder: Path) -> list[TestResult]:
+    """The unittest cases of the folder's `*_test.py` files, imported with the folder on sys.path."""
+    if not folder.is_dir() or not any(folder.rglob("*_test.py")):
+        return []
+    collected = unittest.TestResult()
+    sys.path.insert(0, str(folder))
+    try:
+        suite = unittest.defaultTestLoader.discover(str(folder), pattern="*_test.py", top_level_dir=str(folder))
+        cases = _cases(suite)  # before running: a suite lets go of its cases as it runs them
+        suite.run(collected)
+    finally:
+        sys.path.remove(str(folder))
+        # Forget the folder's modules, so another folder's file of the same name is imported afresh.
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", None) or "").startswith(str(folder.resolve())):
+                del sys.modules[name]
+    failed = {case.id(): trace for case, trace in collected.failures + collected.errors}
+    results = [TestResult("unit", case_id, False, _last_line(trace)) for case_id, trace in failed.items()]
+    for case in cases:
+        if case.id() not in failed and not case.id().startswith("unittest.loader._FailedTest"):
+            results.append(TestResult("unit", case.id(), True, "passed"))
+    return results
+
+
+def _cases(suite: unittest.TestSuite) -> list[unittest.TestCase]:
+    out = []
+    for item in suite:
+        out += _cases(item) if isinstance(item, unittest.TestSuite) else [item]
+    return out
+
+
+def _last_line(trace: str) -> str:
+    lines = [line for line in trace.strip().splitlines() if line.strip()]
+    return one_line(lines[-1] if lines else "failed")
 
 
 def run_test(rule: Rule, test: RuleTest) -> TestResult:

@@ -208,3 +208,23 @@ def test_a_relative_rules_dir_is_found_from_the_app_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not the app's folder, as a Functions worker may start elsewhere
     rule_set = load_rules("detections/rules", with_pack=False)
     assert rule_set.refused == [] and rule_set.by_id("Microsoft.Graph.Passthrough") is not None
+
+
+def test_rule_level_unit_tests_run_too(tmp_path):
+    write_rule(tmp_path)
+    (tmp_path / "helpers_test.py").write_text(textwrap.dedent("""\
+        import unittest
+        from my_rule import rule
+
+        class RuleTest(unittest.TestCase):
+            def test_high(self):
+                self.assertTrue(rule({"severity": "high"}))
+
+            def test_wrong(self):
+                self.assertTrue(rule({"severity": "low"}), "low is not high")
+        """))
+    result = rules_test("--rules", str(tmp_path))
+    assert result.exit_code == 1
+    assert "PASS  unit: helpers_test.RuleTest.test_high  (passed)" in result.output
+    assert "FAIL  unit: helpers_test.RuleTest.test_wrong  (AssertionError: False is not true : low is not high)" \
+        in result.output
