@@ -75,6 +75,8 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
     for rule in due:
         try:
             connection = connection or connect(lake_url)
+            if not connection.files:
+                break  # an empty lake (nothing landed yet): nothing to correlate, and not a rule's failure
             rows = run_query(rule, connection, now - timedelta(minutes=rule.lookback_minutes), now)
         except GraphlakeError as exc:
             failure = RuleFailure(rule.rule_id, None, one_line(exc))

@@ -85,3 +85,11 @@ def test_a_scheduled_rule_whose_sql_fails_is_reported_and_the_others_run(tmp_pat
     status = CliRunner().invoke(main, ["status", "--state", state_url], catch_exceptions=False)
     assert "LAGGING  detections/scheduled-Custom.Broken: 1 rule errors in the last run, first: rule Custom.Broken " \
            "failed: query failed" in status.output
+
+
+def test_scheduled_rules_on_an_empty_lake_do_nothing_and_fail_nothing(tmp_path):
+    lake_url = str(tmp_path / "lake")
+    (tmp_path / "lake").mkdir()
+    state = open_store(str(tmp_path / "state"))
+    report = run_due(Detector(load_rules(), ()), lake_url, state, open_store(lake_url), NOW)
+    assert report.failures == [] and report.ran == [] and report.matches == {}
