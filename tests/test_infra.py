@@ -635,12 +635,12 @@ def _decorator(param: str, name: str) -> int | None:
 
 def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> None:
     from shared.event_format import CLAIM_CHECK_PREFIX
+    from shared.quarantine import PREFIX as QUARANTINE_PREFIX
 
     assert _resources("Microsoft.Storage/storageAccounts/managementPolicies"), "no lifecycle management policy"
     rules = bicep_facts()["vars"]["lifecycleRules"]["text"]
     # The prefixes are those the code writes under, in the state container.
-    quarantine_prefix = re.search(r'f"(\w+/)\{day', (ROOT / "shared" / "quarantine.py").read_text()).group(1)
-    for prefix, days in ((CLAIM_CHECK_PREFIX, "claimCheckRetentionDays"), (quarantine_prefix, "quarantineRetentionDays")):
+    for prefix, days in ((CLAIM_CHECK_PREFIX, "claimCheckRetentionDays"), (QUARANTINE_PREFIX, "quarantineRetentionDays")):
         assert re.search(rf"prefix: '\$\{{stateContainerName\}}/{prefix}'\s+action: \{{\s+delete: \{{\s+"
                          rf"daysAfterModificationGreaterThan: {days}\s", rules), f"no rule deleting {prefix} after {days}"
     # A claim check outlives every event that can point to it.
