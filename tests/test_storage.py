@@ -174,9 +174,12 @@ def test_racing_processes_exactly_one_conditional_write_wins_per_round(store_url
 BIG = 4 * 1024 * 1024
 
 
-def _rewrite_forever(root: str, versions: int) -> None:
+def _rewrite_forever(root: str, stop) -> None:  # noqa: ANN001 - a multiprocessing Event
+    """Rewrite big.bin with a new byte each time until stop is set (or until killed)."""
     store = LocalStore(root)
-    for i in range(versions):
+    i = 0
+    while not stop.is_set():
+        i += 1
         store.write("big.bin", bytes([i % 256]) * BIG)
 
 
@@ -187,30 +190,34 @@ def _assert_whole(data: bytes) -> None:
 def test_local_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.write("big.bin", b"\0" * BIG)
-    writer = SPAWN.Process(target=_rewrite_forever, args=(str(tmp_path), 40))
+    stop = SPAWN.Event()
+    writer = SPAWN.Process(target=_rewrite_forever, args=(str(tmp_path), stop))
     writer.start()
-    reads = 0
+    # Read until 40 versions went by under the reader, however slowly either side runs.
     etags = set()
-    while writer.is_alive() or reads == 0:
+    while len(etags) < 40:
         data, etag = store.read("big.bin")
         _assert_whole(data)
         etags.add(etag)
         assert list(store.list()) == ["big.bin"]  # temp files never show
-        reads += 1
+    stop.set()
     writer.join()
     assert writer.exitcode == 0
-    assert len(etags) > 1, "the reader never overlapped a write; the test proved nothing"
 
 
 def test_local_sigkill_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
+    rng = random.Random(7)
     for attempt in range(3):
-        writer = SPAWN.Process(target=_rewrite_forever, args=(str(tmp_path), 10_000))
+        never = SPAWN.Event()  # held here: Process.start() drops its arguments before the child has read them
+        writer = SPAWN.Process(target=_rewrite_forever, args=(str(tmp_path), never))
         writer.start()
-        deadline = time.monotonic() + 30
-        while store.read("big.bin") is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(random.uniform(0.05, 0.3))
+        # Killed after it replaced the file k times: an event of the writer, wherever its next write then is.
+        seen, versions = set(), rng.randint(2, 6)
+        while len(seen) < versions:
+            found = store.read("big.bin")
+            if found is not None:
+                seen.add(found[1])
         os.kill(writer.pid, signal.SIGKILL)
         writer.join()
         assert writer.exitcode == -signal.SIGKILL
