@@ -55,9 +55,9 @@ LATENESS = Lateness(typical_seconds=5.0, tail_share=0.4, tail_max_seconds=7200.0
 HOURS_LATE = Lateness(typical_seconds=3600.0, tail_share=1.0, tail_max_seconds=7200.0)  # late whatever the draw
 SPOOL = "spool/"
 DELIVERY_FILES = 8
-# Chaos pulls page by 10, so every read spans pages. A settling pull pages by 100: under unstable order, a read of
-# more than a page can be shown complete only by cutting it into parts of less than a page, and the updates between
-# the chaos pulls' page requests all carry the same second, which no cut can part.
+# Chaos pulls page by 10, less than the burst. A settling pull pages by 100: under unstable order a read is shown
+# complete only by one response, and the burst and the updates between the chaos pulls' page requests each share a
+# second, which no cut can part.
 SETTLING_PAGE_SIZE = "100"
 FORK = multiprocessing.get_context("fork")
 # Summed over the seeds: each seed's own share of these depends on how its processes interleave.
@@ -191,7 +191,7 @@ def tenant_env(tmp_path_factory, monkeypatch):
 
     def make(seed: int):
         rng = random.Random(seed)
-        tenant = Tenant(seed=seed, alerts=rng.randint(40, 90), days=0.3)
+        tenant = Tenant(seed=seed, alerts=rng.randint(20, 45), days=0.3)
         sim = GraphSimulator(tenant, faults(seed, page_updates=1)).start()
         sims.append(sim)
         # Load the normalizer's lazily imported modules here, once, rather than in every forked process.
