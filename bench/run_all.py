@@ -9,7 +9,9 @@
 5. compaction's peak RSS on one day of 202,220 alerts (10x the largest partition of 4) against the partition merged
    whole in memory (bench_compact.py);
 6. the starter pack's rules per alert next to the normalize cost of the same alerts, and its scheduled rules over
-   a lake of them (bench_detections.py).
+   a lake of them (bench_detections.py);
+7. freshness, Graph showing a version to the lake holding it, on the production settings and cadence over a live
+   tenant for 5 minutes (bench_freshness.py).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main() -> None:
     subprocess.run([sys.executable, str(BENCH / "bench_detections.py")], check=True)
     print("\n== compaction in bounded memory (python bench/bench_compact.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_compact.py")], check=True)
+    print("\n== freshness (python bench/bench_freshness.py --minutes 5)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_freshness.py"), "--minutes", "5"], check=True)
 
 
 if __name__ == "__main__":
