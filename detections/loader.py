@@ -43,6 +43,8 @@ RULE, SCHEDULED_RULE = "rule", "scheduled_rule"
 OTHER_ANALYSIS_TYPES = frozenset({"policy", "global", "datamodel", "scheduled_query", "saved_query", "pack",
                                   "lookup_table", "correlation_rule", "derived", "simple"})
 DEFAULT_DEDUP_MINUTES = 60
+# Panther's maximum (a day); the storage lifecycle policy expires alert state older than this (infra/main.bicep).
+MAX_DEDUP_MINUTES = 1440
 
 
 class RuleError(ValueError):
@@ -206,6 +208,8 @@ def load_rule(path: Path) -> Rule:
         threshold=_positive_int(spec, "Threshold", 1),
         description=str(spec.get("Description") or ""), runbook=str(spec.get("Runbook") or ""),
         reference=str(spec.get("Reference") or ""), reports=_reports(spec), tags=_strings(spec, "Tags"))
+    if rule.dedup_minutes > MAX_DEDUP_MINUTES:
+        raise RuleError(f"DedupPeriodMinutes must be at most {MAX_DEDUP_MINUTES} (a day), not {rule.dedup_minutes}")
     filename = spec.get("Filename")
     if kind == RULE:
         rule.log_types = _log_types(spec)

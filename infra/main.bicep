@@ -7,7 +7,8 @@
 //   - an Event Hubs namespace (SAS off) with the alerts hub and the normalizer's consumer group;
 //   - Log Analytics + Application Insights (Entra authentication only);
 //   - a Flex Consumption plan and the Python function app, with every app setting the code reads;
-//   - a lifecycle policy (claim checks and quarantine expire; the lake may move to cool, and is kept);
+//   - a lifecycle policy (claim checks, quarantine and ended detections state expire; the lake may move to cool,
+//     and is kept);
 //   - diagnostic settings of the blob service and the Event Hubs namespace into the workspace;
 //   - log search alert rules on graphlake's health records, mailed through an action group when alertEmail is set.
 //
@@ -82,6 +83,11 @@ param claimCheckRetentionDays int = 14
 @minValue(1)
 @maxValue(3650)
 param quarantineRetentionDays int = 90
+
+@description('Days detections keep the dedup state and sent marker of an alert (state container, detections/alerts/ and detections/sent/). At least a day: the longest DedupPeriodMinutes a rule may have. The outbox of undelivered alerts is never expired.')
+@minValue(1)
+@maxValue(3650)
+param detectionStateRetentionDays int = 7
 
 @description('Move lake files to the cool tier this many days after they were written; 0 keeps them hot. Cool has a 30-day minimum: compaction rewrites only files younger than that.')
 @minValue(0)
@@ -248,10 +254,10 @@ param alertEmail string = ''
 @maxValue(1000)
 param alertConsecutiveFailures int = 3
 
-@description('Alert when a source lags this many minutes behind (its watermark against the time of the run).')
-@minValue(5)
-@maxValue(10080)
-param alertLagMinutes int = 60
+@description('PULL_MAX_LAG_SECONDS: a source whose watermark is further behind the time of its run than this is lagging, for graphlake status and for the pull-lagging alert rule alike.')
+@minValue(1)
+@maxValue(604800)
+param pullMaxLagSeconds int = 900
 
 // ------------------------------------------------------------------------------------------------------------
 // Names and role ids
@@ -390,6 +396,26 @@ var lifecycleRules = concat([
     action: {
       delete: {
         daysAfterModificationGreaterThan: quarantineRetentionDays
+      }
+    }
+  }
+  // An alert's dedup state and sent marker are read only while its dedup period is open (at most a day); the
+  // outbox (detections/outbox/) keeps undelivered alerts until a destination takes them, so it has no rule.
+  {
+    name: 'detection-alert-state'
+    prefix: '${stateContainerName}/detections/alerts/'
+    action: {
+      delete: {
+        daysAfterModificationGreaterThan: detectionStateRetentionDays
+      }
+    }
+  }
+  {
+    name: 'detection-sent-markers'
+    prefix: '${stateContainerName}/detections/sent/'
+    action: {
+      delete: {
+        daysAfterModificationGreaterThan: detectionStateRetentionDays
       }
     }
   }
@@ -689,7 +715,7 @@ var appSettings = {
   PULL_SLICE_MINUTES: '360'
   PULL_PAGE_SIZE: '2000'
   PULL_MAX_RUN_SECONDS: '480'
-  PULL_MAX_LAG_SECONDS: '900'
+  PULL_MAX_LAG_SECONDS: string(pullMaxLagSeconds)
   NORMALIZE_MAX_ATTEMPTS: '5'
   // Compaction of the lake.
   COMPACT_SCHEDULE: compactSchedule
@@ -869,8 +895,8 @@ var alertRules = [
     window: 'PT15M'
     operator: 'GreaterThan'
     dimension: 'source'
-    description: 'A source lags more than ${alertLagMinutes} minutes behind Graph (its watermark against the time of the run), or has slices it could not confirm complete.'
-    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where todouble(h.lag_seconds) > ${alertLagMinutes * 60} or toint(h.unconfirmed_slices) > 0 | project source = key, lag_minutes = round(todouble(h.lag_seconds) / 60, 1), watermark = tostring(h.watermark), unconfirmed_slices = toint(h.unconfirmed_slices)'
+    description: 'A source lags more than ${pullMaxLagSeconds} seconds (PULL_MAX_LAG_SECONDS) behind Graph (its watermark against the time of the run), or has slices it could not confirm complete.'
+    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where todouble(h.lag_seconds) > ${pullMaxLagSeconds} or toint(h.unconfirmed_slices) > 0 | project source = key, lag_minutes = round(todouble(h.lag_seconds) / 60, 1), watermark = tostring(h.watermark), unconfirmed_slices = toint(h.unconfirmed_slices)'
   }
   {
     name: 'pull-silent'
@@ -907,6 +933,15 @@ var alertRules = [
     dimension: 'source'
     description: 'Reconciliation found alert versions the lake lacked: Graph published them later than the pull overlap covers (repaired, unless the error says otherwise), or reconciliation failed.'
     query: '${healthEvents}| where component == "reconcile" | where toint(h.late_found) > 0 or toint(h.missing) > toint(h.repaired) or tostring(h.result) != "ok" | project source = key, late_found = toint(h.late_found), missing = toint(h.missing), repaired = toint(h.repaired), error = tostring(h.error)'
+  }
+  {
+    name: 'detections-undelivered'
+    severity: 2
+    window: 'PT30M'
+    operator: 'GreaterThan'
+    dimension: ''
+    description: 'Every delivery run of the last 30 minutes left detection alerts in the outbox: a destination keeps failing, or ALERT_DESTINATIONS cannot be used. The alerts wait there and are sent once it is fixed; the error says which destination.'
+    query: '${healthEvents}| where component == "detections" and key == "delivery" | summarize waiting = min(toint(h.undelivered)), error = take_anyif(tostring(h.error), isnotempty(tostring(h.error))) | where waiting > 0 | project waiting, error'
   }
 ]
 

@@ -7,7 +7,9 @@
 - the settings contract: the Bicep app settings and local.settings.json.example carry every setting of
   shared/settings.py with its default, and nothing else but host settings;
 - role assignments use documented built-in role ids, scoped to resources;
-- the lifecycle policy, diagnostic settings and name limits; the alert rules read the health records' fields;
+- the lifecycle policy (what expires is what the code no longer needs; the detections outbox never does),
+  diagnostic settings and name limits; the alert rules read only fields the code's health writers write, and the
+  lag rule and PULL_MAX_LAG_SECONDS share one parameter;
 - shellcheck passes on infra/*.sh; the scripts behave against a fake `az` (errors, idempotency, what-if, refused
   parameters, 403);
 - infra/package.py packages only what git tracks, less .funcignore, in a deterministic zip.
@@ -17,6 +19,7 @@ Tools missing (checkov venv, shellcheck) fail the test with "run make test"; not
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -255,8 +258,10 @@ def resolve(setting: str, node: dict[str, Any]) -> list[tuple[str, str]]:
         pytest.fail(f"app setting {setting} is a {node['kind']} ({node['text']}); app settings are strings: quote it")
     values: list[tuple[str, str]] = []
     params = bicep_facts()["params"]
-    if node["kind"] == "identifier" and node["value"] in params:
-        name = node["value"]
+    # A parameter, or string() of a number parameter (app settings are strings).
+    call = re.fullmatch(r"string\((\w+)\)", node["text"])
+    name = node["value"] if node["kind"] == "identifier" else call.group(1) if call else None
+    if name in params:
         default = params[name]["default"]
         if default and default["kind"] in ("string", "number", "bool"):
             values.append((f"main.bicep param {name}", default["value"]))
@@ -641,8 +646,7 @@ def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> N
     rules = bicep_facts()["vars"]["lifecycleRules"]["text"]
     # The prefixes are those the code writes under, in the state container.
     for prefix, days in ((CLAIM_CHECK_PREFIX, "claimCheckRetentionDays"), (QUARANTINE_PREFIX, "quarantineRetentionDays")):
-        assert re.search(rf"prefix: '\$\{{stateContainerName\}}/{prefix}'\s+action: \{{\s+delete: \{{\s+"
-                         rf"daysAfterModificationGreaterThan: {days}\s", rules), f"no rule deleting {prefix} after {days}"
+        assert _deletes(rules, prefix, days), f"no rule deleting {prefix} after {days}"
     # A claim check outlives every event that can point to it.
     assert _decorator("claimCheckRetentionDays", "minValue") > _decorator("eventHubRetentionDays", "maxValue")
     params = bicep_facts()["params"]
@@ -651,6 +655,50 @@ def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> N
     assert params["lakeCoolAfterDays"]["default"]["value"] == "0"
     assert "lakeCoolAfterDays > 0 ? [" in rules and "lakeDeleteAfterDays > 0 ? [" in rules
     assert rules.count("prefix: '${lakeContainerName}/'") == 2
+
+
+def _deletes(rules: str, prefix: str, days: str) -> bool:
+    """Whether the lifecycle rules delete blobs under `prefix` of the state container after the parameter `days`."""
+    return re.search(rf"prefix: '\$\{{stateContainerName\}}/{re.escape(prefix)}'\s+action: \{{\s+delete: \{{\s+"
+                     rf"daysAfterModificationGreaterThan: {days}\s", rules) is not None
+
+
+def _state_prefixes(rules: str) -> list[str]:
+    return re.findall(r"prefix: '\$\{stateContainerName\}/([^']*)'", rules)
+
+
+def test_lifecycle_expires_detection_state_only_once_no_alert_can_need_it() -> None:
+    # The alert state and the sent markers matter only while their alert's dedup period is open: after it, a match
+    # opens a fresh alert (new id) and nothing re-queues the old one. Both are written at or after the period's
+    # start, so older than the longest period a rule may have, they are safe to delete.
+    from detections.alerts import PREFIX as ALERT_STATE_PREFIX
+    from detections.delivery import OUTBOX, SENT
+    from detections.loader import MAX_DEDUP_MINUTES
+    from detections.scheduled import SCHEDULE_PREFIX
+
+    rules = bicep_facts()["vars"]["lifecycleRules"]["text"]
+    for prefix in (ALERT_STATE_PREFIX, SENT):
+        assert _deletes(rules, prefix, "detectionStateRetentionDays"), f"no rule deleting {prefix}"
+    assert _decorator("detectionStateRetentionDays", "minValue") * 24 * 60 >= MAX_DEDUP_MINUTES
+    # Undelivered alerts wait in the outbox until a destination takes them, however long; a rule's last run is one
+    # small blob per rule.
+    for kept in (OUTBOX, SCHEDULE_PREFIX):
+        covering = [p for p in _state_prefixes(rules) if kept.startswith(p)]
+        assert not covering, f"a lifecycle rule on {covering} would delete {kept}"
+
+
+def test_a_dedup_period_longer_than_the_lifecycle_allows_is_refused(tmp_path: Path) -> None:
+    from detections.loader import MAX_DEDUP_MINUTES, load_rules
+
+    for minutes in (MAX_DEDUP_MINUTES, MAX_DEDUP_MINUTES + 1):
+        (tmp_path / f"r{minutes}.py").write_text("def rule(event):\n    return True\n")
+        (tmp_path / f"r{minutes}.yml").write_text(
+            f"AnalysisType: rule\nFilename: r{minutes}.py\nRuleID: Custom.D{minutes}\n"
+            f"LogTypes: [MicrosoftGraph.SecurityAlertV2]\nSeverity: Low\nDedupPeriodMinutes: {minutes}\n")
+    rule_set = load_rules(tmp_path, with_pack=False)
+    assert [r.rule_id for r in rule_set.rules] == [f"Custom.D{MAX_DEDUP_MINUTES}"]
+    [refusal] = rule_set.refused
+    assert "DedupPeriodMinutes" in str(refusal) and str(MAX_DEDUP_MINUTES) in str(refusal), refusal
 
 
 def test_diagnostic_settings_send_blob_and_event_hubs_logs_to_the_workspace() -> None:
@@ -706,6 +754,8 @@ HEALTH_FIELDS = {
     "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent"},
     "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
     "reconcile": {"result", "missing", "late_found", "repaired", "error"},
+    # Beyond the contract's list: the delivery record of detections/delivery.py.
+    "detections": {"result", "undelivered", "delivered", "error"},
 }
 
 
@@ -733,33 +783,69 @@ def test_alert_rules_cover_the_health_model() -> None:
         dimension = rule["dimension"]["value"]
         assert not dimension or re.search(rf"\b{dimension} = key\b", query), \
             f"{rule['name']['value']}: the dimension {dimension!r} must be a column of the result"
-    # The issue's list: failing runs in a row, lag, normalize failures, quarantine growth, late finds; plus silence.
+    # The issue's list: failing runs in a row, lag, normalize failures, quarantine growth, late finds; plus silence
+    # and alerts detections could not deliver.
     text = "\n".join(q for qs in components.values() for q in qs)
-    for needle in ("h.consecutive_failures) >= ${alertConsecutiveFailures}", "h.lag_seconds) > ${alertLagMinutes * 60}",
-                   '"failed", "gave_up"', "sum(toint(h.quarantined))", "h.late_found) > 0"):
+    for needle in ("h.consecutive_failures) >= ${alertConsecutiveFailures}", "h.lag_seconds) > ${pullMaxLagSeconds}",
+                   '"failed", "gave_up"', "sum(toint(h.quarantined))", "h.late_found) > 0", "toint(h.undelivered)"):
         assert needle in text, f"no alert rule on {needle}"
     assert any(r["operator"]["value"] == "LessThan" and 'component == "pull"' in r["query"]["text"]
                for r in _alert_rules()), "no rule for a pull that stopped reporting"
 
 
+def _health_writes() -> dict[str, set[str]]:
+    """component -> the fields the code's `health.record(state, component, key, doc)` calls write, off the syntax
+    tree: the keys of `doc` when it is a dict literal; when it is built elsewhere (a helper's result, **kwargs), every
+    dict key and keyword argument of that module."""
+    written: dict[str, set[str]] = {}
+    for path in sorted([*(ROOT / "shared").glob("*.py"), *(ROOT / "detections").glob("*.py")]):
+        tree = ast.parse(path.read_text(), str(path))
+        constants = {target.id: node.value.value for node in tree.body
+                     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                     for target in node.targets if isinstance(target, ast.Name)}
+        for call in ast.walk(tree):
+            if not (isinstance(call, ast.Call) and ast.unparse(call.func) == "health.record"):
+                continue
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            assert len(call.args) >= 4, f"{where}: health.record(state, component, key, doc) expected"
+            component = call.args[1]
+            name = component.value if isinstance(component, ast.Constant) else constants.get(ast.unparse(component))
+            assert isinstance(name, str), f"{where}: the component should be a constant, not {ast.unparse(component)}"
+            doc = call.args[3]
+            if isinstance(doc, ast.Dict) and None not in doc.keys:
+                fields = {key.value for key in doc.keys if isinstance(key, ast.Constant)}
+            else:
+                fields = {key.value for node in ast.walk(tree) if isinstance(node, ast.Dict) for key in node.keys
+                          if isinstance(key, ast.Constant) and isinstance(key.value, str)}
+                fields |= {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
+                           for kw in node.keywords if kw.arg}
+            written.setdefault(name, set()).update(fields)
+    return written
+
+
+def test_health_writers_write_the_contract() -> None:
+    written = _health_writes()
+    assert set(HEALTH_FIELDS) <= set(written), f"no health.record writer for {set(HEALTH_FIELDS) - set(written)}"
+    for component, fields in HEALTH_FIELDS.items():
+        assert fields <= written[component], f"the {component} writer lacks {fields - written[component]}"
+
+
 def test_alert_rule_fields_are_written_by_the_code() -> None:
-    # Where a component's writer exists (`COMPONENT = "<name>"` beside health.record), every field a rule reads is
-    # one it writes (a "field" key or a field= keyword).
-    writers: dict[str, str] = {}
-    for path in (ROOT / "shared").glob("*.py"):
-        src = path.read_text()
-        match = re.search(r'^COMPONENT = "(\w+)"', src, re.M)
-        if match and "health.record(" in src:
-            writers[match.group(1)] = writers.get(match.group(1), "") + src
-    assert writers, "no health writer found in shared/"
+    written = _health_writes()
     for rule in _alert_rules():
         query = rule["query"]["text"]
         component = re.search(r'component == "(\w+)"', query).group(1)
-        if component not in writers:
-            continue
+        assert component in written, f"{rule['name']['value']} reads component {component}, which nothing writes"
         for field in set(re.findall(r"\bh\.(\w+)", query)) - HEALTH_COMMON_FIELDS:
-            assert re.search(rf'"{field}"|\b{field}=', writers[component]), \
+            assert field in written[component], \
                 f"{rule['name']['value']} reads {field}, which the {component} writer does not write"
+
+
+def test_the_lag_rule_and_the_app_use_one_threshold() -> None:
+    # graphlake status and the pull-lagging rule call the same source lagging.
+    assert app_settings()["PULL_MAX_LAG_SECONDS"]["text"] == "string(pullMaxLagSeconds)"
+    (lagging,) = [r for r in _alert_rules() if r["name"]["value"] == "pull-lagging"]
+    assert "todouble(h.lag_seconds) > ${pullMaxLagSeconds}" in lagging["query"]["text"]
 
 
 def test_alert_query_reads_what_health_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
