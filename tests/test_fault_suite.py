@@ -66,7 +66,7 @@ SEEDS_RUN: set[int] = set()
 
 
 def faults(seed: int, page_updates: int) -> Faults:
-    return Faults(rate_limit_per_window=30, rate_window_seconds=2.0, retry_after_seconds=1, error_rate=0.01,
+    return Faults(rate_limit_per_window=40, rate_window_seconds=2.0, retry_after_seconds=1, error_rate=0.01,
                   drop_next_link_rate=0.3, page_updates=page_updates, unstable_order=True, seed=seed)
 
 
