@@ -221,7 +221,7 @@ param sourceLabel string = 'Microsoft Graph'
 param graphSources string = ''
 
 @description('PULL_SCHEDULE: NCRONTAB schedule of pull_alerts, six fields with seconds first, in UTC (Flex Consumption has no WEBSITE_TIME_ZONE).')
-param pullSchedule string = '0 */1 * * * *'
+param pullSchedule string = '*/30 * * * * *'
 
 @description('Object ids of the Entra groups, users or service principals that read the lake (graphlake search and query). Each gets Storage Blob Data Reader on the lake container only.')
 param lakeReaderPrincipalIds array = []
@@ -709,8 +709,8 @@ var appSettings = {
   GRAPH_MAX_REQUESTS_PER_MINUTE: '120'
   // The pull window.
   PULL_SCHEDULE: pullSchedule
-  PULL_OVERLAP_SECONDS: '600'
-  PULL_DELAY_SECONDS: '120'
+  PULL_OVERLAP_SECONDS: '3600'
+  PULL_DELAY_SECONDS: '0'
   PULL_LOOKBACK_DAYS: '7'
   PULL_SLICE_MINUTES: '360'
   PULL_PAGE_SIZE: '2000'

@@ -70,13 +70,15 @@ class Settings(BaseSettings):
 
     # --- The pull window ---
     pull_schedule: str = Field(
-        "0 */1 * * * *", alias="PULL_SCHEDULE", description="NCRONTAB schedule of pull_alerts (read by the host).")
+        "*/30 * * * * *", alias="PULL_SCHEDULE",
+        description="NCRONTAB schedule of pull_alerts (read by the host): every 30 seconds.")
     pull_overlap_seconds: int = Field(
-        600, alias="PULL_OVERLAP_SECONDS", ge=0,
+        3600, alias="PULL_OVERLAP_SECONDS", ge=0,
         description="How far before the watermark each window starts, to catch alerts Graph shows late.")
     pull_delay_seconds: int = Field(
-        120, alias="PULL_DELAY_SECONDS", ge=0,
-        description="How far behind now each window ends, because Graph shows alerts minutes late.")
+        0, alias="PULL_DELAY_SECONDS", ge=0,
+        description="How far behind now each window ends. 0: the overlap and the reconciliation catch what Graph "
+                    "shows late.")
     pull_lookback_days: float = Field(
         7.0, alias="PULL_LOOKBACK_DAYS", gt=0, description="How far back the first run of a source reads.")
     pull_slice_minutes: int = Field(

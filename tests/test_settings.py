@@ -6,8 +6,8 @@ from shared.settings import SETTING_NAMES, Settings, load_settings
 
 def test_defaults_hold_without_any_setting_but_the_tenant():
     settings = load_settings({"GRAPH_TENANT_ID": "tenant-a"})
-    assert settings.pull_overlap_seconds == 600
-    assert settings.pull_delay_seconds == 120
+    assert settings.pull_overlap_seconds == 3600
+    assert settings.pull_delay_seconds == 0
     assert settings.pull_page_size == 2000
     [source] = settings.sources()
     assert (source.id, source.tenant_id, source.credential) == ("tenant-a", "tenant-a", "managed_identity")
