@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+from contextlib import aclosing
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,8 @@ from shared.errors import GraphlakeError
 from shared.fanout import UNKNOWN_PROVIDER, EventSink, Fanout
 from shared.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
 from shared.layout import parse_partition_file, partition_path
+# The pull's cut of a window into parts that fit one response: one rule for both readers.
+from shared.pull import _split as cut_window
 from shared.settings import Settings, Source
 from shared.storage import Store
 from shared.watermark import WatermarkStore
@@ -39,8 +42,7 @@ from shared.window import Window
 log = logging.getLogger("graphlake.audit")
 
 AUDIT_PAGE_SIZE = 2000  # Graph's largest page: the fewest calls per alert read
-# A read is complete when it met as many distinct alerts as @odata.count promised; updates while paging shift
-# pages, so an incomplete read is repeated this many times in all before the audit says it could not confirm.
+# Reads of one part of the window before the audit says it could not confirm it (see _GraphRead).
 MAX_READS = 3
 LAKE_COLUMNS = ["id", "p_row_id"]
 
@@ -169,28 +171,68 @@ def audit_window(watermark: datetime | None, now: datetime, since: datetime, set
 async def read_graph(reader: AlertsReader, window: Window,
                      stats: CallStats) -> tuple[dict[str, GraphVersion], int, bool]:
     """The latest version of each alert updated in the window, by id; the number of items without an id; whether
-    one read met every alert @odata.count promised."""
-    latest: dict[str, GraphVersion] = {}
-    unreadable = 0
-    for _ in range(MAX_READS):
-        seen: set[str] = set()
+    every part of the window was shown complete."""
+    read = _GraphRead(reader, stats)
+    unconfirmed = await read.confirmed(window)
+    return read.latest, read.unreadable, not unconfirmed
+
+
+class _GraphRead:
+    """The pull's rule of completeness (shared/pull.py, _SliceRead), for the audit's reads: a read is complete when
+    one response holds as many distinct alerts as its @odata.count, because Graph evaluates the query again for
+    every page and alerts updated between page requests shift the pages. When the first page says there are more,
+    the window is cut at whole seconds into parts of about three quarters of a page, each read the same way; only a
+    part too short to cut is paged, and judged on its own read. A read that is not complete is repeated, MAX_READS
+    reads in all."""
+
+    def __init__(self, reader: AlertsReader, stats: CallStats) -> None:
+        self._reader = reader
+        self._stats = stats
+        self.latest: dict[str, GraphVersion] = {}
+        self.unreadable = 0
+
+    async def confirmed(self, piece: Window) -> int:
+        """Reads `piece` until a read is complete; the number of parts that never were."""
+        cuttable = bool(cut_window(piece, None, AUDIT_PAGE_SIZE))
+        for attempt in range(MAX_READS):
+            if attempt:
+                self._stats.rereads += 1
+            complete, count = await self._read_once(piece, first_page_only=cuttable)
+            if complete:
+                return 0
+            if count is None:
+                cuttable = False
+            elif cuttable:
+                self._stats.splits += 1
+                return sum([await self.confirmed(part) for part in cut_window(piece, count, AUDIT_PAGE_SIZE)])
+        return 1
+
+    async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:
+        ids: set[str] = set()
+        counts: set[int] = set()
+        repeated = False
         unreadable = 0
-        total = None
-        async for page in reader.pages(window.start, window.end):
-            total = page.total if total is None else total
-            for alert in page.alerts:
-                version = graph_version(alert)
-                if version is None:
-                    unreadable += 1
-                    continue
-                seen.add(version.alert_id)
-                known = latest.get(version.alert_id)
-                if known is None or _newer(version.last_update, known.last_update):
-                    latest[version.alert_id] = version
-        if total is None or len(seen) + unreadable >= total:
-            return latest, unreadable, True
-        stats.rereads += 1
-    return latest, unreadable, False
+        async with aclosing(self._reader.pages(piece.start, piece.end)) as pages:
+            async for page in pages:
+                if page.count is not None:
+                    counts.add(page.count)
+                for alert in page.alerts:
+                    version = graph_version(alert)
+                    if version is None:
+                        unreadable += 1
+                        continue
+                    repeated = repeated or version.alert_id in ids
+                    ids.add(version.alert_id)
+                    known = self.latest.get(version.alert_id)
+                    if known is None or _newer(version.last_update, known.last_update):
+                        self.latest[version.alert_id] = version
+                if first_page_only:
+                    break
+        count = max(counts, default=None)
+        complete = len(counts) == 1 and not repeated and len(ids) + unreadable == count
+        if complete:
+            self.unreadable += unreadable
+        return complete, count
 
 
 def graph_version(alert: object) -> GraphVersion | None:
