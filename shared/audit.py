@@ -32,12 +32,10 @@ from shared.errors import GraphlakeError
 from shared.fanout import UNKNOWN_PROVIDER, EventSink, Fanout
 from shared.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
 from shared.layout import parse_partition_file, partition_path
-# The pull's cut of a window into parts that fit one response: one rule for both readers.
-from shared.pull import _split as cut_window
 from shared.settings import Settings, Source
 from shared.storage import Store
 from shared.watermark import WatermarkStore
-from shared.window import Window
+from shared.window import Window, cut_for_pages
 
 log = logging.getLogger("graphlake.audit")
 
@@ -193,7 +191,7 @@ class _GraphRead:
 
     async def confirmed(self, piece: Window) -> int:
         """Reads `piece` until a read is complete; the number of parts that never were."""
-        cuttable = bool(cut_window(piece, None, AUDIT_PAGE_SIZE))
+        cuttable = bool(cut_for_pages(piece, None, AUDIT_PAGE_SIZE))
         for attempt in range(MAX_READS):
             if attempt:
                 self._stats.rereads += 1
@@ -204,7 +202,7 @@ class _GraphRead:
                 cuttable = False
             elif cuttable:
                 self._stats.splits += 1
-                return sum([await self.confirmed(part) for part in cut_window(piece, count, AUDIT_PAGE_SIZE)])
+                return sum([await self.confirmed(part) for part in cut_for_pages(piece, count, AUDIT_PAGE_SIZE)])
         return 1
 
     async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:

@@ -23,7 +23,7 @@ from shared.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
 from shared.settings import Settings, Source
 from shared.storage import Store
 from shared.watermark import WatermarkStore
-from shared.window import Window, plan_window, slices
+from shared.window import Window, cut_for_pages, plan_window, slices
 
 log = logging.getLogger("graphlake.pull")
 
@@ -205,7 +205,7 @@ class _SliceRead:
 
     async def confirmed(self, piece: Window) -> int:
         """Reads `piece` until a read is complete; the number of parts that never were."""
-        cuttable = bool(_split(piece, None, self._reader.page_size))
+        cuttable = bool(cut_for_pages(piece, None, self._reader.page_size))
         for attempt in range(MAX_REREADS + 1):
             if attempt:
                 self._stats.rereads += 1
@@ -217,7 +217,7 @@ class _SliceRead:
             elif cuttable:
                 self._stats.splits += 1
                 return sum([await self.confirmed(part)
-                            for part in _split(piece, count, self._reader.page_size)])
+                            for part in cut_for_pages(piece, count, self._reader.page_size)])
         return 1
 
     async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:
@@ -250,18 +250,6 @@ class _SliceRead:
                     break
         count = max(counts, default=None)
         return len(counts) == 1 and not repeated and len(ids) == count, count
-
-
-def _split(piece: Window, count: int | None, page_size: int) -> list[Window]:
-    """`piece` cut at whole seconds into parts of about three quarters of a page each (alerts spread evenly)."""
-    seconds = int((piece.end - piece.start).total_seconds())
-    wanted = max(2, -(-(count or 0) * 4 // (page_size * 3)))
-    parts = min(wanted, seconds)
-    if parts < 2:
-        return []
-    step = seconds / parts
-    cuts = [piece.start + timedelta(seconds=round(i * step)) for i in range(parts)] + [piece.end]
-    return [Window(a, b) for a, b in zip(cuts, cuts[1:])]
 
 
 def _hub_router(settings: Settings) -> Callable[[str], str]:

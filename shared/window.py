@@ -45,3 +45,16 @@ def slices(window: Window, slice_minutes: int) -> list[Window]:
         out.append(Window(cursor, nxt))
         cursor = nxt
     return out
+
+
+def cut_for_pages(piece: Window, count: int | None, page_size: int) -> list[Window]:
+    """`piece` cut at whole seconds into parts of about three quarters of a page each (alerts spread evenly), so
+    that each part fits one response; no parts when it cannot be cut in two."""
+    seconds = int((piece.end - piece.start).total_seconds())
+    wanted = max(2, -(-(count or 0) * 4 // (page_size * 3)))
+    parts = min(wanted, seconds)
+    if parts < 2:
+        return []
+    step = seconds / parts
+    cuts = [piece.start + timedelta(seconds=round(i * step)) for i in range(parts)] + [piece.end]
+    return [Window(a, b) for a, b in zip(cuts, cuts[1:])]
