@@ -195,7 +195,7 @@ Next:
   1. Let the managed identity read alerts: grant it the Microsoft Graph application role SecurityAlert.Read.All.
      This needs a Privileged Role Administrator or Global Administrator (AppRoleAssignment.ReadWrite.All):
        infra/grant-graph-permission.sh -g $RESOURCE_GROUP
-  2. Watch the first pulls (every minute by default) in Application Insights:
+  2. Watch the first pulls (every 30 seconds by default) in Application Insights:
        az monitor app-insights query -g $RESOURCE_GROUP --app $APP_INSIGHTS \\
          --analytics-query "traces | where timestamp > ago(15m) | order by timestamp desc | take 50"
   3. Read the lake (graphlake search and query): Storage Blob Data Reader on the lake container only, not the

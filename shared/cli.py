@@ -114,7 +114,7 @@ def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttl
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="One run, then exit (default: run every minute, like the timer).")
+@click.option("--once", is_flag=True, help="One run, then exit (default: run on PULL_SCHEDULE, like the timer).")
 @click.option("--since", help="Backfill from this time (ISO 8601, or 7d / 12h ago) instead of the watermark.")
 @click.option("--rules", "rules_dir", help="Run the detection rules of this folder (and the starter pack) on every "
                                            "new row, as RULES_ENABLED with RULES_DIR does.")
@@ -139,7 +139,15 @@ def pull(once: bool, since: str | None, rules_dir: str | None) -> None:
         if once or start:
             failed = [s for s in summaries if s.error]
             sys.exit(1 if failed else 0)
-        time.sleep(60)
+        time.sleep(_seconds_to_next(settings.pull_schedule))
+
+
+def _seconds_to_next(schedule: str) -> float:
+    """Until the next occurrence of an NCRONTAB schedule (seconds first, as the Functions host reads it)."""
+    from croniter import croniter
+
+    now = datetime.now(UTC)
+    return max(0.0, (croniter(schedule, now, second_at_beginning=True).get_next(datetime) - now).total_seconds())
 
 
 def _pull_once(settings, since: datetime | None):
