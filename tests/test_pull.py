@@ -217,3 +217,24 @@ def test_backfill_after_a_partial_run_never_skips_the_gap(make_pipeline):
     for _ in range(3):
         run()
     assert sorted(set(pipe.lake_row_ids())) == sorted(pipe.expected_row_ids())
+
+
+def test_with_the_default_window_a_version_shown_half_an_hour_late_lands_with_the_next_run(make_pipeline):
+    """The default window ends at now, with no delay for Graph to catch up: the overlap alone must bring in what
+    Graph shows after a run passed its timestamp, well beyond the few minutes the reference reports."""
+    from shared.settings import Settings
+    from simulator.lateness import Lateness
+
+    defaults = {name: str(Settings.model_fields[field].default) for name, field in
+                (("PULL_DELAY_SECONDS", "pull_delay_seconds"), ("PULL_OVERLAP_SECONDS", "pull_overlap_seconds"))}
+    pipe = make_pipeline(**defaults)
+    [first] = run_pull(pipe)
+    half_an_hour_late = Lateness(typical_seconds=1800.0, tail_share=1.0, tail_max_seconds=1801.0)
+    made = pipe.tenant.mutate(new_alerts=3, updates=3, lateness=half_an_hour_late)
+    late = {(v.alert_id, v.last_update) for v in pipe.tenant.versions()[-len(made):]}
+    mark = datetime.fromisoformat(first.watermark_after)
+    assert all(datetime.fromisoformat(t.replace("Z", "+00:00")) < mark - timedelta(minutes=20) for _, t in late)
+    pipe.settle()
+    run_pull(pipe)
+    landed = set(pipe.lake_row_ids())
+    assert {row_id(pipe.tenant.tenant_id, i, t) for i, t in late} <= landed
