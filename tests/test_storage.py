@@ -215,6 +215,8 @@ def test_local_sigkill_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path) 
         # Killed after it replaced the file k times: an event of the writer, wherever its next write then is.
         seen, versions = set(), rng.randint(2, 6)
         while len(seen) < versions:
+            # A writer that died on its own would leave this loop waiting for versions that never come.
+            assert writer.is_alive(), f"the writer exited with {writer.exitcode} before it was killed"
             found = store.read("big.bin")
             if found is not None:
                 seen.add(found[1])
