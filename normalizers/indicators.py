@@ -60,6 +60,16 @@ def canonical_ip(value: str) -> str | None:
     return str(address.ipv4_mapped or address)
 
 
+def is_local_address(ip: str) -> bool:
+    """Whether a canonical address (from `canonical_ip`) is loopback, link-local or unspecified.
+
+    Every device has such addresses, so as indicators they would tie each alert to every other one: they stay in
+    the evidence as sent but are not indicators. IPv4-mapped forms were already made IPv4 by `canonical_ip`.
+    """
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or address.is_link_local or address.is_unspecified
+
+
 def canonical_domain(value: str) -> str | None:
     """Host or domain name, lower-case, no trailing dot, punycode decoded; None if not a DNS name.
 

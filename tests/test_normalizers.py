@@ -509,8 +509,28 @@ def test_nested_evidence_of_its_expected_type_and_lists_of_values_are_read() -> 
         {"@odata.type": "microsoft.graph.security.deviceEvidence", "ipInterfaces": ["198.51.100.7", "fe80::1"],
          "loggedOnUsers": [{"accountName": "Avery", "domainName": "CONTOSO"}]},
     ]))
-    assert row["p_any_ip_addresses"] == ["192.0.2.7", "198.51.100.7", "2001:db8::7", "fe80::1"]
+    assert row["p_any_ip_addresses"] == ["192.0.2.7", "198.51.100.7", "2001:db8::7"]
     assert row["p_any_usernames"] == ["avery", "contoso\\avery"]
+
+
+_LOCAL_ADDRESSES = ["127.0.0.1", "127.8.9.10", "::1", "0:0:0:0:0:0:0:1", "[::1]", "169.254.169.254", "fe80::1",
+                    "FEBF::a:1", "fe80::1%eth0", "0.0.0.0", "::", "::ffff:127.0.0.1", "::ffff:169.254.0.1"]
+
+
+@pytest.mark.parametrize("local", _LOCAL_ADDRESSES)
+def test_loopback_link_local_and_unspecified_addresses_stay_in_evidence_but_are_no_indicator(local: str) -> None:
+    # Every device has these: as indicators they would tie each alert to every other one.
+    evidence = [
+        {"@odata.type": _IP, "ipAddress": local},
+        {"@odata.type": "#microsoft.graph.security.deviceEvidence", "ipInterfaces": [local, "198.51.100.8"],
+         "hostName": local},
+        {"@odata.type": "#microsoft.graph.security.urlEvidence", "url": f"http://[{local.strip('[]')}]:8080/x"
+         if ":" in local else f"http://{local}:8080/x"},
+    ]
+    row = normalize(minimal_alert(evidence=evidence))
+    assert orjson.loads(row["evidence"]) == evidence
+    assert row["p_any_ip_addresses"] == ["198.51.100.8"]
+    assert row["p_any_urls"] is not None and len(row["p_any_urls"]) == 1
 
 
 _IP = "#microsoft.graph.security.ipEvidence"
