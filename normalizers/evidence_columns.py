@@ -15,6 +15,7 @@ from __future__ import annotations
 ANY: tuple[str, ...] = ()
 _FILE = ("fileEvidence",)
 _PROCESS = ("processEvidence",)
+_MESSAGE = ("analyzedMessageEvidence",)
 _APP = ("cloudApplicationEvidence", "oauthApplicationEvidence", "servicePrincipalEvidence")
 
 EVIDENCE_COLUMNS: dict[str, list[tuple[tuple[str, ...], str]]] = {
@@ -38,10 +39,13 @@ EVIDENCE_COLUMNS: dict[str, list[tuple[tuple[str, ...], str]]] = {
     "url": [(("urlEvidence", "blobEvidence"), "$.url")],
     "mailbox": [(("mailboxEvidence",), "$.primaryAddress"), (("mailboxConfigurationEvidence",),
                                                              "$.mailboxPrimaryAddress")],
-    "sender": [(("analyzedMessageEvidence",), "$.p1Sender.emailAddress"), (("submissionMailEvidence",), "$.sender"),
-               (("teamsMessageEvidence",), "$.senderFromAddress")],
-    "recipient": [(("analyzedMessageEvidence",), "$.recipientEmailAddress"), (("submissionMailEvidence",),
-                                                                              "$.recipient")],
+    # P1 is the envelope (MAIL FROM) sender, P2 the From header's; Graph leaves either empty at times.
+    "sender": [(_MESSAGE, "$.p1Sender.emailAddress"), (_MESSAGE, "$.p2Sender.emailAddress"),
+               (("submissionMailEvidence",), "$.sender"), (("teamsMessageEvidence",), "$.senderFromAddress")],
+    "recipient": [(_MESSAGE, "$.recipientEmailAddress"), (("submissionMailEvidence",), "$.recipient")],
+    # Defender for Office 365's ids of one message, shared by the alerts and submissions about it.
+    "network_message_id": [(ANY, "$.networkMessageId")],
+    "internet_message_id": [(ANY, "$.internetMessageId")],
     "cloud_app": [(_APP, "$.displayName"), (_APP, "$.appId")],
     "process_command_line": [(_PROCESS, "$.processCommandLine")],
     "registry_key": [(("registryKeyEvidence", "registryValueEvidence"), "$.registryKey")],

@@ -545,3 +545,38 @@ def test_a_lake_that_refuses_the_credential_is_one_line(azurite) -> None:
     assert "devstoreaccount1" in proc.stderr and "AZURE_STORAGE_CONNECTION_STRING" in proc.stderr
     assert "403" in proc.stderr and seconds < 15
 
+
+
+def test_defender_for_office_mail_evidence_has_its_senders_and_message_ids(tmp_path) -> None:
+    # Graph's analyzedMessageEvidence: the P1 (envelope) sender may be empty where the P2 (From header) one is not.
+    message = _evidence("analyzedMessageEvidence", networkMessageId="5a6b7c8d-1111-4222-8333-944455556666",
+                        internetMessageId="<CAFE1234@mail.fabrikam.example>", senderIp="198.51.100.25",
+                        recipientEmailAddress="alice@contoso.com",
+                        p1Sender={"displayName": "", "domainName": "", "emailAddress": ""},
+                        p2Sender={"displayName": "Payroll", "domainName": "fabrikam.example",
+                                  "emailAddress": "payroll@fabrikam.example"})
+    spoofed = _evidence("analyzedMessageEvidence", networkMessageId="6b7c8d9e-3333-4444-8555-966677778888",
+                        internetMessageId="<BEEF5678@bounce.tailspin.example>", recipientEmailAddress="bob@contoso.com",
+                        p1Sender={"emailAddress": "bounce@tailspin.example"},
+                        p2Sender={"emailAddress": "ceo@contoso.com"})
+    submission = _evidence("submissionMailEvidence", networkMessageId="0f0e0d0c-2222-4333-8444-955566667777",
+                           sender="bounce@fabrikam.example", recipient="bob@contoso.com")
+    alert = _alert("mdo-1", 1, [message, spoofed, submission], title="Email messages containing malicious URL removed",
+                   service="microsoftDefenderForOffice365")
+    normalize_events([InboundEvent(body=orjson.dumps(alert))], lake=open_store(str(tmp_path)),
+                     state=open_store(str(tmp_path / "state")))
+    connection = connect(str(tmp_path))
+    rows = connection.execute(
+        "SELECT evidence_type, sender, recipient, network_message_id, internet_message_id, ip "
+        "FROM security_alert_evidence ORDER BY evidence_index").fetchall()
+    assert rows == [
+        ("analyzedMessageEvidence", "payroll@fabrikam.example", "alice@contoso.com",
+         "5a6b7c8d-1111-4222-8333-944455556666", "<CAFE1234@mail.fabrikam.example>", "198.51.100.25"),
+        ("analyzedMessageEvidence", "bounce@tailspin.example", "bob@contoso.com",
+         "6b7c8d9e-3333-4444-8555-966677778888", "<BEEF5678@bounce.tailspin.example>", None),
+        ("submissionMailEvidence", "bounce@fabrikam.example", "bob@contoso.com", "0f0e0d0c-2222-4333-8444-955566667777",
+         None, None)]
+    # The pivot the README shows: from a message id to the alerts that name it.
+    assert connection.execute("SELECT DISTINCT alert_id FROM security_alert_evidence "
+                              "WHERE network_message_id = '0f0e0d0c-2222-4333-8444-955566667777'").fetchall() == [
+        ("mdo-1",)]
