@@ -300,6 +300,7 @@ def search(lake: str, ip, domain, user, email, hash_, url, actor, any_, since: s
 
 def print_search(lake: str, options: dict[str, list[str]], start: datetime, end: datetime, limit: int,
                  fmt: str, *, all_versions: bool = False) -> None:
+    from normalizers.indicators import is_local_address
     from shared.query import connect
     from shared.search import HIT_COLUMNS, search, terms_for
 
@@ -321,6 +322,10 @@ def print_search(lake: str, options: dict[str, list[str]], start: datetime, end:
             writer.writerows(map(_csv_row, hits.rows))
         click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
                    err=notes)
+    for ip in sorted(result.terms.get("p_any_ip_addresses", ())):
+        if is_local_address(ip):
+            click.echo(f"note: {ip} is a loopback, link-local or unspecified address: every device has one, so no "
+                       "alert indexes it in p_any_ip_addresses; query security_alert_evidence for it", err=True)
     total = sum(hits.count for hits in result.tables)
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not result.in_range:

@@ -580,3 +580,11 @@ def test_defender_for_office_mail_evidence_has_its_senders_and_message_ids(tmp_p
     assert connection.execute("SELECT DISTINCT alert_id FROM security_alert_evidence "
                               "WHERE network_message_id = '0f0e0d0c-2222-4333-8444-955566667777'").fetchall() == [
         ("mdo-1",)]
+
+
+def test_a_local_address_is_searched_with_a_note_that_no_alert_indexes_it(local_lake: str) -> None:
+    out = run("search", "--lake", local_lake, "--ip", "::ffff:127.0.0.1", "--ip", "203.0.113.7")
+    assert out.exit_code == 0
+    assert "security_alerts: 1 hit" in out.output  # the routable address is still searched
+    [note] = [line for line in out.output.splitlines() if line.startswith("note:")]
+    assert "127.0.0.1" in note and "203.0.113.7" not in note and "security_alert_evidence" in note
