@@ -16,7 +16,12 @@ A version is queryable once the normalizer wrote its parquet file. After `--minu
 running on its cadence until every version still current landed (at most `--drain` seconds), then
 `graphlake audit` counts the versions Graph holds that the lake lacks, late ones never caught included.
 
-    python bench/bench_freshness.py --minutes 5
+With `--detections` the normalizer runs the starter pack's real-time rules (RULES_ENABLED) and sends their alerts
+to a webhook destination, a real HTTP server on 127.0.0.1 in this process; for every alert it receives about an
+alert version made during the run, the figure is from Graph showing the version the rules first saw to the POST
+arriving. The passthrough rule fires on the first landed version of each new alert that is not informational.
+
+    python bench/bench_freshness.py --minutes 5 [--detections]
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import time
 import zlib
 from collections import defaultdict, deque
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from croniter import croniter
@@ -166,6 +172,52 @@ def live_tenant(tenant: Tenant, stop: threading.Event) -> None:
                           lateness=LATENESS)
 
 
+class WebhookReceiver:
+    """A webhook destination on 127.0.0.1: when each alert's POST arrived, by rule and the alert id it is about."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[str, str, float]] = []  # (rule id, Graph alert id, arrival)
+        arrivals = self.arrivals
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                alert = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                arrived = time.time()
+                arrivals.extend((alert["rule_id"], event["id"], arrived) for event in alert["events"][:1])
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def detection_delays(arrivals: list[tuple[str, str, float]], tenant: Tenant, landed: dict,
+                     started: float) -> tuple[list[float], dict[str, int]]:
+    """Seconds from Graph showing the version the rules first saw to the webhook receiving its alert, for alerts
+    about versions made during the run; and how many such alerts each rule sent."""
+    visible = {(v.alert_id, v.last_update): v.visible_at.timestamp() for v in tenant.versions()}
+    first_landed: dict[str, tuple[float, float]] = {}
+    for (alert_id, last_update), at in landed.items():
+        seen = visible.get((alert_id, last_update))
+        if seen is not None and (alert_id not in first_landed or (at, seen) < first_landed[alert_id]):
+            first_landed[alert_id] = (at, seen)
+    delays, per_rule = [], defaultdict(int)
+    for rule_id, alert_id, arrived in arrivals:
+        if alert_id in first_landed and first_landed[alert_id][1] >= started:
+            delays.append(arrived - first_landed[alert_id][1])
+            per_rule[rule_id] += 1
+    return delays, dict(per_rule)
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
@@ -178,6 +230,9 @@ def main() -> None:
                         help="seconds the pipeline may run on after that for versions still on their way")
     parser.add_argument("--host-json", type=Path, default=ROOT / "host.json",
                         help="the Functions host.json whose Event Hubs batching the trigger applies")
+    parser.add_argument("--detections", action="store_true",
+                        help="run the starter pack's real-time rules with a local webhook destination and measure "
+                             "from Graph showing an alert to the webhook receiving its alert")
     args = parser.parse_args()
 
     from shared.pull import pull_all
@@ -187,10 +242,14 @@ def main() -> None:
 
     host = json.loads(args.host_json.read_text())
     tenant = Tenant(seed=11, alerts=300, days=1.0)
+    receiver = WebhookReceiver() if args.detections else None
     with tempfile.TemporaryDirectory() as work, GraphSimulator(tenant) as sim:
         # Settings set in the environment (PULL_DELAY_SECONDS=120, ...) are honoured, to measure what each costs.
         env = sim.environment() | {"STATE_URL": str(Path(work) / "state"), "LAKE_URL": str(Path(work) / "lake"),
                                     "EventHubConnection__fullyQualifiedNamespace": ""}
+        if receiver is not None:
+            env |= {"RULES_ENABLED": "true", "ALERT_DESTINATIONS": json.dumps(
+                [{"type": "webhook", "name": "bench", "url": receiver.url}])}
         os.environ.update(env)
         settings = load_settings()
         state, lake = open_store(settings.state_url), open_store(settings.lake_url)
@@ -268,6 +327,16 @@ def main() -> None:
         print(f"p50 {statistics.median(delays):.1f} s, p95 {percentile(delays, 0.95):.1f} s, "
               f"max {max(delays):.1f} s, missing {missing}; Graph calls {calls / elapsed_min:.1f} a minute "
               f"({calls / elapsed_min / 150:.0%} of the 150 budget)")
+        if receiver is not None:
+            receiver.close()
+            hooks, per_rule = detection_delays(receiver.arrivals, tenant, landed, started)
+            rules = ", ".join(f"{rule_id} {count}" for rule_id, count in sorted(per_rule.items()))
+            if not hooks:
+                sys.exit(f"detections: the webhook received no alert about a version made during the run "
+                         f"({len(receiver.arrivals)} in all)")
+            print(f"detections: p50 {statistics.median(hooks):.1f} s, p95 {percentile(hooks, 0.95):.1f} s, "
+                  f"max {max(hooks):.1f} s over {len(hooks)} alerts ({rules}; "
+                  f"{len(receiver.arrivals) - len(hooks)} more about the backlog)")
 
 
 def lateness(last_update: str, visible: float) -> float:
