@@ -15,8 +15,8 @@ On --count alerts of the simulator's mix (every provider), batch by batch (defau
 - each scheduled rule once over a local lake holding all the alerts (DuckDB, lookback over all of them);
 - detection latency (wall clock, --rounds times): new alerts appear in the simulated tenant (Graph over HTTPS), one
   `graphlake pull` run starts once its window covers them, and a real local webhook receives the passthrough
-  rule's alerts; the figure is from the start of that run to each alert's arrival. In Azure add the wait for that
-  run (PULL_DELAY_SECONDS, 120 s by default, plus up to one PULL_SCHEDULE interval) and Event Hubs' delivery.
+  rule's alerts; the figure is from the start of that run to each alert's arrival. Graph to webhook on the
+  production cadence is `bench_freshness.py --detections`.
 
 Times are CPU seconds of this process pinned to one core, best of --repeat (median beside it), except the
 latency. Asserts nothing.
