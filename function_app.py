@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.errors import ConfigError
-from shared.normalize import InboundEvent
-from shared.normalize_run import Batch, normalize_delivery
-from shared.settings import Settings, load_settings
-from shared.storage import Store, open_store
+from shared.core.errors import ConfigError
+from shared.land.normalize import InboundEvent
+from shared.land.retries import Batch, normalize_delivery
+from shared.core.settings import Settings, load_settings
+from shared.core.storage import Store, open_store
 
 if TYPE_CHECKING:
-    from shared.fanout import EventSink
+    from shared.pull.fanout import EventSink
 
 app = func.FunctionApp()
 log = logging.getLogger("graphlake")
@@ -35,7 +35,7 @@ def _store(url: str) -> Store:
 @app.timer_trigger(arg_name="timer", schedule="%PULL_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def pull_alerts(timer: func.TimerRequest) -> None:
     # Imported here so the normalize path's cold start never loads msgraph.
-    from shared.pull import pull_all, raise_for_failures
+    from shared.pull.run import pull_all, raise_for_failures
 
     settings = load_settings()
     if timer.past_due:
@@ -54,7 +54,7 @@ def pull_alerts(timer: func.TimerRequest) -> None:
                                data_type=func.DataType.BINARY)
 def normalize_alerts(events: list[func.EventHubEvent]) -> None:
     # Retries forever on purpose, but only a storage outage keeps raising: a batch failing for any other reason is
-    # quarantined whole after NORMALIZE_MAX_ATTEMPTS deliveries (shared/normalize_run.py), so the partition moves on.
+    # quarantined whole after NORMALIZE_MAX_ATTEMPTS deliveries (shared/land/retries.py), so the partition moves on.
     settings = load_settings()
     batch = _batch(events)
     result = normalize_delivery(
@@ -68,7 +68,7 @@ def normalize_alerts(events: list[func.EventHubEvent]) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%COMPACT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def compact_lake(timer: func.TimerRequest) -> None:
     # No retry policy, like pull_alerts: a run stopped half-way is safe, and the next tick carries on.
-    from shared.compact import MB, compact
+    from shared.ops.compact import MB, compact
 
     settings = load_settings()
     summary = compact(_store(settings.lake_url), grace_days=settings.compact_grace_days,
@@ -79,7 +79,7 @@ def compact_lake(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_alerts(timer: func.TimerRequest) -> None:
     # No retry policy: the next tick compares the same hours again.
-    from shared.reconcile import raise_for_failures, reconcile_all
+    from shared.ops.reconcile import raise_for_failures, reconcile_all
 
     settings = load_settings()
     sink = open_event_sink(settings)
@@ -100,7 +100,7 @@ def run_scheduled_rules(timer: func.TimerRequest) -> None:
 
 
 def open_event_sink(settings: Settings) -> EventSink:
-    from shared.fanout import EventHubSink
+    from shared.pull.fanout import EventHubSink
 
     if not settings.eventhub_namespace:
         raise ConfigError("setting EventHubConnection__fullyQualifiedNamespace is not set")

@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_alert_files.py [--count N] [--repeat N]
 
 --count alerts of the simulator's mix in three forms (JSON lines; one Graph page, an alert a line; gzip-compressed
-JSON lines) are read into records by `shared.alert_files.records`, then normalized by
-`shared.normalize.normalize_events` into a temporary lake, all in one process. Times are CPU time of the process,
+JSON lines) are read into records by `shared.land.alert_files.records`, then normalized by
+`shared.land.normalize.normalize_events` into a temporary lake, all in one process. Times are CPU time of the process,
 the best of --repeat runs; the ratio to normalizing is the figure to watch. Asserts nothing.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.alert_files import records  # noqa: E402
-from shared.normalize import InboundEvent, normalize_events  # noqa: E402
-from shared.storage import open_store  # noqa: E402
+from shared.land.alert_files import records  # noqa: E402
+from shared.land.normalize import InboundEvent, normalize_events  # noqa: E402
+from shared.core.storage import open_store  # noqa: E402
 from simulator.tenant import Tenant  # noqa: E402
 
 

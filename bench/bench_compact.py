@@ -7,8 +7,8 @@ largest partition of bench_lake_reads.py, 20,222 alerts), normalized in batches 
 (one file per batch), then runs on a copy of it, each as its own process, with peak RSS from os.wait4:
 1. the baseline, the partition merged whole in memory as compaction did before it was bounded: every file read,
    concatenated, deduplicated on p_row_id, sorted, encoded as one parquet file;
-2. compaction (`shared.compact.compact`, what `graphlake compact --grace-days 0` runs), whose merge goes through a
-   local work folder in bounded memory (shared/compact_merge.py), here with a budget of --memory-mb.
+2. compaction (`shared.ops.compact.compact`, what `graphlake compact --grace-days 0` runs), whose merge goes through a
+   local work folder in bounded memory (shared/ops/compact_merge.py), here with a budget of --memory-mb.
 Prints rows, bytes, seconds and peak RSS of each, and the ratio; checks both wrote the same number of rows. Asserts
 nothing about speed or memory.
 """
@@ -33,8 +33,8 @@ DAY_END = dt.datetime(2026, 3, 10, 23, 0, tzinfo=dt.UTC)
 
 
 def build(lake: Path, state: Path, alerts: int) -> None:
-    from shared.normalize import InboundEvent, normalize_events
-    from shared.storage import open_store
+    from shared.land.normalize import InboundEvent, normalize_events
+    from shared.core.storage import open_store
     from simulator.tenant import Tenant
 
     # 22 hours ending at 23:00 UTC: every alert is created on 10 March.
@@ -106,11 +106,11 @@ def main() -> None:
               f"peak RSS {rss:,.0f} MB")
         copy = Path(work) / "copy"
         shutil.copytree(lake, copy)
-        code = ("import sys; from shared.compact import compact; from shared.storage import open_store; "
+        code = ("import sys; from shared.ops.compact import compact; from shared.core.storage import open_store; "
                 "print(compact(open_store(sys.argv[1]), grace_days=0, memory_bytes=int(sys.argv[2])).to_json())")
         bounded_seconds, bounded_rss, bounded = run([python, "-c", code, str(copy), str(args.memory_mb * 1024 * 1024)])
         summary = orjson.loads(bounded)
-        print(f"  compact (shared.compact.compact, as graphlake compact runs it), memory budget {args.memory_mb} MB: "
+        print(f"  compact (shared.ops.compact.compact, as graphlake compact runs it), memory budget {args.memory_mb} MB: "
               f"{summary['rows_out']:,} rows in {summary['files_out']} files, {bounded_seconds:.1f} s, "
               f"peak RSS {bounded_rss:,.0f} MB ({bounded_rss / rss:.2f}x the baseline's)")
         if summary["rows_out"] != int(out):

@@ -5,7 +5,7 @@ the same alerts, and the pack's scheduled rules over a lake of them.
 
 On --count alerts of the simulator's mix (every provider), batch by batch (default 2,000, one Graph page):
 
-- normalize: `shared.normalize.normalize_events` with rules off (parse, normalize, Arrow, zstd parquet in memory);
+- normalize: `shared.land.normalize.normalize_events` with rules off (parse, normalize, Arrow, zstd parquet in memory);
 - every column of the batch's Arrow table as Python rows (`Table.to_pylist`), for scale: rules are handed rows
   that convert a column only when a rule reads it (`detections.event.TableRows`);
 - each real-time rule of the pack alone, and all of them (`detections.engine.evaluate`) on those rows, the
@@ -45,7 +45,7 @@ from detections.loader import RULE, SCHEDULED_RULE, load_rules  # noqa: E402
 from detections.realtime import Detector, detect_rows, rules_off  # noqa: E402
 from detections.scheduled import run_query  # noqa: E402
 from normalizers.core import canonical  # noqa: E402
-from shared.normalize import InboundEvent, _normalize_batch, NormalizeResult, normalize_events  # noqa: E402
+from shared.land.normalize import InboundEvent, _normalize_batch, NormalizeResult, normalize_events  # noqa: E402
 
 
 def timed(work, repeat: int) -> tuple[float, float]:
@@ -109,8 +109,8 @@ def main() -> None:
               f"{best / base:6.1%} of normalize")
     print("  matches: " + ", ".join(f"{rule_id} {n:,}" for rule_id, n in matches.items()))
 
-    from shared.query import connect
-    from shared.storage import LocalStore
+    from shared.read.query import connect
+    from shared.core.storage import LocalStore
 
     with tempfile.TemporaryDirectory(prefix="graphlake-bench-") as work:
         with rules_off():
@@ -135,10 +135,10 @@ def latency(rounds: int) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from shared.local_sink import InProcessSink
-    from shared.pull import pull_all
-    from shared.settings import load_settings
-    from shared.storage import LocalStore
+    from shared.land.local_sink import InProcessSink
+    from shared.pull.run import pull_all
+    from shared.core.settings import load_settings
+    from shared.core.storage import LocalStore
     from simulator.server import GraphSimulator
     from simulator.tenant import Tenant
 

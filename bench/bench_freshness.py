@@ -2,7 +2,7 @@
 
 A live simulated tenant (the simulator over HTTP, the real msgraph-sdk) keeps creating and updating alerts, most
 visible within seconds of their lastUpdateDateTime and a tail up to an hour late. The pipeline runs on its
-production settings (shared/settings.py defaults) and cadence:
+production settings (shared/core/settings.py defaults) and cadence:
 
 - pull_alerts on PULL_SCHEDULE and reconcile_alerts on RECONCILE_SCHEDULE, each fired by this bench's scheduler at
   the NCRONTAB occurrences (croniter, seconds first like the Functions host), one run at a time like the host's
@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT))
 
 from azure.eventhub import EventDataBatch  # noqa: E402
 
-from shared.local_sink import EVENT_HUBS_MAX_BATCH_BYTES  # noqa: E402
-from shared.normalize import InboundEvent, normalize_events  # noqa: E402
+from shared.land.local_sink import EVENT_HUBS_MAX_BATCH_BYTES  # noqa: E402
+from shared.land.normalize import InboundEvent, normalize_events  # noqa: E402
 from simulator.lateness import Lateness  # noqa: E402
 from simulator.server import GraphSimulator  # noqa: E402
 from simulator.tenant import Tenant  # noqa: E402
@@ -235,10 +235,10 @@ def main() -> None:
                              "from Graph showing an alert to the webhook receiving its alert")
     args = parser.parse_args()
 
-    from shared.pull import pull_all
-    from shared.reconcile import reconcile_all
-    from shared.settings import load_settings
-    from shared.storage import open_store
+    from shared.pull.run import pull_all
+    from shared.ops.reconcile import reconcile_all
+    from shared.core.settings import load_settings
+    from shared.core.storage import open_store
 
     host = json.loads(args.host_json.read_text())
     tenant = Tenant(seed=11, alerts=300, days=1.0)

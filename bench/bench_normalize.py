@@ -9,8 +9,8 @@ bytes in memory and works batch by batch (default 2,000 alerts, one Graph page):
 
 - orjson parse-only: `orjson.loads` of every line, the cyclic collector paused as graphlake pauses it;
 - msgspec parse-only: the same with the JSON parser graphlake uses (it keeps integers beyond 64 bits exact);
-- graphlake: `shared.normalize.normalize_events`, the code the normalize_alerts function runs: parse, normalize
-  and enrich (typed columns, row ids, canonical p_any lists), the Arrow table, then `shared.lake.write_table`
+- graphlake: `shared.land.normalize.normalize_events`, the code the normalize_alerts function runs: parse, normalize
+  and enrich (typed columns, row ids, canonical p_any lists), the Arrow table, then `shared.land.lake_writer.write_table`
   (day partitions, zstd parquet) into an in-memory store.
 
 Runs are interleaved --repeat times; the best is reported with the median beside it. Times are the process's CPU
@@ -37,7 +37,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from normalizers.core import canonical  # noqa: E402
-from shared.normalize import InboundEvent, normalize_events  # noqa: E402
+from shared.land.normalize import InboundEvent, normalize_events  # noqa: E402
 from simulator.tenant import Tenant  # noqa: E402
 
 PARSE_TIME = datetime(2026, 7, 1, tzinfo=timezone.utc)
@@ -113,8 +113,8 @@ def stage_times(batches: list[list[bytes]], repeat: int) -> dict[str, float]:
     """Best seconds of a run for each half of normalize_events: into an Arrow table, then parquet."""
     from normalizers.names import TABLE
     from normalizers.schema import PARQUET_WRITE_OPTIONS
-    from shared.lake import write_table
-    from shared.normalize import NormalizeResult, _normalize_batch
+    from shared.land.lake_writer import write_table
+    from shared.land.normalize import NormalizeResult, _normalize_batch
 
     best = {"parse + normalize into an Arrow table": float("inf"), "write zstd parquet": float("inf")}
     for _ in range(repeat):

@@ -35,11 +35,11 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from shared.compact import compact  # noqa: E402
-from shared.normalize import InboundEvent, normalize_events  # noqa: E402
-from shared.query import connect  # noqa: E402
-from shared.search import search, terms_for  # noqa: E402
-from shared.storage import open_store  # noqa: E402
+from shared.ops.compact import compact  # noqa: E402
+from shared.land.normalize import InboundEvent, normalize_events  # noqa: E402
+from shared.read.query import connect  # noqa: E402
+from shared.read.search import search, terms_for  # noqa: E402
+from shared.core.storage import open_store  # noqa: E402
 from simulator.tenant import Tenant  # noqa: E402
 
 PAGE = 2000

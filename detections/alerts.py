@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 
 from detections.engine import Match
-from shared.errors import PreconditionFailed
-from shared.storage import Store
+from shared.core.errors import PreconditionFailed
+from shared.core.storage import Store
 
 PREFIX = "detections/alerts/"
 # Match ids kept per alert for redelivery checks; past this, further matches of the period are counted unchecked.

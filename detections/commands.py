@@ -13,7 +13,7 @@ def rules_folder(option: str | None) -> str | None:
     """--rules, else the RULES_DIR setting, else none (the starter pack alone)."""
     if option:
         return option
-    from shared.settings import load_settings
+    from shared.core.settings import load_settings
 
     return load_settings().rules_dir or None
 

@@ -21,9 +21,9 @@ import httpx
 import orjson
 
 from detections.destinations import DeliveryFailed, Destination, send
-from shared import health
-from shared.errors import PreconditionFailed
-from shared.storage import Store
+from shared.core import health
+from shared.core.errors import PreconditionFailed
+from shared.core.storage import Store
 
 OUTBOX = "detections/outbox/"
 SENT = "detections/sent/"

@@ -24,8 +24,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from shared.blob_url import is_loopback_host
-from shared.errors import ConfigError, one_line
+from shared.core.blob_url import is_loopback_host
+from shared.core.errors import ConfigError, one_line
 
 SIGNATURE_HEADER = "X-Graphlake-Signature-256"
 TIMEOUT_SECONDS = 10.0

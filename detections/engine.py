@@ -10,7 +10,7 @@ from typing import Any
 
 from detections.event import RuleEvent
 from detections.loader import Rule
-from shared.errors import one_line
+from shared.core.errors import one_line
 
 log = logging.getLogger("graphlake.detections")
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from detections import helpers
-from shared.errors import one_line
+from shared.core.errors import one_line
 
 PACK_DIR = Path(__file__).resolve().parent / "rules"
 APP_ROOT = PACK_DIR.parent.parent  # where function_app.py is

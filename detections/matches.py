@@ -16,8 +16,8 @@ import orjson
 import pyarrow as pa
 
 from detections.engine import Match
-from shared.lake import write_table
-from shared.storage import Store
+from shared.land.lake_writer import write_table
+from shared.core.storage import Store
 
 TABLE = "rule_matches"
 SCHEDULED_LOG_TYPE = "Graphlake.ScheduledRule"

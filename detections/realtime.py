@@ -1,6 +1,6 @@
 """Rules on the new rows of a normalize batch, before the batch is acknowledged.
 
-`shared.normalize.normalize_events` calls `detect_batch` with the table it just wrote, on every path that lands
+`shared.land.normalize.normalize_events` calls `detect_batch` with the table it just wrote, on every path that lands
 alerts (the Event Hub function, `graphlake normalize`, `graphlake pull` without an Event Hub, replay), so they share
 this code. Nothing happens unless RULES_ENABLED is set (or the CLI's --rules). A rule that raises is logged and
 recorded, and the batch and the other rules go on; a storage failure raises like the normalizer's own, so the batch
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from shared import health
+from shared.core import health
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from detections.destinations import Destination
     from detections.engine import RuleFailure
     from detections.loader import RuleSet
-    from shared.storage import Store
+    from shared.core.storage import Store
 
 log = logging.getLogger("graphlake.detections")
 _SETTINGS = ("RULES_ENABLED", "RULES_DIR", "ALERT_DESTINATIONS")
@@ -87,8 +87,8 @@ def current_detector() -> Detector | None:
 def _detector(enabled: str, rules_dir: str, destinations: str) -> Detector | None:
     from detections.destinations import parse_destinations
     from detections.loader import load_rules
-    from shared.errors import ConfigError
-    from shared.settings import load_settings
+    from shared.core.errors import ConfigError
+    from shared.core.settings import load_settings
 
     settings = load_settings({"RULES_ENABLED": enabled or "false", "RULES_DIR": rules_dir,
                               "ALERT_DESTINATIONS": destinations})

@@ -17,7 +17,7 @@ import duckdb
 from detections.engine import Match, RuleFailure, evaluate
 from detections.event import TableRows
 from detections.loader import RULE, SCHEDULED_RULE, RuleSet
-from shared.errors import GraphlakeError, one_line
+from shared.core.errors import GraphlakeError, one_line
 
 ROWS_PER_BATCH = 10_000
 
@@ -44,7 +44,7 @@ class Replay:
 def replay(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime) -> Replay:
     """Every rule of the set, enabled or not (a rule is replayed to decide whether to enable it)."""
     from detections.scheduled import evaluate_rows, run_query
-    from shared.query import connect
+    from shared.read.query import connect
 
     result = Replay(since, until)
     connection = connect(lake_url)

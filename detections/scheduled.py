@@ -1,6 +1,6 @@
 """Scheduled rules: SQL over the lake for correlations over windows, each result row a match.
 
-`NAME.sql` runs with DuckDB through `shared.query` (every table folder a view, `security_alerts` deduplicated on
+`NAME.sql` runs with DuckDB through `shared.read.query` (every table folder a view, `security_alerts` deduplicated on
 p_row_id, `security_alerts_latest`, `security_alert_evidence`); `$since` and `$until` in the SQL are the lookback
 window's bounds (now - LookbackMinutes, now). A rule runs when ScheduleMinutes have passed since its last run
 (`detections/schedule/<rule id>.json`), so the timer can tick more often than any rule. Result rows go through
@@ -22,9 +22,9 @@ import orjson
 from detections.engine import Evaluation, RuleFailure, match_row
 from detections.event import RuleEvent
 from detections.loader import SCHEDULED_RULE, Rule
-from shared import health
-from shared.errors import GraphlakeError, one_line
-from shared.storage import Store
+from shared.core import health
+from shared.core.errors import GraphlakeError, one_line
+from shared.core.storage import Store
 
 SCHEDULE_PREFIX = "detections/schedule/"
 _PARAMETER = re.compile(r"\$(since|until)\b")
@@ -66,7 +66,7 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
             force: bool = False) -> ScheduledReport:
     """Every enabled scheduled rule whose schedule is due (or all, with force), then the outbox."""
     from detections.realtime import deliver_queued, settle
-    from shared.query import connect
+    from shared.read.query import connect
 
     report = ScheduledReport()
     due = [r for r in detector.rules.enabled(SCHEDULED_RULE) if force or _is_due(state, r, now)]
@@ -101,9 +101,9 @@ def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
     """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts): its Tests run this."""
     from detections.realtime import rules_off
     from detections.testing import TEST_PARSE_TIME
-    from shared.normalize import InboundEvent, normalize_events
-    from shared.query import connect
-    from shared.storage import LocalStore
+    from shared.land.normalize import InboundEvent, normalize_events
+    from shared.read.query import connect
+    from shared.core.storage import LocalStore
 
     with tempfile.TemporaryDirectory(prefix="graphlake-rule-test-") as work:
         lake = LocalStore(f"{work}/lake")

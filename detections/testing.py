@@ -21,7 +21,7 @@ from pathlib import Path
 from detections.engine import match_row
 from detections.event import RuleEvent
 from detections.loader import RULE, Rule, RuleSet, RuleTest
-from shared.errors import one_line
+from shared.core.errors import one_line
 
 # Rows built for tests carry this parse time, so a test's result never depends on the clock.
 TEST_PARSE_TIME = datetime(2000, 1, 1, tzinfo=UTC)

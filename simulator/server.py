@@ -247,7 +247,7 @@ class GraphSimulator:
         return self.tenant.lock
 
     def environment(self) -> dict[str, str]:
-        """The settings a graphlake process needs to pull from this simulator (see shared/settings.py)."""
+        """The settings a graphlake process needs to pull from this simulator (see shared/core/settings.py)."""
         return {
             "GRAPH_ENDPOINT": self.graph_url,
             "GRAPH_AUTHORITY_HOST": self.authority_host,

@@ -105,7 +105,7 @@ class Pipeline:
         return self.sim.tenant
 
     def settings(self, **overrides: str):
-        from shared.settings import load_settings
+        from shared.core.settings import load_settings
 
         return load_settings({**self.env, **overrides})
 
@@ -138,8 +138,8 @@ class Pipeline:
 
     def lake_row_ids(self) -> list[str]:
         from normalizers.names import TABLE
-        from shared.lake import read_table
-        from shared.storage import open_store
+        from shared.land.lake_writer import read_table
+        from shared.core.storage import open_store
 
         store = open_store(self.env["LAKE_URL"])
         if not list(store.list(TABLE)):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from azure.eventhub import EventData, EventDataBatch
 
-from shared.local_sink import EVENT_HUBS_MAX_BATCH_BYTES
+from shared.land.local_sink import EVENT_HUBS_MAX_BATCH_BYTES
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.storage import open_store
+from shared.core.storage import open_store
 
 
 def leased_blob(container_url: str, name: str):
@@ -11,7 +11,7 @@ def leased_blob(container_url: str, name: str):
     from azure.core.credentials import AzureNamedKeyCredential
     from azure.storage.blob import BlobClient
 
-    from shared.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY
+    from shared.core.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY
 
     open_store(container_url).list("")  # creates the container
     endpoint, container = container_url.rsplit("/", 1)

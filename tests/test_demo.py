@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from shared.cli import main
-from shared.lake import read_table
-from shared.storage import LocalStore
+from shared.land.lake_writer import read_table
+from shared.core.storage import LocalStore
 
 
 @pytest.fixture

@@ -34,14 +34,14 @@ import pytest
 from azure.eventhub import EventDataBatch
 
 from normalizers.core import row_id
-from shared.audit import audit_all
-from shared.local_sink import EVENT_HUBS_MAX_BATCH_BYTES
-from shared.normalize import InboundEvent, normalize_events
-from shared.pull import pull_all, raise_for_failures
-from shared.query import connect
-from shared.reconcile import reconcile_all
-from shared.settings import load_settings
-from shared.storage import open_store
+from shared.ops.audit import audit_all
+from shared.land.local_sink import EVENT_HUBS_MAX_BATCH_BYTES
+from shared.land.normalize import InboundEvent, normalize_events
+from shared.pull.run import pull_all, raise_for_failures
+from shared.read.query import connect
+from shared.ops.reconcile import reconcile_all
+from shared.core.settings import load_settings
+from shared.core.storage import open_store
 from simulator.faults import Faults
 from simulator.lateness import Lateness
 from simulator.server import GraphSimulator

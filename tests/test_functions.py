@@ -19,10 +19,10 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from normalizers.names import TABLE
-from shared.errors import EndpointUnreachable
-from shared.lake import read_table
-from shared.storage import open_store
-from shared.watermark import WatermarkStore
+from shared.core.errors import EndpointUnreachable
+from shared.land.lake_writer import read_table
+from shared.core.storage import open_store
+from shared.pull.watermark import WatermarkStore
 from tests.conftest import REPO
 from tests.doubles import RecordingSink
 from tests.storage_faults import alert_bodies, leased_blob
@@ -115,8 +115,8 @@ def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_
         make_store_url, tmp_path, monkeypatch):
     from azure.core.exceptions import HttpResponseError
 
-    from shared import health
-    from shared.normalize import InboundEvent, normalize_events
+    from shared.core import health
+    from shared.land.normalize import InboundEvent, normalize_events
 
     bodies = [*alert_bodies(12), b"not json {"]
     lake, state = make_store_url("azurite"), make_store_url("local")
@@ -176,8 +176,8 @@ def test_a_batch_whose_deliveries_die_without_a_result_is_given_up_after_the_att
     import os
     import signal
 
-    from shared import health
-    from shared.normalize import InboundEvent, normalize_events
+    from shared.core import health
+    from shared.land.normalize import InboundEvent, normalize_events
 
     bodies = alert_bodies(6)
     (tmp_path / "batch.jsonl").write_bytes(b"\n".join(bodies))
@@ -220,7 +220,7 @@ def test_a_batch_whose_deliveries_die_without_a_result_is_given_up_after_the_att
 
 
 def test_a_storage_outage_keeps_retrying_past_the_attempts_and_quarantines_nothing(monkeypatch, tmp_path):
-    from shared import health
+    from shared.core import health
 
     monkeypatch.setenv("LAKE_URL", "http://127.0.0.1:9/devstoreaccount1/lake")
     monkeypatch.setenv("STATE_URL", str(tmp_path))
@@ -254,7 +254,7 @@ def test_compact_lake_is_a_timer_with_the_singleton_lock_and_no_retry():
 def _small_files(store, day, values=([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11])):
     import pyarrow as pa
 
-    from shared.lake import write_table
+    from shared.land.lake_writer import write_table
 
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     for f, value in enumerate(values):
@@ -284,7 +284,7 @@ def test_compact_lake_merges_closed_partitions_with_the_app_settings(make_store_
 
 
 def test_compact_lake_raises_when_a_partition_cannot_be_merged(monkeypatch, tmp_path):
-    from shared.compact import CompactFailed
+    from shared.ops.compact import CompactFailed
 
     store = open_store(str(tmp_path))
     _small_files(store, date(2020, 1, 4), values=([1, 2], ["one", "two"]))

@@ -5,7 +5,7 @@
 - every .bicep file parses with pycep-parser and tree-sitter-bicep, and keeps Bicep's deploy-time-constant rules
   (infra/bicep_lint.py, itself tested on small snippets), which no offline parser checks and the compiler enforces;
 - the settings contract: the Bicep app settings and local.settings.json.example carry every setting of
-  shared/settings.py with its default, and nothing else but host settings;
+  shared/core/settings.py with its default, and nothing else but host settings;
 - role assignments use documented built-in role ids, scoped to resources;
 - the lifecycle policy (what expires is what the code no longer needs; the detections outbox never does),
   diagnostic settings and name limits; the alert rules read only fields the code's health writers write, and the
@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import HOST_SETTING_PREFIXES, SETTING_NAMES, Settings
+from shared.core.settings import HOST_SETTING_PREFIXES, SETTING_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -491,7 +491,7 @@ def test_bicep_sets_every_setting_with_its_default() -> None:
                          "use that (or a parameter defaulting to it)")
         for where, value in values:
             if not same_as_default(name, value):
-                wrong.append(f"{name} = {value!r} ({where}), but shared/settings.py defaults to {default!r}")
+                wrong.append(f"{name} = {value!r} ({where}), but shared/core/settings.py defaults to {default!r}")
     assert not wrong, "\n".join(wrong)
 
 
@@ -560,7 +560,7 @@ def test_local_settings_example() -> None:
     missing = [name for name in SETTING_NAMES if name not in values]
     assert not missing, f"local.settings.json.example lacks {missing}"
     wrong = [f"{name}={values[name]!r}" for name in SETTING_NAMES if not same_as_default(name, values[name])]
-    assert not wrong, f"local.settings.json.example differs from shared/settings.py defaults: {wrong}"
+    assert not wrong, f"local.settings.json.example differs from shared/core/settings.py defaults: {wrong}"
     assert all(isinstance(v, str) for v in values.values()), "local.settings.json values are strings"
     unknown = [name for name in values if name not in SETTING_NAMES and not name.startswith(HOST_SETTING_PREFIXES)]
     assert not unknown, f"local.settings.json.example has settings the code does not read: {unknown}"
@@ -639,8 +639,8 @@ def _decorator(param: str, name: str) -> int | None:
 
 
 def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> None:
-    from shared.event_format import CLAIM_CHECK_PREFIX
-    from shared.quarantine import PREFIX as QUARANTINE_PREFIX
+    from shared.core.event_format import CLAIM_CHECK_PREFIX
+    from shared.land.quarantine import PREFIX as QUARANTINE_PREFIX
 
     assert _resources("Microsoft.Storage/storageAccounts/managementPolicies"), "no lifecycle management policy"
     rules = bicep_facts()["vars"]["lifecycleRules"]["text"]
@@ -748,7 +748,7 @@ def test_linter_suppressions_name_the_right_code() -> None:
 
 # --- Alert rules on the health records ---------------------------------------------------------------------------
 
-# The health contract (shared/health.py; the README's health model): the fields each writer logs.
+# The health contract (shared/core/health.py; the README's health model): the fields each writer logs.
 HEALTH_COMMON_FIELDS = {"component", "key", "updated"}
 HEALTH_FIELDS = {
     "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent"},
@@ -798,7 +798,7 @@ def _health_writes() -> dict[str, set[str]]:
     tree: the keys of `doc` when it is a dict literal; when it is built elsewhere (a helper's result, **kwargs), every
     dict key and keyword argument of that module."""
     written: dict[str, set[str]] = {}
-    for path in sorted([*(ROOT / "shared").glob("*.py"), *(ROOT / "detections").glob("*.py")]):
+    for path in sorted([*(ROOT / "shared").rglob("*.py"), *(ROOT / "detections").rglob("*.py")]):
         tree = ast.parse(path.read_text(), str(path))
         constants = {target.id: node.value.value for node in tree.body
                      if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
@@ -849,8 +849,8 @@ def test_the_lag_rule_and_the_app_use_one_threshold() -> None:
 
 
 def test_alert_query_reads_what_health_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from shared import health
-    from shared.storage import open_store
+    from shared.core import health
+    from shared.core.storage import open_store
 
     events = bicep_facts()["vars"]["healthEvents"]["value"]
     assert events.lstrip().startswith("AppTraces\n"), "the rules read App Insights traces from the workspace"
@@ -1198,7 +1198,7 @@ def test_package_holds_only_what_git_tracks(tmp_path: Path) -> None:
     listed = set(proc.stdout.split())
     assert not listed & set(untracked), f"untracked files packaged: {sorted(listed & set(untracked))}"
     assert listed <= tracked
-    assert {"host.json", "requirements.txt", "function_app.py", "shared/settings.py"} <= listed
+    assert {"host.json", "requirements.txt", "function_app.py", "shared/core/settings.py"} <= listed
 
 
 def test_package_refuses_a_tree_git_does_not_track(tmp_path: Path) -> None:
@@ -1210,7 +1210,7 @@ def test_package_refuses_a_tree_git_does_not_track(tmp_path: Path) -> None:
 
 def test_funcignore_rules(tmp_path: Path) -> None:
     shutil.copy(ROOT / ".funcignore", tmp_path / ".funcignore")
-    kept = ["function_app.py", "host.json", "requirements.txt", "shared/settings.py", "normalizers/core.py",
+    kept = ["function_app.py", "host.json", "requirements.txt", "shared/core/settings.py", "normalizers/core.py",
             "shared/tests/helper.py"]  # only the top-level tests/ is excluded
     dropped = ["tests/test_x.py", "bench/run.py", "simulator/graph.py", "infra/main.bicep", "docs/deploy.md",
                ".venv/lib/x.py", ".venv-checkov/bin/checkov", "node_modules/a/b.js", "lake/p.parquet",
@@ -1236,7 +1236,7 @@ def test_package_of_this_repo_is_deterministic(tmp_path: Path) -> None:
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert re.fullmatch(r"[0-9a-f]{64}\n", first.stdout) and first.stdout == second.stdout
     names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
-    assert {"host.json", "requirements.txt", "shared/settings.py"} <= set(names)
+    assert {"host.json", "requirements.txt", "shared/core/settings.py"} <= set(names)
     for prefix in ("tests/", "bench/", "simulator/", "infra/", ".venv", "node_modules/", "lake/", "state/"):
         assert not any(n.startswith(prefix) for n in names), f"{prefix} must not be packaged"
 

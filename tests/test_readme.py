@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -1,0 +1,96 @@
+"""`graphlake demo`: the whole pipeline on a simulated tenant into a local lake, with no Azure account.
+
+It runs the same code as the Function App: the real msgraph-sdk and azure-identity (a client-credentials token
+from the simulator's TLS endpoint), the pull with its window and watermark, batches cut by the Event Hubs SDK, the
+normalizer and the parquet writer. Only Event Hubs itself is replaced by the in-process sink.
+
+It works in folders of its own (.demo/lake and .demo/state) and empties them on every run, so its figures repeat. It
+never empties a folder it did not make: each folder it creates carries a marker file, and a folder that holds
+anything without that marker (the ./lake that normalize, query and search use, say) is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.core.errors import ConfigError
+from shared.land.local_sink import InProcessSink
+from shared.pull.run import pull_source
+from shared.read.query import connect
+from shared.core.settings import load_settings
+from shared.core.storage import open_store
+from simulator.server import GraphSimulator
+from simulator.tenant import Tenant
+
+SUMMARY_SQL = """
+SELECT serviceSource AS provider,
+       count(*) AS versions,
+       count(DISTINCT id) AS alerts,
+       count(*) FILTER (WHERE severity = 'high') AS high,
+       coalesce(sum(len(p_any_ip_addresses)), 0) AS ips,
+       coalesce(sum(len(p_any_usernames)), 0) AS users,
+       min(p_event_time)::DATE AS first,
+       max(p_event_time)::DATE AS last
+FROM security_alerts GROUP BY ALL ORDER BY versions DESC
+""".strip()
+
+# The seed document's investigation: take the IP from a Defender for Identity pass-the-hash alert and find it in
+# every source.
+PIVOT_SQL = """
+SELECT p_any_ip_addresses[1] FROM security_alerts
+WHERE serviceSource = 'microsoftDefenderForIdentity' AND title ILIKE '%pass-the-hash%' AND len(p_any_ip_addresses) > 0
+ORDER BY p_event_time DESC LIMIT 1
+""".strip()
+
+Printer = Callable[[list[str], list[tuple]], None]
+
+DEMO_LAKE = ".demo/lake"
+DEMO_STATE = ".demo/state"
+# A dot-name, so stores and query engines never list it as data.
+MARKER = ".graphlake-demo"
+
+
+def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printer,
+             say: Callable[[str], None]) -> str | None:
+    """Pull, normalize and summarise; return the IP to search for (from a pass-the-hash alert), if any."""
+    for folder in (Path(lake_dir), Path(state_dir)):
+        _start_empty(folder)
+    say(f"Simulating a tenant: {alerts} alerts over the last 7 days from every Microsoft security product...")
+    with GraphSimulator(Tenant(seed=seed, alerts=alerts, days=7.0)) as sim:
+        os.environ.update(sim.environment())
+        os.environ.update({"STATE_URL": state_dir, "LAKE_URL": lake_dir, "PULL_DELAY_SECONDS": "0"})
+        settings = load_settings()
+        [source] = settings.sources()
+        state, lake = open_store(state_dir), open_store(lake_dir)
+        sink = InProcessSink(lake, state)
+        started = time.perf_counter()
+        summary = asyncio.run(pull_source(source, settings, state, sink))
+        sink.close()
+        took = time.perf_counter() - started
+    if summary.error:
+        raise RuntimeError(summary.error)
+    say(f"Pulled {summary.sent} alerts in {took:.1f} s: {summary.graph.calls} Graph calls, {summary.graph.pages} "
+        f"pages, {summary.slices_done} slices; watermark {summary.watermark_after}.")
+    say(f"Wrote {sink.result.rows} rows in {len(set(sink.result.files))} parquet files under {lake_dir}/security_alerts "
+        f"({len(sink.result.quarantined)} quarantined).\n")
+    con = connect(lake_dir)
+    cursor = con.execute(SUMMARY_SQL)
+    show([d[0] for d in cursor.description], cursor.fetchall())
+    pivot = con.execute(PIVOT_SQL).fetchone()
+    return pivot[0] if pivot else None
+
+
+def _start_empty(folder: Path) -> None:
+    """Empty a folder the demo made; refuse one that holds anything it did not make."""
+    if (folder / MARKER).is_file():
+        shutil.rmtree(folder)
+    elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(f"{folder} holds files the demo did not make, and the demo empties its folders: give it "
+                          f"a new or empty folder (default {DEMO_LAKE} and {DEMO_STATE})")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("Made by graphlake demo, which empties this folder on every run.\n")

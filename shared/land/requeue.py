@@ -1,0 +1,101 @@
+"""`graphlake replay`: quarantined events back through the normalizer once their cause is fixed.
+
+Each quarantine document holds the event's raw bytes, application properties and origin, so the event is rebuilt as
+the normalizer first saw it and normalized again, in batches. A document is removed only after its event landed: the
+batch's parquet files are written (an exception leaves every document of the batch in place). Replaying is
+idempotent: a version that had landed already (a batch given up after part of it was written, say) keeps its
+p_row_id, and readers and compaction keep one row per p_row_id. An event that fails again stays, its document
+rewritten with today's reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+
+from shared.land.normalize import InboundEvent, normalize_events
+from shared.land.quarantine import PREFIX
+from shared.core.storage import Store
+
+BATCH_EVENTS = 500
+
+
+@dataclass
+class ReplaySummary:
+    examined: int = 0
+    landed: int = 0  # events that are rows now; their documents are gone
+    rows: int = 0
+    stayed: Counter[str] = field(default_factory=Counter)  # reason -> documents still in quarantine
+    first_stayed: dict[str, str] = field(default_factory=dict)  # reason -> the first such document's name
+
+    @property
+    def stayed_total(self) -> int:
+        return sum(self.stayed.values())
+
+    def lines(self) -> list[str]:
+        out = [f"{self.examined} quarantined events replayed: {self.landed} landed ({self.rows} rows) and left "
+               f"quarantine, {self.stayed_total} stay"]
+        for reason, count in self.stayed.most_common():
+            out.append(f"  {count} stay: {reason} (first: {self.first_stayed[reason]})")
+        return out
+
+
+def replay(state: Store, lake: Store, *, batch_events: int = BATCH_EVENTS) -> ReplaySummary:
+    summary = ReplaySummary()
+    # Listed first: documents re-quarantined on today's date must not come round again in the same run.
+    listed = [name for name in state.list(PREFIX) if name.endswith(".json")]
+    for start in range(0, len(listed), batch_events):
+        names = listed[start:start + batch_events]
+        events: list[InboundEvent] = []
+        origin: list[str] = []
+        for name in names:
+            found = state.read(name)
+            if found is None:  # replayed meanwhile by another run
+                continue
+            summary.examined += 1
+            try:
+                events.append(_event(orjson.loads(found[0])))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
+                _stays(summary, f"not a quarantine document graphlake can replay ({type(exc).__name__})", name)
+                continue
+            origin.append(name)
+        if not events:
+            continue
+        # Raises (storage down) before anything is removed: every document of the batch stays.
+        result = normalize_events(events, lake=lake, state=state)
+        summary.rows += result.rows
+        again = {name.rsplit("/", 1)[1].removesuffix(".json") for name in result.quarantined}
+        for event, name in zip(events, origin):
+            if _digest(event.body) in again:
+                new_name = next(n for n in result.quarantined if _digest(event.body) in n)
+                if new_name != name:  # quarantined on another day than before: keep one document, the new one
+                    state.delete(name)
+                reason = orjson.loads(state.read(new_name)[0])["error"]
+                _stays(summary, reason, new_name)
+            else:
+                state.delete(name)
+                summary.landed += 1
+    return summary
+
+
+def _event(doc: dict) -> InboundEvent:
+    metadata = dict(doc["metadata"])
+    properties = metadata.pop("properties", None) or {}
+    return InboundEvent(body=base64.b64decode(doc["raw_base64"], validate=True), properties=properties,
+                        metadata=metadata)
+
+
+def _digest(raw: bytes) -> str:
+    # The name quarantine gives an event: the first 24 hex of sha256 over its raw bytes.
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def _stays(summary: ReplaySummary, reason: str, name: str) -> None:
+    summary.stayed[reason] += 1
+    summary.first_stayed.setdefault(reason, name)
+

@@ -1,0 +1,120 @@
+"""One delivery of an Event Hubs batch to the normalizer: what retries, what gives up, and the partition's health.
+
+- A bad event (not JSON, not an alert, a claim check that is gone) is quarantined alone by normalize_events, and
+  the batch goes on.
+- A storage outage (no connection, a 5xx, 408 or 429, an OSError of a local folder) raises on every delivery: the
+  function's retry policy (forever, backing off) holds the partition's checkpoint until storage is back. Nothing is
+  given up, because the events cannot be kept anywhere else meanwhile.
+- Any other exception (a bug, a permanent 4xx such as a missing role or a leased blob) is counted against the batch.
+  It raises until `max_attempts` deliveries of the batch failed; the last one writes every event of the batch to
+  quarantine with the reason and returns, so the host checkpoints past it and the partition moves on.
+  `graphlake replay` brings them back once the cause is fixed.
+
+The count lives in the partition's health record, keyed by the batch's first sequence number, not in the host's
+retry_context: that count lives in the instance's memory and starts again at 0 when the batch moves to another
+instance. A delivery that dies without a result (its process killed, out of memory) counts too: each delivery
+marks the record `in_flight` with the batch before it starts and clears it when it ends, so the next delivery that
+finds its own batch still in flight knows the last one died.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+from shared.core import health
+from shared.core.errors import ConfigError, EndpointUnreachable, one_line
+from shared.land.normalize import InboundEvent, NormalizeResult, normalize_events, quarantine_event
+from shared.core.storage import Store
+
+log = logging.getLogger("graphlake.normalize")
+
+COMPONENT = "normalize"
+_TRANSIENT_STATUS = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class Batch:
+    partition: str  # the Event Hub partition id, or "local"
+    first_sequence: int | None  # the same on every delivery of the batch: the checkpoint it starts after
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that go away by themselves (storage unreachable or overloaded) or with a setting fixed."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | EndpointUnreachable | ConfigError | OSError):
+        return True
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        return status is None or status >= 500 or status in _TRANSIENT_STATUS
+    return False
+
+
+def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: Store, state: Store,
+                       max_attempts: int, now: datetime | None = None) -> NormalizeResult:
+    """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up."""
+    previous = health.load(state, COMPONENT, batch.partition) or {}
+    same_batch = "batch_first_sequence" in previous and previous["batch_first_sequence"] == batch.first_sequence
+    attempts = previous.get("batch_attempts", 0) if same_batch else 0
+    failures = previous.get("consecutive_failures", 0)
+    carried = {key: previous.get(key) for key in ("result", "error")}
+    if same_batch and previous.get("in_flight") == batch.first_sequence:
+        attempts, failures = attempts + 1, failures + 1
+        carried = {"result": "failed", "error": "the last delivery of this batch stopped without a result (its "
+                                                "process was killed or ran out of memory)"}
+        if attempts >= max_attempts:
+            return _give_up(events, batch, state, now, carried["error"], attempts, failures)
+    # Cleared by whatever this delivery records at its end; still there if it dies.
+    _record(state, batch, now, **{"result": "ok", "error": None, **carried}, consecutive_failures=failures,
+            batch_attempts=attempts, in_flight=batch.first_sequence)
+    try:
+        result = normalize_events(events, lake=lake, state=state)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
+        error = one_line(exc, with_type=True)
+        failures += 1
+        if is_transient(exc):
+            _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
+                            batch_attempts=attempts)
+            raise
+        attempts += 1
+        if attempts < max_attempts:
+            _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
+                            batch_attempts=attempts)
+            raise
+        return _give_up(events, batch, state, now, error, attempts, failures)
+    _record(state, batch, now, result="ok", consecutive_failures=0, error=None, batch_attempts=0,
+            rows=result.rows, duplicates=result.duplicates, files=len(result.files),
+            quarantined=len(result.quarantined))
+    return result
+
+
+def _give_up(events: Sequence[InboundEvent], batch: Batch, state: Store, now: datetime | None, error: str,
+             attempts: int, failures: int) -> NormalizeResult:
+    """Every event of the batch to quarantine with the reason; the delivery then succeeds and the partition moves
+    on."""
+    reason = f"batch of {len(events)} events given up after {attempts} attempts: {error}"
+    result = NormalizeResult(quarantined=[quarantine_event(state, event, reason) for event in events])
+    log.error("graphlake.normalize partition %s: %s", batch.partition, reason)
+    _record(state, batch, now, result="gave_up", consecutive_failures=failures, error=error, batch_attempts=attempts,
+            quarantined=len(result.quarantined))
+    return result
+
+
+def _record(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> None:
+    doc.setdefault("rows", 0)
+    doc.setdefault("quarantined", 0)
+    doc.setdefault("in_flight", None)
+    health.record(state, COMPONENT, batch.partition, {**doc, "batch_first_sequence": batch.first_sequence}, now=now)
+
+
+def _record_quietly(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> None:
+    """Record a failure without hiding it: if the record cannot be written either, the original error is raised."""
+    try:
+        _record(state, batch, now, **doc)
+    except Exception:  # noqa: BLE001
+        log.warning("graphlake.normalize partition %s: health record not written", batch.partition, exc_info=True)
+

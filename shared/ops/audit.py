@@ -1,0 +1,348 @@
+"""Completeness against the source of truth: is the latest version of every alert Graph holds in the lake?
+
+Graph keeps only each alert's latest version, so that is what can be checked: an older version that never landed
+cannot be seen from Graph any more. alerts_v2 documents no `$select`, so the audit reads whole pages of 2,000 (the
+fewest calls), keeps only id, lastUpdateDateTime, serviceSource and createdDateTime of each alert, and compares the
+p_row_id each latest version must have with the lake. The lake is partitioned by creation day, not update day, so
+only the partitions of the days the alerts were created on are read, and of them only two columns.
+
+`--repair` re-reads the window and sends what is missing through the normal fan-out (Event Hubs, or the in-process
+normalizer in the CLI); re-sent versions carry their p_row_id and deduplicate like any redelivery. Reading again
+costs as many calls as the audit itself, and only when something is missing; keeping every body of the first read
+instead would hold the whole window in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from contextlib import aclosing
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import orjson
+import pyarrow.parquet as pq
+
+from normalizers import AlertBatch, NotAnAlert
+from normalizers.core import row_id
+from normalizers.names import TABLE
+from shared.core.errors import GraphlakeError
+from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout
+from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
+from shared.core.layout import parse_partition_file, partition_path
+from shared.core.settings import Settings, Source
+from shared.core.storage import Store
+from shared.pull.watermark import WatermarkStore
+from shared.pull.window import Window, cut_for_pages
+
+log = logging.getLogger("graphlake.audit")
+
+AUDIT_PAGE_SIZE = 2000  # Graph's largest page: the fewest calls per alert read
+# Reads of one part of the window before the audit says it could not confirm it (see _GraphRead).
+MAX_READS = 3
+LAKE_COLUMNS = ["id", "p_row_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphVersion:
+    """What the audit keeps of one alert Graph showed: enough to find it in the lake and to report it."""
+
+    alert_id: str
+    last_update: str
+    provider: str
+    row_id: str
+    created_day: date | None  # the lake partition it lands in; None when createdDateTime does not parse
+
+
+@dataclass
+class ProviderAudit:
+    alerts: int = 0    # alerts Graph holds in the window
+    complete: int = 0  # whose latest version is in the lake
+    missing: int = 0   # with no version at all in the lake
+    behind: int = 0    # in the lake, but not at their latest version
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    alert_id: str
+    last_update: str
+    provider: str
+    kind: str  # "missing" (no version in the lake) or "behind" (an older version only)
+    late: bool  # older than the pull's watermark minus overlap: no pull will read it again
+
+
+@dataclass
+class AuditReport:
+    source_id: str
+    window: str = ""
+    watermark: str | None = None
+    alerts: int = 0
+    providers: dict[str, ProviderAudit] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    unreadable: int = 0  # items without an id: the normalizer quarantines them, the lake cannot hold them
+    confirmed: bool = True  # every alert of the window was read (see MAX_READS)
+    repaired: int = 0  # missing versions sent again through the fan-out
+    graph: CallStats = field(default_factory=CallStats)
+    error: str | None = None
+
+    @property
+    def missing(self) -> int:
+        return len(self.findings)
+
+    @property
+    def late_found(self) -> int:
+        return sum(1 for f in self.findings if f.late)
+
+    @property
+    def complete(self) -> bool:
+        """Nothing missing that was not sent again, and every alert read."""
+        return self.error is None and self.confirmed and self.missing == self.repaired
+
+    def to_doc(self) -> dict:
+        doc = asdict(self)
+        doc["providers"] = dict(sorted(doc["providers"].items()))
+        return doc | {"missing": self.missing, "late_found": self.late_found}
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_doc(), option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def audit_settings(settings: Settings) -> Settings:
+    """The audit's own call budget (the pull shares the tenant's 150 calls a minute) and Graph's largest page."""
+    return settings.model_copy(update={
+        "graph_max_requests_per_minute": settings.reconcile_max_requests_per_minute,
+        "pull_page_size": AUDIT_PAGE_SIZE})
+
+
+async def audit_all(settings: Settings, state: Store, lake: Store, *, since: datetime, now: datetime | None = None,
+                    sink: EventSink | None = None, credential=None) -> list[AuditReport]:
+    """Audits every source over [since, its watermark); with a sink, sends what is missing. A source that fails
+    is reported with its error; the others still run."""
+    return [await audit_source(source, settings, state, lake, since=since, now=now, sink=sink, credential=credential)
+            for source in settings.sources()]
+
+
+async def audit_source(source: Source, settings: Settings, state: Store, lake: Store, *, since: datetime,
+                       now: datetime | None = None, sink: EventSink | None = None,
+                       credential=None) -> AuditReport:
+    now = now or datetime.now(UTC)
+    report = AuditReport(source_id=source.id)
+    try:
+        mark = WatermarkStore(state, source.id).load()
+        report.watermark = mark.position.isoformat() if mark.position else None
+        window = audit_window(mark.position, now, since, settings)
+        if window is None:
+            return report
+        report.window = str(window)
+        settings = audit_settings(settings)
+        async with graph_client(source, settings, report.graph, credential=credential) as client:
+            reader = AlertsReader(client, settings, report.graph, source)
+            latest, report.unreadable, report.confirmed = await read_graph(reader, window, report.graph)
+            in_lake = lake_versions(lake, latest.values())
+            late_before = mark.position - timedelta(seconds=settings.pull_overlap_seconds) if mark.position else None
+            compare(report, latest.values(), in_lake, late_before)
+            if sink is not None and report.findings:
+                wanted = {f.alert_id: in_lake.get(f.alert_id, set()) for f in report.findings}
+                fanout = Fanout(sink, state, source, _hub_router(settings))
+                report.repaired = await repair(reader, fanout, window, wanted)
+                sink.flush()
+    except (GraphlakeError, GraphCallFailed) as exc:
+        report.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one source failing must not stop the audit of the others
+        log.exception("audit of source %s failed", source.id)
+        report.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return report
+
+
+def audit_window(watermark: datetime | None, now: datetime, since: datetime, settings: Settings) -> Window | None:
+    """[since, watermark): what the pull says it has read. Alerts updated after the watermark are the next pull's
+    work, not missing. Never a source pulled: up to now minus PULL_DELAY_SECONDS, so everything counts."""
+    end = now - timedelta(seconds=settings.pull_delay_seconds)
+    if watermark is not None:
+        end = min(end, watermark)
+    start, end = since.replace(microsecond=0), end.replace(microsecond=0)
+    return Window(start, end) if start < end else None
+
+
+async def read_graph(reader: AlertsReader, window: Window,
+                     stats: CallStats) -> tuple[dict[str, GraphVersion], int, bool]:
+    """The latest version of each alert updated in the window, by id; the number of items without an id; whether
+    every part of the window was shown complete."""
+    read = _GraphRead(reader, stats)
+    unconfirmed = await read.confirmed(window)
+    return read.latest, read.unreadable, not unconfirmed
+
+
+class _GraphRead:
+    """The pull's rule of completeness (shared/pull/run.py, _SliceRead), for the audit's reads: a read is complete when
+    one response holds as many distinct alerts as its @odata.count, because Graph evaluates the query again for
+    every page and alerts updated between page requests shift the pages. When the first page says there are more,
+    the window is cut at whole seconds into parts of about three quarters of a page, each read the same way; only a
+    part too short to cut is paged, and judged on its own read. A read that is not complete is repeated, MAX_READS
+    reads in all."""
+
+    def __init__(self, reader: AlertsReader, stats: CallStats) -> None:
+        self._reader = reader
+        self._stats = stats
+        self.latest: dict[str, GraphVersion] = {}
+        self.unreadable = 0
+
+    async def confirmed(self, piece: Window) -> int:
+        """Reads `piece` until a read is complete; the number of parts that never were."""
+        cuttable = bool(cut_for_pages(piece, None, AUDIT_PAGE_SIZE))
+        for attempt in range(MAX_READS):
+            if attempt:
+                self._stats.rereads += 1
+            complete, count = await self._read_once(piece, first_page_only=cuttable)
+            if complete:
+                return 0
+            if count is None:
+                cuttable = False
+            elif cuttable:
+                self._stats.splits += 1
+                return sum([await self.confirmed(part) for part in cut_for_pages(piece, count, AUDIT_PAGE_SIZE)])
+        return 1
+
+    async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:
+        ids: set[str] = set()
+        counts: set[int] = set()
+        repeated = False
+        unreadable = 0
+        async with aclosing(self._reader.pages(piece.start, piece.end)) as pages:
+            async for page in pages:
+                if page.count is not None:
+                    counts.add(page.count)
+                for alert in page.alerts:
+                    version = graph_version(alert)
+                    if version is None:
+                        unreadable += 1
+                        continue
+                    repeated = repeated or version.alert_id in ids
+                    ids.add(version.alert_id)
+                    known = self.latest.get(version.alert_id)
+                    if known is None or _newer(version.last_update, known.last_update):
+                        self.latest[version.alert_id] = version
+                if first_page_only:
+                    break
+        count = max(counts, default=None)
+        complete = len(counts) == 1 and not repeated and len(ids) + unreadable == count
+        if complete:
+            self.unreadable += unreadable
+        return complete, count
+
+
+def graph_version(alert: object) -> GraphVersion | None:
+    if type(alert) is not dict or not alert.get("id"):
+        return None
+    alert_id = str(alert["id"])
+    last_update = alert.get("lastUpdateDateTime") or alert.get("createdDateTime")
+    created = parse_time(alert.get("createdDateTime"))
+    return GraphVersion(alert_id, str(last_update or ""), str(alert.get("serviceSource") or UNKNOWN_PROVIDER),
+                        expected_row_id(alert), created.date() if created else None)
+
+
+def expected_row_id(alert: dict) -> str:
+    """The p_row_id the normalizer gives this version."""
+    tenant, version = alert.get("tenantId"), alert.get("lastUpdateDateTime") or alert.get("createdDateTime")
+    if isinstance(alert.get("id"), str) and all(v is None or type(v) is str for v in (tenant, version)):
+        return row_id(tenant, alert["id"], version)
+    try:  # An odd type somewhere: the normalizer's own spelling of it decides.
+        return AlertBatch(datetime.now(UTC)).add(alert, source_id=None, source_label="")
+    except NotAnAlert:
+        return row_id(str(tenant), str(alert.get("id")), str(version))
+
+
+def parse_time(raw: object) -> datetime | None:
+    """Graph's timestamps, leniently (7 fractional digits, a missing zone read as UTC); None if unreadable."""
+    if type(raw) is not str:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _newer(candidate: str, known: str) -> bool:
+    a, b = parse_time(candidate), parse_time(known)
+    return a is not None and (b is None or a > b)
+
+
+def lake_versions(lake: Store, versions: Iterable[GraphVersion]) -> dict[str, set[str]]:
+    """p_row_ids the lake holds for each of these alerts, read from the day partitions they were created on
+    (all partitions when one has no readable createdDateTime), two columns of each file."""
+    versions = list(versions)
+    wanted = {v.alert_id for v in versions}
+    days = {v.created_day for v in versions}
+    prefixes = [f"{TABLE}/"] if None in days else [f"{partition_path(TABLE, day)}/" for day in sorted(days)]
+    found: dict[str, set[str]] = defaultdict(set)
+    for prefix in prefixes:
+        for table in _read_partition_files(lake, prefix):
+            for alert_id, p_row_id in zip(table.column("id").to_pylist(), table.column("p_row_id").to_pylist()):
+                if alert_id in wanted:
+                    found[alert_id].add(p_row_id)
+    return found
+
+
+def _read_partition_files(lake: Store, prefix: str):
+    names = [n for n in lake.list(prefix) if parse_partition_file(n) is not None]
+    for attempt in range(2):
+        vanished = []
+        for name in names:
+            blob = lake.read(name)
+            if blob is None:  # compaction replaced it between list and read; its rows are in the new file
+                vanished.append(name)
+                continue
+            yield pq.read_table(io.BytesIO(blob[0]), columns=LAKE_COLUMNS)
+        if not vanished or attempt:
+            if vanished:
+                raise GraphlakeError(f"lake files vanished while read twice under {prefix}: {vanished[:3]}")
+            return
+        listed = set(names)
+        names = [n for n in lake.list(prefix) if parse_partition_file(n) is not None and n not in listed]
+
+
+def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[str, set[str]],
+            late_before: datetime | None) -> None:
+    for version in sorted(latest, key=lambda v: (v.provider, v.alert_id)):
+        counts = report.providers.setdefault(version.provider, ProviderAudit())
+        counts.alerts += 1
+        report.alerts += 1
+        held = in_lake.get(version.alert_id)
+        if held and version.row_id in held:
+            counts.complete += 1
+            continue
+        kind = "behind" if held else "missing"
+        setattr(counts, kind, getattr(counts, kind) + 1)
+        stamp = parse_time(version.last_update)
+        late = late_before is not None and stamp is not None and stamp < late_before
+        report.findings.append(Finding(version.alert_id, version.last_update, version.provider, kind, late))
+
+
+async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: dict[str, set[str]]) -> int:
+    """Reads the window again and sends the current version of each wanted alert, unless the lake already has it
+    (a pull landed it meanwhile). Returns how many wanted alerts were sent or found landed; an alert updated
+    since the audit has left the window, and its new version is the pull's."""
+    done: set[str] = set()
+    pulled_at = datetime.now(UTC).isoformat()
+    for _ in range(MAX_READS):
+        async for page in reader.pages(window.start, window.end):
+            batch = []
+            for alert in page.alerts:
+                alert_id = str(alert.get("id")) if type(alert) is dict else ""
+                if alert_id not in wanted or alert_id in done:
+                    continue
+                done.add(alert_id)
+                if expected_row_id(alert) not in wanted[alert_id]:
+                    batch.append(alert)
+            fanout.send_page(batch, pulled_at)
+        if len(done) >= len(wanted):
+            break
+    return len(done)
+
+
+def _hub_router(settings: Settings):
+    hubs = settings.provider_hubs()
+    return lambda provider: hubs.get(provider, settings.eventhub_name)

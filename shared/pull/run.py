@@ -1,0 +1,257 @@
+"""One pull run: for each source, read the window slice by slice, fan out, and advance the watermark.
+
+Order of events within a slice: read every page, send every alert (Event Hubs acknowledges each batch), only then
+advance the watermark. A run that dies part-way leaves the watermark at the last completed slice, so the next run
+re-reads at most one slice; the re-sent versions carry the same p_row_id and deduplicate in the lake.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from shared.core import health
+from shared.core.errors import GraphlakeError, PreconditionFailed, one_line
+from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts
+from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
+from shared.core.settings import Settings, Source
+from shared.core.storage import Store
+from shared.pull.watermark import WatermarkStore
+from shared.pull.window import Window, cut_for_pages, plan_window, slices
+
+log = logging.getLogger("graphlake.pull")
+
+# Reads of one slice (or part) that is not shown complete, beyond the first, before it is reported unconfirmed.
+MAX_REREADS = 2
+
+
+@dataclass
+class SourceSummary:
+    source_id: str
+    window: str = ""
+    slices_done: int = 0
+    slices_planned: int = 0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    lag_seconds: float | None = None
+    # Set when a backfill started after the stored watermark: the span it did not read, which keeps the watermark.
+    unread_gap: str | None = None
+    graph: CallStats = field(default_factory=CallStats)
+    providers: dict[str, ProviderCounts] = field(default_factory=dict)
+    # Slices sent but not shown complete; the watermark stops before the first of them.
+    unconfirmed_slices: int = 0
+    error: str | None = None
+
+    @property
+    def sent(self) -> int:
+        return sum(c.sent for c in self.providers.values())
+
+    def to_json(self) -> str:
+        providers = {name: asdict(counts) for name, counts in self.providers.items()}
+        doc = asdict(replace(self, providers={})) | {"providers": providers, "sent": self.sent}
+        return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class PullFailed(GraphlakeError):
+    """At least one source failed; the others ran. The message lists each failure."""
+
+
+ProgressCallback = Callable[[Window, int], None]
+
+
+async def pull_all(settings: Settings, state: Store, sink: EventSink, *, now: datetime | None = None,
+                   since: datetime | None = None, credential=None, progress: ProgressCallback | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> list[SourceSummary]:
+    """Pulls every source; one failing source never blocks the others (see raise_for_failures)."""
+    summaries = []
+    # One budget for the whole run: many sources must still end inside the function timeout.
+    deadline = clock() + settings.pull_max_run_seconds
+    for source in settings.sources():
+        summary = await pull_source(source, settings, state, sink, now=now, since=since, credential=credential,
+                                    progress=progress, deadline=deadline, clock=clock)
+        log.info("graphlake.pull.summary %s", summary.to_json())
+        summaries.append(summary)
+    return summaries
+
+
+def raise_for_failures(summaries: list[SourceSummary]) -> None:
+    """Fails the invocation when a source failed, so monitoring sees it; the other sources have already run."""
+    failures = [f"{s.source_id}: {s.error}" for s in summaries if s.error]
+    if failures:
+        raise PullFailed("; ".join(failures))
+
+
+async def pull_source(source: Source, settings: Settings, state: Store, sink: EventSink, *,
+                      now: datetime | None = None, since: datetime | None = None, credential=None,
+                      progress: ProgressCallback | None = None, deadline: float | None = None,
+                      clock: Callable[[], float] = time.monotonic) -> SourceSummary:
+    """`clock` measures the run's budget against `deadline` (seconds on the same clock)."""
+    now = now or datetime.now(UTC)
+    summary = SourceSummary(source_id=source.id)
+    watermarks = WatermarkStore(state, source.id)
+    overlap = timedelta(seconds=settings.pull_overlap_seconds)
+    try:
+        mark = watermarks.load()
+        summary.watermark_before = summary.watermark_after = mark.position.isoformat() if mark.position else None
+        window = plan_window(mark.position, now, settings, since=since)
+        if window is None:
+            return summary
+        summary.window = str(window)
+        # A backfill (--since) that starts after the stored watermark leaves a span no run has read: moving the
+        # watermark to the backfill's end would skip that span for good, so only runs that read on from the
+        # watermark advance it.
+        if mark.position is not None and window.start > mark.position - overlap:
+            summary.unread_gap = str(Window(mark.position - overlap, window.start))
+            log.warning("source %s: backfill from %s leaves %s unread; the watermark stays at %s for the next runs",
+                        source.id, window.start.isoformat(), summary.unread_gap, mark.position.isoformat())
+        planned = slices(window, settings.pull_slice_minutes)
+        summary.slices_planned = len(planned)
+        fanout = Fanout(sink, state, source, _hub_router(settings))
+        summary.providers = fanout.counts
+        deadline = deadline if deadline is not None else clock() + settings.pull_max_run_seconds
+        async with graph_client(source, settings, summary.graph, credential=credential) as client:
+            reader = AlertsReader(client, settings, summary.graph, source)
+            for piece in planned:
+                if clock() > deadline:
+                    break
+                sent, unconfirmed = await _read_slice(reader, fanout, piece, mark.recent, summary.graph, progress)
+                sink.flush()
+                summary.slices_done += 1
+                if unconfirmed:
+                    # Sent, but not shown complete: the watermark stays before it, so the next run reads it again.
+                    summary.unconfirmed_slices += 1
+                    log.warning("source %s: slice %s could not be confirmed complete after %d reads; the watermark "
+                                "stays at %s and the next run reads it again", source.id, piece, MAX_REREADS + 1,
+                                summary.watermark_after)
+                if summary.unread_gap or summary.unconfirmed_slices:
+                    continue
+                position = max(piece.end, mark.position) if mark.position else piece.end
+                mark = watermarks.advance(mark, position, sent, overlap)
+                summary.watermark_after = position.isoformat()
+    except PreconditionFailed:
+        summary.error = "another run advanced the watermark first; this run stopped (its sends are duplicates)"
+    except (GraphlakeError, GraphCallFailed) as exc:
+        summary.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug or outage in one source must not stop the others
+        log.exception("source %s failed", source.id)
+        summary.error = one_line(exc, with_type=True)
+    finally:
+        if summary.watermark_after:
+            summary.lag_seconds = (now - datetime.fromisoformat(summary.watermark_after)).total_seconds()
+        _record_health(state, summary, now)
+    return summary
+
+
+def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
+    """The source's health record (see shared/core/health.py); failures in a row carry over from the previous one."""
+    try:
+        previous = health.load(state, "pull", summary.source_id) or {}
+        failures = int(previous.get("consecutive_failures") or 0) + 1 if summary.error else 0
+        health.record(state, "pull", summary.source_id, {
+            "result": "failed" if summary.error else "ok", "consecutive_failures": failures,
+            "error": summary.error, "watermark": summary.watermark_after, "lag_seconds": summary.lag_seconds,
+            "unconfirmed_slices": summary.unconfirmed_slices, "sent": summary.sent,
+            "window": summary.window, "slices_done": summary.slices_done, "slices_planned": summary.slices_planned,
+            "unread_gap": summary.unread_gap}, now=now)
+    except Exception:  # noqa: BLE001 - the state store failing is already the run's error; the summary still goes out
+        log.exception("source %s: the health record could not be written", summary.source_id)
+
+
+Pair = tuple[str, str]
+
+
+async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, already_sent: set[Pair],
+                      stats: CallStats, progress: ProgressCallback | None) -> tuple[set[Pair], int]:
+    """Reads and sends one slice; returns the (id, lastUpdateDateTime) pairs it sent and how many of its parts
+    could not be confirmed complete (0: the whole slice was)."""
+    read = _SliceRead(reader, fanout, already_sent, stats, progress, datetime.now(UTC).isoformat())
+    unconfirmed = await read.confirmed(piece)
+    return read.sent, unconfirmed
+
+
+class _SliceRead:
+    """A slice is shown complete by one response, never by pages put together.
+
+    Graph evaluates the query again for every page and promises no snapshot across them: an alert updated between
+    two page requests leaves the window and the alerts after it move up a page, out of reach of the next request,
+    and an unstable order does the same without any update. No count can show every such tear (one alert leaving
+    and a late one entering between the same two requests leave the count as it was), while a single response is
+    one evaluation of the query. So a read is complete when one page holds as many distinct alerts as its
+    @odata.count; when the first page says there are more, the alerts it holds are sent and the slice is cut at
+    whole seconds into parts of about three quarters of a page, each read the same way.
+
+    Only a part too short to cut (more alerts in one second than a page holds) is paged, and then judged on its
+    own read: every page reported the same @odata.count, no alert came twice, and it read that many distinct
+    alerts. Never across reads: a version read earlier may have left the window since, and counting it would vouch
+    for an alert that was missed. A read that is not complete is repeated, at most MAX_REREADS times.
+    """
+
+    def __init__(self, reader: AlertsReader, fanout: Fanout, already_sent: set[Pair], stats: CallStats,
+                 progress: ProgressCallback | None, pulled_at: str) -> None:
+        self._reader = reader
+        self._fanout = fanout
+        self._already_sent = already_sent
+        self._stats = stats
+        self._progress = progress
+        self._pulled_at = pulled_at
+        self._handled: set[Pair] = set()
+        self.sent: set[Pair] = set()
+
+    async def confirmed(self, piece: Window) -> int:
+        """Reads `piece` until a read is complete; the number of parts that never were."""
+        cuttable = bool(cut_for_pages(piece, None, self._reader.page_size))
+        for attempt in range(MAX_REREADS + 1):
+            if attempt:
+                self._stats.rereads += 1
+            complete, count = await self._read_once(piece, first_page_only=cuttable)
+            if complete:
+                return 0
+            if count is None:  # no @odata.count to judge by: cutting cannot help, paging is all there is
+                cuttable = False
+            elif cuttable:
+                self._stats.splits += 1
+                return sum([await self.confirmed(part)
+                            for part in cut_for_pages(piece, count, self._reader.page_size)])
+        return 1
+
+    async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:
+        """Whether this read was complete, and the largest @odata.count it saw."""
+        ids: set[str] = set()
+        counts: set[int] = set()
+        repeated = False
+        async with aclosing(self._reader.pages(piece.start, piece.end)) as pages:
+            async for page in pages:
+                if page.count is not None:
+                    counts.add(page.count)
+                fresh = []
+                for alert in page.alerts:
+                    alert_id = str(alert.get("id"))
+                    repeated = repeated or alert_id in ids
+                    ids.add(alert_id)
+                    pair = (alert_id, str(alert.get("lastUpdateDateTime")))
+                    if pair in self._handled:  # read before in this slice: a re-read or a shifted page
+                        continue
+                    self._handled.add(pair)
+                    if pair in self._already_sent:
+                        self._fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
+                        continue
+                    self.sent.add(pair)
+                    fresh.append(alert)
+                self._fanout.send_page(fresh, self._pulled_at)
+                if self._progress:
+                    self._progress(piece, len(page.alerts))
+                if first_page_only:
+                    break
+        count = max(counts, default=None)
+        return len(counts) == 1 and not repeated and len(ids) == count, count
+
+
+def _hub_router(settings: Settings) -> Callable[[str], str]:
+    hubs = settings.provider_hubs()
+    return lambda provider: hubs.get(provider, settings.eventhub_name)

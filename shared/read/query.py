@@ -1,0 +1,112 @@
+"""SQL over the lake with DuckDB: every table folder is a view of the same name, plus the alert views.
+
+The views are in `shared.read.views`; `LakeConnection.definitions` keeps the SQL that created them, for `--explain`.
+
+The connection reads the lake and nothing else, unless opened with `allow_local_files`: DuckDB's own sandbox
+(`allowed_directories` is the lake, plus the scratch folder of a remote lake's copies; `enable_external_access`
+off; `lock_configuration` on, so no SQL can undo it) refuses every other file, URL and extension, and `run` takes
+one reading statement (SELECT, EXPLAIN, PRAGMA, CALL), so COPY, EXPORT and ATTACH cannot write inside the lake
+either.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+
+import duckdb
+
+from shared.read import views
+from shared.core.errors import ConfigError, GraphlakeError, one_line
+from shared.read.lake_reader import Lake, LakeFile, open_lake
+
+
+@dataclass
+class LakeConnection:
+    lake: Lake
+    con: duckdb.DuckDBPyConnection
+    files: dict[str, list[LakeFile]]
+    columns: dict[str, set[str]] = field(default_factory=dict)  # per table, union over its files
+    definitions: list[str] = field(default_factory=list)
+    _scratch: tempfile.TemporaryDirectory | None = None
+
+    def readable(self, files: list[LakeFile]) -> list[str]:
+        """Paths DuckDB reads natively for these files (copies of a remote lake's, in a folder removed with this)."""
+        if self._scratch is None and not self.lake.is_local:
+            self._scratch = tempfile.TemporaryDirectory(prefix="graphlake-")
+        return self.lake.readable_copies(files, self._scratch.name if self._scratch else "")
+
+    sandboxed: bool = True
+
+    def execute(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyConnection:
+        try:
+            return self.con.execute(sql, parameters)
+        except duckdb.PermissionException as exc:
+            raise ConfigError(f"query refused: {one_line(exc)}; graphlake query reads the lake and nothing else "
+                              "(--allow-local-files lifts this)") from None
+        except duckdb.Error as exc:
+            raise ConfigError(f"query failed: {one_line(exc)}") from None
+
+    def run(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """A person's SQL: exactly one statement, and in the sandbox one that only reads."""
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ConfigError(f"query failed: {one_line(exc)}") from None
+        if not statements:
+            raise ConfigError("no SQL statement to run: give one, e.g. \"SELECT * FROM security_alerts_latest "
+                              "LIMIT 5\"")
+        if len(statements) > 1:
+            raise ConfigError(f"{len(statements)} SQL statements: give one at a time")
+        kind = statements[0].type
+        if self.sandboxed and kind not in _READING_STATEMENTS:
+            raise ConfigError(f"query refused: a {kind.name} statement; graphlake query reads the lake and nothing "
+                              "else (--allow-local-files lifts this)")
+        return self.execute(sql)
+
+    def columns_of(self, source: str) -> set[str]:
+        """Column names of a FROM-able source (a read_parquet(...) call, a view), without reading rows."""
+        return {d[0] for d in self.execute(f"SELECT * FROM {source} LIMIT 0").description}
+
+
+_READING_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA,
+                       duckdb.StatementType.CALL}
+
+
+def connect(lake_url: str, *, with_views: bool = True, allow_local_files: bool = False) -> LakeConnection:
+    """DuckDB on the lake, sandboxed to it unless `allow_local_files`. Without views nothing is read but the file
+    listing (a search reads only its days)."""
+    lake = open_lake(lake_url)
+    con = duckdb.connect()
+    if not lake.is_local:
+        con.register_filesystem(lake.filesystem)
+    connection = LakeConnection(lake, con, lake.files(), sandboxed=not allow_local_files)
+    if not allow_local_files:
+        _sandbox(connection)
+    if with_views:
+        _create_views(connection)
+    return connection
+
+
+def _sandbox(connection: LakeConnection) -> None:
+    allowed = [f"{connection.lake.protocol}{connection.lake.root.rstrip('/')}/"]
+    if not connection.lake.is_local:  # where a search's copies of remote files go, made before the lock
+        connection._scratch = tempfile.TemporaryDirectory(prefix="graphlake-")
+        allowed.append(connection._scratch.name.rstrip("/") + "/")
+    connection.con.execute("SET allowed_directories = ?", [allowed])
+    connection.con.execute("SET enable_external_access = false")
+    connection.con.execute("SET lock_configuration = true")
+
+
+def _create_views(connection: LakeConnection) -> None:
+    for table in sorted(connection.files):
+        source = views.read_parquet(connection.lake.table_glob(table))
+        connection.columns[table] = connection.columns_of(source)
+        connection.definitions.append(views.table_view(table, source, connection.columns[table]))
+    if views.ALERTS_TABLE in connection.files:
+        connection.definitions += [views.LATEST_VIEW_SQL, views.EVIDENCE_VIEW_SQL]
+    for definition in connection.definitions:
+        try:
+            connection.con.execute(definition)
+        except duckdb.Error as exc:
+            raise GraphlakeError(f"cannot open the lake at {connection.lake.url}: {one_line(exc)}") from None

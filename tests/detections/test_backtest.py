@@ -1,0 +1,67 @@
+"""`graphlake rules replay`: a backtest over the lake prints matches and alerts per rule, and writes and sends
+nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from detections.loader import SCHEDULED_RULE, load_rules
+from detections.realtime import rules_off
+from shared.cli import main
+from shared.land.normalize import InboundEvent, normalize_events
+from shared.core.storage import open_store
+from tests.detections.test_alerts import receiver  # noqa: F401 - the fixture
+
+GOLDEN = Path(__file__).resolve().parents[2] / "normalizers" / "golden"
+RAISING = """\
+def rule(event):
+    if event.get("serviceSource") == "microsoftDefenderForCloudApps":
+        raise ValueError("cannot read this one")
+    return False
+"""
+
+
+def test_replay_counts_matches_and_alerts_per_rule_and_changes_nothing(tmp_path, monkeypatch, receiver):  # noqa: F811
+    identity = orjson.loads((GOLDEN / "identity.input.json").read_bytes())
+    pth = identity[0]
+    # Three versions of the pass-the-hash alert, all new, in one dedup period: three matches, one alert.
+    versions = [pth, {**pth, "lastUpdateDateTime": "2026-06-02T09:45:00Z"},
+                {**pth, "lastUpdateDateTime": "2026-06-02T09:50:00Z"}]
+    scheduled = [log for rule in load_rules().enabled(SCHEDULED_RULE) for test in rule.tests if test.expected
+                 for log in test.log]
+    cloud_apps = orjson.loads((GOLDEN / "cloud_apps.input.json").read_bytes())
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    with rules_off():
+        normalize_events([InboundEvent(orjson.dumps(a)) for a in versions + identity[1:] + scheduled + cloud_apps],
+                         lake=open_store(str(lake)), state=open_store(str(state)))
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "raising.py").write_text(RAISING)
+    (rules / "raising.yml").write_text("AnalysisType: rule\nFilename: raising.py\nRuleID: Custom.Raising\n"
+                                       "LogTypes: [MicrosoftGraph.SecurityAlertV2]\nSeverity: Low\nEnabled: false\n")
+    monkeypatch.setenv("RULES_ENABLED", "true")
+    monkeypatch.setenv("ALERT_DESTINATIONS", json.dumps([{"type": "webhook", "url": receiver.url}]))
+
+    result = CliRunner().invoke(main, ["rules", "replay", "--lake", str(lake), "--rules", str(rules),
+                                       "--since", "2026-06-01", "--until", "2026-06-10", "--format", "json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 1  # a rule raised
+    by_rule = {r["rule_id"]: r for r in map(orjson.loads, (l for l in result.output.splitlines() if l[:1] == "{"))}
+    passthrough = by_rule["Microsoft.Graph.Passthrough"]
+    new_ids = {a["id"] for a in versions + identity[1:] + cloud_apps if a["status"] == "new"}
+    new_ids |= {a["id"] for a in scheduled if a.get("status") == "new" and a.get("severity") != "informational"}
+    assert (passthrough["alerts"], passthrough["matches"]) == (len(new_ids), len(new_ids) + 2), passthrough
+    assert by_rule["Graphlake.Correlation.PassTheHashThenEndpoint"]["matches"] == 1
+    assert by_rule["Graphlake.Correlation.UserMultiProvider"]["matches"] == 1
+    assert by_rule["Graphlake.Honeytoken.Activity"] == {
+        "rule_id": "Graphlake.Honeytoken.Activity", "kind": "rule", "enabled": True, "matches": 1, "alerts": 1,
+        "errors": 0}
+    assert by_rule["Custom.Raising"]["enabled"] is False and by_rule["Custom.Raising"]["errors"] == len(cloud_apps)
+    assert "rule Custom.Raising raised on alert" in result.output and "cannot read this one" in result.output
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file() and "rules" not in p.parts) == before
+    assert receiver.received == []

@@ -1,0 +1,136 @@
+"""Health records written by real pull runs, read back by `graphlake status`, on a local folder and on Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from shared.core import health
+from shared.cli import main
+from shared.land.local_sink import InProcessSink
+from shared.pull.run import pull_all, pull_source
+from shared.land.quarantine import quarantine
+from shared.ops.status import FAILING, LAGGING, OK, assess
+from shared.core.storage import open_store
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def pull(pipe, now: datetime | None = None, **overrides):
+    settings = pipe.settings(**overrides)
+    state = open_store(settings.state_url)
+    sink = InProcessSink(open_store(settings.lake_url), state)
+    try:
+        return asyncio.run(pull_all(settings, state, sink, now=now))
+    finally:
+        sink.close()
+
+
+def status(pipe, **overrides) -> tuple[int, list[dict]]:
+    result = CliRunner().invoke(main, ["status", "--format", "json"], env={**pipe.env, **overrides})
+    return result.exit_code, [orjson.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("kind", ["local", "azurite"])
+def test_a_healthy_source_is_ok_and_its_record_follows_the_contract(make_pipeline, kind):
+    pipe = make_pipeline(kind, alerts=50)
+    [summary] = pull(pipe)
+    state = open_store(pipe.env["STATE_URL"])
+    record = health.load(state, "pull", summary.source_id)
+    assert {k: record[k] for k in ("result", "consecutive_failures", "error", "watermark", "unconfirmed_slices",
+                                   "sent")} == {
+        "result": "ok", "consecutive_failures": 0, "error": None, "watermark": summary.watermark_after,
+        "unconfirmed_slices": 0, "sent": 50}
+    assert record["lag_seconds"] == summary.lag_seconds
+    code, findings = status(pipe)
+    assert code == 0
+    assert [(f["component"], f["key"], f["state"]) for f in findings] == [("pull", summary.source_id, OK)]
+
+
+@pytest.mark.parametrize("kind", ["local", "azurite"])
+def test_failures_in_a_row_are_counted_and_make_status_fail(make_pipeline, kind):
+    pipe = make_pipeline(kind, alerts=20)
+    denied = {"GRAPH_CLIENT_ID": pipe.sim.client_id_without_role}
+    for expected in (1, 2, 3):
+        [summary] = pull(pipe, **denied)
+        assert summary.error
+        record = health.load(open_store(pipe.env["STATE_URL"]), "pull", summary.source_id)
+        assert (record["result"], record["consecutive_failures"]) == ("failed", expected)
+    code, [finding] = status(pipe)
+    assert code == 1 and finding["state"] == FAILING
+    assert finding["reason"].startswith("3 runs in a row failed:") and "SecurityAlert.Read.All" in finding["reason"]
+    # One good run clears the count.
+    [summary] = pull(pipe)
+    assert summary.error is None
+    assert health.load(open_store(pipe.env["STATE_URL"]), "pull", summary.source_id)["consecutive_failures"] == 0
+    assert status(pipe)[0] == 0
+
+
+def test_a_watermark_behind_the_limit_is_lagging(make_pipeline):
+    pipe = make_pipeline(alerts=20)
+    settings = pipe.settings()
+    state = open_store(settings.state_url)
+    # A run that could only read up to two hours ago, as one that stopped running would have left it.
+    source = settings.sources()[0]
+    sink = InProcessSink(open_store(settings.lake_url), state)
+    summary = asyncio.run(pull_source(source, settings, state, sink, now=datetime.now(UTC) - timedelta(hours=2)))
+    sink.close()
+    assert summary.error is None
+    code, [finding] = status(pipe)
+    assert code == 1 and finding["state"] == LAGGING and "behind (limit 15m)" in finding["reason"]
+    assert status(pipe, PULL_MAX_LAG_SECONDS="36000")[0] == 0
+
+
+def test_quarantine_and_sources_that_never_ran_are_not_ok(make_pipeline):
+    pipe = make_pipeline(alerts=5)
+    code, findings = status(pipe)
+    assert code == 1 and [(f["state"], f["reason"]) for f in findings] == [(LAGGING, "no pull run recorded yet")]
+    pull(pipe)
+    quarantine(open_store(pipe.env["STATE_URL"]), raw=b"not json", error="bad event", metadata={})
+    code, findings = status(pipe)
+    assert code == 1
+    assert [(f["component"], f["state"]) for f in findings] == [("pull", OK), ("quarantine", LAGGING)]
+    assert findings[1]["reason"].startswith("1 events in quarantine")
+
+
+def test_table_output_names_each_state_and_reason(make_pipeline):
+    pipe = make_pipeline(alerts=5)
+    pull(pipe)
+    result = CliRunner().invoke(main, ["status"], env=pipe.env)
+    assert result.exit_code == 0
+    assert result.output.startswith(f"OK       pull/{pipe.tenant.tenant_id}: watermark ")
+
+
+def record(component: str, key: str, **doc) -> dict:
+    return {(component, key): {"updated": NOW.isoformat(), **doc}}
+
+
+@pytest.mark.parametrize("records, expected", [
+    (record("pull", "s", result="ok", watermark=(NOW - timedelta(minutes=3)).isoformat(), unconfirmed_slices=0,
+            sent=7), (OK, "watermark 3m behind, 7 versions sent by the last run")),
+    (record("pull", "s", result="ok", watermark=(NOW - timedelta(minutes=3)).isoformat(), unconfirmed_slices=2),
+     (LAGGING, "2 slices could not be confirmed complete in the last run; the next run reads them again")),
+    (record("pull", "s", result="ok", watermark=None), (LAGGING, "no slice completed yet")),
+    (record("pull", "s", result="failed", consecutive_failures=1, error="boom"), (FAILING, "last run failed: boom")),
+    (record("normalize", "0", result="ok", rows=10, quarantined=1), (OK, "last batch: 10 rows, 1 quarantined")),
+    (record("normalize", "0", result="failed", consecutive_failures=4, error="disk"),
+     (FAILING, "4 batches in a row failed: disk")),
+    (record("normalize", "0", result="gave_up", error="bug", quarantined=12),
+     (FAILING, "gave a batch up after retries (bug); its 12 events are in quarantine")),
+    (record("reconcile", "s", result="ok", missing=3, repaired=3, late_found=0),
+     (OK, "lake complete against Graph (3 repaired)")),
+    (record("reconcile", "s", result="ok", missing=3, repaired=3, late_found=2),
+     (LAGGING, "2 versions showed up in Graph later than the pull's overlap (repaired); raise PULL_OVERLAP_SECONDS "
+               "if this keeps happening")),
+    (record("reconcile", "s", result="ok", missing=5, repaired=1, late_found=0),
+     (FAILING, "4 versions Graph holds are missing from the lake and were not repaired")),
+    (record("reconcile", "s", result="failed", consecutive_failures=2, error="429"),
+     (FAILING, "2 runs in a row failed: 429")),
+])
+def test_each_component_is_judged_with_its_reason(records, expected):
+    [finding] = assess(records, 0, NOW, 900)
+    assert (finding.state, finding.reason) == expected
