@@ -136,24 +136,33 @@ def records(data: bytes, name: str) -> Iterator[Record]:
         return
     # Neither one document nor JSON lines: most likely a pretty-printed document that is cut short or broken.
     # One record for it, not one per line.
+    several = b"\n" in stripped
     yield Record(name, _line_of(text, text.find(stripped[:1])), stripped,
-                 f"not JSON: {error} (a document over several lines that does not parse)")
+                 f"not JSON: {error}" + (" (a document over several lines that does not parse)" if several else ""))
 
 
 def _looks_like_json_lines(lines: list[bytes]) -> bool:
-    """Whether most lines (of the first thousand) are JSON objects or arrays by themselves. A pretty-printed
-    document's lines hardly ever are; a JSON-lines file with a few bad lines still mostly is."""
+    """Whether the lines (of the first thousand) are documents of their own: most of them are JSON objects or
+    arrays by themselves, or one is an alert or a page by itself. A pretty-printed document's lines hardly ever are
+    either, while a JSON-lines file keeps its good lines whatever bad lines sit beside them."""
     sample = [line.strip() for line in lines[:1000] if line.strip()]
-    whole = sum(1 for line in sample if line[:1] in (b"{", b"[") and _decodes(line))
-    return whole * 2 > len(sample)
+    heads = [_head_of(line) for line in sample if line[:1] in (b"{", b"[")]
+    whole = sum(1 for head in heads if head is not None)
+    return whole * 2 > len(sample) or any(isinstance(head, _Head) and _is_alert_or_page(head) for head in heads)
 
 
-def _decodes(line: bytes) -> bool:
+def _head_of(line: bytes) -> _Head | bool | None:
+    """The line's head when it is an object by itself, True for an array by itself, None when it does not parse."""
     try:
-        _decode_raw(line)
+        return _decode_head(line) if line[:1] == b"{" else bool(_decode_array(line)) or True
     except msgspec.DecodeError:
-        return False
-    return True
+        return None
+
+
+def _is_alert_or_page(head: _Head) -> bool:
+    if head.value is not msgspec.UNSET and head.id is None:
+        return True
+    return head.id is not None and (head.createdDateTime is not None or head.lastUpdateDateTime is not None)
 
 
 def _line_of(text: bytes, offset: int) -> int:

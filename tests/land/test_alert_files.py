@@ -220,3 +220,20 @@ def test_a_page_item_that_is_not_an_object_is_refused_alone(tmp_path: Path) -> N
     assert "documentation template" in template["error"]
     opening = data.rindex(b"{", 0, data.index(b'"String (identifier)"'))
     assert template["metadata"]["line"] == data[:opening].count(b"\n") + 1
+
+
+def test_json_lines_with_a_broken_first_line_land_the_good_lines(tmp_path: Path) -> None:
+    # A cut-off object, then junk, then good alerts: each bad line alone goes to quarantine, every alert lands.
+    good = ALERTS[:2]
+    data = orjson.dumps(ALERTS[2])[:120] + b"\n" + b"<html>503 Service Unavailable</html>\n" + lines(good)
+    _, result = normalize_file(tmp_path, data, "export.jsonl")
+    assert result.exit_code == 1, result.output
+    assert lake_ids(tmp_path) == sorted(a["id"] for a in good)
+    assert sorted(doc["metadata"]["line"] for doc in quarantined(tmp_path)) == [1, 2]
+
+
+def test_a_one_line_document_that_does_not_parse_is_not_called_several_lines(tmp_path: Path) -> None:
+    _, result = normalize_file(tmp_path, orjson.dumps(ALERTS[0])[:-5] + b"\n")
+    assert result.exit_code == 1
+    [doc] = quarantined(tmp_path)
+    assert doc["error"].startswith("not JSON") and "several lines" not in doc["error"]
