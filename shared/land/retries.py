@@ -57,7 +57,7 @@ def is_transient(exc: BaseException) -> bool:
 def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: Store, state: Store,
                        max_attempts: int, now: datetime | None = None) -> NormalizeResult:
     """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up."""
-    previous = health.load(state, COMPONENT, batch.partition) or {}
+    previous = health.previous(state, COMPONENT, batch.partition)
     same_batch = "batch_first_sequence" in previous and previous["batch_first_sequence"] == batch.first_sequence
     attempts = previous.get("batch_attempts", 0) if same_batch else 0
     failures = previous.get("consecutive_failures", 0)

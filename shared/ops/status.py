@@ -37,9 +37,14 @@ class Finding:
 def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable[str] = ()) -> list[Finding]:
     """Findings for every health record in `state`, its quarantine, and each of `sources` (the configured source
     ids) that has no pull record yet."""
-    records = health.load_all(state)
+    records, unreadable = health.load_all(state)
     quarantined = sum(1 for name in state.list(QUARANTINE_PREFIX) if name.endswith(".json"))
-    return assess(records, quarantined, now, max_lag_seconds, sources)
+    findings = assess(records, quarantined, now, max_lag_seconds, sources)
+    # An unreadable record hides what its writer last did, so it cannot be taken for OK; its writer replaces it on
+    # the next run.
+    findings += [Finding(component, key, FAILING, f"{reason}; its writer replaces it on its next run")
+                 for (component, key), reason in sorted(unreadable.items())]
+    return findings
 
 
 def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now: datetime,

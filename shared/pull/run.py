@@ -151,7 +151,7 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
 def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
     """The source's health record (see shared/core/health.py); failures in a row carry over from the previous one."""
     try:
-        previous = health.load(state, "pull", summary.source_id) or {}
+        previous = health.previous(state, "pull", summary.source_id)
         failures = int(previous.get("consecutive_failures") or 0) + 1 if summary.error else 0
         health.record(state, "pull", summary.source_id, {
             "result": "failed" if summary.error else "ok", "consecutive_failures": failures,

@@ -134,3 +134,16 @@ def record(component: str, key: str, **doc) -> dict:
 def test_each_component_is_judged_with_its_reason(records, expected):
     [finding] = assess(records, 0, NOW, 900)
     assert (finding.state, finding.reason) == expected
+
+
+def test_a_truncated_health_record_is_a_finding_naming_its_path_and_the_rest_are_judged(make_pipeline):
+    pipe = make_pipeline(alerts=5)
+    pull(pipe)
+    state = open_store(pipe.env["STATE_URL"])
+    state.write("health/normalize/0.json", b'{"result": "ok", "rows": 1')
+    code, findings = status(pipe)
+    assert code == 1
+    by_path = {(f["component"], f["key"]): f for f in findings}
+    assert by_path[("normalize", "0")]["state"] == FAILING
+    assert "health/normalize/0.json" in by_path[("normalize", "0")]["reason"]
+    assert by_path[("pull", pipe.tenant.tenant_id)]["state"] == OK
