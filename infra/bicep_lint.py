@@ -5,7 +5,7 @@ included, BCP178), resource and module names (BCP120), `if` conditions (BCP177),
 `existing` resources. Those may not reach, directly or through variables, a resource's runtime state (anything
 but `id`, `name`, `type` and `apiVersion`: `.properties`, a whole resource object), a module's `.outputs`,
 `reference()` or a `list*()` call. The Bicep compiler refuses such a template; `az deployment group create`
-then stops before creating anything. Without a compiler on these machines, tests/test_infra.py runs this.
+then stops before creating anything. Without a compiler on these machines, tests/infra/test_bicep_lint.py runs this.
 
     .venv-checkov/bin/python infra/bicep_lint.py infra/main.bicep          # one line per finding, exit 1
     .venv-checkov/bin/python infra/bicep_lint.py --json infra/main.bicep   # the findings as JSON

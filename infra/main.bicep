@@ -16,7 +16,7 @@
 // Graph Bicep extension (registry access at build time, and offline parsers cannot read it). Run
 // infra/grant-graph-permission.sh after this deployment.
 //
-// Keep this file readable by pycep-parser and tree-sitter-bicep (tests/test_infra.py): no `extension`,
+// Keep this file readable by pycep-parser and tree-sitter-bicep (tests/infra/): no `extension`,
 // no `import`, no registry modules, no user-defined types or lambdas (pycep-parser, which checkov pins, cannot
 // read them). No Bicep compiler runs offline: infra/bicep_lint.py checks its deploy-time-constant rules instead.
 
@@ -666,7 +666,7 @@ resource lakeReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for
 
 // ------------------------------------------------------------------------------------------------------------
 // App settings: every setting of shared/settings.py (same names, same defaults unless derived from a resource),
-// plus the host's identity-based connections. Checked by tests/test_infra.py.
+// plus the host's identity-based connections. Checked by tests/infra/test_settings_contract.py.
 // ------------------------------------------------------------------------------------------------------------
 
 // serviceBusEndpoint is https://<namespace>.<cloud's Service Bus suffix>:443/ ; keep the host name.
@@ -1003,7 +1003,7 @@ resource healthAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for
     }
     autoMitigate: true
     // A new workspace has no AppTraces rows until the app first logs; the queries are checked offline instead
-    // (tests/test_infra.py).
+    // (tests/infra/test_alert_rules.py).
     skipQueryValidation: true
     actions: {
       actionGroups: empty(alertEmail) ? [] : [
