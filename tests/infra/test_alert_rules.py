@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.facts import ROOT, app_settings, bicep_facts, resources
+from tests.infra.facts import ROOT, app_settings, bicep_facts, denotes, main_param, resources, var_file
 
 
 # The health contract (shared/health.py; the README's health model): the fields each writer logs.
@@ -28,7 +28,7 @@ HEALTH_FIELDS = {
 
 def _alert_rules() -> list[dict[str, Any]]:
     rules = bicep_facts()["vars"].get("alertRules")
-    assert rules and rules["kind"] == "array", "main.bicep has no `var alertRules = [...]`"
+    assert rules and rules["kind"] == "array", "no .bicep file has a `var alertRules = [...]`"
     return [r["value"] for r in rules["value"]]
 
 
@@ -113,6 +113,9 @@ def test_the_lag_rule_and_the_app_use_one_threshold() -> None:
     assert app_settings()["PULL_MAX_LAG_SECONDS"]["text"] == "string(pullMaxLagSeconds)"
     (lagging,) = [r for r in _alert_rules() if r["name"]["value"] == "pull-lagging"]
     assert "todouble(h.lag_seconds) > ${pullMaxLagSeconds}" in lagging["query"]["text"]
+    # One parameter: in modules, both are given main.bicep's.
+    for file in (var_file("appSettings"), var_file("alertRules")):
+        assert main_param(file, "pullMaxLagSeconds") == "pullMaxLagSeconds", file
 
 
 def test_alert_query_reads_what_health_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -138,8 +141,11 @@ def test_alert_rules_mail_only_when_an_address_is_given() -> None:
     assert len(groups) == 1 and groups[0]["condition"] == "(!empty(alertEmail))"
     receivers = groups[0]["body"]["value"]["properties"]["value"]["emailReceivers"]["text"]
     assert "emailAddress: alertEmail" in receivers
+    assert main_param(groups[0]["file"], "alertEmail") == "alertEmail"
     (rules,) = resources("Microsoft.Insights/scheduledQueryRules")
     assert rules["loop_over"] == "alertRules"
     props = rules["body"]["value"]["properties"]["value"]
     assert props["scopes"]["text"].split() == ["[", "logAnalytics.id", "]"]
+    assert (denotes(rules["file"], "logAnalytics") or {}).get("symbol") == "logAnalytics", "the deployment's workspace"
+    assert main_param(rules["file"], "alertEmail") == "alertEmail"
     assert "empty(alertEmail) ? [] :" in props["actions"]["text"]

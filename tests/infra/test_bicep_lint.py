@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.facts import BICEP_FILES, INFRA, MAIN_BICEP, bicep_facts, need_checkov_venv
+from tests.infra.facts import BICEP_FILES, INFRA, bicep_facts, denotes, need_checkov_venv
 
 
 # --- Parsers ---------------------------------------------------------------------------------------------------
@@ -35,6 +35,20 @@ def test_no_registry_modules_or_extensions() -> None:
         src = path.read_text()
         assert not re.search(r"^\s*(extension|import)\s", src, re.M), f"{path.name}: no extension/import"
         assert not re.search(r"module\s+\w+\s+'(br|ts)[:/]", src), f"{path.name}: no registry modules"
+
+
+# --- Modules: what they reference ------------------------------------------------------------------------------
+
+def test_every_existing_reference_is_a_resource_of_this_deployment() -> None:
+    # A module reads or scopes to another module's resource through `existing`, named by a parameter main.bicep
+    # passes: that name, as main.bicep writes it (and its parent's), must be the one the resource is deployed with.
+    facts = bicep_facts()
+    assert not facts["conflicts"], facts["conflicts"]
+    dangling = [f"{e['file']}: {e['symbol']} ({e['type']}, name {e['body']['value']['name']['text']})"
+                for e in facts["existing"] if denotes(e["file"], e["symbol"]) is None]
+    assert not dangling, "existing references to nothing this deployment creates:\n" + "\n".join(dangling)
+    for module in facts["modules"]:
+        assert (INFRA / module["path"]).is_file(), f"{module['file']}: module {module['symbol']}: no {module['path']}"
 
 
 # --- Values ARM needs before the deployment starts (what the Bicep compiler checks) ------------------------------
@@ -66,6 +80,18 @@ module m './m.bicep' = {
   name: 'm'
 }
 """
+# The module the prelude declares: its outputs are runtime values to the file that declares it.
+_LINT_PRELUDE_MODULE = """
+output x string = 'x'
+output enabled bool = true
+"""
+
+
+def _case(tmp_path: Path, snippet: str) -> Path:
+    (tmp_path / "m.bicep").write_text(_LINT_PRELUDE_MODULE)
+    path = tmp_path / "case.bicep"
+    path.write_text(_LINT_PRELUDE + snippet)
+    return path
 
 # Each must be flagged, with what it reaches.
 _LINT_FLAGGED = {
@@ -152,23 +178,92 @@ output urls array = [for id in ids: '${st.properties.primaryEndpoints.blob}${id}
 @pytest.mark.parametrize("case", sorted(_LINT_FLAGGED))
 def test_bicep_lint_flags_runtime_values(tmp_path: Path, case: str) -> None:
     snippet, code, reaches = _LINT_FLAGGED[case]
-    path = tmp_path / "case.bicep"
-    path.write_text(_LINT_PRELUDE + snippet)
-    found = _bicep_lint(path)
+    found = _bicep_lint(_case(tmp_path, snippet))
     assert [(f["code"], f["reaches"]) for f in found] == [(code, reaches)], found
 
 
 def test_bicep_lint_refuses_what_it_cannot_read(tmp_path: Path) -> None:
-    path = tmp_path / "case.bicep"
-    path.write_text(_LINT_PRELUDE + "resource broken 'Microsoft.Storage/storageAccounts@2023-05-01' = [for x in : {\n")
+    path = _case(tmp_path, "resource broken 'Microsoft.Storage/storageAccounts@2023-05-01' = [for x in : {\n")
     assert [f["code"] for f in _bicep_lint(path)] == ["syntax"]
 
 
 @pytest.mark.parametrize("case", sorted(_LINT_PASSING))
 def test_bicep_lint_passes_deploy_time_constants(tmp_path: Path, case: str) -> None:
-    path = tmp_path / "case.bicep"
-    path.write_text(_LINT_PRELUDE + _LINT_PASSING[case])
-    assert _bicep_lint(path) == []
+    assert _bicep_lint(_case(tmp_path, _LINT_PASSING[case])) == []
+
+
+# A module, linted on its own (its params are deploy-time constants there, as the compiler has it), and a module it
+# declares in turn. Which of its params need constants: names (prefix, through a variable), loops (names),
+# conditions (enabled), and innerName of inner.bicep (tag).
+_MODULE = """
+param names array
+param prefix string
+param enabled bool
+param tag string
+param blob string
+var label = toLower(prefix)
+resource ids 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [for n in names: if (enabled) {
+  name: '${label}-${n}'
+  location: 'westeurope'
+  tags: {
+    blob: blob
+  }
+}]
+module inner './inner.bicep' = {
+  name: 'inner'
+  params: {
+    innerName: tag
+  }
+}
+output x string = blob
+"""
+_INNER = """
+param innerName string
+resource id 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
+  name: innerName
+}
+"""
+_CONSTANTS = {"names": "ids", "prefix": "'${prefix}-x'", "enabled": "!empty(prefix)", "tag": "st.name",
+              "blob": "st.properties.primaryEndpoints.blob"}
+
+# Each must be flagged in the declaring file: a runtime value passed to a module parameter that needs a constant.
+_MODULE_FLAGGED = {
+    "a module output into a name, through the module's variable": ({"prefix": "m.outputs.x"}, ["m.outputs"]),
+    "a runtime property into a loop's collection": ({"names": "st.properties.ids"}, ["st.properties"]),
+    "a module output into a condition": ({"enabled": "m.outputs.enabled"}, ["m.outputs"]),
+    "a runtime value into a name of the module's own module": ({"tag": "reference('x').name"}, ["reference()"]),
+}
+
+
+def _module_case(tmp_path: Path, params: dict[str, str]) -> list[Path]:
+    (tmp_path / "mod.bicep").write_text(_MODULE)
+    (tmp_path / "inner.bicep").write_text(_INNER)
+    passed = "\n".join(f"    {name}: {value}" for name, value in {**_CONSTANTS, **params}.items())
+    main = _case(tmp_path, f"module mod './mod.bicep' = {{\n  name: 'mod'\n  params: {{\n{passed}\n  }}\n}}\n")
+    return [main, tmp_path / "mod.bicep", tmp_path / "inner.bicep"]
+
+
+@pytest.mark.parametrize("case", sorted(_MODULE_FLAGGED))
+def test_bicep_lint_follows_module_parameters(tmp_path: Path, case: str) -> None:
+    params, reaches = _MODULE_FLAGGED[case]
+    found = _bicep_lint(*_module_case(tmp_path, params))
+    [name] = params
+    assert [(f["code"], f["file"].endswith("case.bicep"), f["reaches"]) for f in found] == \
+        [("module-param", True, reaches)], found
+    assert f"the param {name} of module mod" in found[0]["where"]
+
+
+def test_bicep_lint_passes_constants_to_module_parameters(tmp_path: Path) -> None:
+    # Runtime values may go to the parameters the module uses as values only (blob); the module and the module it
+    # declares pass on their own.
+    assert _bicep_lint(*_module_case(tmp_path, {})) == []
+
+
+def test_bicep_lint_refuses_a_missing_module(tmp_path: Path) -> None:
+    # Not read, not checked: say so.
+    (tmp_path / "mod.bicep").write_text(_MODULE.replace("./inner.bicep", "./missing.bicep"))
+    assert [(f["code"], f["reaches"]) for f in _bicep_lint(tmp_path / "mod.bicep")] == \
+        [("module", ["./missing.bicep: no such file"])]
 
 
 # --- What the Bicep linter checks --------------------------------------------------------------------------------
@@ -192,9 +287,10 @@ def test_no_cloud_specific_hosts_in_bicep_strings() -> None:
 
 
 def test_linter_suppressions_name_the_right_code() -> None:
-    lines = MAIN_BICEP.read_text().splitlines()
-    for number, line in enumerate(lines):
-        if line.strip().startswith("#disable-next-line"):
-            # Only `location` on the publishing credential policies, which the type lacks (BCP187) and ARM needs.
-            assert line.split()[1:] == ["BCP187"] and lines[number + 1].strip() == "location: location", \
-                f"main.bicep:{number + 1}: {line.strip()}"
+    for path in BICEP_FILES:
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if line.strip().startswith("#disable-next-line"):
+                # Only `location` on the publishing credential policies, which the type lacks (BCP187) and ARM needs.
+                assert line.split()[1:] == ["BCP187"] and lines[number + 1].strip() == "location: location", \
+                    f"{path.relative_to(INFRA)}:{number + 1}: {line.strip()}"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.infra.facts import BICEP_FILES, MAIN_BICEP, bicep_facts, decorator, resources
+from tests.infra.facts import (BICEP_FILES, bicep_facts, bicep_text, decorator, denotes, main_param, name_in_main,
+                               resources, var_file)
 
 
 # Built-in role ids (reference: azure-functions-and-friends.md §9;
@@ -37,7 +38,7 @@ def _norm(name: str) -> str:
 
 def test_role_ids_are_the_documented_built_in_ids() -> None:
     roles = bicep_facts()["vars"].get("roles")
-    assert roles and roles["kind"] == "object", "main.bicep has no `var roles = { ... }` of role ids"
+    assert roles and roles["kind"] == "object", "no .bicep file has a `var roles = { ... }` of role ids"
     by_norm = {_norm(name): name for name in BUILT_IN_ROLES}
     for key, node in roles["value"].items():
         assert _norm(key) in by_norm, f"roles.{key}: not a role of the documented table {sorted(BUILT_IN_ROLES)}"
@@ -55,18 +56,24 @@ def test_role_assignments_are_least_privilege_and_resource_scoped() -> None:
     roles = {key: node["value"] for key, node in facts["vars"]["roles"]["value"].items()}
     name_of = {role_id: name for name, role_id in BUILT_IN_ROLES.items()}
     assignments = facts["role_assignments"]
-    assert assignments, "no role assignments in main.bicep"
+    assert assignments, "no role assignments in infra/"
     assigned = set()
     for a in assignments:
         scope = a["scope"]
         assert scope and re.fullmatch(r"[A-Za-z_]\w*", scope), \
             f"{a['symbol']}: scope must be a resource symbol, not {scope!r}"
         assert scope not in ("resourceGroup", "subscription"), f"{a['symbol']}: scoped to the group"
+        # In a module, the scope is an `existing` reference named by what main.bicep passes: it must be a resource
+        # this deployment creates.
+        target = denotes(a["file"], scope)
+        assert target and target["symbol"] == scope, \
+            f"{a['file']}: {a['symbol']} is scoped to {scope}, which is not the deployment's {scope}"
         match = re.search(r"roles\.(\w+)", a["roleDefinitionId"] or "")
         assert match and match.group(1) in roles, f"{a['symbol']}: roleDefinitionId must use roles.<name>"
         assert "subscriptionResourceId('Microsoft.Authorization/roleDefinitions'" in a["roleDefinitionId"]
         role = name_of[roles[match.group(1)]]
         if a["principalId"] == "identity.properties.principalId":
+            assert (denotes(a["file"], "identity") or {}).get("symbol") == "identity", f"{a['symbol']}: identity"
             assert a["principalType"] == "'ServicePrincipal'", f"{a['symbol']}: principalType"
             assigned.add(role)
         else:
@@ -74,6 +81,7 @@ def test_role_assignments_are_least_privilege_and_resource_scoped() -> None:
             # the lake container, nothing more.
             assert (a["loop_over"], a["principalId"], role, scope) == (
                 "lakeReaderPrincipalIds", "principalId", "Storage Blob Data Reader", "lakeContainer"), a
+            assert main_param(a["file"], "lakeReaderPrincipalIds") == "lakeReaderPrincipalIds", a
     assert assigned <= ALLOWED_ROLES, f"roles beyond least privilege: {sorted(assigned - ALLOWED_ROLES)}"
     assert REQUIRED_ROLES <= assigned, f"missing roles: {sorted(REQUIRED_ROLES - assigned)}"
     assert assigned & {"Storage Blob Data Owner", "Storage Blob Data Contributor"}, "no blob data role"
@@ -82,12 +90,12 @@ def test_role_assignments_are_least_privilege_and_resource_scoped() -> None:
 
 def test_storage_and_event_hubs_hardening_is_in_place() -> None:
     # checkov covers part of this; the rest of the list is asserted here on the text.
-    src = MAIN_BICEP.read_text()
+    src = bicep_text()
     for needle in ("allowSharedKeyAccess: false", "allowBlobPublicAccess: false", "minimumTlsVersion: 'TLS1_2'",
                    "supportsHttpsTrafficOnly: true", "deleteRetentionPolicy: {\n      enabled: true",
                    "disableLocalAuth: true", "minimumTlsVersion: '1.2'", "DisableLocalAuth: true",
                    "tier: 'FlexConsumption'", "type: 'UserAssigned'", "httpsOnly: true"):
-        assert needle in src, f"main.bicep lacks {needle!r}"
+        assert needle in src, f"infra/*.bicep lack {needle!r}"
 
 
 # --- Storage lifecycle, diagnostics, names -----------------------------------------------------------------------
@@ -109,6 +117,10 @@ def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> N
     assert params["lakeCoolAfterDays"]["default"]["value"] == "0"
     assert "lakeCoolAfterDays > 0 ? [" in rules and "lakeDeleteAfterDays > 0 ? [" in rules
     assert rules.count("prefix: '${lakeContainerName}/'") == 2
+    # The parameters the rules read are main.bicep's, whose defaults and limits these asserts read.
+    for name in ("claimCheckRetentionDays", "quarantineRetentionDays", "lakeCoolAfterDays", "lakeDeleteAfterDays",
+                 "lakeContainerName", "stateContainerName"):
+        assert main_param(var_file("lifecycleRules"), name) == name, f"{var_file('lifecycleRules')}: param {name}"
 
 
 def _deletes(rules: str, prefix: str, days: str) -> bool:
@@ -134,6 +146,7 @@ def test_lifecycle_expires_detection_state_only_once_no_alert_can_need_it() -> N
     for prefix in (ALERT_STATE_PREFIX, SENT):
         assert _deletes(rules, prefix, "detectionStateRetentionDays"), f"no rule deleting {prefix}"
     assert decorator("detectionStateRetentionDays", "minValue") * 24 * 60 >= MAX_DEDUP_MINUTES
+    assert main_param(var_file("lifecycleRules"), "detectionStateRetentionDays") == "detectionStateRetentionDays"
     # Undelivered alerts wait in the outbox until a destination takes them, however long; a rule's last run is one
     # small blob per rule.
     for kept in (OUTBOX, SCHEDULE_PREFIX):
@@ -156,11 +169,15 @@ def test_a_dedup_period_longer_than_the_lifecycle_allows_is_refused(tmp_path: Pa
 
 
 def test_diagnostic_settings_send_blob_and_event_hubs_logs_to_the_workspace() -> None:
-    settings = {r["body"]["value"]["scope"]["text"]: r["body"]["value"]["properties"]["value"]
-                for r in resources("Microsoft.Insights/diagnosticSettings")}
+    diagnostics = resources("Microsoft.Insights/diagnosticSettings")
+    settings = {r["body"]["value"]["scope"]["text"]: r["body"]["value"]["properties"]["value"] for r in diagnostics}
     assert set(settings) == {"blobService", "eventHubNamespace"}, settings
     for scope, props in settings.items():
         assert props["workspaceId"]["text"] == "logAnalytics.id", scope
+    # In a module, those are `existing` references: to the blob service, namespace and workspace deployed here.
+    for r in diagnostics:
+        for symbol in (r["body"]["value"]["scope"]["text"], "logAnalytics"):
+            assert (denotes(r["file"], symbol) or {}).get("symbol") == symbol, f"{r['file']}: {symbol}"
     blob_logs = settings["blobService"]["logs"]["text"]
     assert "'StorageWrite'" in blob_logs and "'StorageDelete'" in blob_logs
     assert "'allLogs'" in settings["eventHubNamespace"]["logs"]["text"]
@@ -171,3 +188,9 @@ def test_name_parameters_have_the_lengths_azure_accepts() -> None:
         assert (decorator(name, "minLength"), decorator(name, "maxLength")) == (3, 63), name
     assert decorator("eventHubConsumerGroupName", "maxLength") <= 50
     assert decorator("eventHubName", "maxLength") <= 256
+    # Those parameters are the names the resources get (in a module: what main.bicep passes it).
+    for type_, names in (("Microsoft.Storage/storageAccounts/blobServices/containers",
+                          {"lakeContainerName", "stateContainerName", "deploymentContainerName"}),
+                         ("Microsoft.EventHub/namespaces/eventhubs", {"eventHubName"}),
+                         ("Microsoft.EventHub/namespaces/eventhubs/consumergroups", {"eventHubConsumerGroupName"})):
+        assert {name_in_main(r) for r in resources(type_)} == names, type_

@@ -1,6 +1,6 @@
 """The settings contract: the Bicep app settings and local.settings.json.example carry every setting of
 shared/settings.py with its default, and nothing else but host settings; host connections are identity-based; the
-parameters file names only parameters of main.bicep."""
+parameters file names only parameters of main.bicep, and main.bicep hands each module its parameters unchanged."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import re
 
 from shared.settings import HOST_SETTING_PREFIXES, SETTING_NAMES, Settings
-from tests.infra.facts import (LOCAL_SETTINGS_EXAMPLE, MAIN_BICEP, app_settings, attr, bicep_facts,
-                               parameter_file_values, resolve, same_as_default)
+from tests.infra.facts import (LOCAL_SETTINGS_EXAMPLE, app_settings, attr, bicep_facts, bicep_text, denotes,
+                               main_param, parameter_file_values, resolve, same_as_default, var_file)
 
 
 # App settings the Bicep computes from resources, so their value differs from the code's local default.
@@ -26,7 +26,7 @@ FORBIDDEN_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION",
 def test_bicep_sets_every_setting_with_its_default() -> None:
     settings = app_settings()
     missing = [name for name in SETTING_NAMES if name not in settings]
-    assert not missing, f"app settings missing from main.bicep's appSettings: {missing}"
+    assert not missing, f"app settings missing from appSettings ({var_file('appSettings')}): {missing}"
 
     wrong = []
     for name in SETTING_NAMES:
@@ -44,7 +44,7 @@ def test_bicep_sets_every_setting_with_its_default() -> None:
 def test_bicep_sets_nothing_but_known_settings() -> None:
     unknown = [name for name in app_settings()
                if name not in SETTING_NAMES and not name.startswith(HOST_SETTING_PREFIXES)]
-    assert not unknown, f"main.bicep sets app settings the code does not read: {unknown}"
+    assert not unknown, f"{var_file('appSettings')} sets app settings the code does not read: {unknown}"
     forbidden = sorted(set(app_settings()) & FORBIDDEN_SETTINGS)
     assert not forbidden, f"settings that must not be set on Flex Consumption / with identity connections: {forbidden}"
 
@@ -62,12 +62,16 @@ def test_identity_based_host_connections() -> None:
     auth = s["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]["text"]
     assert "ClientId=${identity.properties.clientId}" in auth and "Authorization=AAD" in auth
     assert "stateContainer" in s["STATE_URL"]["text"] and "lakeContainer" in s["LAKE_URL"]["text"]
+    # ... and those symbols, in the file of the settings, are the identity and the containers this deployment creates.
+    for symbol in ("identity", "stateContainer", "lakeContainer"):
+        target = denotes(var_file("appSettings"), symbol)
+        assert target and target["symbol"] == symbol, f"{var_file('appSettings')}: {symbol} is not the deployment's"
     # The settings object is what the site actually gets (plus operator overrides, merged last), as the
     # `appsettings` config child: a for-expression over these runtime values cannot compile (BCP178).
     configs = [r for r in bicep_facts()["resources"] if r["type"].startswith("Microsoft.Web/sites/config@")]
     assert [(r["body"]["value"]["name"]["value"], r["body"]["value"]["properties"]["text"]) for r in configs] == \
         [("appsettings", "union(appSettings, appSettingOverrides)")], configs
-    assert not re.search(r"^\s*appSettings:", MAIN_BICEP.read_text(), re.M), "app settings belong in the appsettings child"
+    assert not re.search(r"^\s*appSettings:", bicep_text(), re.M), "app settings belong in the appsettings child"
 
 
 def test_container_and_hub_defaults() -> None:
@@ -91,6 +95,11 @@ def test_container_and_hub_defaults() -> None:
 def test_parameter_file_names_only_bicep_parameters() -> None:
     unknown = set(parameter_file_values()) - set(bicep_facts()["params"])
     assert not unknown, f"main.parameters.json sets parameters main.bicep does not declare: {sorted(unknown)}"
+    # A module's parameter named like one of main.bicep's receives that one, unchanged: what these tests read off
+    # main.bicep's parameters (defaults, limits, the parameters file) is what the modules use.
+    for file, params in bicep_facts()["module_params"].items():
+        for name in set(params) & set(bicep_facts()["params"]):
+            assert main_param(file, name) == name, f"{file}: param {name} must be given main.bicep's {name}"
 
 
 def test_local_settings_example() -> None:
