@@ -1,5 +1,10 @@
-"""checkov (own virtualenv .venv-checkov) finds no failed check in infra/; the only skips are the ones listed here,
-each suppressed in the Bicep with a written reason."""
+"""checkov (own virtualenv .venv-checkov) finds no failed check in infra/ (main.bicep and its modules); the only skips
+are the ones listed here, each suppressed in the Bicep with a written reason.
+
+checkov does not follow what main.bicep passes to a module: it renders a parameter from its default, and resolves
+names across the files as one namespace (a module's parameter can take main.bicep's same-named parameter, or its own
+default, depending on the order it read the files in). So a module parameter a check reads carries main.bicep's
+default (test_settings_contract checks that they agree), and the result is the same whichever it takes."""
 
 from __future__ import annotations
 
