@@ -51,6 +51,11 @@ def bicep_facts() -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
+@cache
+def parameter_file_values() -> dict[str, Any]:
+    return {name: entry["value"] for name, entry in json.loads(PARAMETERS_JSON.read_text())["parameters"].items()}
+
+
 def bicep_text() -> str:
     """Every .bicep file's text, for what is asserted on the text."""
     return "\n".join(path.read_text() for path in BICEP_FILES)
@@ -96,11 +101,6 @@ def main_param(file: str, param: str) -> str | None:
 
 def _literal(node: dict[str, Any] | None) -> bool:
     return bool(node) and node["kind"] in ("string", "number", "bool")
-
-
-@cache
-def parameter_file_values() -> dict[str, Any]:
-    return {name: entry["value"] for name, entry in json.loads(PARAMETERS_JSON.read_text())["parameters"].items()}
 
 
 def resolve(setting: str, node: dict[str, Any]) -> list[tuple[str, str]]:
