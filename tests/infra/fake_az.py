@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""A stand-in for the az CLI: answers what deploy.sh and grant-graph-permission.sh ask, and logs every call.
+
+tests/infra/test_scripts.py installs it as `az` on the scripts' PATH. Standard library only. Environment:
+FAKE_AZ_STATE, a folder for its state (calls.log, one JSON argument list a line; the resource group; what was
+published and granted); FAKE_AZ_LOGGED_OUT, FAKE_AZ_DENY and FAKE_AZ_DENY_READ make `az account show`, the Graph
+POST and the Graph read of the identity's assignments fail as Azure does.
+"""
+import json, os, sys
+state_dir = os.environ["FAKE_AZ_STATE"]
+args = sys.argv[1:]
+line = " ".join(args)
+with open(os.path.join(state_dir, "calls.log"), "a") as log:
+    log.write(json.dumps(args) + "\n")
+
+def state(name, default=""):
+    path = os.path.join(state_dir, name)
+    return open(path).read() if os.path.exists(path) else default
+
+def put(name, value):
+    open(os.path.join(state_dir, name), "w").write(value)
+
+def opt(name):
+    return args[args.index(name) + 1] if name in args else None
+
+PRINCIPAL = "11111111-2222-3333-4444-555555555555"
+GRAPH_SP = "99999999-8888-7777-6666-555555555555"
+ROLE_ID = "472e4a4d-bb4a-4026-98d1-0b0d74cb74a5"
+OUTPUTS = {"functionAppName": "func-graphlake-x", "identityName": "id-graphlake-x",
+           "identityPrincipalId": PRINCIPAL, "identityClientId": "cid", "storageAccountName": "stgraphlakex",
+           "lakeUrl": "https://stgraphlakex.blob.core.windows.net/lake",
+           "lakeContainerId": "/subscriptions/s/resourceGroups/rg-test/providers/Microsoft.Storage/storageAccounts/"
+                              "stgraphlakex/blobServices/default/containers/lake",
+           "stateUrl": "https://stgraphlakex.blob.core.windows.net/graphlake-state",
+           "eventHubNamespace": "evhns-x.servicebus.windows.net", "eventHubName": "graph-alerts",
+           "appInsightsName": "appi-x", "graphEndpoint": "https://graph.microsoft.com"}
+
+if args[:1] == ["version"]:
+    print("2.70.0")
+elif args[:2] == ["account", "show"]:
+    if os.environ.get("FAKE_AZ_LOGGED_OUT"):
+        print("ERROR: Please run 'az login' to setup account.", file=sys.stderr)
+        sys.exit(1)
+    print("Test subscription\t00000000-0000-0000-0000-000000000000")
+elif args[:2] == ["group", "exists"]:
+    print("true" if state("group") else "false")
+elif args[:2] == ["group", "create"]:
+    put("group", opt("--location"))
+elif args[:2] == ["group", "show"]:
+    query = opt("--query")
+    if query == "location":
+        print(state("group"))
+    elif query and query.startswith("tags."):
+        print(state("tag"))
+elif args[:2] == ["group", "update"]:
+    put("tag", opt("--set").split("=", 1)[1])
+elif args[:3] == ["deployment", "group", "create"]:
+    assert opt("--template-file").endswith("main.bicep")
+    print(json.dumps({k: {"type": "String", "value": v} for k, v in OUTPUTS.items()}))
+elif args[:3] == ["deployment", "group", "what-if"]:
+    assert opt("--template-file").endswith("main.bicep")
+    print("Resource changes: 31 to create.")
+elif args[:3] == ["deployment", "group", "show"]:
+    key = opt("--query").split(".")[2]
+    print(OUTPUTS[key])
+elif args[:3] == ["functionapp", "function", "list"]:
+    print("2" if state("published") else "0")
+elif args[:4] == ["functionapp", "deployment", "source", "config-zip"]:
+    assert opt("--build-remote") == "true", line
+    assert os.path.getsize(opt("--src")) > 0
+    put("published", state("published") + "x")
+elif args[:1] == ["rest"]:
+    url, method = opt("--url"), opt("--method")
+    assert opt("--resource") == "https://graph.microsoft.com", line
+    if method == "get" and "servicePrincipals(appId='00000003-0000-0000-c000-000000000000')" in url:
+        print(GRAPH_SP)
+    elif method == "get" and url.endswith(f"/servicePrincipals/{PRINCIPAL}/appRoleAssignments"):
+        if os.environ.get("FAKE_AZ_DENY_READ"):
+            print("ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":"
+                  "\"Insufficient privileges to complete the operation.\"}})", file=sys.stderr)
+            sys.exit(1)
+        print(state("granted"))
+    elif method == "get" and f"/servicePrincipals/{GRAPH_SP}?" in url:
+        print(ROLE_ID if "value=='SecurityAlert.Read.All'" in opt("--query") else "None")
+    elif method == "post" and url.endswith(f"/servicePrincipals/{GRAPH_SP}/appRoleAssignedTo"):
+        if os.environ.get("FAKE_AZ_DENY"):
+            print("ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\"}})", file=sys.stderr)
+            sys.exit(1)
+        body = json.loads(opt("--body"))
+        assert body == {"principalId": PRINCIPAL, "resourceId": GRAPH_SP, "appRoleId": ROLE_ID}, body
+        put("granted", state("granted") + ROLE_ID + "\n")
+    else:
+        print(f"fake az: unexpected call {line}", file=sys.stderr)
+        sys.exit(2)
+else:
+    print(f"fake az: unexpected call {line}", file=sys.stderr)
+    sys.exit(2)

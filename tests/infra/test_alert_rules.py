@@ -1,0 +1,151 @@
+"""The alert rules read only fields the code's health writers write, and the lag rule and PULL_MAX_LAG_SECONDS share
+one parameter; the action group exists only with an address to mail."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.facts import ROOT, app_settings, bicep_facts, denotes, main_param, resources, var_file
+
+
+# The health contract (shared/core/health.py; the README's health model): the fields each writer logs.
+HEALTH_COMMON_FIELDS = {"component", "key", "updated"}
+HEALTH_FIELDS = {
+    "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent"},
+    "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
+    "reconcile": {"result", "missing", "late_found", "repaired", "error"},
+    # Beyond the contract's list: the delivery record of detections/delivery.py.
+    "detections": {"result", "undelivered", "delivered", "error"},
+}
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    rules = bicep_facts()["vars"].get("alertRules")
+    assert rules and rules["kind"] == "array", "no .bicep file has a `var alertRules = [...]`"
+    return [r["value"] for r in rules["value"]]
+
+
+def test_alert_rules_cover_the_health_model() -> None:
+    names = [r["name"]["value"] for r in _alert_rules()]
+    assert len(names) == len(set(names))
+    components = {}
+    for rule in _alert_rules():
+        query = rule["query"]["text"]
+        assert query.startswith("'${healthEvents}|"), f"{rule['name']['value']}: read the health lines"
+        found = re.findall(r'component == "(\w+)"', query)
+        assert len(found) == 1 and found[0] in HEALTH_FIELDS, f"{rule['name']['value']}: one component, not {found}"
+        components.setdefault(found[0], []).append(query)
+        fields = set(re.findall(r"\bh\.(\w+)", query))
+        unknown = fields - HEALTH_FIELDS[found[0]] - HEALTH_COMMON_FIELDS
+        assert not unknown, f"{rule['name']['value']}: fields not in the {found[0]} health contract: {unknown}"
+        assert rule["operator"]["value"] in ("GreaterThan", "LessThan")
+        assert re.fullmatch(r"PT\d+[MH]", rule["window"]["value"])
+        dimension = rule["dimension"]["value"]
+        assert not dimension or re.search(rf"\b{dimension} = key\b", query), \
+            f"{rule['name']['value']}: the dimension {dimension!r} must be a column of the result"
+    # The issue's list: failing runs in a row, lag, normalize failures, quarantine growth, late finds; plus silence
+    # and alerts detections could not deliver.
+    text = "\n".join(q for qs in components.values() for q in qs)
+    for needle in ("h.consecutive_failures) >= ${alertConsecutiveFailures}", "h.lag_seconds) > ${pullMaxLagSeconds}",
+                   '"failed", "gave_up"', "sum(toint(h.quarantined))", "h.late_found) > 0", "toint(h.undelivered)"):
+        assert needle in text, f"no alert rule on {needle}"
+    assert any(r["operator"]["value"] == "LessThan" and 'component == "pull"' in r["query"]["text"]
+               for r in _alert_rules()), "no rule for a pull that stopped reporting"
+
+
+def _health_writes() -> dict[str, set[str]]:
+    """component -> the fields the code's `health.record(state, component, key, doc)` calls write, off the syntax
+    tree: the keys of `doc` when it is a dict literal; when it is built elsewhere (a helper's result, **kwargs), every
+    dict key and keyword argument of that module."""
+    written: dict[str, set[str]] = {}
+    for path in sorted([*(ROOT / "shared").rglob("*.py"), *(ROOT / "detections").rglob("*.py")]):
+        tree = ast.parse(path.read_text(), str(path))
+        constants = {target.id: node.value.value for node in tree.body
+                     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                     for target in node.targets if isinstance(target, ast.Name)}
+        for call in ast.walk(tree):
+            if not (isinstance(call, ast.Call) and ast.unparse(call.func) == "health.record"):
+                continue
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            assert len(call.args) >= 4, f"{where}: health.record(state, component, key, doc) expected"
+            component = call.args[1]
+            name = component.value if isinstance(component, ast.Constant) else constants.get(ast.unparse(component))
+            assert isinstance(name, str), f"{where}: the component should be a constant, not {ast.unparse(component)}"
+            doc = call.args[3]
+            if isinstance(doc, ast.Dict) and None not in doc.keys:
+                fields = {key.value for key in doc.keys if isinstance(key, ast.Constant)}
+            else:
+                fields = {key.value for node in ast.walk(tree) if isinstance(node, ast.Dict) for key in node.keys
+                          if isinstance(key, ast.Constant) and isinstance(key.value, str)}
+                fields |= {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
+                           for kw in node.keywords if kw.arg}
+            written.setdefault(name, set()).update(fields)
+    return written
+
+
+def test_health_writers_write_the_contract() -> None:
+    written = _health_writes()
+    assert set(HEALTH_FIELDS) <= set(written), f"no health.record writer for {set(HEALTH_FIELDS) - set(written)}"
+    for component, fields in HEALTH_FIELDS.items():
+        assert fields <= written[component], f"the {component} writer lacks {fields - written[component]}"
+
+
+def test_alert_rule_fields_are_written_by_the_code() -> None:
+    written = _health_writes()
+    for rule in _alert_rules():
+        query = rule["query"]["text"]
+        component = re.search(r'component == "(\w+)"', query).group(1)
+        assert component in written, f"{rule['name']['value']} reads component {component}, which nothing writes"
+        for field in set(re.findall(r"\bh\.(\w+)", query)) - HEALTH_COMMON_FIELDS:
+            assert field in written[component], \
+                f"{rule['name']['value']} reads {field}, which the {component} writer does not write"
+
+
+def test_the_lag_rule_and_the_app_use_one_threshold() -> None:
+    # graphlake status and the pull-lagging rule call the same source lagging.
+    assert app_settings()["PULL_MAX_LAG_SECONDS"]["text"] == "string(pullMaxLagSeconds)"
+    (lagging,) = [r for r in _alert_rules() if r["name"]["value"] == "pull-lagging"]
+    assert "todouble(h.lag_seconds) > ${pullMaxLagSeconds}" in lagging["query"]["text"]
+    # One parameter: in modules, both are given main.bicep's.
+    for file in (var_file("appSettings"), var_file("alertRules")):
+        assert main_param(file, "pullMaxLagSeconds") == "pullMaxLagSeconds", file
+
+
+def test_alert_query_reads_what_health_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from shared.core import health
+    from shared.core.storage import open_store
+
+    events = bicep_facts()["vars"]["healthEvents"]["value"]
+    assert events.lstrip().startswith("AppTraces\n"), "the rules read App Insights traces from the workspace"
+    prefix = re.search(r'\| where Message startswith "([^"]+)"', events).group(1)
+    skip = re.search(r'parse_json\(substring\(Message, strlen\("([^"]+)"\)\)\)', events).group(1)
+    caplog.set_level(logging.INFO, logger="graphlake.health")
+    health.record(open_store(str(tmp_path)), "pull", "contoso", {"result": "failed", "consecutive_failures": 3})
+    message = next(r.getMessage() for r in caplog.records if r.name == "graphlake.health")
+    assert message.startswith(prefix)
+    doc = json.loads(message[len(skip):])
+    assert (doc["component"], doc["key"], doc["consecutive_failures"]) == ("pull", "contoso", 3)
+
+
+def test_alert_rules_mail_only_when_an_address_is_given() -> None:
+    params = bicep_facts()["params"]
+    assert params["alertEmail"]["default"]["value"] == ""
+    groups = resources("Microsoft.Insights/actionGroups")
+    assert len(groups) == 1 and groups[0]["condition"] == "(!empty(alertEmail))"
+    receivers = groups[0]["body"]["value"]["properties"]["value"]["emailReceivers"]["text"]
+    assert "emailAddress: alertEmail" in receivers
+    assert main_param(groups[0]["file"], "alertEmail") == "alertEmail"
+    (rules,) = resources("Microsoft.Insights/scheduledQueryRules")
+    assert rules["loop_over"] == "alertRules"
+    props = rules["body"]["value"]["properties"]["value"]
+    assert props["scopes"]["text"].split() == ["[", "logAnalytics.id", "]"]
+    assert (denotes(rules["file"], "logAnalytics") or {}).get("symbol") == "logAnalytics", "the deployment's workspace"
+    assert main_param(rules["file"], "alertEmail") == "alertEmail"
+    assert "empty(alertEmail) ? [] :" in props["actions"]["text"]

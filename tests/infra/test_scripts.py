@@ -1,0 +1,229 @@
+"""shellcheck passes on infra/*.sh; the scripts behave against a fake `az` (tests/infra/fake_az.py): errors,
+idempotency, what-if, refused parameters, 403. The README's Deploy section names what they need."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.infra.facts import INFRA, MAKE_TEST, ROOT, SCRIPTS
+
+FAKE_AZ = Path(__file__).resolve().parent / "fake_az.py"
+
+
+def _need_shellcheck() -> str:
+    path = shutil.which("shellcheck")
+    if not path:
+        pytest.fail(f"shellcheck is not installed: {MAKE_TEST} (apt-get install shellcheck)")
+    return path
+
+
+def test_shellcheck_passes() -> None:
+    shellcheck = _need_shellcheck()
+    assert SCRIPTS, "no scripts in infra/"
+    proc = subprocess.run([shellcheck, *map(str, SCRIPTS)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"shellcheck:\n{proc.stdout}{proc.stderr}"
+
+
+def test_scripts_are_strict_and_executable() -> None:
+    for script in SCRIPTS:
+        text = script.read_text()
+        assert text.startswith("#!/usr/bin/env bash\n"), f"{script.name}: shebang"
+        assert "\nset -euo pipefail\n" in text, f"{script.name}: set -euo pipefail"
+        assert script.stat().st_mode & stat.S_IXUSR, f"{script.name} is not executable"
+
+
+# --- Against a fake az ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fake_az(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    az = bin_dir / "az"
+    # This interpreter, not whichever python3 the scripts' PATH finds first.
+    az.write_text(f"#!{sys.executable}\n" + FAKE_AZ.read_text().split("\n", 1)[1])
+    az.chmod(0o755)
+    python3 = shutil.which("python3") or sys.executable
+    (bin_dir / "python3").symlink_to(python3)
+    state = tmp_path / "az-state"
+    state.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AZ", "GRAPHLAKE_"))}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", FAKE_AZ_STATE=str(state))
+    return env
+
+
+def _calls(env: dict[str, str]) -> list[list[str]]:
+    log = Path(env["FAKE_AZ_STATE"]) / "calls.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _run(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    bash = shutil.which("bash") or "/bin/bash"
+    return subprocess.run([bash, str(INFRA / script), *args], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+
+
+@pytest.mark.parametrize("script", ["deploy.sh", "grant-graph-permission.sh"])
+def test_script_explains_a_missing_az(tmp_path: Path, script: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname",):  # what the scripts run before looking for az
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    proc = _run(script, {"PATH": str(bin_dir), "HOME": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "Azure CLI (az) is not installed" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("script", ["deploy.sh", "grant-graph-permission.sh"])
+def test_script_explains_az_not_logged_in(fake_az: dict[str, str], script: str) -> None:
+    proc = _run(script, {**fake_az, "FAKE_AZ_LOGGED_OUT": "1"})
+    assert proc.returncode != 0
+    assert "az login" in proc.stderr, proc.stderr
+
+
+def test_deploy_needs_a_location_for_a_new_group(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test")
+    assert proc.returncode != 0 and "--location" in proc.stderr, proc.stderr
+
+
+def test_deploy_is_idempotent(fake_az: dict[str, str]) -> None:
+    first = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "-p", "eventHubPartitionCount=8")
+    assert first.returncode == 0, first.stderr
+    assert "grant-graph-permission.sh -g rg-test" in first.stdout and "az group delete --name rg-test" in first.stdout
+    calls = _calls(fake_az)
+    assert sum(c[:2] == ["group", "create"] for c in calls) == 1
+    deployments = [c for c in calls if c[:3] == ["deployment", "group", "create"]]
+    assert len(deployments) == 1
+    assert "location=westeurope" in deployments[0] and "eventHubPartitionCount=8" in deployments[0]
+    assert any(a.endswith("main.parameters.json") for a in deployments[0])
+    assert sum(c[:4] == ["functionapp", "deployment", "source", "config-zip"] for c in calls) == 1
+
+    second = _run("deploy.sh", fake_az, "-g", "rg-test")
+    assert second.returncode == 0, second.stderr
+    calls = _calls(fake_az)
+    assert sum(c[:2] == ["group", "create"] for c in calls) == 1, "the second run must not recreate the group"
+    assert sum(c[:3] == ["deployment", "group", "create"] for c in calls) == 2
+    assert sum(c[:4] == ["functionapp", "deployment", "source", "config-zip"] for c in calls) == 1, \
+        "unchanged code must not be republished"
+    assert "not republished" in second.stderr
+
+    # Next steps: the lake reader role on the lake container, as lakeReaderPrincipalIds grants it, not the account.
+    assert 'Storage Blob Data Reader" --assignee <your-upn-or-object-id>' in first.stdout
+    assert "--scope /subscriptions/s/resourceGroups/rg-test/providers/Microsoft.Storage/storageAccounts/stgraphlakex/" \
+           "blobServices/default/containers/lake\n" in first.stdout, first.stdout
+    assert "lakeReaderPrincipalIds" in first.stdout
+
+    forced = _run("deploy.sh", fake_az, "-g", "rg-test", "--force-code")
+    assert forced.returncode == 0, forced.stderr
+    assert sum(c[:4] == ["functionapp", "deployment", "source", "config-zip"] for c in _calls(fake_az)) == 2
+
+
+def test_deploy_what_if_shows_changes_and_stops(fake_az: dict[str, str]) -> None:
+    (Path(fake_az["FAKE_AZ_STATE"]) / "group").write_text("westeurope")
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "--what-if", "-p", "eventHubPartitionCount=8")
+    assert proc.returncode == 0, proc.stderr
+    assert "31 to create" in proc.stdout
+    calls = _calls(fake_az)
+    what_if = [c for c in calls if c[:3] == ["deployment", "group", "what-if"]]
+    assert len(what_if) == 1 and "eventHubPartitionCount=8" in what_if[0] and "location=westeurope" in what_if[0]
+    changing = [c for c in calls if c[:3] == ["deployment", "group", "create"] or c[:2] in (["group", "create"],
+                ["group", "update"]) or c[:2] == ["functionapp", "deployment"]]
+    assert not changing, changing
+
+
+def test_deploy_what_if_needs_an_existing_group(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "--what-if")
+    assert proc.returncode != 0 and "does not exist" in proc.stderr, proc.stderr
+    assert not [c for c in _calls(fake_az) if c[:2] == ["group", "create"] or c[:1] == ["deployment"]]
+
+
+_REFUSED_PARAMETERS = {
+    "premium capacity": (["eventHubSku=Premium", "eventHubCapacity=3"],
+                         "eventHubCapacity=3: Premium Event Hubs takes 1, 2, 4, 8 or 16 processing units"),
+    "capacity above the auto-inflate maximum": (["eventHubCapacity=6"], "more than eventHubMaxThroughputUnits=4"),
+    "zone redundancy on GRS": (["zoneRedundant=true"], "zoneRedundant=true needs zone-redundant storage"),
+    "certificate credential": (["graphCredential=certificate"], "cannot load certificates"),
+    "certificate source": (['graphSources=[{"id": "contoso", "credential": "certificate"}]'],
+                           "source 'contoso' uses credential certificate"),
+    "non-string override": (['appSettingOverrides={"PULL_LOOKBACK_DAYS": 30}'],
+                            'appSettingOverrides.PULL_LOOKBACK_DAYS is 30, not a string'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED_PARAMETERS))
+def test_deploy_refuses_parameters_arm_would_reject(fake_az: dict[str, str], case: str) -> None:
+    values, message = _REFUSED_PARAMETERS[case]
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", *(a for v in values for a in ("-p", v)))
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert not [c for c in _calls(fake_az) if c[:2] == ["group", "create"] or c[:1] == ["deployment"]], \
+        "nothing may be deployed"
+
+
+def test_deploy_reads_refused_parameters_from_a_parameters_file(fake_az: dict[str, str], tmp_path: Path) -> None:
+    file = tmp_path / "mine.parameters.json"
+    file.write_text(json.dumps({"parameters": {"eventHubSku": {"value": "Premium"},
+                                               "eventHubCapacity": {"value": 12}}}))
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "-p", f"@{file}")
+    assert proc.returncode != 0 and "eventHubCapacity=12: Premium" in proc.stderr, proc.stderr
+
+
+def test_deploy_accepts_what_arm_accepts(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "--skip-code",
+                "-p", "eventHubSku=Premium", "-p", "eventHubCapacity=4", "-p", "zoneRedundant=true",
+                "-p", "storageSku=Standard_ZRS", "-p", 'appSettingOverrides={"PULL_LOOKBACK_DAYS": "30"}')
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_grant_graph_permission_is_idempotent(fake_az: dict[str, str]) -> None:
+    first = _run("grant-graph-permission.sh", fake_az, "-g", "rg-test")
+    assert first.returncode == 0, first.stderr
+    posts = [c for c in _calls(fake_az) if c[:1] == ["rest"] and "post" in c]
+    assert len(posts) == 1
+
+    second = _run("grant-graph-permission.sh", fake_az, "-g", "rg-test")
+    assert second.returncode == 0, second.stderr
+    assert "already granted" in second.stderr
+    posts = [c for c in _calls(fake_az) if c[:1] == ["rest"] and "post" in c]
+    assert len(posts) == 1, "the second run must not post the assignment again"
+    # The existing assignments are read before any POST.
+    calls = _calls(fake_az)
+    first_get = next(i for i, c in enumerate(calls) if c[:1] == ["rest"] and any("appRoleAssignments" in a for a in c))
+    first_post = next(i for i, c in enumerate(calls) if c[:1] == ["rest"] and "post" in c)
+    assert first_get < first_post
+
+
+def test_grant_graph_permission_explains_missing_rights(fake_az: dict[str, str]) -> None:
+    proc = _run("grant-graph-permission.sh", {**fake_az, "FAKE_AZ_DENY": "1"}, "-g", "rg-test")
+    assert proc.returncode != 0
+    assert "403: you need Privileged Role Administrator or Global Administrator" in proc.stderr, proc.stderr
+
+
+def test_grant_graph_permission_says_403_not_not_found(fake_az: dict[str, str]) -> None:
+    # A caller without directory rights gets 403 reading the identity's assignments: that is not a missing
+    # identity, and waiting for it to appear does not help.
+    proc = _run("grant-graph-permission.sh", {**fake_az, "FAKE_AZ_DENY_READ": "1"}, "-g", "rg-test")
+    assert proc.returncode != 0
+    assert "403: you need Privileged Role Administrator or Global Administrator" in proc.stderr, proc.stderr
+    assert "not found" not in proc.stderr and "retrying" not in proc.stderr, proc.stderr
+    reads = [c for c in _calls(fake_az) if c[:1] == ["rest"] and any(a.endswith("/appRoleAssignments") for a in c)]
+    assert len(reads) == 1, "a 403 must not be retried"
+
+
+def test_grant_graph_permission_rejects_an_unknown_role(fake_az: dict[str, str]) -> None:
+    proc = _run("grant-graph-permission.sh", fake_az, "-g", "rg-test", "--role", "NoSuch.Role")
+    assert proc.returncode != 0 and "no application role 'NoSuch.Role'" in proc.stderr, proc.stderr
+
+
+def test_readme_deploy_section_covers_the_essentials() -> None:
+    doc = (ROOT / "README.md").read_text().split("## Deploy to Azure", 1)[1]
+    for needle in ("infra/deploy.sh", "infra/grant-graph-permission.sh", "az group delete", "43,200",
+                   "SecurityAlert.Read.All", "@Microsoft.KeyVault(SecretUri=", "GRAPH_CREDENTIAL=client_secret"):
+        assert needle in doc, f"the README's Deploy section should mention {needle!r}"
