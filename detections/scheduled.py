@@ -43,7 +43,7 @@ def run_query(rule: Rule, connection: Any, since: datetime, until: datetime) -> 
     """The rule's result rows as mappings; GraphlakeError (one line) if the SQL fails."""
     names = set(_PARAMETER.findall(rule.sql))
     parameters = {name: {"since": since, "until": until}[name] for name in names}
-    cursor = connection.execute(rule.sql, parameters or None)
+    cursor = connection.run(rule.sql, parameters or None)
     columns = [d[0] for d in cursor.description or []]
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
 

@@ -5,12 +5,14 @@ The views are in `shared.read.views`; `LakeConnection.definitions` keeps the SQL
 The connection reads the lake and nothing else, unless opened with `allow_local_files`: DuckDB's own sandbox
 (`allowed_directories` is the lake, plus the scratch folder of a remote lake's copies; `enable_external_access`
 off; `lock_configuration` on, so no SQL can undo it) refuses every other file, URL and extension, and `run` takes
-one reading statement (SELECT, EXPLAIN, PRAGMA, CALL), so COPY, EXPORT and ATTACH cannot write inside the lake
-either.
+one statement that only reads (a SELECT or CALL, a reporting PRAGMA, an EXPLAIN of one of those), so COPY, EXPORT
+and ATTACH cannot write inside the lake either, however they are wrapped. Scheduled rules' SQL goes through `run`
+too.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
 
@@ -47,8 +49,18 @@ class LakeConnection:
         except duckdb.Error as exc:
             raise ConfigError(f"query failed: {one_line(exc)}") from None
 
-    def run(self, sql: str) -> duckdb.DuckDBPyConnection:
-        """A person's SQL: exactly one statement, and in the sandbox one that only reads."""
+    def run(self, sql: str, parameters: list | dict | None = None) -> duckdb.DuckDBPyConnection:
+        """SQL someone wrote (a person's query, a scheduled rule's): exactly one statement, and in the sandbox one
+        that only reads, however it is wrapped."""
+        statement = self._one_statement(sql)
+        if self.sandboxed:
+            refusal = _writes(self.con, statement)
+            if refusal:
+                raise ConfigError(f"query refused: {refusal}; graphlake query reads the lake and nothing else "
+                                  "(--allow-local-files lifts this)")
+        return self.execute(sql, parameters)
+
+    def _one_statement(self, sql: str):
         try:
             statements = self.con.extract_statements(sql)
         except duckdb.Error as exc:
@@ -58,19 +70,46 @@ class LakeConnection:
                               "LIMIT 5\"")
         if len(statements) > 1:
             raise ConfigError(f"{len(statements)} SQL statements: give one at a time")
-        kind = statements[0].type
-        if self.sandboxed and kind not in _READING_STATEMENTS:
-            raise ConfigError(f"query refused: a {kind.name} statement; graphlake query reads the lake and nothing "
-                              "else (--allow-local-files lifts this)")
-        return self.execute(sql)
+        return statements[0]
 
     def columns_of(self, source: str) -> set[str]:
         """Column names of a FROM-able source (a read_parquet(...) call, a view), without reading rows."""
         return {d[0] for d in self.execute(f"SELECT * FROM {source} LIMIT 0").description}
 
 
-_READING_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA,
-                       duckdb.StatementType.CALL}
+# The allowed directories (the lake) are writable to DuckDB, so the sandbox alone would let COPY write into the lake:
+# only statements that read get that far. EXPLAIN ANALYZE runs what it explains, so an EXPLAIN is judged by the
+# statement inside it; what cannot be taken apart is refused.
+_READING = {duckdb.StatementType.SELECT, duckdb.StatementType.CALL}
+_EXPLAIN_HEAD = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\((?:[^()]|\([^()]*\))*\)\s*)?", re.IGNORECASE)
+# PRAGMAs that only report; the rest set options (a profile written to a file, say).
+_READING_PRAGMAS = {"table_info", "show", "show_tables", "show_tables_expanded", "show_databases", "database_size",
+                    "database_list", "version", "platform", "functions", "collations", "storage_info",
+                    "metadata_info", "user_agent"}
+_PRAGMA_NAME = re.compile(r"\s*PRAGMA\s+(\w+)", re.IGNORECASE)
+
+
+def _writes(con: duckdb.DuckDBPyConnection, statement) -> str | None:
+    """Why the statement may do more than read, or None when it only reads."""
+    kind = statement.type
+    if kind in _READING:
+        return None
+    if kind == duckdb.StatementType.PRAGMA:
+        name = _PRAGMA_NAME.match(statement.query)
+        if name and name.group(1).lower() in _READING_PRAGMAS:
+            return None
+        return f"PRAGMA {name.group(1) if name else ''} sets an option".replace("  ", " ")
+    if kind == duckdb.StatementType.EXPLAIN:
+        head = _EXPLAIN_HEAD.match(statement.query)
+        try:
+            inner = con.extract_statements(statement.query[head.end():]) if head else []
+        except duckdb.Error:
+            inner = []
+        if len(inner) != 1:
+            return "an EXPLAIN whose statement cannot be told apart"
+        why = _writes(con, inner[0])
+        return f"EXPLAIN of {why}" if why else None
+    return f"a {kind.name} statement"
 
 
 def connect(lake_url: str, *, with_views: bool = True, allow_local_files: bool = False) -> LakeConnection:

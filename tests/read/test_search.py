@@ -472,6 +472,10 @@ def test_a_query_with_no_statement_is_one_line(local_lake: str, sql: str) -> Non
     "EXPORT DATABASE '{tmp}/export'",
     "SET enable_external_access = true",
     "INSTALL httpfs",
+    "EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '{lake}/inside.csv'",
+    "explain analyze /* wrapped */ COPY (SELECT 1 AS a) TO '{lake}/inside.csv'",
+    "EXPLAIN (FORMAT json) COPY (SELECT 1 AS a) TO '{lake}/inside.csv'",
+    "PRAGMA enable_profiling",
 ])
 def test_query_reads_the_lake_and_nothing_else(lake_url: str, tmp_path, sql: str) -> None:
     local_lake_path = lake_url if "://" not in lake_url else str(tmp_path / "not-the-lake")
