@@ -185,19 +185,21 @@ def canonical(kind: str, raw: str) -> tuple[tuple[str, str], ...]:
         return ((_EMAILS, email), (_DOMAINS, email.rpartition("@")[2])) if email else ()
     if kind == UPN:  # A username, and an email when it has that shape.
         username = indicators.canonical_username(raw)
-        if username is None:
+        if username is None or indicators.is_well_known_local_principal(username):
             return ()
         email = indicators.canonical_email(raw)
         return ((_USERNAMES, username), (_EMAILS, email)) if email else ((_USERNAMES, username),)
     if kind == USERNAME:
         username = indicators.canonical_username(raw)
-        return ((_USERNAMES, username),) if username else ()
+        return ((_USERNAMES, username),) if username and not indicators.is_well_known_local_principal(username) \
+            else ()
     if kind == HASH:
         hashed = indicators.canonical_hash(raw)
         return ((_HASH_COLUMNS[hashed[0]], hashed[1]),) if hashed else ()
     if kind == ACTOR_ID:
         actor_id = indicators.canonical_actor_id(raw)
-        return ((_ACTOR_IDS, actor_id),) if actor_id else ()
+        return ((_ACTOR_IDS, actor_id),) if actor_id and not indicators.is_well_known_local_principal(actor_id) \
+            else ()
     raise ValueError(f"unknown indicator kind {kind!r}")
 
 

@@ -151,6 +151,13 @@ EVIDENCE_INDICATORS: dict[str, dict[str, Rule]] = {
     "azureResourceEvidence": {},
 }
 
+# Properties that mean the same on every evidence type, so the evidence view reads them on every type
+# (normalizers/evidence_columns.py, ANY): an entry of the table above still decides how its own type reads them.
+ON_EVERY_TYPE: dict[str, Rule] = {"ipAddress": IP, "senderIp": IP, "podIp": {"ipAddress": IP}}
+for _table in EVIDENCE_INDICATORS.values():
+    for _property, _rule in ON_EVERY_TYPE.items():
+        _table.setdefault(_property, _rule)
+
 # Graph writes `#microsoft.graph.security.ipEvidence` at the top and sometimes omits the `#` in nested objects.
 _TABLE_BY_ODATA_TYPE = {
     prefix + name: table

@@ -61,13 +61,48 @@ def canonical_ip(value: str) -> str | None:
 
 
 def is_local_address(ip: str) -> bool:
-    """Whether a canonical address (from `canonical_ip`) is loopback, link-local or unspecified.
+    """Whether a canonical address (from `canonical_ip`) is one no alert indexes (see `address_noise`)."""
+    return address_noise(ip) is not None
 
-    Every device has such addresses, so as indicators they would tie each alert to every other one: they stay in
-    the evidence as sent but are not indicators. IPv4-mapped forms were already made IPv4 by `canonical_ip`.
+
+def address_noise(ip: str) -> str | None:
+    """What kind of address a canonical one (from `canonical_ip`) is when it names no particular host: loopback,
+    link-local, unspecified, broadcast (255.255.255.255, Defender for Office 365's placeholder senderIp), multicast
+    or reserved; None for a host's address.
+
+    Every device has such addresses, or products write them where they know none, so as indicators they would tie
+    each alert to every other one: they stay in the evidence as sent but are not indicators. IPv4-mapped forms were
+    already made IPv4 by `canonical_ip`.
     """
     address = ipaddress.ip_address(ip)
-    return address.is_loopback or address.is_link_local or address.is_unspecified
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_unspecified:
+        return "unspecified"
+    if address == _BROADCAST:
+        return "broadcast"
+    if address.is_multicast:
+        return "multicast"
+    if address.version == 4 and address in _RESERVED_V4:
+        return "reserved"
+    return None
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_RESERVED_V4 = ipaddress.IPv4Network("240.0.0.0/4")
+# Principals every Windows machine has (LocalSystem, LocalService, NetworkService), by SID and by name: like
+# loopback addresses they would tie every endpoint alert to every other one.
+WELL_KNOWN_LOCAL_SIDS = frozenset({"S-1-5-18", "S-1-5-19", "S-1-5-20"})
+WELL_KNOWN_LOCAL_ACCOUNTS = frozenset({
+    "nt authority\\system", "nt authority\\local service", "nt authority\\network service",
+    "system", "local service", "network service", "localsystem", "localservice", "networkservice"})
+
+
+def is_well_known_local_principal(canonical_value: str) -> bool:
+    """Whether a canonical username or actor id names one of the machine's own built-in principals."""
+    return canonical_value in WELL_KNOWN_LOCAL_SIDS or canonical_value in WELL_KNOWN_LOCAL_ACCOUNTS
 
 
 def canonical_domain(value: str) -> str | None:

@@ -2,7 +2,7 @@
 
 Golden files: normalizers/golden/<provider>.input.json (alerts as Graph sends them) and
 <provider>.expected.jsonl (one rendered row per alert). After a deliberate change, regenerate with
-    PYTHONPATH=. .venv/bin/python tests/test_normalizers.py --regenerate-golden
+    PYTHONPATH=. .venv/bin/python tests/normalizers/test_normalizers.py --regenerate-golden
 then read the diff line by line: the expected files are the specification, not a snapshot.
 """
 
