@@ -229,3 +229,19 @@ def test_alert_rules_mail_only_when_an_address_is_given() -> None:
     assert (denotes(rules["file"], "logAnalytics") or {}).get("symbol") == "logAnalytics", "the deployment's workspace"
     assert main_param(rules["file"], "alertEmail") == "alertEmail"
     assert "empty(alertEmail) ? [] :" in props["actions"]["text"]
+
+
+_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+            "ten": 10, "eleven": 11, "twelve": 12}
+
+
+def test_readme_counts_and_lists_the_alert_rules() -> None:
+    readme = (ROOT / "README.md").read_text()
+    names = [r["name"]["value"] for r in _alert_rules()]
+    counts = re.findall(r"\b(\w+) (?:log search (?:alert )?rules|rules on graphlake's health)", readme)
+    assert counts, "the README should say how many alert rules there are"
+    for said in counts:
+        assert _NUMBERS.get(said.lower(), int(said) if said.isdigit() else None) == len(names), \
+            f"the README says {said} alert rules; alerts.bicep has {len(names)}"
+    table = readme.split("### Alert rules", 1)[1].split("\n### ", 1)[0]
+    assert re.findall(r"^\| `([\w-]+)` \|", table, re.M) == names, "the README's alert rule table, in order"
