@@ -23,7 +23,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
-# Azurite, the Azure Storage emulator, pinned in package-lock.json.
+# Azurite, the Azure Storage emulator, and Microsoft's Kusto parser that checks the alert rules' KQL
+# (@kusto/language-service-next), pinned in package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@

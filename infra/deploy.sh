@@ -19,6 +19,10 @@ REPO_DIR="$(dirname "$INFRA_DIR")"
 
 RESOURCE_GROUP="${GRAPHLAKE_RESOURCE_GROUP:-graphlake}"
 LOCATION="${GRAPHLAKE_LOCATION:-}"
+# A remote build takes a few minutes; az can also hang in its health poll after the upload, so each publish attempt
+# is bounded and the retry loop gets control back.
+PUBLISH_TIMEOUT="${GRAPHLAKE_PUBLISH_TIMEOUT:-1200}"
+PUBLISH_RETRY_DELAY="${GRAPHLAKE_PUBLISH_RETRY_DELAY:-60}"
 PARAMS=()
 SKIP_CODE=false
 FORCE_CODE=false
@@ -42,9 +46,13 @@ Creates or updates the resource group, deploys infra/main.bicep and publishes th
       --force-code           publish the code even if it did not change
   -h, --help                 show this help
 
+Environment: GRAPHLAKE_PUBLISH_TIMEOUT, the seconds one code publish attempt may take before it is stopped and
+retried (default 1200); GRAPHLAKE_PUBLISH_RETRY_DELAY, the seconds between attempts (default 60).
+
 Needs: az (>= $MIN_AZ_VERSION, logged in with 'az login'), git, python3 with pathspec (make install puts it in
-.venv, which is used when present; or set GRAPHLAKE_PYTHON), and Owner (or Contributor + User Access
-Administrator) on the subscription or resource group, because the template assigns roles.
+.venv, which is used when present; or set GRAPHLAKE_PYTHON), timeout (GNU coreutils; gtimeout from Homebrew's
+coreutils on macOS), and Owner (or Contributor + User Access Administrator) on the subscription or resource group,
+because the template assigns roles.
 EOF
 }
 
@@ -78,8 +86,16 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "python3 is needed to check the para
 "$PYTHON" "$INFRA_DIR/check_parameters.py" "$INFRA_DIR/main.parameters.json" ${PARAMS[@]+"${PARAMS[@]}"} \
   || die "parameters refused (above); nothing was deployed"
 
+[[ "$PUBLISH_TIMEOUT" =~ ^[1-9][0-9]*$ ]] \
+  || die "GRAPHLAKE_PUBLISH_TIMEOUT is '$PUBLISH_TIMEOUT'; give a whole number of seconds, e.g. 1200"
+[[ "$PUBLISH_RETRY_DELAY" =~ ^[0-9]+$ ]] \
+  || die "GRAPHLAKE_PUBLISH_RETRY_DELAY is '$PUBLISH_RETRY_DELAY'; give a whole number of seconds, e.g. 60"
+
 if [[ "$SKIP_CODE" != true && "$WHAT_IF" != true ]]; then
   command -v git >/dev/null 2>&1 || die "git is needed: the package holds the files git tracks"
+  TIMEOUT="$(command -v timeout || command -v gtimeout || true)"
+  [[ -n "$TIMEOUT" ]] \
+    || die "timeout (GNU coreutils) is needed to bound the code publish: install coreutils (macOS: brew install coreutils)"
   "$PYTHON" -c 'import pathspec' 2>/dev/null \
     || die "$PYTHON lacks pathspec, which builds the package: run 'make install' (or set GRAPHLAKE_PYTHON)"
 fi
@@ -148,6 +164,33 @@ info "function app $APP_NAME, identity $IDENTITY_NAME"
 
 # --- Code ----------------------------------------------------------------------------------------------------
 
+# One publish attempt, at most PUBLISH_TIMEOUT seconds. timeout stops az and its children (az is a script that runs
+# Python) by putting them in a process group of its own, which the terminal's Ctrl-C does not reach; so it runs in the
+# background, and an interrupt here is passed on to it instead of waiting out the timeout.
+publish_pid=""
+publish() {
+  "$TIMEOUT" --kill-after=30 "$PUBLISH_TIMEOUT" az functionapp deployment source config-zip \
+    --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" --src "$package" --build-remote true -o none &
+  publish_pid=$!
+  local status=0
+  wait "$publish_pid" || status=$?
+  publish_pid=""
+  # 124: timed out; 137: killed after ignoring the TERM.
+  if [[ $status -eq 124 || $status -eq 137 ]]; then
+    info "publish did not finish within $PUBLISH_TIMEOUT s (az can hang polling the app's health); stopped it"
+  fi
+  return "$status"
+}
+
+stop_publish() {
+  if [[ -n "$publish_pid" ]]; then
+    kill -TERM "$publish_pid" 2>/dev/null || true
+    wait "$publish_pid" 2>/dev/null || true
+  fi
+}
+trap 'stop_publish; exit 130' INT
+trap 'stop_publish; exit 143' TERM
+
 if [[ "$SKIP_CODE" == true ]]; then
   info "--skip-code: function code not published"
 else
@@ -165,14 +208,12 @@ else
     info "publishing function code (remote build installs requirements.txt; a few minutes)"
     # Fresh role assignments can take a few minutes to reach the deployment container: retry.
     attempt=1
-    until az functionapp deployment source config-zip \
-        --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \
-        --src "$package" --build-remote true -o none; do
+    until publish; do
       if [[ $attempt -ge 3 ]]; then
         die "code publish failed $attempt times; see the deployment log: az functionapp log deployment show -g $RESOURCE_GROUP -n $APP_NAME"
       fi
-      info "publish failed (attempt $attempt); retrying in 60 s"
-      sleep 60
+      info "publish failed (attempt $attempt); retrying in $PUBLISH_RETRY_DELAY s"
+      sleep "$PUBLISH_RETRY_DELAY"
       attempt=$((attempt + 1))
     done
     az group update --name "$RESOURCE_GROUP" --set "tags.$PACKAGE_TAG=$package_sha" -o none

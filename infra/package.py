@@ -7,8 +7,8 @@ read with pathspec's gitignore matching (the same rules as git's, including `dir
 The zip is deterministic (sorted entries, fixed timestamps and modes), so its SHA-256 names the code: deploy.sh
 publishes only when that hash changed.
 
-    python3 infra/package.py --out /tmp/graphlake.zip     # prints the zip's sha256
-    python3 infra/package.py --list                      # prints the files that would be packaged
+    .venv/bin/python infra/package.py --out /tmp/graphlake.zip     # prints the zip's sha256
+    .venv/bin/python infra/package.py --list                      # prints the files that would be packaged
 
 Needs git and pathspec (requirements-dev.txt; `make install` puts it in .venv, which deploy.sh uses).
 """

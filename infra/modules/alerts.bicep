@@ -36,6 +36,8 @@ AppTraces
 
 // Each rule fires when its query returns a row (one alert per `dimension` value: a source or a partition), except
 // pull-silent, which fires when no pull reported at all in its window (the app stopped, or cannot start).
+// A field or column named like a KQL keyword (`missing`) is written bracketed, h["missing"] and ["missing"]: bare, the
+// query does not parse (tests/infra/test_alert_rules.py runs Microsoft's Kusto parser on every query).
 var alertRules = [
   {
     name: 'pull-failing'
@@ -89,7 +91,7 @@ var alertRules = [
     operator: 'GreaterThan'
     dimension: 'source'
     description: 'Reconciliation found alert versions the lake lacked: Graph published them later than the pull overlap covers (repaired, unless the error says otherwise), or reconciliation failed.'
-    query: '${healthEvents}| where component == "reconcile" | where toint(h.late_found) > 0 or toint(h.missing) > toint(h.repaired) or tostring(h.result) != "ok" | project source = key, late_found = toint(h.late_found), missing = toint(h.missing), repaired = toint(h.repaired), error = tostring(h.error)'
+    query: '${healthEvents}| where component == "reconcile" | where toint(h.late_found) > 0 or toint(h["missing"]) > toint(h.repaired) or tostring(h.result) != "ok" | project source = key, late_found = toint(h.late_found), ["missing"] = toint(h["missing"]), repaired = toint(h.repaired), error = tostring(h.error)'
   }
   {
     name: 'detections-undelivered'
@@ -159,8 +161,8 @@ resource healthAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for
       ]
     }
     autoMitigate: true
-    // A new workspace has no AppTraces rows until the app first logs; the queries are checked offline instead
-    // (tests/infra/test_alert_rules.py).
+    // A new workspace has no AppTraces rows until the app first logs; the queries are checked offline instead, with
+    // Microsoft's Kusto parser (tests/infra/test_alert_rules.py).
     skipQueryValidation: true
     actions: {
       actionGroups: empty(alertEmail) ? [] : [

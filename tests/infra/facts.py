@@ -2,13 +2,15 @@
 (tests/infra/bicep_facts.py, run in that virtualenv, on main.bicep and every module; the facts are merged, so a test
 asks for a variable or a resource wherever it is, and follows a module's parameter back to what main.bicep passes).
 
-Tools missing (checkov venv, shellcheck) fail the test with "run make test"; nothing is skipped silently.
+Tools missing (checkov venv, shellcheck, node's Kusto parser) fail the test with "run make test"; nothing is skipped
+silently.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -27,6 +29,8 @@ CHECKOV_VENV = ROOT / ".venv-checkov"
 SCRIPTS = sorted(INFRA.glob("*.sh"))
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 FACTS_SCRIPT = Path(__file__).resolve().parent / "bicep_facts.py"
+KQL_CHECK_SCRIPT = Path(__file__).resolve().parent / "kql_check.js"
+KUSTO_LANGUAGE = ROOT / "node_modules" / "@kusto" / "language-service-next"
 
 MAKE_TEST = "run `make test`, which installs it"
 
@@ -37,6 +41,24 @@ def need_checkov_venv() -> Path:
         pytest.fail(f"{CHECKOV_VENV} (checkov, pycep-parser, tree-sitter-bicep) is missing: {MAKE_TEST} "
                     "from infra/requirements-checks.txt")
     return python
+
+
+def need_kusto_language() -> str:
+    node = shutil.which("node")
+    if node is None or not (KUSTO_LANGUAGE / "package.json").exists():
+        pytest.fail(f"node or {KUSTO_LANGUAGE.relative_to(ROOT)} (Microsoft's Kusto parser) is missing: {MAKE_TEST} "
+                    "from package-lock.json")
+    return node
+
+
+def kql_diagnostics(queries: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """name -> the diagnostics of Microsoft's Kusto parser and analyzer for that query, run against the AppTraces
+    table of a Log Analytics workspace (tests/infra/kql_check.js)."""
+    node = need_kusto_language()
+    proc = subprocess.run([node, str(KQL_CHECK_SCRIPT)], input=json.dumps(queries), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"the KQL check failed:\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)
 
 
 # --- Facts from the Bicep, extracted in the checkov venv -------------------------------------------------------
@@ -122,10 +144,12 @@ def _values(file: str, node: dict[str, Any]) -> list[tuple[str, str]]:
     # A parameter, or string() of a number parameter (app settings are strings).
     call = re.fullmatch(r"string\((\w+)\)", node["text"])
     name = node["value"] if node["kind"] == "identifier" else call.group(1) if call else None
-    return _param_values(file, name) if name else []
+    return param_values(file, name) if name else []
 
 
-def _param_values(file: str, name: str) -> list[tuple[str, str]]:
+def param_values(file: str, name: str) -> list[tuple[str, str]]:
+    """What a parameter of a file can be in a default deployment, as (where, value) pairs: its default, or the
+    default and main.parameters.json value of the main.bicep parameter passed to it."""
     facts = bicep_facts()
     values: list[tuple[str, str]] = []
     if file == "main.bicep":

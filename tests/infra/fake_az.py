@@ -4,9 +4,11 @@
 tests/infra/test_scripts.py installs it as `az` on the scripts' PATH. Standard library only. Environment:
 FAKE_AZ_STATE, a folder for its state (calls.log, one JSON argument list a line; the resource group; what was
 published and granted); FAKE_AZ_LOGGED_OUT, FAKE_AZ_DENY and FAKE_AZ_DENY_READ make `az account show`, the Graph
-POST and the Graph read of the identity's assignments fail as Azure does.
+POST and the Graph read of the identity's assignments fail as Azure does; FAKE_AZ_HANG_PUBLISH=N makes the first N
+config-zip calls hang, as az can in its health poll after the upload (each writes its process id to the state's
+hung file first; it gives up after 5 minutes, so a test that fails leaves nothing running for long).
 """
-import json, os, sys
+import json, os, sys, time
 state_dir = os.environ["FAKE_AZ_STATE"]
 args = sys.argv[1:]
 line = " ".join(args)
@@ -68,6 +70,11 @@ elif args[:3] == ["functionapp", "function", "list"]:
 elif args[:4] == ["functionapp", "deployment", "source", "config-zip"]:
     assert opt("--build-remote") == "true", line
     assert os.path.getsize(opt("--src")) > 0
+    hung = state("hung").split()
+    if len(hung) < int(os.environ.get("FAKE_AZ_HANG_PUBLISH", "0")):
+        put("hung", " ".join([*hung, str(os.getpid())]))
+        time.sleep(300)
+        sys.exit(1)
     put("published", state("published") + "x")
 elif args[:1] == ["rest"]:
     url, method = opt("--url"), opt("--method")

@@ -4,6 +4,7 @@ one parameter; the action group exists only with an address to mail."""
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import logging
 import re
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.facts import ROOT, app_settings, bicep_facts, denotes, main_param, resources, var_file
+from tests.infra.facts import (ROOT, app_settings, bicep_facts, denotes, kql_diagnostics, main_param, param_values,
+                               resources, var_file)
 
 
 # The health contract (shared/core/health.py; the README's health model): the fields each writer logs.
@@ -26,10 +28,88 @@ HEALTH_FIELDS = {
 }
 
 
+def _fields(query: str) -> set[str]:
+    """The health record fields a query reads: h.name, or bracketed, h["name"] (as a KQL keyword must be)."""
+    return {dotted or bracketed for dotted, bracketed in
+            re.findall(r"""\bh(?:\.(\w+)|\.?\[\s*["'](\w+)["']\s*\])""", query)}
+
+
 def _alert_rules() -> list[dict[str, Any]]:
     rules = bicep_facts()["vars"].get("alertRules")
     assert rules and rules["kind"] == "array", "no .bicep file has a `var alertRules = [...]`"
     return [r["value"] for r in rules["value"]]
+
+
+def _bicep_string(text: str, values: dict[str, str]) -> str:
+    """The value of a single-quoted Bicep string literal, its ${name} interpolations replaced from values."""
+    assert text.startswith("'") and text.endswith("'") and not text.startswith("'''"), text[:80]
+    escapes = {"\\": "\\", "'": "'", "n": "\n", "r": "\r", "t": "\t", "$": "$"}
+    out = []
+    for escape, name, char in re.findall(r"\\(u\{[0-9A-Fa-f]+\}|.)|\$\{([^}]*)\}|(.)", text[1:-1], re.DOTALL):
+        if escape:
+            assert escape.startswith("u{") or escape in escapes, f"Bicep has no escape \\{escape}"
+            out.append(chr(int(escape[2:-1], 16)) if escape.startswith("u{") else escapes[escape])
+        elif name:
+            assert name.strip() in values, f"${{{name}}} is not a variable or parameter known offline"
+            out.append(values[name.strip()])
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _rule_queries() -> dict[str, str]:
+    """Each alert rule's query as Azure Monitor gets it: string variables and the parameters' values substituted, once
+    for each combination of the values a default deployment can give them (Bicep default, main.parameters.json)."""
+    facts = bicep_facts()
+    file = var_file("alertRules")
+    strings = {name: v["value"] for name, v in facts["vars"].items()
+               if v["kind"] == "string" and facts["var_files"][name] == file}
+    queries = {}
+    for rule in _alert_rules():
+        name, node = rule["name"]["value"], rule["query"]
+        used = sorted(set(re.findall(r"\$\{\s*(\w+)\s*\}", node["text"])) - set(strings))
+        choices = [sorted({value for _, value in param_values(file, param)}) for param in used]
+        for param, values in zip(used, choices):
+            assert values, f"{name}: the query uses ${{{param}}}, whose value is not known offline"
+        for combination in itertools.product(*choices):
+            given = dict(zip(used, combination))
+            label = name + "".join(f" {k}={v}" for k, v in given.items() if len(choices[used.index(k)]) > 1)
+            queries[label] = _bicep_string(node["text"], {**strings, **given})
+    return queries
+
+
+def _kql_errors(diagnostics: dict[str, list[dict[str, Any]]], queries: dict[str, str]) -> list[str]:
+    return [f"{name}: {d['code']} {d['message']} at offset {d['start']}: "
+            f"...{queries[name][max(0, d['start'] - 30):d['start'] + d['length'] + 30]!r}..."
+            for name, found in diagnostics.items() for d in found if d["severity"] == "Error"]
+
+
+def test_the_kql_check_finds_keywords_and_unknown_columns() -> None:
+    # The check itself: Microsoft's parser rejects a keyword used as a name and a column AppTraces lacks, and accepts
+    # the columns the workspace's AppTraces table has.
+    events = bicep_facts()["vars"]["healthEvents"]["value"]
+    queries = {
+        "keyword": events + "| where toint(h.missing) > 0",
+        "column": "AppTraces | where Severity > 1",
+        "table": "AppTrace | take 1",
+        "good": events + '| where toint(h["missing"]) > 0 | project TimeGenerated, SeverityLevel, Properties, '
+                         "AppRoleName, OperationName, _ResourceId",
+    }
+    found = kql_diagnostics(queries)
+    errors = {name: {d["code"] for d in ds if d["severity"] == "Error"} for name, ds in found.items()}
+    assert errors["keyword"] >= {"KS228"}, found["keyword"]
+    assert errors["column"] == {"KS142"}, found["column"]
+    assert errors["table"], found["table"]
+    assert not errors["good"], _kql_errors(found, queries)
+
+
+def test_alert_queries_pass_microsofts_kusto_parser() -> None:
+    # skipQueryValidation (alerts.bicep) means Azure does not check the queries at deployment; a query the workspace
+    # cannot run fails only at evaluation, so the rule never fires.
+    queries = _rule_queries()
+    assert len(queries) >= len(_alert_rules())
+    errors = _kql_errors(kql_diagnostics(queries), queries)
+    assert not errors, "alert rule queries that Azure Monitor cannot run:\n" + "\n".join(errors)
 
 
 def test_alert_rules_cover_the_health_model() -> None:
@@ -42,7 +122,7 @@ def test_alert_rules_cover_the_health_model() -> None:
         found = re.findall(r'component == "(\w+)"', query)
         assert len(found) == 1 and found[0] in HEALTH_FIELDS, f"{rule['name']['value']}: one component, not {found}"
         components.setdefault(found[0], []).append(query)
-        fields = set(re.findall(r"\bh\.(\w+)", query))
+        fields = _fields(query)
         unknown = fields - HEALTH_FIELDS[found[0]] - HEALTH_COMMON_FIELDS
         assert not unknown, f"{rule['name']['value']}: fields not in the {found[0]} health contract: {unknown}"
         assert rule["operator"]["value"] in ("GreaterThan", "LessThan")
@@ -103,7 +183,7 @@ def test_alert_rule_fields_are_written_by_the_code() -> None:
         query = rule["query"]["text"]
         component = re.search(r'component == "(\w+)"', query).group(1)
         assert component in written, f"{rule['name']['value']} reads component {component}, which nothing writes"
-        for field in set(re.findall(r"\bh\.(\w+)", query)) - HEALTH_COMMON_FIELDS:
+        for field in _fields(query) - HEALTH_COMMON_FIELDS:
             assert field in written[component], \
                 f"{rule['name']['value']} reads {field}, which the {component} writer does not write"
 
@@ -149,3 +229,19 @@ def test_alert_rules_mail_only_when_an_address_is_given() -> None:
     assert (denotes(rules["file"], "logAnalytics") or {}).get("symbol") == "logAnalytics", "the deployment's workspace"
     assert main_param(rules["file"], "alertEmail") == "alertEmail"
     assert "empty(alertEmail) ? [] :" in props["actions"]["text"]
+
+
+_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+            "ten": 10, "eleven": 11, "twelve": 12}
+
+
+def test_readme_counts_and_lists_the_alert_rules() -> None:
+    readme = (ROOT / "README.md").read_text()
+    names = [r["name"]["value"] for r in _alert_rules()]
+    counts = re.findall(r"\b(\w+) (?:log search (?:alert )?rules|rules on graphlake's health)", readme)
+    assert counts, "the README should say how many alert rules there are"
+    for said in counts:
+        assert _NUMBERS.get(said.lower(), int(said) if said.isdigit() else None) == len(names), \
+            f"the README says {said} alert rules; alerts.bicep has {len(names)}"
+    table = readme.split("### Alert rules", 1)[1].split("\n### ", 1)[0]
+    assert re.findall(r"^\| `([\w-]+)` \|", table, re.M) == names, "the README's alert rule table, in order"

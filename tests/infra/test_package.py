@@ -90,3 +90,12 @@ def test_package_refuses_a_tree_without_host_json(tmp_path: Path) -> None:
     _git(tmp_path, "add", "requirements.txt")
     proc = _package("--root", str(tmp_path), "--out", str(tmp_path / "x.zip"))
     assert proc.returncode != 0 and "host.json" in proc.stderr
+
+
+def test_documented_package_commands_use_the_virtualenvs_python() -> None:
+    # package.py needs pathspec, which `make install` puts in .venv; a bare python3 need not have it.
+    for doc in (ROOT / "README.md", INFRA / "package.py"):
+        interpreters = re.findall(r"([\w./-]*python[\d.]*) infra/package\.py", doc.read_text())
+        assert interpreters, f"{doc.name} shows no command running infra/package.py"
+        wrong = sorted(set(interpreters) - {".venv/bin/python"})
+        assert not wrong, f"{doc.name} runs infra/package.py with {wrong}; it needs .venv/bin/python (pathspec)"

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +46,7 @@ def test_scripts_are_strict_and_executable() -> None:
 # --- Against a fake az ------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def fake_az(tmp_path: Path) -> dict[str, str]:
+def fake_az(tmp_path: Path) -> Iterator[dict[str, str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     az = bin_dir / "az"
@@ -56,7 +59,24 @@ def fake_az(tmp_path: Path) -> dict[str, str]:
     state.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AZ", "GRAPHLAKE_"))}
     env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", FAKE_AZ_STATE=str(state))
-    return env
+    yield env
+    for pid in _hung(env):  # a fake az left hanging by a failed test
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _hung(env: dict[str, str]) -> list[int]:
+    """The process ids of the fake az calls that hung (FAKE_AZ_HANG_PUBLISH)."""
+    path = Path(env["FAKE_AZ_STATE"]) / "hung"
+    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _calls(env: dict[str, str]) -> list[list[str]]:
@@ -123,6 +143,72 @@ def test_deploy_is_idempotent(fake_az: dict[str, str]) -> None:
     forced = _run("deploy.sh", fake_az, "-g", "rg-test", "--force-code")
     assert forced.returncode == 0, forced.stderr
     assert sum(c[:4] == ["functionapp", "deployment", "source", "config-zip"] for c in _calls(fake_az)) == 2
+
+
+def _start(script: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """The script in a session of its own, as a terminal runs it: its process group is what Ctrl-C signals."""
+    bash = shutil.which("bash") or "/bin/bash"
+    return subprocess.Popen([bash, str(INFRA / script), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+
+
+def _finish(proc: subprocess.Popen[str], env: dict[str, str], seconds: float, doing: str) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        # The hung az may be outside the script's process group, and holds its output open.
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _hung(env):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"deploy.sh was still running {seconds:.0f} s after {doing}:\n{err[-2000:]}")
+
+
+def _publish_calls(env: dict[str, str]) -> int:
+    return sum(c[:4] == ["functionapp", "deployment", "source", "config-zip"] for c in _calls(env))
+
+
+def test_deploy_bounds_a_hanging_publish(fake_az: dict[str, str]) -> None:
+    # az can hang polling the app's health after the upload; the publish is bounded, so the retry loop gets control
+    # back, says why, and publishes again.
+    env = {**fake_az, "FAKE_AZ_HANG_PUBLISH": "1", "GRAPHLAKE_PUBLISH_TIMEOUT": "3",
+           "GRAPHLAKE_PUBLISH_RETRY_DELAY": "0"}
+    proc = _start("deploy.sh", env, "-g", "rg-test", "-l", "westeurope")
+    _, err = _finish(proc, env, 60, "the publish hung")
+    assert proc.returncode == 0, err
+    assert "publish did not finish within 3 s" in err, err
+    assert "publish failed (attempt 1); retrying in 0 s" in err, err
+    assert _publish_calls(env) == 2
+    assert (Path(env["FAKE_AZ_STATE"]) / "published").exists()
+    (hung,) = _hung(env)
+    assert not _alive(hung), "the hung az is still running"
+
+
+def test_deploy_stops_on_interrupt_during_publish(fake_az: dict[str, str]) -> None:
+    # Ctrl-C during the publish stops the deployment and the az it runs, as it did before the publish was bounded
+    # (timeout moves az out of the terminal's process group, which Ctrl-C signals).
+    env = {**fake_az, "FAKE_AZ_HANG_PUBLISH": "1", "GRAPHLAKE_PUBLISH_TIMEOUT": "600"}
+    proc = _start("deploy.sh", env, "-g", "rg-test", "-l", "westeurope")
+    deadline = time.monotonic() + 60
+    while not _hung(env) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _hung(env), f"the publish never started: {proc.communicate()[1][-2000:]}"
+    os.killpg(proc.pid, signal.SIGINT)
+    _finish(proc, env, 15, "Ctrl-C")
+    assert proc.returncode != 0
+    assert _publish_calls(env) == 1, "an interrupted deployment must not retry"
+    (hung,) = _hung(env)
+    deadline = time.monotonic() + 5
+    while _alive(hung) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(hung), "the interrupted az is still running"
+
+
+def test_deploy_refuses_a_publish_timeout_that_is_not_seconds(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", {**fake_az, "GRAPHLAKE_PUBLISH_TIMEOUT": "20m"}, "-g", "rg-test", "-l", "westeurope")
+    assert proc.returncode != 0 and "GRAPHLAKE_PUBLISH_TIMEOUT" in proc.stderr, proc.stderr
+    assert not [c for c in _calls(fake_az) if c[:1] == ["deployment"]], "nothing may be deployed"
 
 
 def test_deploy_what_if_shows_changes_and_stops(fake_az: dict[str, str]) -> None:
