@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.core.errors import ConfigError
+from shared.core.settings import Settings, load_settings, load_lake_access
+from shared.core.storage import Store, open_store
 from shared.land.normalize import InboundEvent
 from shared.land.retries import Batch, normalize_delivery
-from shared.core.settings import Settings, load_settings
-from shared.core.storage import Store, open_store
+from shared.pull.sinks import open_sink
 
 if TYPE_CHECKING:
-    from shared.pull.fanout import EventSink
+    from detections.realtime import Detector
 
 app = func.FunctionApp()
 log = logging.getLogger("graphlake")
@@ -32,6 +32,18 @@ def _store(url: str) -> Store:
     return open_store(url)
 
 
+def _detector(settings: Settings) -> Detector | None:
+    return _rules(settings.rules_enabled, settings.rules_dir, settings.alert_destinations)
+
+
+@cache
+def _rules(enabled: bool, rules_dir: str, destinations: str) -> Detector | None:
+    # Loaded once per worker, keyed on the settings the rules depend on: loading them costs more than a batch.
+    from detections.realtime import build_detector
+
+    return build_detector(load_settings())
+
+
 @app.timer_trigger(arg_name="timer", schedule="%PULL_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def pull_alerts(timer: func.TimerRequest) -> None:
     # Imported here so the normalize path's cold start never loads msgraph.
@@ -40,7 +52,8 @@ def pull_alerts(timer: func.TimerRequest) -> None:
     settings = load_settings()
     if timer.past_due:
         log.warning("pull_alerts is running late; the watermark makes up for the missed ticks")
-    sink = open_event_sink(settings)
+    # The Function App always sends to Event Hubs: normalize_alerts lands, and runs the rules.
+    sink = open_sink(settings, state=_store(settings.state_url), detector=None, event_hub_only=True)
     try:
         raise_for_failures(asyncio.run(pull_all(settings, _store(settings.state_url), sink)))
     finally:
@@ -60,7 +73,7 @@ def normalize_alerts(events: list[func.EventHubEvent]) -> None:
     result = normalize_delivery(
         [_inbound(event, index, batch.partition) for index, event in enumerate(events)], batch,
         lake=_store(settings.lake_url), state=_store(settings.state_url),
-        max_attempts=settings.normalize_max_attempts)
+        max_attempts=settings.normalize_max_attempts, detector=_detector(settings))
     log.info("graphlake.normalize rows=%d duplicates=%d files=%d quarantined=%d",
              result.rows, result.duplicates, len(result.files), len(result.quarantined))
 
@@ -82,7 +95,7 @@ def reconcile_alerts(timer: func.TimerRequest) -> None:
     from shared.ops.reconcile import raise_for_failures, reconcile_all
 
     settings = load_settings()
-    sink = open_event_sink(settings)
+    sink = open_sink(settings, state=_store(settings.state_url), detector=None, event_hub_only=True)
     try:
         raise_for_failures(asyncio.run(reconcile_all(
             settings, _store(settings.state_url), _store(settings.lake_url), sink)))
@@ -96,15 +109,8 @@ def run_scheduled_rules(timer: func.TimerRequest) -> None:
     from detections.scheduled import run_scheduled
 
     settings = load_settings()
-    run_scheduled(settings.lake_url, _store(settings.state_url), _store(settings.lake_url))
-
-
-def open_event_sink(settings: Settings) -> EventSink:
-    from shared.pull.fanout import EventHubSink
-
-    if not settings.eventhub_namespace:
-        raise ConfigError("setting EventHubConnection__fullyQualifiedNamespace is not set")
-    return EventHubSink(settings.eventhub_namespace)
+    run_scheduled(_detector(settings), settings.lake_url, _store(settings.state_url), _store(settings.lake_url),
+                  access=load_lake_access())
 
 
 def _batch(events: list[func.EventHubEvent]) -> Batch:

@@ -42,7 +42,7 @@ from bench_normalize import PARSE_TIME, MemoryStore, simulator_mix  # noqa: E402
 from detections.engine import evaluate  # noqa: E402
 from detections.event import TableRows  # noqa: E402
 from detections.loader import RULE, SCHEDULED_RULE, load_rules  # noqa: E402
-from detections.realtime import Detector, detect_rows, rules_off  # noqa: E402
+from detections.realtime import Detector, build_detector, detect_rows  # noqa: E402
 from detections.scheduled import run_query  # noqa: E402
 from normalizers.core import canonical  # noqa: E402
 from shared.land.normalize import InboundEvent, _normalize_batch, NormalizeResult, normalize_events  # noqa: E402
@@ -78,10 +78,9 @@ def main() -> None:
     count = len(lines)
 
     def normalize() -> None:
-        with rules_off():
-            for batch in batches:
-                normalize_events([InboundEvent(body=b) for b in batch], lake=MemoryStore(), state=MemoryStore(),
-                                 parse_time=PARSE_TIME)
+        for batch in batches:  # no detector: the rules are off
+            normalize_events([InboundEvent(body=b) for b in batch], lake=MemoryStore(), state=MemoryStore(),
+                             parse_time=PARSE_TIME)
 
     results: list[tuple[str, float, float]] = [("normalize (rules off)", *timed(normalize, args.repeat))]
     results.append(("every column as Python rows (Table.to_pylist)",
@@ -113,10 +112,9 @@ def main() -> None:
     from shared.core.storage import LocalStore
 
     with tempfile.TemporaryDirectory(prefix="graphlake-bench-") as work:
-        with rules_off():
-            for batch in batches:
-                normalize_events([InboundEvent(body=b) for b in batch], lake=LocalStore(work), state=MemoryStore(),
-                                 parse_time=PARSE_TIME)
+        for batch in batches:
+            normalize_events([InboundEvent(body=b) for b in batch], lake=LocalStore(work), state=MemoryStore(),
+                             parse_time=PARSE_TIME)
         connection = connect(work)
         until = datetime.now(UTC) + timedelta(days=1)
         since = until - timedelta(days=30)
@@ -167,9 +165,10 @@ def latency(rounds: int) -> None:
                                    [{"type": "webhook", "url": f"http://127.0.0.1:{server.server_address[1]}/"}])})
             settings = load_settings()
             state, lake = LocalStore(f"{work}/state"), LocalStore(f"{work}/lake")
+            detector = build_detector(settings)
 
             def pull_once() -> float:
-                sink = InProcessSink(lake, state)
+                sink = InProcessSink(lake, state, detector)
                 started = time.monotonic()
                 try:
                     asyncio.run(pull_all(settings, state, sink))

@@ -80,7 +80,9 @@ def bicep_partition_count() -> int:
 class TriggerBatchingSink:
     """Event Hubs and the Functions trigger in one: per-partition queues delivered with host.json's batching."""
 
-    def __init__(self, lake, state, host: dict, partitions: int, landed: dict, stop: threading.Event) -> None:
+    def __init__(self, lake, state, host: dict, partitions: int, landed: dict, stop: threading.Event,
+                 detector=None) -> None:
+        self._detector = detector
         hubs = host["extensions"]["eventHubs"]
         self.max_batch = int(hubs.get("maxEventBatchSize", 100))
         self.min_batch = int(hubs.get("minEventBatchSize", 1))
@@ -138,7 +140,7 @@ class TriggerBatchingSink:
                     continue
                 queue = self._queues[partition]
                 batch = [queue.popleft()[1] for _ in range(min(self.max_batch, len(queue)))]
-            result = normalize_events(batch, lake=self._lake, state=self._state)
+            result = normalize_events(batch, lake=self._lake, state=self._state, detector=self._detector)
             done = time.time()
             self.deliveries += 1
             self.files += len(result.files)
@@ -254,7 +256,10 @@ def main() -> None:
         settings = load_settings()
         state, lake = open_store(settings.state_url), open_store(settings.lake_url)
         stop_all, landed = threading.Event(), {}
-        sink = TriggerBatchingSink(lake, state, host, bicep_partition_count(), landed, stop_all)
+        from detections.realtime import build_detector
+
+        sink = TriggerBatchingSink(lake, state, host, bicep_partition_count(), landed, stop_all,
+                                   build_detector(settings))
 
         # The first run reads the backlog: done before the clock starts, as in a deployment that has been running.
         asyncio.run(pull_all(settings, state, sink))

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from detections.loader import RuleSet, load_rules
 
+if TYPE_CHECKING:
+    from shared.core.settings import LakeAccess
+
 Say = Callable[..., None]
-
-
-def rules_folder(option: str | None) -> str | None:
-    """--rules, else the RULES_DIR setting, else none (the starter pack alone)."""
-    if option:
-        return option
-    from shared.core.settings import load_settings
-
-    return load_settings().rules_dir or None
 
 
 def load_reporting(rules_dir: str | None, say: Say) -> RuleSet:
@@ -29,9 +24,10 @@ def load_reporting(rules_dir: str | None, say: Say) -> RuleSet:
 
 
 def test_command(rules_dir: str | None, say: Say) -> int:
+    """`rules_dir`: the user's folder on top of the starter pack (None: the pack alone)."""
     from detections.testing import run_tests
 
-    rule_set = load_reporting(rules_folder(rules_dir), say)
+    rule_set = load_reporting(rules_dir, say)
     results = run_tests(rule_set)
     for result in results:
         say(result.line())
@@ -42,13 +38,14 @@ def test_command(rules_dir: str | None, say: Say) -> int:
     return 1 if failed or rule_set.refused else 0
 
 
-def replay_command(rules_dir: str | None, lake_url: str, since, until, fmt: str, say: Say) -> int:
+def replay_command(rules_dir: str | None, lake_url: str, since, until, fmt: str, say: Say, *,
+                   access: LakeAccess | None = None) -> int:
     import orjson
 
     from detections.replay import replay
 
-    rule_set = load_reporting(rules_folder(rules_dir), say)
-    result = replay(rule_set, lake_url, since, until)
+    rule_set = load_reporting(rules_dir, say)
+    result = replay(rule_set, lake_url, since, until, access=access)
     if fmt == "json":
         for rule in result.rules:
             say(orjson.dumps(rule.__dict__).decode())

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -66,8 +65,8 @@ class DeliveryFailed(Exception):
     """A destination refused or could not be reached, after retries; the message is one line."""
 
 
-def parse_destinations(text: str, environ: Mapping[str, str] | None = None) -> list[Destination]:
-    env = os.environ if environ is None else environ
+def parse_destinations(text: str, named_setting: Callable[[str], str | None]) -> list[Destination]:
+    """ALERT_DESTINATIONS' destinations; `named_setting` gives the settings it names (`Settings.named_setting`)."""
     if not text.strip():
         return []
     try:
@@ -80,7 +79,7 @@ def parse_destinations(text: str, environ: Mapping[str, str] | None = None) -> l
     out = []
     for index, spec in enumerate(specs):
         name = spec.name or f"{spec.type}-{index + 1}"
-        url = spec.url or (env.get(spec.url_setting, "") if spec.url_setting else "")
+        url = spec.url or ((named_setting(spec.url_setting) or "") if spec.url_setting else "")
         where = f"ALERT_DESTINATIONS {name}"
         if not url:
             raise ConfigError(f"{where}: no url (give url, or url_setting naming a setting that holds it)")
@@ -89,7 +88,7 @@ def parse_destinations(text: str, environ: Mapping[str, str] | None = None) -> l
         if spec.secret_setting:
             if spec.type != "webhook":
                 raise ConfigError(f"{where}: secret_setting signs webhook bodies only")
-            value = env.get(spec.secret_setting, "")
+            value = named_setting(spec.secret_setting) or ""
             if not value:
                 raise ConfigError(f"{where}: setting {spec.secret_setting} (its HMAC key) is empty")
             secret = value.encode()

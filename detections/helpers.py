@@ -1,48 +1,73 @@
 """Helpers a rule may import (`from detections.helpers import deep_get, lookup_csv`).
 
 `deep_get` and `deep_walk` behave as panther-analysis's global helpers of the same names. `lookup_csv` reads a
-lookup table (a CSV with a header row) from the rules folders, the user's folder's rows first, so a rule such as
-the VIP one reads a list the organisation supplies without code changes.
+lookup table (a CSV with a header row) from the rules folders of the rule's own rule set, the user's folder's rows
+first, so a rule such as the VIP one reads a list the organisation supplies without code changes.
 """
 
 from __future__ import annotations
 
 import csv
-from functools import cache
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from detections.event import deep_get, deep_walk
 
-__all__ = ["deep_get", "deep_walk", "lookup_csv", "lookup_values", "set_lookup_folders"]
+__all__ = ["deep_get", "deep_walk", "lookup_csv", "lookup_values"]
 
-_folders: tuple[Path, ...] = ()
+# The name under which the loader puts a rule set's `Lookups` into each of its rules' modules.
+LOOKUPS = "__graphlake_lookups__"
 
 
-def set_lookup_folders(folders: list[Path]) -> None:
-    """Where lookup_csv looks, first folder first (the loader sets the user's folder, then the pack's)."""
-    global _folders
-    _folders = tuple(folders)
-    _read.cache_clear()
-    lookup_values.cache_clear()
+class Lookups:
+    """The lookup tables of one rule set: files under its folders, first folder first (the loader gives the user's
+    folder, then the pack's). Read once per rule set, as a rule asks for them on every row."""
+
+    def __init__(self, folders: Iterable[Path]) -> None:
+        self.folders = tuple(folders)
+        self._files: dict[Path, list[dict[str, str]]] = {}
+        self._values: dict[tuple[str, str], frozenset[str]] = {}
+
+    def csv(self, name: str) -> list[dict[str, str]]:
+        rows: list[dict[str, str]] = []
+        for folder in self.folders:
+            for path in sorted(folder.rglob(name)) if folder.is_dir() else []:
+                if path not in self._files:
+                    self._files[path] = _read(path)
+                rows += self._files[path]
+        return rows
+
+    def values(self, name: str, column: str) -> frozenset[str]:
+        if (name, column) not in self._values:
+            self._values[name, column] = frozenset(
+                v for row in self.csv(name) if (v := row.get(column, "").strip().lower()))
+        return self._values[name, column]
 
 
 def lookup_csv(name: str) -> list[dict[str, str]]:
     """The rows of every file called NAME under the rules folders, the user's folder's first; [] when there is none
     (the rule then matches nothing, instead of every row raising)."""
-    rows: list[dict[str, str]] = []
-    for folder in _folders:
-        for path in sorted(folder.rglob(name)) if folder.is_dir() else []:
-            rows += _read(path)
-    return rows
+    return _calling_rule_lookups().csv(name)
 
 
-@cache
 def lookup_values(name: str, column: str) -> frozenset[str]:
     """The values of one column of lookup table NAME, trimmed and lower-cased, for membership tests on every row."""
-    return frozenset(v for row in lookup_csv(name) if (v := row.get(column, "").strip().lower()))
+    return _calling_rule_lookups().values(name, column)
 
 
-@cache
+def _calling_rule_lookups() -> Lookups:
+    # Rules call these helpers as plain functions (panther-analysis's format), so the rule set is found from the
+    # caller: the nearest frame whose module is a rule's (or a helper module the rule called into).
+    frame = sys._getframe(2)
+    while frame is not None:
+        found = frame.f_globals.get(LOOKUPS)
+        if isinstance(found, Lookups):
+            return found
+        frame = frame.f_back
+    return Lookups(())
+
+
 def _read(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]

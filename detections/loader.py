@@ -134,6 +134,7 @@ class RuleSet:
     refused: list[Refusal]
     folders: list[Path]
     passed_over: dict[str, int] = field(default_factory=dict)  # analysis type -> files of it not loaded
+    lookups: helpers.Lookups = field(default_factory=lambda: helpers.Lookups(()))
 
     def enabled(self, kind: str) -> list[Rule]:
         return [r for r in self.rules if r.enabled and r.kind == kind]
@@ -145,6 +146,8 @@ class RuleSet:
 def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) -> RuleSet:
     """The starter pack, then the user's folder on top (its rule ids win); refusals listed, never raised."""
     folders = ([PACK_DIR] if with_pack else []) + ([_folder(user_dir)] if user_dir else [])
+    # Lookup tables: the user's folder first.
+    lookups = helpers.Lookups(reversed(folders))
     by_id: dict[str, Rule] = {}
     refused: list[Refusal] = []
     passed_over: dict[str, int] = {}
@@ -154,7 +157,7 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
             continue
         for path in _yaml_files(folder):
             try:
-                rule = load_rule(path)
+                rule = load_rule(path, lookups)
             except RuleError as exc:
                 refused.append(Refusal(path, str(exc)))
                 continue
@@ -162,9 +165,7 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
                 passed_over[str(exc)] = passed_over.get(str(exc), 0) + 1
                 continue
             by_id[rule.rule_id] = rule
-    # Lookup tables: the user's folder first.
-    helpers.set_lookup_folders(list(reversed(folders)))
-    return RuleSet(list(by_id.values()), refused, folders, passed_over)
+    return RuleSet(list(by_id.values()), refused, folders, passed_over, lookups)
 
 
 def _folder(user_dir: str | Path) -> Path:
@@ -183,7 +184,8 @@ def _yaml_files(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def load_rule(path: Path) -> Rule:
+def load_rule(path: Path, lookups: helpers.Lookups | None = None) -> Rule:
+    """The rule of one YAML file; its Python sees `lookups` through `lookup_csv` (none: no lookup tables)."""
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -215,7 +217,7 @@ def load_rule(path: Path) -> Rule:
         rule.log_types = _log_types(spec)
         if not filename:
             raise RuleError("Filename is missing: a rule names its Python file")
-        rule.module = _load_module(path, str(filename), rule_id)
+        rule.module = _load_module(path, str(filename), rule_id, lookups)
         if not callable(getattr(rule.module, "rule", None)):
             raise RuleError(f"{filename} defines no rule(event) function")
     else:
@@ -226,7 +228,7 @@ def load_rule(path: Path) -> Rule:
         rule.schedule_minutes = _positive_int(spec, "ScheduleMinutes", None)
         rule.lookback_minutes = _positive_int(spec, "LookbackMinutes", None)
         if filename:
-            rule.module = _load_module(path, str(filename), rule_id)
+            rule.module = _load_module(path, str(filename), rule_id, lookups)
     rule.tests = _tests(spec, kind)
     return rule
 
@@ -302,7 +304,7 @@ def _tests(spec: dict, kind: str) -> list[RuleTest]:
     return tests
 
 
-def _load_module(yml: Path, filename: str, rule_id: str) -> ModuleType:
+def _load_module(yml: Path, filename: str, rule_id: str, lookups: helpers.Lookups | None) -> ModuleType:
     path = yml.parent / filename
     if path.suffix != ".py" or path.parent != yml.parent:
         raise RuleError(f"Filename {filename!r} must be a .py file beside the YAML")
@@ -314,6 +316,7 @@ def _load_module(yml: Path, filename: str, rule_id: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise RuleError(f"{filename} cannot be loaded as Python")
     module = importlib.util.module_from_spec(spec)
+    setattr(module, helpers.LOOKUPS, lookups or helpers.Lookups(()))
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - a rule's own import error is that rule's fault, reported in one line

@@ -1,21 +1,19 @@
 """Rules on the new rows of a normalize batch, before the batch is acknowledged.
 
-`shared.land.normalize.normalize_events` calls `detect_batch` with the table it just wrote, on every path that lands
-alerts (the Event Hub function, `graphlake normalize`, `graphlake pull` without an Event Hub, replay), so they share
-this code. Nothing happens unless RULES_ENABLED is set (or the CLI's --rules). A rule that raises is logged and
-recorded, and the batch and the other rules go on; a storage failure raises like the normalizer's own, so the batch
-is delivered again (match files and alert counts are idempotent).
+The wiring (function_app.py, the CLI) builds a `Detector` from the settings once (`build_detector`) and hands it to
+every path that lands alerts (the Event Hub function, `graphlake normalize`, `graphlake pull` without an Event Hub,
+replay, audit --repair); `shared.land.normalize.normalize_events` calls its `detect` with the table it just wrote,
+so they share this code. None (RULES_ENABLED off) runs nothing. A rule that raises is logged and recorded, and the
+batch and the other rules go on; a storage failure raises like the normalizer's own, so the batch is delivered
+again (match files and alert counts are idempotent).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.core import health
@@ -26,11 +24,10 @@ if TYPE_CHECKING:
     from detections.destinations import Destination
     from detections.engine import RuleFailure
     from detections.loader import RuleSet
+    from shared.core.settings import Settings
     from shared.core.storage import Store
 
 log = logging.getLogger("graphlake.detections")
-_SETTINGS = ("RULES_ENABLED", "RULES_DIR", "ALERT_DESTINATIONS")
-_override: dict[str, str] = {}
 
 
 @dataclass
@@ -55,62 +52,32 @@ class Detector:
     def sends(self) -> bool:
         return bool(self.destinations) or self.destinations_error is not None
 
+    def detect(self, table: pa.Table, *, lake: Store, state: Store, now: datetime) -> DetectionResult | None:
+        """The real-time rules on a table just landed (`shared.land.detect.Detector`)."""
+        if not table.num_rows:
+            return None
+        from detections.event import TableRows
 
-def rules_override(rules_dir: str | None):
-    """Within this, rules run from rules_dir (on top of the pack) whatever the settings say: the CLI's --rules."""
-    return _overriding({"RULES_ENABLED": "true", "RULES_DIR": rules_dir} if rules_dir else {})
-
-
-def rules_off():
-    """Within this, no rule runs whatever the settings say (a rule's own test lake is built this way)."""
-    return _overriding({"RULES_ENABLED": "false"})
+        return detect_rows(self, TableRows(table), lake=lake, state=state, now=now)
 
 
-@contextmanager
-def _overriding(values: dict[str, str]) -> Iterator[None]:
-    previous = dict(_override)
-    _override.update(values)
-    try:
-        yield
-    finally:
-        _override.clear()
-        _override.update(previous)
-
-
-def current_detector() -> Detector | None:
-    """The detector the settings ask for, or None when detections are off."""
-    values = tuple(_override.get(name, os.environ.get(name, "")) for name in _SETTINGS)
-    return _detector(*values)
-
-
-@lru_cache(maxsize=8)
-def _detector(enabled: str, rules_dir: str, destinations: str) -> Detector | None:
+def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector | None:
+    """The detector the settings ask for, or None when detections are off. `rules_dir` (the CLI's --rules) turns
+    them on with that folder, whatever RULES_ENABLED and RULES_DIR say."""
     from detections.destinations import parse_destinations
     from detections.loader import load_rules
     from shared.core.errors import ConfigError
-    from shared.core.settings import load_settings
 
-    settings = load_settings({"RULES_ENABLED": enabled or "false", "RULES_DIR": rules_dir,
-                              "ALERT_DESTINATIONS": destinations})
-    if not settings.rules_enabled:
+    if not (settings.rules_enabled or rules_dir):
         return None
-    rule_set = load_rules(settings.rules_dir or None)
+    rule_set = load_rules(rules_dir or settings.rules_dir or None)
     for refusal in rule_set.refused:
         log.error("graphlake.detections rule refused: %s", refusal)
     try:
-        return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations)))
+        return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations, settings.named_setting)))
     except ConfigError as exc:
         log.error("graphlake.detections %s; alerts wait in the outbox until it is fixed", exc)
         return Detector(rule_set, (), str(exc))
-
-
-def detect_batch(table: pa.Table, *, lake: Store, state: Store, now: datetime | None = None) -> DetectionResult | None:
-    detector = current_detector()
-    if detector is None or not table.num_rows:
-        return None
-    from detections.event import TableRows
-
-    return detect_rows(detector, TableRows(table), lake=lake, state=state, now=now or datetime.now(UTC))
 
 
 def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: Store, state: Store,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -18,6 +19,9 @@ from detections.engine import Match, RuleFailure, evaluate
 from detections.event import TableRows
 from detections.loader import RULE, SCHEDULED_RULE, RuleSet
 from shared.core.errors import GraphlakeError, one_line
+
+if TYPE_CHECKING:
+    from shared.core.settings import LakeAccess
 
 ROWS_PER_BATCH = 10_000
 
@@ -41,13 +45,14 @@ class Replay:
     failures: list[RuleFailure] = field(default_factory=list)
 
 
-def replay(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime) -> Replay:
+def replay(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime, *,
+           access: LakeAccess | None = None) -> Replay:
     """Every rule of the set, enabled or not (a rule is replayed to decide whether to enable it)."""
     from detections.scheduled import evaluate_rows, run_query
     from shared.read.query import connect
 
     result = Replay(since, until)
-    connection = connect(lake_url)
+    connection = connect(lake_url, access=access)
     realtime = [r for r in rule_set.rules if r.kind == RULE]
     matches: dict[str, list[Match]] = defaultdict(list)
     if realtime and "security_alerts" in connection.files:

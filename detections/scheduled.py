@@ -15,7 +15,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,6 +25,9 @@ from detections.loader import SCHEDULED_RULE, Rule
 from shared.core import health
 from shared.core.errors import GraphlakeError, one_line
 from shared.core.storage import Store
+
+if TYPE_CHECKING:
+    from shared.core.settings import LakeAccess
 
 SCHEDULE_PREFIX = "detections/schedule/"
 _PARAMETER = re.compile(r"\$(since|until)\b")
@@ -63,7 +66,7 @@ def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
 
 
 def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: datetime, *,
-            force: bool = False) -> ScheduledReport:
+            force: bool = False, access: LakeAccess | None = None) -> ScheduledReport:
     """Every enabled scheduled rule whose schedule is due (or all, with force), then the outbox."""
     from detections.realtime import deliver_queued, settle
     from shared.read.query import connect
@@ -74,7 +77,7 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
     connection = None
     for rule in due:
         try:
-            connection = connection or connect(lake_url)
+            connection = connection or connect(lake_url, access=access)
             if not connection.files:
                 break  # an empty lake (nothing landed yet): nothing to correlate, and not a rule's failure
             rows = run_query(rule, connection, now - timedelta(minutes=rule.lookback_minutes), now)
@@ -99,7 +102,6 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
 
 def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
     """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts): its Tests run this."""
-    from detections.realtime import rules_off
     from detections.testing import TEST_PARSE_TIME
     from shared.land.normalize import InboundEvent, normalize_events
     from shared.read.query import connect
@@ -107,9 +109,9 @@ def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
 
     with tempfile.TemporaryDirectory(prefix="graphlake-rule-test-") as work:
         lake = LocalStore(f"{work}/lake")
-        with rules_off():
-            result = normalize_events([InboundEvent(orjson.dumps(log)) for log in logs], lake=lake,
-                                      state=LocalStore(f"{work}/state"), parse_time=TEST_PARSE_TIME)
+        # No detector: a rule's test lake runs no rules while it lands.
+        result = normalize_events([InboundEvent(orjson.dumps(log)) for log in logs], lake=lake,
+                                  state=LocalStore(f"{work}/state"), parse_time=TEST_PARSE_TIME)
         if result.quarantined or not result.rows:
             raise ValueError(f"{len(result.quarantined)} of the test's Logs are not alerts the normalizer takes")
         connection = connect(lake.url)
@@ -141,18 +143,16 @@ def _row_key(row: dict[str, Any]) -> str | None:
     return None
 
 
-def run_scheduled(lake_url: str, state: Store, lake: Store, now: datetime | None = None) -> ScheduledReport | None:
+def run_scheduled(detector: Any, lake_url: str, state: Store, lake: Store, now: datetime | None = None, *,
+                  access: LakeAccess | None = None) -> ScheduledReport | None:
     """The run_scheduled_rules timer's work: due scheduled rules, then alerts still waiting for delivery. None when
-    detections are off."""
+    detections are off (no detector)."""
     import logging
     from datetime import UTC
 
-    from detections.realtime import current_detector
-
-    detector = current_detector()
     if detector is None:
         return None
-    report = run_due(detector, lake_url, state, lake, now or datetime.now(UTC))
+    report = run_due(detector, lake_url, state, lake, now or datetime.now(UTC), access=access)
     for failure in report.failures:
         logging.getLogger("graphlake.detections").error("graphlake.detections %s", failure)
     return report

@@ -52,7 +52,7 @@ def test_pull_alerts_sends_every_alert_and_advances_the_watermark(make_pipeline,
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("EventHubConnection__fullyQualifiedNamespace", "graphlake-test.servicebus.windows.net")
     sink = RecordingSink()
-    monkeypatch.setattr(function_app, "open_event_sink", lambda settings: sink)
+    monkeypatch.setattr(function_app, "open_sink", lambda settings, **_: sink)
     function_app.pull_alerts(TimerRequest(past_due=True))
     assert len({(e.properties["alert_id"], e.properties["last_update"]) for e in sink.events}) == 200
     mark = WatermarkStore(open_store(pipe.env["STATE_URL"]), pipe.tenant.tenant_id).load()

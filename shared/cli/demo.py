@@ -12,18 +12,20 @@ anything without that marker (the ./lake that normalize, query and search use, s
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from azure.identity import ClientSecretCredential
+
+from detections.realtime import build_detector
 from shared.core.errors import ConfigError
-from shared.land.local_sink import InProcessSink
-from shared.pull.run import pull_source
-from shared.read.query import connect
 from shared.core.settings import load_settings
 from shared.core.storage import open_store
+from shared.pull.run import pull_source
+from shared.pull.sinks import open_in_process_sink
+from shared.read.query import connect
 from simulator.server import GraphSimulator
 from simulator.tenant import Tenant
 
@@ -62,14 +64,24 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
         _start_empty(folder)
     say(f"Simulating a tenant: {alerts} alerts over the last 7 days from every Microsoft security product...")
     with GraphSimulator(Tenant(seed=seed, alerts=alerts, days=7.0)) as sim:
-        os.environ.update(sim.environment())
-        os.environ.update({"STATE_URL": state_dir, "LAKE_URL": lake_dir, "PULL_DELAY_SECONDS": "0"})
-        settings = load_settings()
+        # The simulator's settings alone, not this shell's: the demo's tenant is the simulator whatever is set.
+        settings = load_settings({**sim.environment(), "STATE_URL": state_dir, "LAKE_URL": lake_dir,
+                                  "PULL_DELAY_SECONDS": "0"})
         [source] = settings.sources()
         state, lake = open_store(state_dir), open_store(lake_dir)
-        sink = InProcessSink(lake, state)
+        # There is no Event Hub in the demo: batches land in this process, whatever EventHubConnection__ says.
+        sink = open_in_process_sink(lake=lake, state=state, detector=build_detector(settings))
+        # The token endpoint's certificate is the simulator's own: trusted for this credential only, so the
+        # process's environment is left alone.
+        credential = ClientSecretCredential(
+            source.tenant_id, source.client_id, settings.named_setting(source.client_secret_setting),
+            authority=settings.graph_authority_host, disable_instance_discovery=True,
+            connection_verify=sim.ca_bundle)
         started = time.perf_counter()
-        summary = asyncio.run(pull_source(source, settings, state, sink))
+        try:
+            summary = asyncio.run(pull_source(source, settings, state, sink, credential=credential))
+        finally:
+            credential.close()
         sink.close()
         took = time.perf_counter() - started
     if summary.error:

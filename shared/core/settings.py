@@ -7,11 +7,12 @@ The README's settings table, `local.settings.json.example` and the Bicep app set
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.core.blob_url import is_loopback_host
@@ -36,6 +37,9 @@ class Source(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=True)
+    # Every variable of the environment the settings were read from, for settings named by another setting (see
+    # named_setting); empty when the settings were built directly.
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
 
     # --- Graph and the sources it is read for ---
     graph_endpoint: str = Field(
@@ -209,6 +213,15 @@ class Settings(BaseSettings):
             client_secret_setting="GRAPH_CLIENT_SECRET" if self.graph_credential == "client_secret" else "",
             certificate_path=self.graph_certificate_path)]
 
+    def named_setting(self, name: str) -> str:
+        """The value of the app setting `name`, named by another setting (GRAPH_SOURCES' client_secret_setting,
+        ALERT_DESTINATIONS' url_setting and secret_setting): the operator chooses those names, so they cannot be
+        fields. "" when it is not set."""
+        for attr, info in type(self).model_fields.items():
+            if info.alias == name:
+                return str(getattr(self, attr))
+        return self._environ.get(name, "")
+
     def provider_hubs(self) -> dict[str, str]:
         if not self.eventhub_provider_hubs.strip():
             return {}
@@ -229,18 +242,46 @@ def _first_error(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Settings from the environment, or a ConfigError naming the first bad setting."""
+def load_settings(environ: Mapping[str, str] | None = None, *, only: Iterable[str] | None = None) -> Settings:
+    """Settings from the environment, or a ConfigError naming the first bad setting. `only`: read just these
+    settings, the others keep their defaults (a command that needs a few is not refused for a bad other one)."""
     env = os.environ if environ is None else environ
+    names = SETTING_NAMES if only is None else tuple(only)
     try:
-        return Settings.model_validate({k: v for k, v in env.items() if k in SETTING_NAMES})
+        settings = Settings.model_validate({k: v for k, v in env.items() if k in names})
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else "settings"
         raise ConfigError(f"setting {name} is invalid: {err['msg']} (got {env.get(name, '')!r:.60})") from None
+    settings._environ = dict(env)
+    return settings
+
+
+class LakeAccess(BaseModel):
+    """How `graphlake query` and `search` reach a remote lake whose URL does not name everything: the Azure SDK's
+    own variables, not app settings (the Function App's LAKE_URL names its account). Read apart from `Settings`, so
+    that a search is not refused for a bad setting it never uses."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    account_name: str = Field("", alias="AZURE_STORAGE_ACCOUNT_NAME",
+                              description="The account of an az:// or abfs://<container> lake URL.")
+    connection_string: str = Field("", alias="AZURE_STORAGE_CONNECTION_STRING", repr=False,
+                                   description="Else the account and key of such a URL.")
+    client_id: str = Field("", alias="AZURE_CLIENT_ID",
+                           description="The user-assigned identity DefaultAzureCredential uses (azure-identity reads "
+                                       "it itself; named in errors).")
+
+
+def load_lake_access(environ: dict[str, str] | None = None) -> LakeAccess:
+    env = os.environ if environ is None else environ
+    return LakeAccess.model_validate({f.alias: env[f.alias] for f in LakeAccess.model_fields.values()
+                                      if f.alias in env})
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.alias for f in Settings.model_fields.values() if f.alias)
+# What the real-time rules are built from (detections.realtime.build_detector).
+RULES_SETTINGS: tuple[str, ...] = ("RULES_ENABLED", "RULES_DIR", "ALERT_DESTINATIONS")
 
 # Settings the Functions host reads, not our code; the Bicep must set them, the code never touches them.
 HOST_SETTING_PREFIXES: tuple[str, ...] = (

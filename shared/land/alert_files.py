@@ -30,6 +30,7 @@ from shared.core.errors import GraphlakeError
 
 if TYPE_CHECKING:
     from shared.core.storage import Store
+    from shared.land.detect import Detector
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Longest first: the UTF-32 marks begin with the UTF-16 ones.
@@ -332,7 +333,8 @@ class Landing:
     quarantined: list[Quarantined] = field(default_factory=list)
 
 
-def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[str, str]) -> Landing:
+def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[str, str],
+               detector: Detector | None = None) -> Landing:
     """Normalize the alerts of the files `names` ("-" is stdin) into `lake`; quarantine in `state` every record
     that is refused here or by the normalizer, with its reason and location."""
     # Imported here: the normalizer loads pyarrow, which reading a file does not need.
@@ -351,7 +353,7 @@ def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[
                 landing.quarantined.append(Quarantined(record.location, record.refused, copy))
             else:
                 events.append(InboundEvent(body=record.body, properties=properties, metadata=metadata))
-    result = normalize_events(events, lake=lake, state=state)
+    result = normalize_events(events, lake=lake, state=state, detector=detector)
     landing.rows, landing.duplicates = result.rows, result.duplicates
     seen: dict[str, dict] = {}
     for copy in result.quarantined:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from azure.eventhub import EventDataBatch
 
+from shared.land.detect import Detector
 from shared.land.normalize import InboundEvent, NormalizeResult, normalize_events
 from shared.core.storage import Store
 
@@ -20,9 +21,10 @@ class InProcessSink:
     """Buffers a slice's batches and normalizes them together on flush, so a slice makes one file per day
     partition instead of one per provider batch."""
 
-    def __init__(self, lake: Store, state: Store) -> None:
+    def __init__(self, lake: Store, state: Store, detector: Detector | None = None) -> None:
         self._lake = lake
         self._state = state
+        self._detector = detector
         self._pending: list[InboundEvent] = []
         self.result = NormalizeResult()
 
@@ -40,7 +42,7 @@ class InProcessSink:
     def flush(self) -> None:
         if not self._pending:
             return
-        done = normalize_events(self._pending, lake=self._lake, state=self._state)
+        done = normalize_events(self._pending, lake=self._lake, state=self._state, detector=self._detector)
         self._pending = []
         self.result.rows += done.rows
         self.result.duplicates += done.duplicates

@@ -19,12 +19,12 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from detections.realtime import detect_batch
 from normalizers import AlertBatch, new_batch
 from normalizers.names import TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
 from shared.core.errors import one_line
 from shared.core.event_format import CLAIM_CHECK_KEY, CLAIM_CHECK_PREFIX
+from shared.land.detect import Detector
 from shared.land.lake_writer import write_table
 from shared.land.quarantine import quarantine
 from shared.core.storage import Store
@@ -53,7 +53,7 @@ class BadEvent(Exception):
     """The event can never become a row (not JSON, not an alert, a claim check that is gone)."""
 
 
-def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Store,
+def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Store, detector: Detector | None = None,
                      parse_time: datetime | None = None) -> NormalizeResult:
     result = NormalizeResult()
     with _gc_paused():
@@ -61,8 +61,9 @@ def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Stor
     if table.num_rows:
         result.files = write_table(lake, table, table_name=TABLE, parquet_options=PARQUET_WRITE_OPTIONS)
         result.rows = table.num_rows
-        # Rules run on the rows just landed, before the caller acknowledges the batch (off unless RULES_ENABLED).
-        detect_batch(table, lake=lake, state=state)
+        # Rules run on the rows just landed, before the caller acknowledges the batch (None: detections are off).
+        if detector is not None:
+            detector.detect(table, lake=lake, state=state, now=datetime.now(UTC))
     return result
 
 

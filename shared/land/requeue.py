@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from shared.land.detect import Detector
 from shared.land.normalize import InboundEvent, normalize_events
 from shared.land.quarantine import PREFIX
 from shared.core.storage import Store
@@ -45,7 +46,8 @@ class ReplaySummary:
         return out
 
 
-def replay(state: Store, lake: Store, *, batch_events: int = BATCH_EVENTS) -> ReplaySummary:
+def replay(state: Store, lake: Store, *, detector: Detector | None = None,
+           batch_events: int = BATCH_EVENTS) -> ReplaySummary:
     summary = ReplaySummary()
     # Listed first: documents re-quarantined on today's date must not come round again in the same run.
     listed = [name for name in state.list(PREFIX) if name.endswith(".json")]
@@ -67,7 +69,7 @@ def replay(state: Store, lake: Store, *, batch_events: int = BATCH_EVENTS) -> Re
         if not events:
             continue
         # Raises (storage down) before anything is removed: every document of the batch stays.
-        result = normalize_events(events, lake=lake, state=state)
+        result = normalize_events(events, lake=lake, state=state, detector=detector)
         summary.rows += result.rows
         again = {name.rsplit("/", 1)[1].removesuffix(".json") for name in result.quarantined}
         for event, name in zip(events, origin):

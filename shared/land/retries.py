@@ -29,6 +29,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 
 from shared.core import health
 from shared.core.errors import ConfigError, EndpointUnreachable, one_line
+from shared.land.detect import Detector
 from shared.land.normalize import InboundEvent, NormalizeResult, normalize_events, quarantine_event
 from shared.core.storage import Store
 
@@ -55,7 +56,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: Store, state: Store,
-                       max_attempts: int, now: datetime | None = None) -> NormalizeResult:
+                       max_attempts: int, detector: Detector | None = None,
+                       now: datetime | None = None) -> NormalizeResult:
     """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up."""
     previous = health.previous(state, COMPONENT, batch.partition)
     same_batch = "batch_first_sequence" in previous and previous["batch_first_sequence"] == batch.first_sequence
@@ -72,7 +74,7 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
     _record(state, batch, now, **{"result": "ok", "error": None, **carried}, consecutive_failures=failures,
             batch_attempts=attempts, in_flight=batch.first_sequence)
     try:
-        result = normalize_events(events, lake=lake, state=state)
+        result = normalize_events(events, lake=lake, state=state, detector=detector)
     except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
         error = one_line(exc, with_type=True)
         failures += 1

@@ -7,7 +7,6 @@ authentication, the middleware pipeline and its RetryHandler (429 with Retry-Aft
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -81,8 +80,7 @@ class _MeterAndLimit(BaseMiddleware):
         return response
 
 
-def make_credential(source: Source, settings: Settings, environ: dict[str, str] | None = None):
-    env = os.environ if environ is None else environ
+def make_credential(source: Source, settings: Settings):
     authority = settings.graph_authority_host
     # Instance discovery only knows Microsoft's clouds; a private authority (the simulator) must skip it.
     known_cloud = authority.removeprefix("https://").rstrip("/") in {
@@ -93,7 +91,7 @@ def make_credential(source: Source, settings: Settings, environ: dict[str, str] 
     if source.credential == "managed_identity":
         return ManagedIdentityCredential(client_id=source.client_id or None)
     if source.credential == "client_secret":
-        secret = env.get(source.client_secret_setting, "")
+        secret = settings.named_setting(source.client_secret_setting) if source.client_secret_setting else ""
         if not source.client_id:
             raise ConfigError(f"source {source.id}: client_secret needs a client id (GRAPH_CLIENT_ID)")
         if not secret:

@@ -9,7 +9,8 @@ A lake URL is one of
 - the LAKE_URL form https://<account>.blob.core.windows.net/<container>[/<prefix>], or the emulator's
   path-style http://127.0.0.1:<port>/devstoreaccount1/<container>[/<prefix>];
 - abfs[s]://<container>@<account>.dfs.core.windows.net[/<prefix>], or az:// / abfs:// <container>[/<prefix>]
-  with the account from AZURE_STORAGE_ACCOUNT_NAME (or AZURE_STORAGE_CONNECTION_STRING), as adlfs reads them.
+  with the account from AZURE_STORAGE_ACCOUNT_NAME (or AZURE_STORAGE_CONNECTION_STRING), as adlfs reads them
+  (passed in as a `LakeAccess`, read by the settings module).
 Azure is reached with azure-identity's DefaultAzureCredential (a managed identity, `az login`, ...); the emulator
 with its published development key.
 
@@ -19,10 +20,10 @@ A table is a top-level folder holding `year=YYYY/month=MM/day=DD/<file>.parquet`
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import fsspec
@@ -38,6 +39,9 @@ from shared.core.blob_url import (
 )
 from shared.core.errors import ConfigError, EndpointUnreachable, GraphlakeError, one_line
 from shared.core.layout import parse_partition_file
+
+if TYPE_CHECKING:
+    from shared.core.settings import LakeAccess
 
 _AZURE_SCHEMES = ("az", "abfs", "abfss")
 # The first request to a remote lake: together well inside the 15 s a person waits for an answer.
@@ -158,8 +162,9 @@ class Lake:
         return f"{self.protocol}{self.root.rstrip('/')}/{table}/year=*/month=*/day=*/*.parquet"
 
 
-def open_lake(url: str) -> Lake:
-    """The lake at `url` (see the module docstring), ready to list and to register with DuckDB."""
+def open_lake(url: str, access: LakeAccess | None = None) -> Lake:
+    """The lake at `url` (see the module docstring), ready to list and to register with DuckDB. `access`: the
+    account (or connection string) of an az:// URL that names none, and the identity errors name; None: none."""
     if not url or not url.strip():
         raise ConfigError("--lake is empty: give a local folder, https://<account>.blob.core.windows.net/<container>"
                           " or az://<container>")
@@ -170,23 +175,24 @@ def open_lake(url: str) -> Lake:
             raise ConfigError(f"--lake {url}: no such folder (run `graphlake pull` or `graphlake demo` first)")
         return Lake(url, root.as_posix(), fsspec.filesystem("file"), "")
     if scheme in ("http", "https"):
-        return _blob_url_lake(url)
+        return _blob_url_lake(url, access)
     if scheme in _AZURE_SCHEMES:
-        return _adlfs_url_lake(url)
+        return _adlfs_url_lake(url, access)
     raise ConfigError(f"--lake {url}: unsupported scheme {scheme}://; use a local folder, "
                       "https://<account>.blob.core.windows.net/<container> or az://<container>")
 
 
-def _blob_url_lake(url: str) -> Lake:
+def _blob_url_lake(url: str, access: LakeAccess | None) -> Lake:
     location = parse_blob_url(url)
     if location.is_emulator:
-        return _lake(url, location, "the emulator's development key", connection_string=(
+        return _lake(url, location, access, "the emulator's development key", connection_string=(
             f"DefaultEndpointsProtocol=http;AccountName={location.account};AccountKey={EMULATOR_KEY};"
             f"BlobEndpoint={location.account_url};"))
-    return _lake(url, location, account_name=location.account, account_host=urlsplit(location.account_url).netloc)
+    return _lake(url, location, access, account_name=location.account,
+                 account_host=urlsplit(location.account_url).netloc)
 
 
-def _adlfs_url_lake(url: str) -> Lake:
+def _adlfs_url_lake(url: str, access: LakeAccess | None) -> Lake:
     parts = urlsplit(url)
     container, _, host = unquote(parts.netloc).partition("@")
     prefix = tuple(unquote(p) for p in parts.path.split("/") if p)
@@ -194,22 +200,23 @@ def _adlfs_url_lake(url: str) -> Lake:
         account, _, suffix = host.partition(".")
         location = BlobLocation(account, f"https://{account}.{suffix.replace('dfs.', 'blob.', 1)}", container, prefix)
         check_container_name(url, container)
-        return _lake(url, location, account_name=account, account_host=urlsplit(location.account_url).netloc)
+        return _lake(url, location, access, account_name=account,
+                     account_host=urlsplit(location.account_url).netloc)
     check_container_name(url, container)
-    location = BlobLocation(os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", ""), "", container, prefix)
+    location = BlobLocation(access.account_name if access else "", "", container, prefix)
     if location.account:
-        return _lake(url, location, account_name=location.account)
-    connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        return _lake(url, location, access, account_name=location.account)
+    connection_string = access.connection_string if access else ""
     if connection_string:
         fields = dict(part.partition("=")[::2] for part in connection_string.split(";") if part)
         location = BlobLocation(fields.get("AccountName", ""), "", container, prefix)
-        return _lake(url, location, "AZURE_STORAGE_CONNECTION_STRING", connection_string=connection_string)
+        return _lake(url, location, access, "AZURE_STORAGE_CONNECTION_STRING", connection_string=connection_string)
     raise ConfigError(f"--lake {url} does not say which storage account: use abfs://<container>@<account>"
                       ".dfs.core.windows.net/..., https://<account>.blob.core.windows.net/<container>, or set "
                       "AZURE_STORAGE_ACCOUNT_NAME")
 
 
-def _lake(url: str, location: BlobLocation, credential: str = "", **options: str) -> Lake:
+def _lake(url: str, location: BlobLocation, access: LakeAccess | None, credential: str = "", **options: str) -> Lake:
     """A remote lake through adlfs: with `options["connection_string"]` (whose key `credential` names), else with
     azure-identity's DefaultAzureCredential."""
     # Imported here: adlfs pulls in aiohttp and the async Azure SDK, which local lakes never need.
@@ -220,7 +227,7 @@ def _lake(url: str, location: BlobLocation, credential: str = "", **options: str
 
         # Honours AZURE_CLIENT_ID (a user-assigned managed identity), like the writers' credential.
         options["credential"] = DefaultAzureCredential()
-        client_id = os.environ.get("AZURE_CLIENT_ID")
+        client_id = access.client_id if access else ""
         credential = "DefaultAzureCredential" + (f" (AZURE_CLIENT_ID {client_id})" if client_id else
                                                  " (managed identity, environment, az login, ...)")
     return Lake(url, "/".join([location.container, *location.prefix]), adlfs.AzureBlobFileSystem(**options),

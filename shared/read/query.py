@@ -15,12 +15,16 @@ from __future__ import annotations
 import re
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from shared.read import views
 from shared.core.errors import ConfigError, GraphlakeError, one_line
 from shared.read.lake_reader import Lake, LakeFile, open_lake
+
+if TYPE_CHECKING:
+    from shared.core.settings import LakeAccess
 
 
 @dataclass
@@ -112,10 +116,11 @@ def _writes(con: duckdb.DuckDBPyConnection, statement) -> str | None:
     return f"a {kind.name} statement"
 
 
-def connect(lake_url: str, *, with_views: bool = True, allow_local_files: bool = False) -> LakeConnection:
+def connect(lake_url: str, *, with_views: bool = True, allow_local_files: bool = False,
+            access: LakeAccess | None = None) -> LakeConnection:
     """DuckDB on the lake, sandboxed to it unless `allow_local_files`. Without views nothing is read but the file
-    listing (a search reads only its days)."""
-    lake = open_lake(lake_url)
+    listing (a search reads only its days). `access`: see `open_lake`."""
+    lake = open_lake(lake_url, access)
     con = duckdb.connect()
     if not lake.is_local:
         con.register_filesystem(lake.filesystem)

@@ -26,10 +26,11 @@ from detections.destinations import SIGNATURE_HEADER, parse_destinations
 from detections.engine import Match, match_id
 from detections.loader import load_rules
 from detections.matches import TABLE as MATCHES
-from detections.realtime import Detector, detect_rows
+from detections.realtime import Detector, build_detector, detect_rows
 from shared.core import health
 from shared.cli import main
 from shared.core.errors import ConfigError
+from shared.core.settings import load_settings
 from shared.land.lake_writer import read_table
 from shared.land.normalize import InboundEvent, normalize_events
 from shared.core.storage import open_store
@@ -93,8 +94,10 @@ def use_detections(monkeypatch, lake: str, state: str, hooks: str, rules_dir: st
         monkeypatch.setenv(name, value)
 
 
-def land(alerts: list[dict], lake: str, state: str) -> None:
-    normalize_events([InboundEvent(orjson.dumps(a)) for a in alerts], lake=open_store(lake), state=open_store(state))
+def land(alerts: list[dict], lake: str, state: str, detector: Detector | None = None) -> None:
+    """Land as the Event Hub function does, with the rules the settings in the environment ask for."""
+    normalize_events([InboundEvent(orjson.dumps(a)) for a in alerts], lake=open_store(lake), state=open_store(state),
+                     detector=detector or build_detector(load_settings()))
 
 
 def passthrough(received: list[dict]) -> list[dict]:
@@ -167,7 +170,7 @@ def identity_rows(count: int, start: int) -> list[dict]:
 
 def test_one_alert_per_dedup_and_period_sent_once_the_threshold_is_reached(tmp_path, receiver):
     rule_set = load_rules(burst_rules(tmp_path), with_pack=False)
-    detector = Detector(rule_set, tuple(parse_destinations(destinations(receiver.url))))
+    detector = Detector(rule_set, tuple(parse_destinations(destinations(receiver.url), {}.get)))
     lake, state = open_store(str(tmp_path / "lake")), open_store(str(tmp_path / "state"))
 
     def run(rows, minutes):
@@ -309,13 +312,13 @@ def test_teams_and_slack_get_their_message_shapes(tmp_path, monkeypatch, receive
 ])
 def test_bad_destinations_are_one_line(text, expected):
     with pytest.raises(ConfigError, match=None) as caught:
-        parse_destinations(text, {})
+        parse_destinations(text, {}.get)
     assert expected in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_a_destination_url_from_a_setting(monkeypatch):
     [destination] = parse_destinations('[{"type": "slack", "url_setting": "SLACK_URL"}]',
-                                       {"SLACK_URL": "https://hooks.slack.example/services/T/B/x"})
+                                       {"SLACK_URL": "https://hooks.slack.example/services/T/B/x"}.get)
     assert (destination.name, destination.url) == ("slack-1", "https://hooks.slack.example/services/T/B/x")
 
 
@@ -344,9 +347,11 @@ def test_two_normalizer_instances_at_once_send_one_alert_with_every_match_counte
     batches = [[{**template, "id": f"burst-{instance}-{batch}-{i}"} for i in range(2)]
                for instance in range(2) for batch in range(5)]
 
+    detector = build_detector(load_settings())
+
     def instance(mine: list[list[dict]]) -> None:
         for alerts in mine:  # each instance its own stores, as two Function hosts
-            land(alerts, lake, state)
+            land(alerts, lake, state, detector)
 
     threads = [threading.Thread(target=instance, args=(batches[k::2],)) for k in range(2)]
     for t in threads:

@@ -10,7 +10,6 @@ import orjson
 from click.testing import CliRunner
 
 from detections.loader import SCHEDULED_RULE, load_rules
-from detections.realtime import rules_off
 from shared.cli import main
 from shared.land.normalize import InboundEvent, normalize_events
 from shared.core.storage import open_store
@@ -35,9 +34,8 @@ def test_replay_counts_matches_and_alerts_per_rule_and_changes_nothing(tmp_path,
                  for log in test.log]
     cloud_apps = orjson.loads((GOLDEN / "cloud_apps.input.json").read_bytes())
     lake, state = tmp_path / "lake", tmp_path / "state"
-    with rules_off():
-        normalize_events([InboundEvent(orjson.dumps(a)) for a in versions + identity[1:] + scheduled + cloud_apps],
-                         lake=open_store(str(lake)), state=open_store(str(state)))
+    normalize_events([InboundEvent(orjson.dumps(a)) for a in versions + identity[1:] + scheduled + cloud_apps],
+                     lake=open_store(str(lake)), state=open_store(str(state)))
     before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     rules = tmp_path / "rules"
     rules.mkdir()

@@ -228,3 +228,18 @@ def test_rule_level_unit_tests_run_too(tmp_path):
     assert "PASS  unit: helpers_test.RuleTest.test_high  (passed)" in result.output
     assert "FAIL  unit: helpers_test.RuleTest.test_wrong  (AssertionError: False is not true : low is not high)" \
         in result.output
+
+
+def test_each_rule_set_reads_the_lookup_tables_of_its_own_folders(tmp_path):
+    # Two folders with a VIP list each, loaded one after the other, as a worker and a backtest might: each rule set's
+    # rules see their own folder's list (and the pack's), never the one loaded last.
+    vip_row = {"p_any_usernames": ["alice@contoso.com"], "severity": "high"}
+    sets = {}
+    for name, vips in (("first", "user\nalice@contoso.com\n"), ("second", "user\nbob@contoso.com\n")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "vip_users.csv").write_text(vips)
+        sets[name] = load_rules(folder)
+    matched = {name: sets[name].by_id("Graphlake.VIP.UserAlert").matches(RuleEvent(vip_row)) for name in sets}
+    assert matched == {"first": True, "second": False}
+    assert load_rules(tmp_path / "first").lookups.values("vip_users.csv", "user") >= {"alice@contoso.com"}

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from detections.destinations import parse_destinations
 from detections.loader import SCHEDULED_RULE, load_rules
 from detections.matches import TABLE as MATCHES
-from detections.realtime import Detector, rules_off
+from detections.realtime import Detector
 from detections.scheduled import run_due
 from shared.cli import main
 from shared.land.lake_writer import read_table
@@ -36,10 +36,9 @@ def test_scheduled_rules_on_azurite(azurite, receiver):  # noqa: F811
     rule_set = load_rules()
     lake_url, state_url = azurite.container_url(), azurite.container_url()
     lake, state = open_store(lake_url), open_store(state_url)
-    with rules_off():
-        normalize_events([InboundEvent(orjson.dumps(a)) for a in positive_logs(rule_set)], lake=lake, state=state)
+    normalize_events([InboundEvent(orjson.dumps(a)) for a in positive_logs(rule_set)], lake=lake, state=state)
     hooks = json.dumps([{"type": "webhook", "url": receiver.url, "backoff_seconds": 0}])
-    detector = Detector(rule_set, tuple(parse_destinations(hooks)))
+    detector = Detector(rule_set, tuple(parse_destinations(hooks, {}.get)))
 
     report = run_due(detector, lake_url, state, lake, NOW)
     assert report.failures == [] and report.matches == EXPECTED
@@ -76,8 +75,7 @@ def test_a_scheduled_rule_whose_sql_fails_is_reported_and_the_others_run(tmp_pat
     rule_set = load_rules(folder)
     lake_url, state_url = str(tmp_path / "lake"), str(tmp_path / "state")
     lake, state = open_store(lake_url), open_store(state_url)
-    with rules_off():
-        normalize_events([InboundEvent(orjson.dumps(a)) for a in positive_logs(rule_set)], lake=lake, state=state)
+    normalize_events([InboundEvent(orjson.dumps(a)) for a in positive_logs(rule_set)], lake=lake, state=state)
     report = run_due(Detector(rule_set, ()), lake_url, state, lake, NOW)
     [failure] = report.failures
     assert failure.rule_id == "Custom.Broken" and "no_such_table" in failure.error

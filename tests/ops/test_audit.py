@@ -110,8 +110,8 @@ def test_reconcile_alerts_repairs_alerts_later_than_the_overlap_and_reports_them
         monkeypatch.setenv(name, value)
     lake, state = open_store(pipe.env["LAKE_URL"]), open_store(pipe.env["STATE_URL"])
     sinks = []
-    monkeypatch.setattr(function_app, "open_event_sink",
-                        lambda settings: sinks.append(InProcessSink(lake, state)) or sinks[-1])
+    monkeypatch.setattr(function_app, "open_sink",
+                        lambda settings, **_: sinks.append(InProcessSink(lake, state)) or sinks[-1])
     assert run(pipe, "pull", "--once").exit_code == 0
     first_mark = _watermark(state, pipe)
 

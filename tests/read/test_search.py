@@ -126,8 +126,8 @@ def local_lake(tmp_path_factory) -> str:
 
 
 def _search(lake_url: str, since_days: float = 30, until: dt.datetime | None = None, all_versions: bool = False,
-            **options: list[str]):
-    return search(connect(lake_url, with_views=False), terms_for(options), NOW - dt.timedelta(days=since_days),
+            access=None, **options: list[str]):
+    return search(connect(lake_url, with_views=False, access=access), terms_for(options), NOW - dt.timedelta(days=since_days),
                   until or NOW + dt.timedelta(minutes=1), all_versions=all_versions)
 
 
@@ -296,7 +296,10 @@ def test_an_azure_lake_by_az_url_with_the_account_from_the_environment(azurite, 
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
         f"AccountKey={EMULATOR_KEY};BlobEndpoint={azurite.endpoint};"))
-    assert _ids(_search(f"az://{container}", ip=["203.0.113.7"]))["okta_systemlog"] == ["e-1"]
+    from shared.core.settings import load_lake_access
+
+    assert _ids(_search(f"az://{container}", access=load_lake_access(), ip=["203.0.113.7"]))["okta_systemlog"] == \
+        ["e-1"]
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     bad = run("search", "--lake", f"az://{container}", "--ip", "203.0.113.7")
     assert bad.exit_code == 2 and "does not say which storage account" in bad.output

@@ -1,0 +1,201 @@
+"""The commands that bring alerts in: simulate, pull, normalize, replay, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from shared.cli import wiring
+from shared.cli.render import count, print_rows, print_search
+from shared.cli.times import parse_time, seconds_to_next
+
+RULES_HELP = ("Run the detection rules of this folder (and the starter pack) on every new row, as RULES_ENABLED "
+              "with RULES_DIR does.")
+
+
+@click.command()
+@click.option("--lake", default=".demo/lake", show_default=True,
+              help="The demo's lake folder, emptied on every run; a folder with files the demo did not make is refused.")
+@click.option("--state", default=".demo/state", show_default=True,
+              help="The demo's watermark and quarantine folder, emptied and refused alike.")
+@click.option("--alerts", default=3000, show_default=True, help="Alerts in the simulated tenant.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated tenant: same seed, same alerts.")
+def demo(lake: str, state: str, alerts: int, seed: int) -> None:
+    """Pull a simulated tenant into a local lake, then summarise it and run one indicator search."""
+    from shared.cli.demo import run_demo
+    from shared.read.query import connect
+    from shared.read.search import search, terms_for
+
+    ip = run_demo(lake, state, alerts, seed, show=lambda columns, rows: print_rows(columns, rows, "table"),
+                  say=click.echo)
+    if ip:
+        click.echo(f"\nIndicator search: where else did {ip}, from a pass-the-hash alert, show up?\n"
+                   f"$ graphlake search --lake {lake} --ip {ip}\n")
+        start, end = datetime.now(UTC) - timedelta(days=30), datetime.now(UTC)
+        result = search(connect(lake, with_views=False), terms_for({"ip": [ip]}), start, end, limit=10)
+        print_search(result, lake, start, end, "table")
+    click.echo(f"\nExplore: graphlake query --lake {lake} \"SELECT * FROM security_alerts_latest LIMIT 5\"")
+
+
+@click.command()
+@click.option("--port", default=0, show_default=True, help="Graph port (the token endpoint takes the next one); "
+                                                           "0 picks free ports.")
+@click.option("--alerts", default=3000, show_default=True, help="Alerts in the simulated tenant.")
+@click.option("--days", default=7.0, show_default=True, help="How many days back the alerts' createdDateTime go.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated tenant: same seed, same alerts.")
+@click.option("--live/--static", default=True, show_default=True,
+              help="Keep creating and updating alerts (late, as Graph shows them) while serving.")
+@click.option("--throttle", type=int, default=None, help="Answer 429 past this many calls a minute.")
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of calls answered 5xx.")
+@click.option("--drop-next-link", type=float, default=0.0, show_default=True,
+              help="Share of full pages sent without @odata.nextLink.")
+@click.option("--updates-during-paging", type=int, default=0, show_default=True,
+              help="Before each page after a query's first, update this many alerts its earlier pages served, so "
+                   "later alerts move up onto pages already read.")
+@click.option("--unstable-order", is_flag=True, help="Order alerts created in the same hour differently on every "
+                                                      "request.")
+@click.option("--malformed-timestamps", type=float, default=0.0, show_default=True,
+              help="Share of alerts whose lastUpdateDateTime is printed without its zone.")
+@click.option("--late-seconds", type=float, default=240.0, show_default=True,
+              help="Live mode: new versions show up to this many seconds after their lastUpdateDateTime ...")
+@click.option("--late-tail", type=float, default=0.0, show_default=True,
+              help="... except this share, which shows up to --late-tail-max seconds late (log-uniform).")
+@click.option("--late-tail-max", type=float, default=7200.0, show_default=True,
+              help="Live mode: the latest the late tail shows up, in seconds after its lastUpdateDateTime.")
+def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttle: int | None, error_rate: float,
+             drop_next_link: float, updates_during_paging: int, unstable_order: bool, malformed_timestamps: float,
+             late_seconds: float, late_tail: float, late_tail_max: float) -> None:
+    """Serve a simulated alerts_v2 tenant on 127.0.0.1 and print the settings that point graphlake at it."""
+    from simulator.faults import Faults
+    from simulator.lateness import Lateness
+    from simulator.server import run_forever
+
+    run_forever(port=port, alerts=alerts, seed=seed, days=days, live=live, faults=Faults(
+        rate_limit_per_window=throttle, error_rate=error_rate, drop_next_link_rate=drop_next_link,
+        page_updates=updates_during_paging, unstable_order=unstable_order,
+        malformed_timestamp_rate=malformed_timestamps, seed=seed),
+        lateness=Lateness(typical_seconds=late_seconds, tail_share=late_tail, tail_max_seconds=late_tail_max))
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="One run, then exit (default: run on PULL_SCHEDULE, like the timer).")
+@click.option("--since", help="Backfill from this time (ISO 8601, or 7d / 12h ago) instead of the watermark.")
+@click.option("--rules", "rules_dir", help=RULES_HELP)
+def pull(once: bool, since: str | None, rules_dir: str | None) -> None:
+    """Pull alerts with the app's settings, read from environment variables.
+
+    Without an Event Hub (EventHubConnection__fullyQualifiedNamespace empty) alerts are normalized in-process into
+    LAKE_URL.
+    """
+    from shared.core.settings import load_settings
+
+    settings = load_settings()
+    start = parse_time(since, "--since") if since else None
+    detector = wiring.detector(settings, rules_dir)
+    while True:
+        summaries = _pull_once(settings, start, detector)
+        for summary in summaries:
+            click.echo(summary.to_json())
+            if summary.error:
+                click.echo(f"graphlake: source {summary.source_id}: {summary.error}", err=True)
+        if once or start:
+            failed = [s for s in summaries if s.error]
+            sys.exit(1 if failed else 0)
+        time.sleep(seconds_to_next(settings.pull_schedule))
+
+
+def _pull_once(settings, since: datetime | None, detector):
+    from tqdm import tqdm
+
+    from shared.core.storage import open_store
+    from shared.pull.run import pull_all
+    from shared.pull.sinks import open_sink
+
+    state = open_store(settings.state_url)
+    sink = open_sink(settings, state=state, detector=detector)
+    bar = tqdm(unit=" alerts", disable=not since or not sys.stderr.isatty(), desc="backfill")
+
+    def progress(piece, count: int) -> None:
+        bar.set_postfix_str(piece.end.strftime("%Y-%m-%d %H:%M"))
+        bar.update(count)
+
+    try:
+        return asyncio.run(pull_all(settings, state, sink, since=since, progress=progress))
+    finally:
+        bar.close()
+        sink.close()
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True, metavar="FILE...")
+@click.option("--lake", default="lake", show_default=True, help="Lake folder or blob URL.")
+@click.option("--state", default="state", show_default=True, help="Where quarantined input goes.")
+@click.option("--source-id", default="", help="p_source_id of the rows (default: each alert's tenantId).")
+@click.option("--source-label", default="Microsoft Graph", show_default=True, help="p_source_label of the rows.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing when every record landed; else one line on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="List every quarantined record: its location and reason.")
+@click.option("--rules", "rules_dir", help=RULES_HELP)
+def normalize(sources: tuple[str, ...], lake: str, state: str, source_id: str, source_label: str, quiet: bool,
+              verbose: bool, rules_dir: str | None) -> None:
+    """Normalize the alerts of each FILE (- for stdin) into the lake.
+
+    A file holds one alert or a Graph page ({"value": [...]}) as a JSON object, a JSON array of alerts, or JSON
+    lines of alerts or of pages; in UTF-8 (byte-order mark or not) or UTF-16 with a byte-order mark; gzip-compressed
+    or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was.
+    """
+    from shared.core.settings import RULES_SETTINGS, load_settings
+    from shared.core.storage import open_store
+    from shared.land.alert_files import land_files
+
+    properties = {"source_id": source_id, "source_label": source_label} if source_id else \
+        {"source_label": source_label}
+    state_store = open_store(state)
+    # Only the rules' settings: normalize takes its lake and state from its options, not from the app's settings.
+    detector = wiring.detector(load_settings(only=RULES_SETTINGS), rules_dir)
+    landing = land_files(list(sources), lake=open_store(lake), state=state_store, properties=properties,
+                         detector=detector)
+    held = len(landing.quarantined)
+    summary = (f"{count(landing.records, 'record')} read from {count(landing.files, 'file')}: "
+               f"{count(landing.rows, 'row')} landed in {lake}, {count(landing.duplicates, 'duplicate')}, "
+               f"{held} quarantined")
+    copies = (f"{count(len({q.copy for q in landing.quarantined}), 'document')} under "
+              f"{state_store.url.rstrip('/')}/quarantine/")
+    if quiet:
+        if held:
+            click.echo(f"graphlake: {summary}; copies: {copies}", err=True)
+    else:
+        click.echo(summary)
+        by_reason: dict[str, list] = {}
+        for item in landing.quarantined:
+            by_reason.setdefault(item.reason, []).append(item)
+        for reason, items in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            click.echo(f"  {len(items)} × {reason}  first at {items[0].location}")
+        if verbose:
+            for item in landing.quarantined:
+                click.echo(f"{item.location}: {item.reason}")
+        if held:
+            click.echo(f"quarantined copies: {copies}")
+    sys.exit(1 if held else 0)
+
+
+@click.command()
+@click.option("--state", help="Where the quarantine is (default: STATE_URL).")
+@click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL).")
+def replay(state: str | None, lake: str | None) -> None:
+    """Normalize quarantined events again, once their cause is fixed; each event's document is removed once it
+    landed. Says what stays in quarantine and why; exit 1 if anything stays."""
+    from shared.core.settings import load_settings
+    from shared.core.storage import open_store
+    from shared.land.requeue import replay as replay_quarantine
+
+    settings = load_settings()
+    summary = replay_quarantine(open_store(state or settings.state_url), open_store(lake or settings.lake_url),
+                                detector=wiring.detector(settings))
+    for line in summary.lines():
+        click.echo(line)
+    sys.exit(1 if summary.stayed_total else 0)

@@ -1,0 +1,100 @@
+"""What the commands print: rows as a table, JSON lines or CSV; search hits; an audit report."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+import orjson
+
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
+    if fmt == "json":
+        for row in rows:
+            click.echo(orjson.dumps(dict(zip(columns, row)), default=str).decode())
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(map(csv_row, rows))
+    else:
+        cells = [[_cell(v) for v in row] for row in rows]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+        click.echo("  ".join("-" * w for w in widths))
+        for row in cells:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+        click.echo(f"({len(rows)} rows)")
+
+
+def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: str) -> None:
+    """A `shared.read.search` result: each table's hits and the SQL that returns them, then the summary."""
+    from normalizers.indicators import is_local_address
+    from shared.read.search import HIT_COLUMNS
+
+    notes = fmt != "table"  # machine formats keep stdout for the hits alone
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(HIT_COLUMNS)
+    for hits in result.tables:
+        shown = f" (newest {len(hits.rows)} shown)" if len(hits.rows) < hits.count else ""
+        click.echo(f"{hits.table}: {count(hits.count, 'hit')}{shown}", err=notes)
+        if fmt == "table":
+            print_rows(list(HIT_COLUMNS[1:]), [row[1:] for row in hits.rows], "table")
+        elif fmt == "json":
+            for row in hits.rows:
+                click.echo(orjson.dumps(dict(zip(HIT_COLUMNS, row)), default=str).decode())
+        else:
+            writer.writerows(map(csv_row, hits.rows))
+        click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
+                   err=notes)
+    for ip in sorted(result.terms.get("p_any_ip_addresses", ())):
+        if is_local_address(ip):
+            click.echo(f"note: {ip} is a loopback, link-local or unspecified address: every device has one, so no "
+                       "alert indexes it in p_any_ip_addresses; query security_alert_evidence for it", err=True)
+    total = sum(hits.count for hits in result.tables)
+    span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    if not result.in_range:
+        first, last = result.lake_days
+        click.echo(f"0 hits: no table of the lake has a day from {span}; the lake holds {first} to {last} "
+                   "(widen --since / --until)", err=notes)
+        return
+    click.echo(f"{total} hits in {len(result.tables)} of {len(result.searched)} tables searched "
+               f"({', '.join(result.searched) or 'none'}), {span}", err=notes)
+
+
+def print_audit(report: Any, limit: int) -> None:
+    click.echo(f"source {report.source_id}: alerts updated in {report.window or '(nothing to audit yet)'}, "
+               f"pull watermark {report.watermark or '(never pulled)'}")
+    print_rows(["provider", "alerts", "complete", "missing", "behind"],
+               [(name, c.alerts, c.complete, c.missing, c.behind) for name, c in sorted(report.providers.items())],
+               "table")
+    if not report.confirmed:
+        click.echo("Graph's alerts shifted while paged: not every alert of the window could be read; run again")
+    if report.findings:
+        click.echo(f"{report.missing} alerts not at their latest version in the lake ({report.late_found} older "
+                   f"than the pull's overlap), {report.repaired} repaired:")
+        for f in report.findings[:limit]:
+            click.echo(f"  {f.kind:8} {f.alert_id}  {f.last_update}  {f.provider}{'  late' if f.late else ''}")
+        if report.missing > limit:
+            click.echo(f"  ... and {report.missing - limit} more (--limit, or --format json)")
+    elif not report.error:
+        click.echo(f"complete: the latest version of all {report.alerts} alerts is in the lake")
+
+
+def csv_row(row: tuple) -> list:
+    """Lists and structs as JSON, which a spreadsheet or a script reads back; not Python's repr of them."""
+    return [orjson.dumps(v, default=str).decode() if isinstance(v, list | dict | tuple) else v for v in row]
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _cell(value) -> str:
+    text = "" if value is None else csv_row((value,))[0] if isinstance(value, list | dict | tuple) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
