@@ -159,11 +159,11 @@ def canonical(kind: str, raw: str) -> tuple[tuple[str, str], ...]:
     """(p_any column, canonical value) pairs of one raw value of an indicator kind; () when it is not valid."""
     if kind == IP:
         ip = indicators.canonical_ip(raw)
-        return ((_IPS, ip),) if ip and not indicators.is_local_address(ip) else ()
+        return ((_IPS, ip),) if ip and not indicators.address_noise(ip) else ()
     if kind == HOST:
         ip = indicators.canonical_ip(raw)
         if ip:
-            return () if indicators.is_local_address(ip) else ((_IPS, ip),)
+            return () if indicators.address_noise(ip) else ((_IPS, ip),)
         domain = indicators.canonical_domain(raw)
         return ((_DOMAINS, domain),) if domain else ()
     if kind == DNS_DOMAIN:
@@ -174,7 +174,7 @@ def canonical(kind: str, raw: str) -> tuple[tuple[str, str], ...]:
         if parsed is None:
             return ()
         url, host, host_is_ip = parsed
-        if host_is_ip and indicators.is_local_address(host):
+        if host_is_ip and indicators.address_noise(host):
             return ((_URLS, url),)
         return (_URLS, url), (_IPS if host_is_ip else _DOMAINS, host)
     if kind == EMAIL:

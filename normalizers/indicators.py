@@ -60,11 +60,6 @@ def canonical_ip(value: str) -> str | None:
     return str(address.ipv4_mapped or address)
 
 
-def is_local_address(ip: str) -> bool:
-    """Whether a canonical address (from `canonical_ip`) is one no alert indexes (see `address_noise`)."""
-    return address_noise(ip) is not None
-
-
 def address_noise(ip: str) -> str | None:
     """What kind of address a canonical one (from `canonical_ip`) is when it names no particular host: loopback,
     link-local, unspecified, broadcast (255.255.255.255, Defender for Office 365's placeholder senderIp), multicast

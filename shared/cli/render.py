@@ -33,7 +33,7 @@ def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
 
 def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: str) -> None:
     """A `shared.read.search` result: each table's hits and the SQL that returns them, then the summary."""
-    from normalizers.indicators import is_local_address
+    from normalizers.indicators import address_noise
     from shared.read.search import HIT_COLUMNS
 
     notes = fmt != "table"  # machine formats keep stdout for the hits alone
@@ -53,9 +53,10 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
         click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
                    err=notes)
     for ip in sorted(result.terms.get("p_any_ip_addresses", ())):
-        if is_local_address(ip):
-            click.echo(f"note: {ip} is a loopback, link-local or unspecified address: every device has one, so no "
-                       "alert indexes it in p_any_ip_addresses; query security_alert_evidence for it", err=True)
+        noise = address_noise(ip)
+        if noise:
+            click.echo(f"note: {ip} is a {noise} address, which names no particular host, so no alert indexes it in "
+                       "p_any_ip_addresses; query security_alert_evidence for it", err=True)
     total = sum(hits.count for hits in result.tables)
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not result.in_range:

@@ -595,3 +595,10 @@ def test_a_local_address_is_searched_with_a_note_that_no_alert_indexes_it(local_
     assert "security_alerts: 1 hit" in out.output  # the routable address is still searched
     [note] = [line for line in out.output.splitlines() if line.startswith("note:")]
     assert "127.0.0.1" in note and "203.0.113.7" not in note and "security_alert_evidence" in note
+
+
+def test_a_broadcast_address_is_searched_with_a_note_naming_its_kind(local_lake: str) -> None:
+    out = run("search", "--lake", local_lake, "--ip", "255.255.255.255")
+    assert out.exit_code == 0
+    [note] = [line for line in out.output.splitlines() if line.startswith("note:")]
+    assert "255.255.255.255 is a broadcast address" in note
