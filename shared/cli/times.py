@@ -9,6 +9,8 @@ import click
 
 
 def parse_time(text: str, option: str) -> datetime:
+    """The UTC moment a typed time names. Converted here, once: everything after compares and formats UTC (a time
+    with an offset once reached Graph as its wall time with a Z, and the watermark moved past hours nobody read)."""
     relative = re.fullmatch(r"(\d+(?:\.\d+)?)([dhm])", text.strip())
     if relative:
         unit = {"d": "days", "h": "hours", "m": "minutes"}[relative.group(2)]
@@ -17,7 +19,7 @@ def parse_time(text: str, option: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is neither ISO 8601 nor like 7d / 12h / 30m", param_hint=option)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def seconds_to_next(schedule: str) -> float:

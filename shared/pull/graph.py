@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -141,7 +141,10 @@ def _graph_root(settings: Settings) -> str:
 
 
 def iso(moment: datetime) -> str:
-    """Graph's filter literal: UTC, 'Z', microseconds only when present."""
+    """Graph's filter literal: UTC, 'Z', microseconds only when present. A moment in another zone is refused, not
+    printed as its wall time with a Z: times are made UTC where they enter (shared/cli/times.py)."""
+    if moment.utcoffset() != timedelta(0):
+        raise ValueError(f"{moment.isoformat()} is not in UTC")
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment.microsecond else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
