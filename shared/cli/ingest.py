@@ -132,15 +132,15 @@ def _pull_once(settings, since: datetime | None, detector):
 
 @click.command()
 @click.argument("sources", nargs=-1, required=True, metavar="FILE...")
-@click.option("--lake", default="lake", show_default=True, help="Lake folder or blob URL.")
-@click.option("--state", default="state", show_default=True, help="Where quarantined input goes.")
+@click.option("--lake", help="Lake folder or blob URL (default: LAKE_URL, else ./lake).")
+@click.option("--state", help="Where quarantined input goes (default: STATE_URL, else ./state).")
 @click.option("--source-id", default="", help="p_source_id of the rows (default: each alert's tenantId).")
 @click.option("--source-label", default="Microsoft Graph", show_default=True, help="p_source_label of the rows.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Print nothing when every record landed; else one line on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="List every quarantined record: its location and reason.")
 @click.option("--rules", "rules_dir", help=RULES_HELP)
-def normalize(sources: tuple[str, ...], lake: str, state: str, source_id: str, source_label: str, quiet: bool,
+def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, source_id: str, source_label: str, quiet: bool,
               verbose: bool, rules_dir: str | None) -> None:
     """Normalize the alerts of each FILE (- for stdin) into the lake.
 
@@ -154,8 +154,9 @@ def normalize(sources: tuple[str, ...], lake: str, state: str, source_id: str, s
 
     properties = {"source_id": source_id, "source_label": source_label} if source_id else \
         {"source_label": source_label}
+    lake, state = wiring.lake_url(lake), wiring.state_url(state)
     state_store = open_store(state)
-    # Only the rules' settings: normalize takes its lake and state from its options, not from the app's settings.
+    # Only the rules' settings (and where the lake and state are): a bad setting of the pull's refuses no backfill.
     detector = wiring.detector(load_settings(only=RULES_SETTINGS), rules_dir)
     landing = land_files(list(sources), lake=open_store(lake), state=state_store, properties=properties,
                          detector=detector)
@@ -194,7 +195,7 @@ def replay(state: str | None, lake: str | None) -> None:
     from shared.land.requeue import replay as replay_quarantine
 
     settings = load_settings()
-    summary = replay_quarantine(open_store(state or settings.state_url), open_store(lake or settings.lake_url),
+    summary = replay_quarantine(open_store(wiring.state_url(state)), open_store(wiring.lake_url(lake)),
                                 detector=wiring.detector(settings))
     for line in summary.lines():
         click.echo(line)

@@ -38,7 +38,7 @@ def compact(lake: str | None, tables: tuple[str, ...], grace_days: int | None, t
     from shared.ops.compact import compact as compact_lake
 
     settings = load_settings()
-    store = open_store(lake or settings.lake_url)
+    store = open_store(wiring.lake_url(lake))
     if isinstance(store, LocalStore) and not store.root.is_dir():
         raise ConfigError(f"--lake {store.url}: no such folder")
     summary = compact_lake(
@@ -72,8 +72,8 @@ def audit(since: str, repair: bool, lake: str | None, fmt: str, limit: int) -> N
     from shared.pull.sinks import open_sink
 
     settings = load_settings()
-    state = open_store(settings.state_url)
-    lake_store = open_store(lake or settings.lake_url)
+    state = open_store(wiring.state_url(None))
+    lake_store = open_store(wiring.lake_url(lake))
     sink = open_sink(settings, state=state, lake=lake_store, detector=wiring.detector(settings)) if repair else None
     try:
         reports = asyncio.run(audit_all(settings, state, lake_store, since=parse_time(since, "--since"), sink=sink))
@@ -107,7 +107,8 @@ def status(state: str | None, fmt: str) -> None:
         sources = [source.id for source in settings.sources()]
     except ConfigError:  # status reads what runs recorded; it needs no Graph settings
         sources = []
-    findings = check(open_store(state or settings.state_url), datetime.now(UTC), settings.pull_max_lag_seconds,
+    state = wiring.state_url(state)
+    findings = check(open_store(state), datetime.now(UTC), settings.pull_max_lag_seconds,
                      sources)
     for finding in findings:
         if fmt == "json":
@@ -116,5 +117,6 @@ def status(state: str | None, fmt: str) -> None:
             click.echo(f"{finding.state:<8} {finding.component}/{finding.key}: {finding.reason}"
                        + (f" (recorded {finding.updated})" if finding.updated else ""))
     if not findings:
-        click.echo("graphlake: no health records yet: no pull, normalize or reconcile run has been recorded", err=True)
+        click.echo(f"graphlake: no health records in {state} yet: no pull, normalize or reconcile run has been "
+                   "recorded there (the demo's are in .demo/state: graphlake status --state .demo/state)", err=True)
     sys.exit(0 if findings and worst(findings) == OK else 1)

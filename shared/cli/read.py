@@ -13,18 +13,19 @@ from shared.cli.times import parse_time
 
 @click.command()
 @click.argument("sql")
-@click.option("--lake", default="lake", show_default=True, help="Local folder, blob URL or az://container.")
+@click.option("--lake", help="Local folder, blob URL or az://container (default: LAKE_URL, else ./lake).")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
               help="table for reading; json (one object a line) or csv (lists and objects as JSON) for tools.")
 @click.option("--explain", is_flag=True, help="Print the SQL of the views and the query, and DuckDB's plan.")
 @click.option("--allow-local-files", is_flag=True,
               help="Let the SQL read and write other files (read_csv, COPY ... TO, ATTACH); by default it reads "
                    "the lake and nothing else.")
-def query(sql: str, lake: str, fmt: str, explain: bool, allow_local_files: bool) -> None:
+def query(sql: str, lake: str | None, fmt: str, explain: bool, allow_local_files: bool) -> None:
     """Run SQL over the lake (DuckDB). Every table folder is a view (security_alerts, deduplicated on p_row_id),
     plus security_alerts_latest and security_alert_evidence."""
     from shared.read.query import connect
 
+    lake = wiring.lake_url(lake)
     connection = connect(lake, allow_local_files=allow_local_files, access=wiring.lake_access(lake))
     if explain:
         for definition in connection.definitions:
@@ -37,7 +38,7 @@ def query(sql: str, lake: str, fmt: str, explain: bool, allow_local_files: bool)
 
 
 @click.command()
-@click.option("--lake", default="lake", show_default=True, help="Local folder, blob URL or az://container.")
+@click.option("--lake", help="Local folder, blob URL or az://container (default: LAKE_URL, else ./lake).")
 @click.option("--ip", multiple=True, help="IPv4 or IPv6 address, in any spelling.")
 @click.option("--domain", multiple=True, help="Domain or host name (URL hosts and sender domains included).")
 @click.option("--user", multiple=True, help="Account name, DOMAIN\\account or UPN.")
@@ -57,7 +58,7 @@ def query(sql: str, lake: str, fmt: str, explain: bool, allow_local_files: bool)
               help="Show every version of an alert that matches, not only the latest one.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
               help="table for reading; json (one object a line) or csv keep stdout for the hits alone.")
-def search(lake: str, ip, domain, user, email, hash_, url, actor, any_, since: str, until: str | None, limit: int,
+def search(lake: str | None, ip, domain, user, email, hash_, url, actor, any_, since: str, until: str | None, limit: int,
            all_versions: bool, fmt: str) -> None:
     """Search indicators across every table of the lake that has p_any_* columns, newest first.
 
@@ -71,6 +72,7 @@ def search(lake: str, ip, domain, user, email, hash_, url, actor, any_, since: s
                "any": any_}
     start = parse_time(since, "--since")
     end = parse_time(until, "--until") if until else datetime.now(UTC)
+    lake = wiring.lake_url(lake)
     result = search_lake(connect(lake, with_views=False, access=wiring.lake_access(lake)),
                          terms_for({kind: list(values) for kind, values in options.items() if values}), start, end,
                          limit=limit, all_versions=all_versions)

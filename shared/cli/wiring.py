@@ -17,6 +17,31 @@ def detector(settings: Settings, rules_dir: str | None = None) -> Detector | Non
     return build_detector(settings, rules_dir)
 
 
+def lake_url(flag: str | None) -> str:
+    """Where a command's lake is: --lake, else LAKE_URL, else ./lake; said on stderr when --lake was not given, so a
+    backfill never goes to ./lake unnoticed while the settings point at Blob Storage."""
+    return _where(flag, "LAKE_URL", "lake", "--lake")
+
+
+def state_url(flag: str | None) -> str:
+    """Where a command's state is: --state, else STATE_URL, else ./state; said like the lake."""
+    return _where(flag, "STATE_URL", "state", "--state")
+
+
+def _where(flag: str | None, name: str, what: str, option: str) -> str:
+    if flag:
+        return flag
+    import click
+
+    from shared.core.settings import load_settings
+
+    settings = load_settings(only=(name,))
+    url = settings.lake_url if name == "LAKE_URL" else settings.state_url
+    why = f"from {name}" if settings.is_set(name) else f"the default; {option} or {name} names another"
+    click.echo(f"graphlake: {what} {url} ({why})", err=True)
+    return url
+
+
 def lake_access(lake_url: str) -> LakeAccess | None:
     """The Azure SDK variables a remote lake URL may need; a local lake needs none, and a search of one does not
     pay for reading them (the settings module loads pydantic)."""

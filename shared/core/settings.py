@@ -222,6 +222,10 @@ class Settings(BaseSettings):
                 return str(getattr(self, attr))
         return self._environ.get(name, "")
 
+    def is_set(self, name: str) -> bool:
+        """Whether the setting `name` was given, rather than left to its default."""
+        return name in self._environ
+
     def provider_hubs(self) -> dict[str, str]:
         if not self.eventhub_provider_hubs.strip():
             return {}

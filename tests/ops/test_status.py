@@ -102,7 +102,8 @@ def test_table_output_names_each_state_and_reason(make_pipeline):
     pull(pipe)
     result = CliRunner().invoke(main, ["status"], env=pipe.env)
     assert result.exit_code == 0
-    assert result.output.startswith(f"OK       pull/{pipe.tenant.tenant_id}: watermark ")
+    assert result.stdout.startswith(f"OK       pull/{pipe.tenant.tenant_id}: watermark ")
+    assert result.stderr == f"graphlake: state {pipe.env['STATE_URL']} (from STATE_URL)\n"
 
 
 def record(component: str, key: str, **doc) -> dict:
