@@ -7,6 +7,8 @@ print in render.py, the times they take in times.py, and what they build from th
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import traceback
 
@@ -24,6 +26,8 @@ class OneLineErrors(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click prints these itself
+        except BrokenPipeError:
+            _quiet_after_closed_pipe()
         except GraphlakeError as exc:
             self._report(ctx, f"graphlake: {exc}", 2)
         except Exception as exc:  # noqa: BLE001 - a traceback is for --debug, not for every user
@@ -36,6 +40,15 @@ class OneLineErrors(click.Group):
             traceback.print_exc()
         click.echo(line, err=True)
         sys.exit(code)
+
+
+def _quiet_after_closed_pipe() -> None:
+    """The reader closed the pipe (`graphlake query ... | head`): nothing is wrong with the command, and nothing more
+    can be shown. Exit as a Unix tool killed by SIGPIPE does, with stdout pointed at /dev/null so that the
+    interpreter's last flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
 
 
 @click.group(cls=OneLineErrors)

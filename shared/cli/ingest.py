@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import click
 from shared.cli import wiring
 from shared.cli.render import count, print_rows, print_search
 from shared.cli.times import parse_time, seconds_to_next
+from shared.core.errors import ConfigError
 
 RULES_HELP = ("Run the detection rules of this folder (and the starter pack) on every new row, as RULES_ENABLED "
               "with RULES_DIR does.")
@@ -74,11 +76,17 @@ def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttl
     from simulator.lateness import Lateness
     from simulator.server import run_forever
 
-    run_forever(port=port, alerts=alerts, seed=seed, days=days, live=live, faults=Faults(
-        rate_limit_per_window=throttle, error_rate=error_rate, drop_next_link_rate=drop_next_link,
-        page_updates=updates_during_paging, unstable_order=unstable_order,
-        malformed_timestamp_rate=malformed_timestamps, seed=seed),
-        lateness=Lateness(typical_seconds=late_seconds, tail_share=late_tail, tail_max_seconds=late_tail_max))
+    try:
+        run_forever(port=port, alerts=alerts, seed=seed, days=days, live=live, faults=Faults(
+            rate_limit_per_window=throttle, error_rate=error_rate, drop_next_link_rate=drop_next_link,
+            page_updates=updates_during_paging, unstable_order=unstable_order,
+            malformed_timestamp_rate=malformed_timestamps, seed=seed),
+            lateness=Lateness(typical_seconds=late_seconds, tail_share=late_tail, tail_max_seconds=late_tail_max))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(f"port {port} or {port + 1} (the token endpoint's) is in use: give another --port, or 0 "
+                          "for free ones") from None
 
 
 @click.command()

@@ -250,6 +250,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, only: Iterable[st
     """Settings from the environment, or a ConfigError naming the first bad setting. `only`: read just these
     settings, the others keep their defaults (a command that needs a few is not refused for a bad other one)."""
     env = os.environ if environ is None else environ
+    _check_ca_bundles(env)
     names = SETTING_NAMES if only is None else tuple(only)
     try:
         settings = Settings.model_validate({k: v for k, v in env.items() if k in names})
@@ -259,6 +260,19 @@ def load_settings(environ: Mapping[str, str] | None = None, *, only: Iterable[st
         raise ConfigError(f"setting {name} is invalid: {err['msg']} (got {env.get(name, '')!r:.60})") from None
     settings._environ = dict(env)
     return settings
+
+
+# Read by Python's ssl module, httpx and requests themselves, not by graphlake; a path that is gone fails deep in
+# the first TLS handshake, so it is named here instead.
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def _check_ca_bundles(env: Mapping[str, str]) -> None:
+    for name in CA_BUNDLE_VARIABLES:
+        path = env.get(name)
+        if path and not os.path.exists(path):
+            raise ConfigError(f"{name} names {path}, which does not exist: set it to a CA bundle, or unset it for "
+                              "the system's (a simulator's bundle lives only as long as `graphlake simulate` runs)")
 
 
 class LakeAccess(BaseModel):
