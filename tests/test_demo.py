@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from shared.cli import main
 from shared.land.lake_writer import read_table
 from shared.core.storage import LocalStore
+from tests.detections.test_alerts import receiver  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -57,3 +58,16 @@ def test_the_demo_refuses_a_folder_with_files_it_did_not_make(in_tmp, option):
     assert refused.exit_code == 2
     assert refused.output.count("\n") == 1 and "mine" in refused.output and "did not make" in refused.output
     assert kept.read_bytes() == b"PAR1 the user's alerts PAR1"
+
+
+def test_the_demo_runs_the_starter_pack_and_sends_to_no_destination_of_the_shell(in_tmp, receiver,
+                                                                                  monkeypatch):  # noqa: F811
+    # A shell set up for production: rules on and a webhook. The demo's simulated alerts must not reach it.
+    monkeypatch.setenv("RULES_ENABLED", "true")
+    monkeypatch.setenv("ALERT_DESTINATIONS", f'[{{"type": "webhook", "url": "{receiver.url}"}}]')
+    result = demo("--alerts", "200")
+    assert result.exit_code == 0, result.output
+    assert receiver.received == []
+    matches = read_table(LocalStore(in_tmp / ".demo" / "lake"), "rule_matches")
+    assert matches.num_rows > 0  # the starter pack ran: its matches are in the demo's own lake
+    assert "sends no alert anywhere" in result.output

@@ -49,6 +49,8 @@ WHERE serviceSource = 'microsoftDefenderForIdentity' AND title ILIKE '%pass-the-
 ORDER BY p_event_time DESC LIMIT 1
 """.strip()
 
+MATCHES_SQL = "SELECT p_rule_id, count(*) FROM rule_matches GROUP BY ALL ORDER BY 2 DESC, 1"
+
 Printer = Callable[[list[str], list[tuple]], None]
 
 DEMO_LAKE = ".demo/lake"
@@ -65,8 +67,10 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
     say(f"Simulating a tenant: {alerts} alerts over the last 7 days from every Microsoft security product...")
     with GraphSimulator(Tenant(seed=seed, alerts=alerts, days=7.0)) as sim:
         # The simulator's settings alone, not this shell's: the demo's tenant is the simulator whatever is set.
+        # The starter pack runs on every batch, into the demo's own rule_matches; ALERT_DESTINATIONS is the demo's
+        # (none), so a shell set up for production never receives simulated alerts.
         settings = load_settings({**sim.environment(), "STATE_URL": state_dir, "LAKE_URL": lake_dir,
-                                  "PULL_DELAY_SECONDS": "0"})
+                                  "PULL_DELAY_SECONDS": "0", "RULES_ENABLED": "true", "ALERT_DESTINATIONS": "[]"})
         [source] = settings.sources()
         state, lake = open_store(state_dir), open_store(lake_dir)
         # There is no Event Hub in the demo: batches land in this process, whatever EventHubConnection__ says.
@@ -91,6 +95,10 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
     say(f"Wrote {sink.result.rows} rows in {len(set(sink.result.files))} parquet files under {lake_dir}/security_alerts "
         f"({len(sink.result.quarantined)} quarantined).\n")
     con = connect(lake_dir)
+    matches = con.execute(MATCHES_SQL).fetchall() if "rule_matches" in con.files else []
+    say(f"Detections: the starter pack's real-time rules matched {sum(n for _, n in matches)} alert versions "
+        f"({', '.join(f'{rule} {n}' for rule, n in matches) or 'none'}), in the table rule_matches.\nThe demo sends "
+        "no alert anywhere: ALERT_DESTINATIONS and RULES_* of this shell are not read.\n")
     cursor = con.execute(SUMMARY_SQL)
     show([d[0] for d in cursor.description], cursor.fetchall())
     pivot = con.execute(PIVOT_SQL).fetchone()

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     # named_setting); empty when the settings were built directly.
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        # Only what load_settings hands over: pydantic-settings would otherwise read the process environment too,
+        # so settings built from another environment (the demo's simulator) or from `only` some names would still
+        # take, or be refused for, whatever this shell has set.
+        return (init_settings,)
+
     # --- Graph and the sources it is read for ---
     graph_endpoint: str = Field(
         "https://graph.microsoft.com", alias="GRAPH_ENDPOINT",
