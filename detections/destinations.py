@@ -1,7 +1,10 @@
 """Alert destinations from ALERT_DESTINATIONS: a JSON list of {"type": "webhook" | "teams" | "slack", ...}.
 
-- webhook: the alert as JSON, POSTed; with `secret_setting`, an HMAC-SHA256 of the body keyed with that setting's
-  value in `X-Graphlake-Signature-256: sha256=<hex>` (the receiver recomputes it to trust the sender).
+- webhook: the alert as JSON, POSTed, with its `delivery_id` (the alert id, the same on every retry) in the body and
+  in `X-Graphlake-Delivery`; with `secret_setting`, `X-Graphlake-Timestamp: <unix seconds>` and an HMAC-SHA256 of
+  `<timestamp>.<body>` keyed with that setting's value in `X-Graphlake-Signature-256: sha256=<hex>`. The receiver
+  recomputes it, refuses a timestamp older than five minutes and drops a delivery id it has seen
+  (`verify_signature` is that check), as Slack's and Stripe's receivers do.
 - teams: a Teams Workflows ("When a Teams webhook request is received") URL; a message with one Adaptive Card.
 - slack: a Slack incoming webhook; a message with `text` and Block Kit `blocks`.
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +31,9 @@ from shared.core.blob_url import is_loopback_host
 from shared.core.errors import ConfigError, one_line
 
 SIGNATURE_HEADER = "X-Graphlake-Signature-256"
+TIMESTAMP_HEADER = "X-Graphlake-Timestamp"
+DELIVERY_HEADER = "X-Graphlake-Delivery"
+REPLAY_TOLERANCE_SECONDS = 300
 TIMEOUT_SECONDS = 10.0
 _SEVERITY_COLOUR = {"Critical": "attention", "High": "attention", "Medium": "warning", "Low": "accent",
                     "Info": "default"}
@@ -52,13 +59,37 @@ class Destination:
     attempts: int = 3  # tries per run before the alert waits for the next run
     backoff_seconds: float = 1.0  # first wait between tries; doubles each time
 
-    def request(self, alert: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
-        payload = {"webhook": lambda a: dict(a), "teams": teams_message, "slack": slack_message}[self.kind](alert)
+    def request(self, alert: Mapping[str, Any], now: float | None = None) -> tuple[bytes, dict[str, str]]:
+        payload = {"webhook": _webhook_payload, "teams": teams_message, "slack": slack_message}[self.kind](alert)
         body = orjson.dumps(payload, default=str)
         headers = {"Content-Type": "application/json"}
+        if self.kind == "webhook":
+            headers[DELIVERY_HEADER] = str(payload["delivery_id"])
         if self.secret is not None:
-            headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+            stamp = str(int(time.time() if now is None else now))
+            headers[TIMESTAMP_HEADER] = stamp
+            headers[SIGNATURE_HEADER] = _signature(self.secret, stamp, body)
         return body, headers
+
+
+def _webhook_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
+    return {**alert, "delivery_id": alert.get("alert_id")}
+
+
+def _signature(secret: bytes, stamp: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float | None = None,
+                     tolerance_seconds: float = REPLAY_TOLERANCE_SECONDS) -> bool:
+    """The receiver's check of a signed webhook: the signature matches the timestamp and the body, and the timestamp
+    is recent. A receiver also drops a `X-Graphlake-Delivery` id it has already taken (retries resend it)."""
+    stamp, signature = headers.get(TIMESTAMP_HEADER, ""), headers.get(SIGNATURE_HEADER, "")
+    if not stamp.isdigit() or not signature:
+        return False
+    if abs((time.time() if now is None else now) - int(stamp)) > tolerance_seconds:
+        return False
+    return hmac.compare_digest(_signature(secret, stamp, body), signature)
 
 
 class DeliveryFailed(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 import json
 import threading
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 import function_app
 from detections.alerts import record_matches
 from detections.delivery import OUTBOX
-from detections.destinations import SIGNATURE_HEADER, parse_destinations
+from detections.destinations import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_destinations
 from detections.engine import Match, match_id
 from detections.loader import load_rules
 from detections.matches import TABLE as MATCHES
@@ -120,8 +121,13 @@ def test_a_webhook_receives_exactly_the_expected_alerts_once(tmp_path, monkeypat
     assert [a["title"] for a in honeytoken] == [
         "Honeytoken svc-backup-legacy@corp.contoso.com was used: Honeytoken user attributes were queried"]
     for sent in receiver.headers:
-        expected = "sha256=" + hmac.new(SECRET.encode(), sent["_body"], hashlib.sha256).hexdigest()
-        assert sent[SIGNATURE_HEADER] == expected
+        # The signature covers the timestamp with the body, so a captured delivery cannot be replayed later.
+        stamp = sent[TIMESTAMP_HEADER]
+        expected = "sha256=" + hmac.new(SECRET.encode(), f"{stamp}.".encode() + sent["_body"],
+                                        hashlib.sha256).hexdigest()
+        assert sent[SIGNATURE_HEADER] == expected and abs(time.time() - int(stamp)) < 300
+        assert sent[DELIVERY_HEADER] == orjson.loads(sent["_body"])["delivery_id"]
+    assert len({sent[DELIVERY_HEADER] for sent in receiver.headers}) == len(receiver.headers)
     matches = read_table(open_store(lake), MATCHES).to_pylist()
     assert {a["alert_id"] for a in receiver.received} == {m["p_alert_id"] for m in matches}
 
@@ -365,3 +371,15 @@ def test_two_normalizer_instances_at_once_send_one_alert_with_every_match_counte
     assert doc["count"] == 20 and len(set(doc["match_ids"])) == 20
     matches = read_table(open_store(lake), MATCHES).to_pylist()
     assert {m["p_alert_id"] for m in matches if m["p_rule_id"] == "Custom.Burst"} == {burst[0]["alert_id"]}
+
+
+def test_a_receiver_check_refuses_replays_and_tampering() -> None:
+    from detections.destinations import Destination, verify_signature
+
+    hook = Destination("soar", "webhook", "https://soar.example/hook", SECRET.encode())
+    body, headers = hook.request({"alert_id": "a1", "title": "t"}, now=1_800_000_000)
+    assert verify_signature(SECRET.encode(), headers, body, now=1_800_000_000 + 60)
+    assert not verify_signature(SECRET.encode(), headers, body, now=1_800_000_000 + 301)  # replayed later
+    assert not verify_signature(SECRET.encode(), headers, body.replace(b"t", b"x"), now=1_800_000_000)
+    assert not verify_signature(b"other key", headers, body, now=1_800_000_000)
+    assert orjson.loads(body)["delivery_id"] == headers[DELIVERY_HEADER] == "a1"
