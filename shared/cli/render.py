@@ -28,7 +28,7 @@ def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
         click.echo("  ".join("-" * w for w in widths))
         for row in cells:
             click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-        click.echo(f"({len(rows)} rows)")
+        click.echo(f"({count(len(rows), 'row')})")
 
 
 def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: str) -> None:
@@ -64,8 +64,13 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
         click.echo(f"0 hits: no table of the lake has a day from {span}; the lake holds {first} to {last} "
                    "(widen --since / --until)", err=notes)
         return
-    click.echo(f"{total} hits in {len(result.tables)} of {len(result.searched)} tables searched "
-               f"({', '.join(result.searched) or 'none'}), {span}", err=notes)
+    searched = f"({', '.join(result.searched) or 'none'}), {span}"
+    if total:
+        click.echo(f"{count(total, 'hit')} in {len(result.tables)} of {count(len(result.searched), 'table')} searched "
+                   f"{searched}", err=notes)
+    else:
+        click.echo(f"0 hits in {'the' if len(result.searched) == 1 else 'all'} {count(len(result.searched), 'table')} "
+                   f"searched {searched}", err=notes)
 
 
 def print_audit(report: Any, limit: int) -> None:

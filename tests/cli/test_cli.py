@@ -129,6 +129,6 @@ def test_the_readme_examples_return_rows_on_the_demo_lake(tmp_path):
         out = run(*args)
         assert out.exit_code == 0, (line, out.output)
         if args[0] == "search":
-            assert re.search(r"^[1-9]\d* hits in ", out.output, re.M), (line, out.output)
+            assert re.search(r"^[1-9]\d* hits? in ", out.output, re.M), (line, out.output)
         else:
-            assert re.search(r"^\(([1-9]\d*) rows\)$", out.output, re.M) or out.output.startswith("{"), (line, out.output)
+            assert re.search(r"^\(([1-9]\d*) rows?\)$", out.output, re.M) or out.output.startswith("{"), (line, out.output)

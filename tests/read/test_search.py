@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import subprocess
 import tempfile
 import sys
@@ -602,3 +603,14 @@ def test_a_broadcast_address_is_searched_with_a_note_naming_its_kind(local_lake:
     assert out.exit_code == 0
     [note] = [line for line in out.output.splitlines() if line.startswith("note:")]
     assert "255.255.255.255 is a broadcast address" in note
+
+
+def test_zero_hits_say_what_was_searched_and_counts_agree_in_number(local_lake: str) -> None:
+    none = run("search", "--lake", local_lake, "--ip", "198.51.100.254")
+    assert none.exit_code == 0
+    last = none.output.strip().splitlines()[-1]
+    assert last.startswith("0 hits in all ") and "tables searched (" in last and " of " not in last
+    one = run("search", "--lake", local_lake, "--ip", "203.0.113.7", "--format", "json")
+    assert re.search(r"^\d+ hits? in \d+ of \d+ tables? searched", one.output, re.M) and "1 hits" not in one.output
+    rows = run("query", "--lake", local_lake, "SELECT 1 AS a")
+    assert rows.output.strip().endswith("(1 row)")
