@@ -67,7 +67,7 @@ def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
     name = alert_name(rule.rule_id, dedup)
     for _ in range(_MAX_RACES):
         found = state.read(name)
-        doc = orjson.loads(found[0]) if found else None
+        doc = orjson.loads(found.data) if found else None
         if doc is None or now >= datetime.fromisoformat(doc["created"]) + timedelta(minutes=doc["period_minutes"]):
             doc = _fresh(rule.rule_id, dedup, rule.dedup_minutes, rule.threshold, now)
         counted = set(doc["match_ids"])
@@ -89,7 +89,7 @@ def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
                 if found is None:
                     state.write(name, body, create_only=True)
                 else:
-                    state.write(name, body, if_match=found[1])
+                    state.write(name, body, if_match=found.etag)
             except PreconditionFailed:
                 continue  # another instance counted first: read its doc and apply these matches on top
         for m in group:

@@ -32,7 +32,7 @@ def record(state: Store, component: str, key: str, doc: dict[str, Any], *, now: 
 
 def load(state: Store, component: str, key: str) -> dict[str, Any] | None:
     found = state.read(_name(component, key))
-    return orjson.loads(found[0]) if found else None
+    return orjson.loads(found.data) if found else None
 
 
 def load_all(state: Store) -> dict[tuple[str, str], dict[str, Any]]:

@@ -348,7 +348,7 @@ def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[
     for copy in result.quarantined:
         if copy not in seen:
             found = state.read(copy)
-            seen[copy] = orjson.loads(found[0]) if found else {"error": "quarantined", "metadata": {}}
+            seen[copy] = orjson.loads(found.data) if found else {"error": "quarantined", "metadata": {}}
         doc = seen[copy]
         where = doc.get("metadata") or {}
         landing.quarantined.append(Quarantined(f"{where.get('file', '?')}:{where.get('line', '?')}", doc["error"],

@@ -81,7 +81,7 @@ def read_table(store: Store, table_name: str) -> pa.Table:
         found = store.read(name)
         if found is not None:  # deleted between list and read
             # Read the file alone, not as a dataset, so year/month/day are not added as columns.
-            tables.append(pq.read_table(io.BytesIO(found[0])))
+            tables.append(pq.read_table(io.BytesIO(found.data)))
     if not tables:
         return pa.table({})
     # "default" promotion tolerates files written before a column was added to the schema.

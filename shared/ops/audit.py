@@ -295,7 +295,7 @@ def _read_partition_files(lake: Store, prefix: str):
             if blob is None:  # compaction replaced it between list and read; its rows are in the new file
                 vanished.append(name)
                 continue
-            yield pq.read_table(io.BytesIO(blob[0]), columns=LAKE_COLUMNS)
+            yield pq.read_table(io.BytesIO(blob.data), columns=LAKE_COLUMNS)
         if not vanished or attempt:
             if vanished:
                 raise GraphlakeError(f"lake files vanished while read twice under {prefix}: {vanished[:3]}")

@@ -83,8 +83,8 @@ def spool(store: Store, names: tuple[str, ...], work: Path) -> Spooled:
         if found is None:
             continue
         path = work / f"in-{len(spooled.paths):06d}.parquet"
-        path.write_bytes(found[0])
-        spooled.bytes_in += len(found[0])
+        path.write_bytes(found.data)
+        spooled.bytes_in += len(found.data)
         del found
         try:
             pq.read_metadata(path)

@@ -28,12 +28,11 @@ class WatermarkStore:
         found = self._store.read(self.name)
         if found is None:
             return Watermark(position=None)
-        data, etag = found
-        doc = orjson.loads(data)
+        doc = orjson.loads(found.data)
         return Watermark(
             position=datetime.fromisoformat(doc["position"]),
             recent={(pair[0], pair[1]) for pair in doc.get("recent", [])},
-            etag=etag)
+            etag=found.etag)
 
     def advance(self, current: Watermark, position: datetime, sent: set[tuple[str, str]],
                 overlap: timedelta) -> Watermark:

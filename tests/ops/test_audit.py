@@ -41,7 +41,7 @@ def lake_files(pipe) -> dict[str, list[tuple[str, str]]]:
     store = open_store(pipe.env["LAKE_URL"])
     out = {}
     for name in store.list(f"{TABLE}/"):
-        table = pq.read_table(io.BytesIO(store.read(name)[0]), columns=["id", "p_row_id"])
+        table = pq.read_table(io.BytesIO(store.read(name).data), columns=["id", "p_row_id"])
         out[name] = list(zip(table.column("id").to_pylist(), table.column("p_row_id").to_pylist()))
     return out
 
