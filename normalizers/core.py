@@ -33,6 +33,7 @@ from normalizers.evidence import (
 from normalizers.names import LOG_TYPE
 from normalizers.providers import provider_for
 from normalizers.schema import SCHEMA, SCHEMA_VERSION, rows_to_table
+from shared.core.timestamps import parse_graph_time
 
 _UTC = timezone.utc
 
@@ -100,7 +101,7 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
     unreadable = {}
     for name in TIMESTAMP_PROPERTIES:
         raw = alert.get(name)
-        row[name] = parsed = _parse_timestamp(raw)
+        row[name] = parsed = parse_graph_time(raw)
         if parsed is None and raw is not None:
             unreadable[name] = raw  # Kept in p_unmapped, not nulled away.
     for name in JSON_PROPERTIES:
@@ -199,30 +200,6 @@ def canonical(kind: str, raw: str) -> tuple[tuple[str, str], ...]:
         actor_id = indicators.canonical_actor_id(raw)
         return ((_ACTOR_IDS, actor_id),) if actor_id else ()
     raise ValueError(f"unknown indicator kind {kind!r}")
-
-
-def _parse_timestamp(raw: object) -> datetime | None:
-    """UTC datetime from Graph's ISO 8601 text (0-7 fractional digits, 'Z' or an offset); None if unreadable."""
-    if type(raw) is not str:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        text = raw.strip()
-        if text != raw:
-            return _parse_timestamp(text)
-        if "." not in text:
-            return None
-        # Over-long or odd fractions ("...27.12345678901Z"): keep microseconds, drop the rest.
-        head, _, fraction = text.partition(".")
-        digits = len(fraction) - len(fraction.lstrip("0123456789"))
-        try:
-            parsed = datetime.fromisoformat(f"{head}.{fraction[:min(digits, 6)] or '0'}{fraction[digits:]}")
-        except ValueError:
-            return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=_UTC)  # Graph's times are UTC.
-    return parsed if parsed.tzinfo is _UTC else parsed.astimezone(_UTC)
 
 
 def _dumps(value: object) -> str:

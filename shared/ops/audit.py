@@ -34,6 +34,7 @@ from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_cl
 from shared.core.layout import parse_partition_file, partition_path
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
+from shared.core.timestamps import parse_graph_time
 from shared.pull.watermark import WatermarkStore
 from shared.pull.window import Window, cut_for_pages
 
@@ -238,7 +239,7 @@ def graph_version(alert: object) -> GraphVersion | None:
         return None
     alert_id = str(alert["id"])
     last_update = alert.get("lastUpdateDateTime") or alert.get("createdDateTime")
-    created = parse_time(alert.get("createdDateTime"))
+    created = parse_graph_time(alert.get("createdDateTime"))
     return GraphVersion(alert_id, str(last_update or ""), str(alert.get("serviceSource") or UNKNOWN_PROVIDER),
                         expected_row_id(alert), created.date() if created else None)
 
@@ -254,19 +255,8 @@ def expected_row_id(alert: dict) -> str:
         return row_id(str(tenant), str(alert.get("id")), str(version))
 
 
-def parse_time(raw: object) -> datetime | None:
-    """Graph's timestamps, leniently (7 fractional digits, a missing zone read as UTC); None if unreadable."""
-    if type(raw) is not str:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def _newer(candidate: str, known: str) -> bool:
-    a, b = parse_time(candidate), parse_time(known)
+    a, b = parse_graph_time(candidate), parse_graph_time(known)
     return a is not None and (b is None or a > b)
 
 
@@ -316,7 +306,7 @@ def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[s
             continue
         kind = "behind" if held else "missing"
         setattr(counts, kind, getattr(counts, kind) + 1)
-        stamp = parse_time(version.last_update)
+        stamp = parse_graph_time(version.last_update)
         late = late_before is not None and stamp is not None and stamp < late_before
         report.findings.append(Finding(version.alert_id, version.last_update, version.provider, kind, late))
 

@@ -152,9 +152,9 @@ def _watermark(state, pipe):
 
 
 def _seconds(mark, stamp: str) -> float:
-    from shared.ops.audit import parse_time
+    from shared.core.timestamps import parse_graph_time
 
-    return (mark - parse_time(stamp)).total_seconds()
+    return (mark - parse_graph_time(stamp)).total_seconds()
 
 
 def test_audit_confirms_a_window_of_more_than_a_page_while_alerts_change_between_its_page_requests(make_pipeline):
