@@ -72,8 +72,9 @@ _MAPPED_PROPERTIES = frozenset(
 # alertWebUrl/incidentWebUrl link every alert to the portal; as pivots they would match everything.
 
 _EMPTY_ROW = dict.fromkeys(SCHEMA.names)
-_IPS, _DOMAINS, _USERNAMES, _EMAILS, _MD5, _SHA1, _SHA256, _URLS, _ACTOR_IDS = indicators.INDICATOR_COLUMNS
-_HASH_COLUMNS = {"md5": _MD5, "sha1": _SHA1, "sha256": _SHA256}
+_IPS, _DOMAINS, _USERNAMES, _EMAILS = (indicators.IP_ADDRESSES, indicators.DOMAIN_NAMES, indicators.USERNAMES,
+                                       indicators.EMAILS)
+_URLS, _ACTOR_IDS, _HASH_COLUMNS = indicators.URLS, indicators.ACTOR_IDS, indicators.HASHES
 
 
 def normalize_alert(alert: object, *, source_id: str | None, source_label: str, parse_time: datetime) -> dict:
