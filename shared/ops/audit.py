@@ -14,7 +14,6 @@ instead would hold the whole window in memory.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -22,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
-import pyarrow.parquet as pq
 
 from normalizers import AlertBatch, NotAnAlert
 from normalizers.core import row_id
@@ -31,7 +29,8 @@ from shared.core.errors import GraphlakeError
 from shared.pull.confirmed import MAX_READS, ConfirmedReader, alert_id_of
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, hub_router
 from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
-from shared.core.layout import parse_partition_file, partition_path
+from shared.core.lake_files import read_tables
+from shared.core.layout import partition_path
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
 from shared.core.timestamps import parse_graph_time
@@ -220,29 +219,11 @@ def lake_versions(lake: Store, versions: Iterable[GraphVersion]) -> dict[str, se
     prefixes = [f"{TABLE}/"] if None in days else [f"{partition_path(TABLE, day)}/" for day in sorted(days)]
     found: dict[str, set[str]] = defaultdict(set)
     for prefix in prefixes:
-        for table in _read_partition_files(lake, prefix):
+        for table in read_tables(lake, prefix, columns=LAKE_COLUMNS):
             for alert_id, p_row_id in zip(table.column("id").to_pylist(), table.column("p_row_id").to_pylist()):
                 if alert_id in wanted:
                     found[alert_id].add(p_row_id)
     return found
-
-
-def _read_partition_files(lake: Store, prefix: str):
-    names = [n for n in lake.list(prefix) if parse_partition_file(n) is not None]
-    for attempt in range(2):
-        vanished = []
-        for name in names:
-            blob = lake.read(name)
-            if blob is None:  # compaction replaced it between list and read; its rows are in the new file
-                vanished.append(name)
-                continue
-            yield pq.read_table(io.BytesIO(blob.data), columns=LAKE_COLUMNS)
-        if not vanished or attempt:
-            if vanished:
-                raise GraphlakeError(f"lake files vanished while read twice under {prefix}: {vanished[:3]}")
-            return
-        listed = set(names)
-        names = [n for n in lake.list(prefix) if parse_partition_file(n) is not None and n not in listed]
 
 
 def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[str, set[str]],
