@@ -1,8 +1,6 @@
-"""Matches into alerts with Panther's semantics, state in the state store.
+"""Matches into alerts with Panther's semantics (detections/dedup.py), state in the state store.
 
-One alert per rule and dedup string per DedupPeriodMinutes: the first match opens the period (and fixes the
-alert's id), later matches within it count into the same alert, and the alert is queued for delivery once
-Threshold matches have accumulated, carrying the count. A new period starts with the first match after it ends.
+An alert is queued for delivery once its period's Threshold matches have accumulated, carrying the count.
 
 State: `detections/alerts/<rule id>/<sha256 of the dedup string>.json`, read and written back with If-Match (or
 create-only), so two normalizer instances counting into one alert at once never lose a count: the loser of the
@@ -16,11 +14,12 @@ import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from detections.dedup import DedupPeriod, period_at
 from detections.engine import Match
 from shared.core.errors import PreconditionFailed
 from shared.core.storage import Store
@@ -67,8 +66,10 @@ def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
     name = alert_name(rule.rule_id, dedup)
     for _ in range(_MAX_RACES):
         found = state.read(name)
-        doc = orjson.loads(found[0]) if found else None
-        if doc is None or now >= datetime.fromisoformat(doc["created"]) + timedelta(minutes=doc["period_minutes"]):
+        doc = orjson.loads(found.data) if found else None
+        stored = _period(doc)
+        period = period_at(stored, now, rule.dedup_minutes, rule.threshold)
+        if period is not stored:
             doc = _fresh(rule.rule_id, dedup, rule.dedup_minutes, rule.threshold, now)
         counted = set(doc["match_ids"])
         new = []
@@ -76,9 +77,9 @@ def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
             if m.match_id not in counted:
                 counted.add(m.match_id)
                 new.append(m)
-        crossing = doc["queued"] is None and doc["count"] + len(new) >= doc["threshold"]
+        crossing = period.count_in(len(new))
         if new or crossing:
-            doc["count"] += len(new)
+            doc["count"] = period.count
             doc["match_ids"] += [m.match_id for m in new][:max(0, MAX_MATCH_IDS - len(doc["match_ids"]))]
             doc["last_match"] = now.isoformat()
             if crossing:
@@ -89,7 +90,7 @@ def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
                 if found is None:
                     state.write(name, body, create_only=True)
                 else:
-                    state.write(name, body, if_match=found[1])
+                    state.write(name, body, if_match=found.etag)
             except PreconditionFailed:
                 continue  # another instance counted first: read its doc and apply these matches on top
         for m in group:
@@ -101,6 +102,13 @@ def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
             return Queued(doc["alert"])
         return None
     raise PreconditionFailed(f"alert state {name} kept changing under {_MAX_RACES} attempts to update it")
+
+
+def _period(doc: dict[str, Any] | None) -> DedupPeriod | None:
+    if doc is None:
+        return None
+    return DedupPeriod(datetime.fromisoformat(doc["created"]), doc["period_minutes"], doc["threshold"], doc["count"],
+                       sent=doc["queued"] is not None)
 
 
 def _fresh(rule_id: str, dedup: str, period_minutes: int, threshold: int, now: datetime) -> dict[str, Any]:

@@ -38,14 +38,14 @@ def test_command(rules_dir: str | None, say: Say) -> int:
     return 1 if failed or rule_set.refused else 0
 
 
-def replay_command(rules_dir: str | None, lake_url: str, since, until, fmt: str, say: Say, *,
-                   access: LakeAccess | None = None) -> int:
+def backtest_command(rules_dir: str | None, lake_url: str, since, until, fmt: str, say: Say, *,
+                     access: LakeAccess | None = None) -> int:
     import orjson
 
-    from detections.replay import replay
+    from detections.backtest import backtest
 
     rule_set = load_reporting(rules_dir, say)
-    result = replay(rule_set, lake_url, since, until, access=access)
+    result = backtest(rule_set, lake_url, since, until, access=access)
     if fmt == "json":
         for rule in result.rules:
             say(orjson.dumps(rule.__dict__).decode())
@@ -57,6 +57,6 @@ def replay_command(rules_dir: str | None, lake_url: str, since, until, fmt: str,
                 f"{r.alerts:>6}  {r.errors:>6}")
     for failure in result.failures[:10]:
         say(f"graphlake: {failure}", err=True)
-    say(f"{result.rows} rows of security_alerts replayed, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC; "
+    say(f"{result.rows} rows of security_alerts backtested, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC; "
         "nothing written, no alert sent", err=fmt == "json")
     return 1 if result.failures or rule_set.refused else 0

@@ -77,13 +77,13 @@ def _deliver_one(state: Store, name: str, destinations: list[Destination], now: 
     found = state.read(name)
     if found is None:
         return True  # delivered by another instance meanwhile
-    doc = orjson.loads(found[0])
+    doc = orjson.loads(found.data)
     claimed = doc.get("claimed_until")
     if claimed and datetime.fromisoformat(claimed) > now:
         return False
     doc["claimed_until"] = (now + CLAIM).isoformat()
     try:
-        etag = state.write(name, orjson.dumps(doc, default=str), if_match=found[1])
+        etag = state.write(name, orjson.dumps(doc, default=str), if_match=found.etag)
     except PreconditionFailed:
         return False  # another instance claimed it first
     alert, delivered = doc["alert"], set(doc["delivered"])

@@ -16,6 +16,7 @@ import orjson
 import pyarrow as pa
 
 from detections.engine import Match
+from normalizers.indicators import INDICATOR_COLUMNS
 from shared.land.lake_writer import write_table
 from shared.core.storage import Store
 
@@ -24,8 +25,6 @@ SCHEDULED_LOG_TYPE = "Graphlake.ScheduledRule"
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _STRINGS = pa.list_(pa.string())
-INDICATOR_COLUMNS = ("p_any_ip_addresses", "p_any_domain_names", "p_any_usernames", "p_any_emails",
-                     "p_any_md5_hashes", "p_any_sha1_hashes", "p_any_sha256_hashes", "p_any_urls", "p_any_actor_ids")
 # The matched row's identifying columns, copied as they are.
 _ROW_STRINGS = ("id", "tenantId", "serviceSource", "severity", "status", "alertWebUrl")
 

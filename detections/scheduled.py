@@ -131,7 +131,7 @@ def _is_due(state: Store, rule: Rule, now: datetime) -> bool:
     found = state.read(f"{SCHEDULE_PREFIX}{rule.rule_id}.json")
     if found is None:
         return True
-    last = datetime.fromisoformat(orjson.loads(found[0])["last_run"])
+    last = datetime.fromisoformat(orjson.loads(found.data)["last_run"])
     # A tick early by seconds still runs: timers fire close to, not exactly at, their minute.
     return now >= last + timedelta(minutes=rule.schedule_minutes) - timedelta(seconds=30)
 

@@ -33,6 +33,7 @@ from normalizers.evidence import (
 from normalizers.names import LOG_TYPE
 from normalizers.providers import provider_for
 from normalizers.schema import SCHEMA, SCHEMA_VERSION, rows_to_table
+from shared.core.timestamps import parse_graph_time
 
 _UTC = timezone.utc
 
@@ -71,8 +72,9 @@ _MAPPED_PROPERTIES = frozenset(
 # alertWebUrl/incidentWebUrl link every alert to the portal; as pivots they would match everything.
 
 _EMPTY_ROW = dict.fromkeys(SCHEMA.names)
-_IPS, _DOMAINS, _USERNAMES, _EMAILS, _MD5, _SHA1, _SHA256, _URLS, _ACTOR_IDS = indicators.INDICATOR_COLUMNS
-_HASH_COLUMNS = {"md5": _MD5, "sha1": _SHA1, "sha256": _SHA256}
+_IPS, _DOMAINS, _USERNAMES, _EMAILS = (indicators.IP_ADDRESSES, indicators.DOMAIN_NAMES, indicators.USERNAMES,
+                                       indicators.EMAILS)
+_URLS, _ACTOR_IDS, _HASH_COLUMNS = indicators.URLS, indicators.ACTOR_IDS, indicators.HASHES
 
 
 def normalize_alert(alert: object, *, source_id: str | None, source_label: str, parse_time: datetime) -> dict:
@@ -100,7 +102,7 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
     unreadable = {}
     for name in TIMESTAMP_PROPERTIES:
         raw = alert.get(name)
-        row[name] = parsed = _parse_timestamp(raw)
+        row[name] = parsed = parse_graph_time(raw)
         if parsed is None and raw is not None:
             unreadable[name] = raw  # Kept in p_unmapped, not nulled away.
     for name in JSON_PROPERTIES:
@@ -201,30 +203,6 @@ def canonical(kind: str, raw: str) -> tuple[tuple[str, str], ...]:
         return ((_ACTOR_IDS, actor_id),) if actor_id and not indicators.is_well_known_local_principal(actor_id) \
             else ()
     raise ValueError(f"unknown indicator kind {kind!r}")
-
-
-def _parse_timestamp(raw: object) -> datetime | None:
-    """UTC datetime from Graph's ISO 8601 text (0-7 fractional digits, 'Z' or an offset); None if unreadable."""
-    if type(raw) is not str:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        text = raw.strip()
-        if text != raw:
-            return _parse_timestamp(text)
-        if "." not in text:
-            return None
-        # Over-long or odd fractions ("...27.12345678901Z"): keep microseconds, drop the rest.
-        head, _, fraction = text.partition(".")
-        digits = len(fraction) - len(fraction.lstrip("0123456789"))
-        try:
-            parsed = datetime.fromisoformat(f"{head}.{fraction[:min(digits, 6)] or '0'}{fraction[digits:]}")
-        except ValueError:
-            return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=_UTC)  # Graph's times are UTC.
-    return parsed if parsed.tzinfo is _UTC else parsed.astimezone(_UTC)
 
 
 def _dumps(value: object) -> str:

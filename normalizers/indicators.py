@@ -270,17 +270,17 @@ def split_url(value: str) -> tuple[str, str, bool] | None:
     return f"{prefix}{userinfo}{at}{host_text}{port}{path}", host, is_ip
 
 
-INDICATOR_COLUMNS = (
-    "p_any_ip_addresses",
-    "p_any_domain_names",
-    "p_any_usernames",
-    "p_any_emails",
-    "p_any_md5_hashes",
-    "p_any_sha1_hashes",
-    "p_any_sha256_hashes",
-    "p_any_urls",
-    "p_any_actor_ids",
-)
+# The p_any_* columns: each name written here once, for the normalizer, the lake schema, the rule_matches table
+# and search.
+IP_ADDRESSES = "p_any_ip_addresses"
+DOMAIN_NAMES = "p_any_domain_names"
+USERNAMES = "p_any_usernames"
+EMAILS = "p_any_emails"
+HASHES = {"md5": "p_any_md5_hashes", "sha1": "p_any_sha1_hashes", "sha256": "p_any_sha256_hashes"}
+URLS = "p_any_urls"
+ACTOR_IDS = "p_any_actor_ids"
+# In the order the tables hold them.
+INDICATOR_COLUMNS = (IP_ADDRESSES, DOMAIN_NAMES, USERNAMES, EMAILS, *HASHES.values(), URLS, ACTOR_IDS)
 
 
 def canonical_forms(value: str) -> dict[str, str]:
@@ -293,26 +293,26 @@ def canonical_forms(value: str) -> dict[str, str]:
     forms: dict[str, str] = {}
     ip = canonical_ip(value)
     if ip is not None:
-        forms["p_any_ip_addresses"] = ip
+        forms[IP_ADDRESSES] = ip
         return forms
     hashed = canonical_hash(value)
     if hashed is not None:
-        forms[f"p_any_{hashed[0]}_hashes"] = hashed[1]
+        forms[HASHES[hashed[0]]] = hashed[1]
     email = canonical_email(value)
     if email is not None:
-        forms["p_any_emails"] = email
+        forms[EMAILS] = email
     actor_id = canonical_actor_id(value)
     if actor_id is not None:
-        forms["p_any_actor_ids"] = actor_id
+        forms[ACTOR_IDS] = actor_id
     if isinstance(value, str) and "://" in value:
         url = canonical_url(value)
         if url is not None:
-            forms["p_any_urls"] = url
+            forms[URLS] = url
     elif hashed is None and email is None and actor_id is None:
         domain = canonical_domain(value)
         if domain is not None:
-            forms["p_any_domain_names"] = domain
+            forms[DOMAIN_NAMES] = domain
     username = canonical_username(value)
     if username is not None and hashed is None and actor_id is None:
-        forms["p_any_usernames"] = username
+        forms[USERNAMES] = username
     return forms

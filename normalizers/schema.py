@@ -12,6 +12,8 @@ from operator import itemgetter
 
 import pyarrow as pa
 
+from normalizers.indicators import INDICATOR_COLUMNS
+
 SCHEMA_VERSION = 1
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -67,15 +69,7 @@ SCHEMA = pa.schema([
     pa.field("p_schema_version", pa.int32(), nullable=False),
     # Indicator lists: canonical (see indicators.py), deduplicated, sorted; null when empty, as Panther
     # omits them.
-    pa.field("p_any_ip_addresses", _STRINGS),
-    pa.field("p_any_domain_names", _STRINGS),
-    pa.field("p_any_usernames", _STRINGS),
-    pa.field("p_any_emails", _STRINGS),
-    pa.field("p_any_md5_hashes", _STRINGS),
-    pa.field("p_any_sha1_hashes", _STRINGS),
-    pa.field("p_any_sha256_hashes", _STRINGS),
-    pa.field("p_any_urls", _STRINGS),
-    pa.field("p_any_actor_ids", _STRINGS),
+    *(pa.field(name, _STRINGS) for name in INDICATOR_COLUMNS),
 ])
 
 # Columns whose values repeat across alerts: dictionary encoding pays for them. The long unique JSON and

@@ -1,5 +1,5 @@
 """Failure modes connectors meet on alerts_v2: throttling, 5xx, full pages that lack a nextLink, a tenant that
-changes between the page requests of one query, pages in an order that is not stable, malformed timestamps."""
+changes between the page requests of one query, pages in an order that is not stable, malformed timestamps, alerts without an id."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ class Faults:
     # Share of alerts whose lastUpdateDateTime is printed without its zone ("2026-11-20T12:00:00.12"); the same
     # alerts on every call.
     malformed_timestamp_rate: float = 0.0
+    # Share of alerts served without their id; the same alerts on every call.
+    missing_id_rate: float = 0.0
     seed: int = 0
 
 
@@ -86,3 +88,8 @@ class FaultInjector:
         if rate and zlib.crc32(f"{self.faults.seed}:{alert_id}".encode()) < rate * 2**32:
             return text.removesuffix("Z")
         return text
+
+    def drops_id(self, alert_id: str) -> bool:
+        """Whether this alert is served without its id."""
+        rate = self.faults.missing_id_rate
+        return bool(rate) and zlib.crc32(f"{self.faults.seed}:id:{alert_id}".encode()) < rate * 2**32

@@ -48,6 +48,7 @@ class Counters:
     pages: int = 0
     page_updates: int = 0
     malformed_timestamps: int = 0
+    missing_ids: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,14 @@ class GraphApi:
         self._count("malformed_timestamps")
         return item.replace(b'"lastUpdateDateTime":"%s"' % stamp.encode(),
                             b'"lastUpdateDateTime":"%s"' % served.encode(), 1)
+
+    def _without_id(self, item: bytes) -> bytes:
+        alert = orjson.loads(item)
+        if not self.faults.drops_id(alert["id"]):
+            return item
+        self._count("missing_ids")
+        del alert["id"]
+        return orjson.dumps(alert)
 
     def handle(self, method: str, target: str, headers: dict[str, str]) -> Response:
         """`headers` keys are lower-case."""
@@ -244,6 +253,8 @@ class GraphApi:
             self._remember_served(state, items)
         if self.faults.faults.malformed_timestamp_rate:
             items = [self._malformed(item) for item in items]
+        if self.faults.faults.missing_id_rate:
+            items = [self._without_id(item) for item in items]
         self._count("pages")
         body = [b'{"@odata.context":', orjson.dumps(f"{self.base_url}/{version}/$metadata#{_COLLECTION}")]
         if state.count:

@@ -25,7 +25,7 @@ ALLOWED = {
     "read": {"core", "read", "normalizers"},
     "ops": {"core", "pull", "land", "read", "ops", "normalizers"},
     "detections": {"core", "land", "read", "normalizers", "detections"},
-    "normalizers": {"normalizers"},
+    "normalizers": {"core", "normalizers"},  # one Graph timestamp parser, in core, for every stage
 }
 PULL_TO_LAND = {"shared/pull/sinks.py"}
 # The wiring at the top imports anything.

@@ -165,7 +165,7 @@ def _normalize(env: dict, kill_at: int | None, before: bool) -> None:
     for start in range(0, len(names), DELIVERY_FILES):
         delivery = names[start:start + DELIVERY_FILES]
         events = [InboundEvent(body=e["body"].encode(), properties=e["properties"], metadata={"spool": name})
-                  for name in delivery for e in orjson.loads(spool.read(name)[0])]
+                  for name in delivery for e in orjson.loads(spool.read(name).data)]
         result = normalize_events(events, lake=lake, state=state)
         assert not result.quarantined, f"quarantined {result.quarantined}"
         for name in delivery:

@@ -94,7 +94,7 @@ def test_normalize_alerts_lands_good_events_and_quarantines_bad_ones(make_pipeli
     assert sorted(table.column("id").to_pylist()) == sorted(a["id"] for a in alerts[:10])
     assert set(table.column("p_source_id").to_pylist()) == {"contoso"}
     assert set(table.column("p_source_label").to_pylist()) == {"Contoso SOC"}
-    quarantined = [orjson.loads(open_store(state).read(name)[0]) for name in open_store(state).list("quarantine/")]
+    quarantined = [orjson.loads(open_store(state).read(name).data) for name in open_store(state).list("quarantine/")]
     assert len(quarantined) == 2
     errors = " | ".join(q["error"] for q in quarantined)
     assert "not JSON" in errors
@@ -138,7 +138,7 @@ def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_
     # The last attempt gives up: every event of the batch (the bad one too) is in quarantine with the reason.
     function_app.normalize_alerts(hub_events(bodies, properties, partition="3", first_sequence=500))
     store = open_store(state)
-    docs = [orjson.loads(store.read(name)[0]) for name in store.list("quarantine/")]
+    docs = [orjson.loads(store.read(name).data) for name in store.list("quarantine/")]
     assert sorted(base64.b64decode(d["raw_base64"]) for d in docs) == sorted(bodies)
     given_up = [d for d in docs if d["raw_utf8_preview"] != "not json {"]
     assert all("after 3 attempts" in d["error"] and "LeaseIdMissing" in d["error"] for d in given_up), given_up[0]
@@ -151,7 +151,7 @@ def test_a_batch_that_keeps_failing_is_quarantined_whole_after_the_attempts_and_
     function_app.normalize_alerts(hub_events(later, properties[:5], partition="3", first_sequence=513))
     lake_store = open_store(lake)
     landed = [n for n in lake_store.list(f"{TABLE}/") if n != scratch.files[0]]
-    assert sum(pq.read_metadata(io.BytesIO(lake_store.read(n)[0])).num_rows for n in landed) == 5
+    assert sum(pq.read_metadata(io.BytesIO(lake_store.read(n).data)).num_rows for n in landed) == 5
     record = health.load(store, "normalize", "3")
     assert (record["result"], record["consecutive_failures"], record["rows"], record["error"]) == ("ok", 0, 5, None)
 
@@ -209,7 +209,7 @@ def test_a_batch_whose_deliveries_die_without_a_result_is_given_up_after_the_att
     monkeypatch.setenv("NORMALIZE_MAX_ATTEMPTS", "2")
     function_app.normalize_alerts(hub_events(bodies, [{}] * len(bodies), partition="5", first_sequence=700))
     store = open_store(str(state))
-    docs = [orjson.loads(store.read(n)[0]) for n in store.list("quarantine/")]
+    docs = [orjson.loads(store.read(n).data) for n in store.list("quarantine/")]
     assert sorted(base64.b64decode(d["raw_base64"]) for d in docs) == sorted(bodies)
     assert all("given up after 2 attempts: the last delivery of this batch stopped without a result" in d["error"]
                for d in docs)

@@ -35,21 +35,26 @@ def rules_test(rules_dir: str | None) -> None:
     sys.exit(test_command(_rules_folder(rules_dir), click.echo))
 
 
-@rules.command("replay")
+@rules.command("backtest")
 @click.option("--since", default="30d", show_default=True, help="ISO 8601, or 30d / 12h ago.")
 @click.option("--until", default=None, help="ISO 8601, or 1d / 12h ago (default: now).")
 @click.option("--rules", "rules_dir", help="A folder of your rules, loaded on top of the starter pack "
                                            "(default: RULES_DIR).")
-@click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL).")
+@click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL, else ./lake).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def rules_replay(since: str, until: str | None, rules_dir: str | None, lake: str | None, fmt: str) -> None:
+def rules_backtest(since: str, until: str | None, rules_dir: str | None, lake: str | None, fmt: str) -> None:
     """Backtest every rule (enabled or not) over the lake: matches and alerts per rule, nothing written or sent.
     Exit 1 if a rule raised or was refused."""
-    from detections.commands import replay_command
-    from shared.core.settings import load_settings
+    from detections.commands import backtest_command
 
     end = parse_time(until, "--until") if until else datetime.now(UTC)
-    lake_url = lake or load_settings().lake_url
     start = parse_time(since, "--since")
-    sys.exit(replay_command(_rules_folder(rules_dir), lake_url, start, end, fmt, click.echo,
-                            access=wiring.lake_access(lake_url)))
+    lake_url = wiring.lake_url(lake)
+    sys.exit(backtest_command(_rules_folder(rules_dir), lake_url, start, end, fmt, click.echo,
+                              access=wiring.lake_access(lake_url)))
+
+
+# The backtest's first name, kept working for scripts that use it; hidden, as "replay" is re-landing quarantined
+# events (`graphlake replay`).
+rules.add_command(click.Command("replay", params=rules_backtest.params, callback=rules_backtest.callback,
+                                help=rules_backtest.help, hidden=True))

@@ -50,7 +50,7 @@ def load(state: Store, component: str, key: str) -> dict[str, Any] | None:
     if not found:
         return None
     try:
-        doc = orjson.loads(found[0])
+        doc = orjson.loads(found.data)
     except orjson.JSONDecodeError as exc:
         raise UnreadableRecord(f"{name} is not a health record: {one_line(exc)}") from None
     if not isinstance(doc, dict):

@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     rules_enabled: bool = Field(
         False, alias="RULES_ENABLED",
         description="Evaluate the enabled rules on every new row (normalize_alerts, graphlake normalize and pull) and "
-                    "run scheduled rules; off until you have tuned them (graphlake rules replay).")
+                    "run scheduled rules; off until you have tuned them (graphlake rules backtest).")
     rules_dir: str = Field(
         "", alias="RULES_DIR",
         description="A folder of your own rules (panther-analysis format) loaded on top of the starter pack; a rule "

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
@@ -36,11 +36,18 @@ from shared.core.blob_url import EMULATOR_ACCOUNT, EMULATOR_KEY, local_path, par
 from shared.core.errors import ConfigError, EndpointUnreachable, PreconditionFailed, one_line
 
 
+class Blob(NamedTuple):
+    """One blob as read: its bytes and the etag of exactly those bytes (the condition for writing it back)."""
+
+    data: bytes
+    etag: str
+
+
 class Store(Protocol):
     url: str
 
-    def read(self, name: str) -> tuple[bytes, str] | None:
-        """(data, etag), or None if there is no such blob."""
+    def read(self, name: str) -> Blob | None:
+        """The blob, or None if there is no such blob."""
 
     def write(self, name: str, data: bytes, *, if_match: str | None = None, create_only: bool = False) -> str:
         """Store data under name and return its new etag; PreconditionFailed if a condition does not hold."""
@@ -122,7 +129,7 @@ class LocalStore:
     def _path(self, name: str) -> Path:
         return self.root.joinpath(*_check_name(name).split("/"))
 
-    def read(self, name: str) -> tuple[bytes, str] | None:
+    def read(self, name: str) -> Blob | None:
         try:
             with open(self._path(name), "rb") as f:
                 return _read_with_etag(f)
@@ -148,7 +155,7 @@ class LocalStore:
                     raise _precondition_failed(name, if_match=None, create_only=True)
                 if if_match is not None:
                     current = self.read(name)
-                    if current is None or current[1] != if_match:
+                    if current is None or current.etag != if_match:
                         raise _precondition_failed(name, if_match=if_match, create_only=False)
                 os.replace(tmp, path)
                 _fsync_dir(path.parent)
@@ -185,10 +192,10 @@ def _etag(st: os.stat_result, data: bytes) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{hashlib.sha256(data).hexdigest()[:32]}"
 
 
-def _read_with_etag(f: BinaryIO) -> tuple[bytes, str]:
+def _read_with_etag(f: BinaryIO) -> Blob:
     st = os.fstat(f.fileno())
     data = f.read()
-    return data, _etag(st, data)
+    return Blob(data, _etag(st, data))
 
 
 @contextmanager
@@ -253,12 +260,12 @@ class BlobStore:
                 raise
         self._contacted = True
 
-    def read(self, name: str) -> tuple[bytes, str] | None:
+    def read(self, name: str) -> Blob | None:
         self._first_contact()
         try:
             downloader = self._container.download_blob(self._name(name))
             # The downloader pins later range requests to the first response's etag, so data and etag agree.
-            return downloader.readall(), downloader.properties.etag
+            return Blob(downloader.readall(), downloader.properties.etag)
         except ResourceNotFoundError as exc:
             # A missing container is not "no such blob": reading on would restart watermarks from scratch.
             if _error_code(exc) != "BlobNotFound":

@@ -19,7 +19,6 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ import msgspec
 import orjson
 
 from shared.core.errors import GraphlakeError
+from shared.core.timestamps import parse_graph_time
 
 if TYPE_CHECKING:
     from shared.core.storage import Store
@@ -280,7 +280,7 @@ def _not_an_alert(doc: bytes, head: _Head) -> str | None:
         return None
     for prop in _TIMESTAMPS:
         value = getattr(head, prop)
-        if value is not None and not _is_time(value):
+        if value is not None and parse_graph_time(value) is None:
             what = "a documentation template: " if isinstance(value, str) and _PLACEHOLDER.fullmatch(value) else ""
             return f"{what}{prop} {value!r} is not a time"
     return None
@@ -295,24 +295,6 @@ def _holds_alerts(doc: bytes, key: str) -> bool:
         items = _decode_array(bytes(value))
         return bool(items) and bytes(items[0])[:1] == b"{" and isinstance(_decode_head(bytes(items[0])).id, str)
     return False
-
-
-def _is_time(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        # Graph sends up to seven fractional digits; an older Python, or an odd writer, may send more.
-        head, dot, rest = value.partition(".")
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        if not dot or not digits:
-            return False
-        try:
-            datetime.fromisoformat(f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}")
-        except ValueError:
-            return False
-    return True
 
 
 @dataclass
@@ -359,7 +341,7 @@ def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[
     for copy in result.quarantined:
         if copy not in seen:
             found = state.read(copy)
-            seen[copy] = orjson.loads(found[0]) if found else {"error": "quarantined", "metadata": {}}
+            seen[copy] = orjson.loads(found.data) if found else {"error": "quarantined", "metadata": {}}
         doc = seen[copy]
         where = doc.get("metadata") or {}
         landing.quarantined.append(Quarantined(f"{where.get('file', '?')}:{where.get('line', '?')}", doc["error"],

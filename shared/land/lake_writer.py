@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from shared.core.layout import check_table_name, parse_partition_file, partition_path
+from shared.core.lake_files import read_tables
+from shared.core.layout import check_table_name, partition_path
 from shared.core.storage import Store
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -74,14 +75,7 @@ def write_table(store: Store, table: pa.Table, *, table_name: str, partition_col
 def read_table(store: Store, table_name: str) -> pa.Table:
     """Every file of table_name as one table (for tests and the CLI; queries should use DuckDB on the lake)."""
     check_table_name(table_name)
-    tables = []
-    for name in store.list(f"{table_name}/"):
-        if parse_partition_file(name) is None:
-            continue
-        found = store.read(name)
-        if found is not None:  # deleted between list and read
-            # Read the file alone, not as a dataset, so year/month/day are not added as columns.
-            tables.append(pq.read_table(io.BytesIO(found[0])))
+    tables = list(read_tables(store, f"{table_name}/"))
     if not tables:
         return pa.table({})
     # "default" promotion tolerates files written before a column was added to the schema.

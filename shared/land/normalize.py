@@ -143,7 +143,7 @@ def _alert_of(event: InboundEvent, state: Store) -> Any:
             raise BadEvent(f"claim check pointer: {one_line(exc, with_type=True)}") from None
         if found is None:
             raise BadEvent(f"claim check {name} is missing")
-        return _parsed(found[0], f"claim check {name}")
+        return _parsed(found.data, f"claim check {name}")
     return doc
 
 

@@ -20,6 +20,7 @@ import orjson
 
 from shared.core.errors import one_line
 from shared.core.storage import Store
+from shared.core.timestamps import parse_graph_time
 
 PREFIX = "quarantine/"
 _PREVIEW_CHARS = 4096
@@ -62,12 +63,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
 def _as_datetime(value: object) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return _utc(value)
-    if isinstance(value, str):
-        try:
-            return _as_datetime(dt.datetime.fromisoformat(value))
-        except ValueError:
-            return None
-    return None
+    return parse_graph_time(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -61,7 +61,7 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
                 continue
             summary.examined += 1
             try:
-                events.append(_event(orjson.loads(found[0])))
+                events.append(_event(orjson.loads(found.data)))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
                 _stays(summary, f"not a quarantine document graphlake can replay ({type(exc).__name__})", name)
                 continue
@@ -77,7 +77,7 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
                 new_name = next(n for n in result.quarantined if _digest(event.body) in n)
                 if new_name != name:  # quarantined on another day than before: keep one document, the new one
                     state.delete(name)
-                reason = orjson.loads(state.read(new_name)[0])["error"]
+                reason = orjson.loads(state.read(new_name).data)["error"]
                 _stays(summary, reason, new_name)
             else:
                 state.delete(name)

@@ -14,34 +14,32 @@ instead would hold the whole window in memory.
 
 from __future__ import annotations
 
-import io
 import logging
-from contextlib import aclosing
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
-import pyarrow.parquet as pq
 
 from normalizers import AlertBatch, NotAnAlert
 from normalizers.core import row_id
 from normalizers.names import TABLE
 from shared.core.errors import GraphlakeError
-from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout
+from shared.pull.confirmed import MAX_READS, ConfirmedReader, alert_id_of
+from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, hub_router
 from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
-from shared.core.layout import parse_partition_file, partition_path
+from shared.core.lake_files import read_tables
+from shared.core.layout import partition_path
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
+from shared.core.timestamps import parse_graph_time
 from shared.pull.watermark import WatermarkStore
-from shared.pull.window import Window, cut_for_pages
+from shared.pull.window import Window
 
 log = logging.getLogger("graphlake.audit")
 
 AUDIT_PAGE_SIZE = 2000  # Graph's largest page: the fewest calls per alert read
-# Reads of one part of the window before the audit says it could not confirm it (see _GraphRead).
-MAX_READS = 3
 LAKE_COLUMNS = ["id", "p_row_id"]
 
 
@@ -82,7 +80,7 @@ class AuditReport:
     providers: dict[str, ProviderAudit] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     unreadable: int = 0  # items without an id: the normalizer quarantines them, the lake cannot hold them
-    confirmed: bool = True  # every alert of the window was read (see MAX_READS)
+    confirmed: bool = True  # every alert of the window was read (see shared/pull/confirmed.py)
     repaired: int = 0  # missing versions sent again through the fan-out
     graph: CallStats = field(default_factory=CallStats)
     error: str | None = None
@@ -145,7 +143,7 @@ async def audit_source(source: Source, settings: Settings, state: Store, lake: S
             compare(report, latest.values(), in_lake, late_before)
             if sink is not None and report.findings:
                 wanted = {f.alert_id: in_lake.get(f.alert_id, set()) for f in report.findings}
-                fanout = Fanout(sink, state, source, _hub_router(settings))
+                fanout = Fanout(sink, state, source, hub_router(settings))
                 report.repaired = await repair(reader, fanout, window, wanted)
                 sink.flush()
     except (GraphlakeError, GraphCallFailed) as exc:
@@ -169,76 +167,29 @@ def audit_window(watermark: datetime | None, now: datetime, since: datetime, set
 async def read_graph(reader: AlertsReader, window: Window,
                      stats: CallStats) -> tuple[dict[str, GraphVersion], int, bool]:
     """The latest version of each alert updated in the window, by id; the number of items without an id; whether
-    every part of the window was shown complete."""
-    read = _GraphRead(reader, stats)
-    unconfirmed = await read.confirmed(window)
-    return read.latest, read.unreadable, not unconfirmed
+    every part of the window was shown complete (the pull's rule, shared/pull/confirmed.py)."""
+    latest: dict[str, GraphVersion] = {}
 
+    def keep_latest(_part: Window, alerts: list) -> None:
+        for alert in alerts:
+            version = graph_version(alert)
+            if version is None:
+                continue
+            known = latest.get(version.alert_id)
+            if known is None or _newer(version.last_update, known.last_update):
+                latest[version.alert_id] = version
 
-class _GraphRead:
-    """The pull's rule of completeness (shared/pull/run.py, _SliceRead), for the audit's reads: a read is complete when
-    one response holds as many distinct alerts as its @odata.count, because Graph evaluates the query again for
-    every page and alerts updated between page requests shift the pages. When the first page says there are more,
-    the window is cut at whole seconds into parts of about three quarters of a page, each read the same way; only a
-    part too short to cut is paged, and judged on its own read. A read that is not complete is repeated, MAX_READS
-    reads in all."""
-
-    def __init__(self, reader: AlertsReader, stats: CallStats) -> None:
-        self._reader = reader
-        self._stats = stats
-        self.latest: dict[str, GraphVersion] = {}
-        self.unreadable = 0
-
-    async def confirmed(self, piece: Window) -> int:
-        """Reads `piece` until a read is complete; the number of parts that never were."""
-        cuttable = bool(cut_for_pages(piece, None, AUDIT_PAGE_SIZE))
-        for attempt in range(MAX_READS):
-            if attempt:
-                self._stats.rereads += 1
-            complete, count = await self._read_once(piece, first_page_only=cuttable)
-            if complete:
-                return 0
-            if count is None:
-                cuttable = False
-            elif cuttable:
-                self._stats.splits += 1
-                return sum([await self.confirmed(part) for part in cut_for_pages(piece, count, AUDIT_PAGE_SIZE)])
-        return 1
-
-    async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:
-        ids: set[str] = set()
-        counts: set[int] = set()
-        repeated = False
-        unreadable = 0
-        async with aclosing(self._reader.pages(piece.start, piece.end)) as pages:
-            async for page in pages:
-                if page.count is not None:
-                    counts.add(page.count)
-                for alert in page.alerts:
-                    version = graph_version(alert)
-                    if version is None:
-                        unreadable += 1
-                        continue
-                    repeated = repeated or version.alert_id in ids
-                    ids.add(version.alert_id)
-                    known = self.latest.get(version.alert_id)
-                    if known is None or _newer(version.last_update, known.last_update):
-                        self.latest[version.alert_id] = version
-                if first_page_only:
-                    break
-        count = max(counts, default=None)
-        complete = len(counts) == 1 and not repeated and len(ids) + unreadable == count
-        if complete:
-            self.unreadable += unreadable
-        return complete, count
+    read = ConfirmedReader(reader, stats, keep_latest)
+    unconfirmed = await read.unconfirmed_parts(window)
+    return latest, read.without_id, not unconfirmed
 
 
 def graph_version(alert: object) -> GraphVersion | None:
-    if type(alert) is not dict or not alert.get("id"):
+    alert_id = alert_id_of(alert)
+    if alert_id is None:
         return None
-    alert_id = str(alert["id"])
     last_update = alert.get("lastUpdateDateTime") or alert.get("createdDateTime")
-    created = parse_time(alert.get("createdDateTime"))
+    created = parse_graph_time(alert.get("createdDateTime"))
     return GraphVersion(alert_id, str(last_update or ""), str(alert.get("serviceSource") or UNKNOWN_PROVIDER),
                         expected_row_id(alert), created.date() if created else None)
 
@@ -254,19 +205,8 @@ def expected_row_id(alert: dict) -> str:
         return row_id(str(tenant), str(alert.get("id")), str(version))
 
 
-def parse_time(raw: object) -> datetime | None:
-    """Graph's timestamps, leniently (7 fractional digits, a missing zone read as UTC); None if unreadable."""
-    if type(raw) is not str:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def _newer(candidate: str, known: str) -> bool:
-    a, b = parse_time(candidate), parse_time(known)
+    a, b = parse_graph_time(candidate), parse_graph_time(known)
     return a is not None and (b is None or a > b)
 
 
@@ -279,29 +219,11 @@ def lake_versions(lake: Store, versions: Iterable[GraphVersion]) -> dict[str, se
     prefixes = [f"{TABLE}/"] if None in days else [f"{partition_path(TABLE, day)}/" for day in sorted(days)]
     found: dict[str, set[str]] = defaultdict(set)
     for prefix in prefixes:
-        for table in _read_partition_files(lake, prefix):
+        for table in read_tables(lake, prefix, columns=LAKE_COLUMNS):
             for alert_id, p_row_id in zip(table.column("id").to_pylist(), table.column("p_row_id").to_pylist()):
                 if alert_id in wanted:
                     found[alert_id].add(p_row_id)
     return found
-
-
-def _read_partition_files(lake: Store, prefix: str):
-    names = [n for n in lake.list(prefix) if parse_partition_file(n) is not None]
-    for attempt in range(2):
-        vanished = []
-        for name in names:
-            blob = lake.read(name)
-            if blob is None:  # compaction replaced it between list and read; its rows are in the new file
-                vanished.append(name)
-                continue
-            yield pq.read_table(io.BytesIO(blob[0]), columns=LAKE_COLUMNS)
-        if not vanished or attempt:
-            if vanished:
-                raise GraphlakeError(f"lake files vanished while read twice under {prefix}: {vanished[:3]}")
-            return
-        listed = set(names)
-        names = [n for n in lake.list(prefix) if parse_partition_file(n) is not None and n not in listed]
 
 
 def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[str, set[str]],
@@ -316,7 +238,7 @@ def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[s
             continue
         kind = "behind" if held else "missing"
         setattr(counts, kind, getattr(counts, kind) + 1)
-        stamp = parse_time(version.last_update)
+        stamp = parse_graph_time(version.last_update)
         late = late_before is not None and stamp is not None and stamp < late_before
         report.findings.append(Finding(version.alert_id, version.last_update, version.provider, kind, late))
 
@@ -331,7 +253,7 @@ async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: d
         async for page in reader.pages(window.start, window.end):
             batch = []
             for alert in page.alerts:
-                alert_id = str(alert.get("id")) if type(alert) is dict else ""
+                alert_id = alert_id_of(alert)
                 if alert_id not in wanted or alert_id in done:
                     continue
                 done.add(alert_id)
@@ -342,7 +264,3 @@ async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: d
             break
     return len(done)
 
-
-def _hub_router(settings: Settings):
-    hubs = settings.provider_hubs()
-    return lambda provider: hubs.get(provider, settings.eventhub_name)

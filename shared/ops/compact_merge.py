@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shared.core.errors import one_line
+from shared.core.lake_files import read_named
 from shared.land.lake_writer import check_lake_columns
 from shared.core.storage import Store
 
@@ -78,14 +79,11 @@ def spool(store: Store, names: tuple[str, ...], work: Path) -> Spooled:
     """Copy each file to work, one at a time; ValueError for a file that is not parquet. Files gone since the
     listing (another compaction finished them) are skipped."""
     spooled = Spooled()
-    for name in names:
-        found = store.read(name)
-        if found is None:
-            continue
+    for name, data in read_named(store, names):
         path = work / f"in-{len(spooled.paths):06d}.parquet"
-        path.write_bytes(found[0])
-        spooled.bytes_in += len(found[0])
-        del found
+        path.write_bytes(data)
+        spooled.bytes_in += len(data)
+        del data
         try:
             pq.read_metadata(path)
         except pa.ArrowException as exc:

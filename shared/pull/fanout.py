@@ -16,7 +16,7 @@ import orjson
 from azure.eventhub import EventData, EventDataBatch
 
 from shared.core.event_format import CLAIM_CHECK_KEY, CLAIM_CHECK_PREFIX, SCHEMA_NAME
-from shared.core.settings import Source
+from shared.core.settings import Settings, Source
 from shared.core.storage import Store
 
 UNKNOWN_PROVIDER = "unknown"
@@ -69,6 +69,12 @@ class ProviderCounts:
     duplicates: int = 0
     claim_checks: int = 0
     batches: int = 0
+
+
+def hub_router(settings: Settings) -> Callable[[str], str]:
+    """The Event Hub of each provider: its own when EVENTHUB_PROVIDER_HUBS names one, else the default hub."""
+    hubs = settings.provider_hubs()
+    return lambda provider: hubs.get(provider, settings.eventhub_name)
 
 
 class Fanout:

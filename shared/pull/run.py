@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -18,17 +17,15 @@ import orjson
 
 from shared.core import health
 from shared.core.errors import GraphlakeError, PreconditionFailed, one_line
-from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts
+from shared.pull.confirmed import MAX_READS, ConfirmedReader
+from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts, hub_router
 from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
 from shared.pull.watermark import WatermarkStore
-from shared.pull.window import Window, cut_for_pages, plan_window, slices
+from shared.pull.window import Window, plan_window, slices
 
 log = logging.getLogger("graphlake.pull")
-
-# Reads of one slice (or part) that is not shown complete, beyond the first, before it is reported unconfirmed.
-MAX_REREADS = 2
 
 
 @dataclass
@@ -112,7 +109,7 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
                         source.id, window.start.isoformat(), summary.unread_gap, mark.position.isoformat())
         planned = slices(window, settings.pull_slice_minutes)
         summary.slices_planned = len(planned)
-        fanout = Fanout(sink, state, source, _hub_router(settings))
+        fanout = Fanout(sink, state, source, hub_router(settings))
         summary.providers = fanout.counts
         deadline = deadline if deadline is not None else clock() + settings.pull_max_run_seconds
         async with graph_client(source, settings, summary.graph, credential=credential) as client:
@@ -127,7 +124,7 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
                     # Sent, but not shown complete: the watermark stays before it, so the next run reads it again.
                     summary.unconfirmed_slices += 1
                     log.warning("source %s: slice %s could not be confirmed complete after %d reads; the watermark "
-                                "stays at %s and the next run reads it again", source.id, piece, MAX_REREADS + 1,
+                                "stays at %s and the next run reads it again", source.id, piece, MAX_READS,
                                 summary.watermark_after)
                 if summary.unread_gap or summary.unconfirmed_slices:
                     continue
@@ -168,90 +165,38 @@ Pair = tuple[str, str]
 
 async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, already_sent: set[Pair],
                       stats: CallStats, progress: ProgressCallback | None) -> tuple[set[Pair], int]:
-    """Reads and sends one slice; returns the (id, lastUpdateDateTime) pairs it sent and how many of its parts
-    could not be confirmed complete (0: the whole slice was)."""
-    read = _SliceRead(reader, fanout, already_sent, stats, progress, datetime.now(UTC).isoformat())
-    unconfirmed = await read.confirmed(piece)
-    return read.sent, unconfirmed
+    """Reads and sends one slice (shared/pull/confirmed.py); returns the (id, lastUpdateDateTime) pairs it sent and
+    how many of its parts could not be confirmed complete (0: the whole slice was)."""
+    sending = _SliceSender(fanout, already_sent, progress, datetime.now(UTC).isoformat())
+    unconfirmed = await ConfirmedReader(reader, stats, sending.send_page).unconfirmed_parts(piece)
+    return sending.sent, unconfirmed
 
 
-class _SliceRead:
-    """A slice is shown complete by one response, never by pages put together.
+class _SliceSender:
+    """Sends each version a slice's reads show once: a re-read or a shifted page shows some again, and the
+    previous run's overlap sent some already."""
 
-    Graph evaluates the query again for every page and promises no snapshot across them: an alert updated between
-    two page requests leaves the window and the alerts after it move up a page, out of reach of the next request,
-    and an unstable order does the same without any update. No count can show every such tear (one alert leaving
-    and a late one entering between the same two requests leave the count as it was), while a single response is
-    one evaluation of the query. So a read is complete when one page holds as many distinct alerts as its
-    @odata.count; when the first page says there are more, the alerts it holds are sent and the slice is cut at
-    whole seconds into parts of about three quarters of a page, each read the same way.
-
-    Only a part too short to cut (more alerts in one second than a page holds) is paged, and then judged on its
-    own read: every page reported the same @odata.count, no alert came twice, and it read that many distinct
-    alerts. Never across reads: a version read earlier may have left the window since, and counting it would vouch
-    for an alert that was missed. A read that is not complete is repeated, at most MAX_REREADS times.
-    """
-
-    def __init__(self, reader: AlertsReader, fanout: Fanout, already_sent: set[Pair], stats: CallStats,
-                 progress: ProgressCallback | None, pulled_at: str) -> None:
-        self._reader = reader
+    def __init__(self, fanout: Fanout, already_sent: set[Pair], progress: ProgressCallback | None,
+                 pulled_at: str) -> None:
         self._fanout = fanout
         self._already_sent = already_sent
-        self._stats = stats
         self._progress = progress
         self._pulled_at = pulled_at
         self._handled: set[Pair] = set()
         self.sent: set[Pair] = set()
 
-    async def confirmed(self, piece: Window) -> int:
-        """Reads `piece` until a read is complete; the number of parts that never were."""
-        cuttable = bool(cut_for_pages(piece, None, self._reader.page_size))
-        for attempt in range(MAX_REREADS + 1):
-            if attempt:
-                self._stats.rereads += 1
-            complete, count = await self._read_once(piece, first_page_only=cuttable)
-            if complete:
-                return 0
-            if count is None:  # no @odata.count to judge by: cutting cannot help, paging is all there is
-                cuttable = False
-            elif cuttable:
-                self._stats.splits += 1
-                return sum([await self.confirmed(part)
-                            for part in cut_for_pages(piece, count, self._reader.page_size)])
-        return 1
-
-    async def _read_once(self, piece: Window, first_page_only: bool) -> tuple[bool, int | None]:
-        """Whether this read was complete, and the largest @odata.count it saw."""
-        ids: set[str] = set()
-        counts: set[int] = set()
-        repeated = False
-        async with aclosing(self._reader.pages(piece.start, piece.end)) as pages:
-            async for page in pages:
-                if page.count is not None:
-                    counts.add(page.count)
-                fresh = []
-                for alert in page.alerts:
-                    alert_id = str(alert.get("id"))
-                    repeated = repeated or alert_id in ids
-                    ids.add(alert_id)
-                    pair = (alert_id, str(alert.get("lastUpdateDateTime")))
-                    if pair in self._handled:  # read before in this slice: a re-read or a shifted page
-                        continue
-                    self._handled.add(pair)
-                    if pair in self._already_sent:
-                        self._fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
-                        continue
-                    self.sent.add(pair)
-                    fresh.append(alert)
-                self._fanout.send_page(fresh, self._pulled_at)
-                if self._progress:
-                    self._progress(piece, len(page.alerts))
-                if first_page_only:
-                    break
-        count = max(counts, default=None)
-        return len(counts) == 1 and not repeated and len(ids) == count, count
-
-
-def _hub_router(settings: Settings) -> Callable[[str], str]:
-    hubs = settings.provider_hubs()
-    return lambda provider: hubs.get(provider, settings.eventhub_name)
+    def send_page(self, part: Window, alerts: list) -> None:
+        fresh = []
+        for alert in alerts:
+            pair = (str(alert.get("id")), str(alert.get("lastUpdateDateTime")))
+            if pair in self._handled:
+                continue
+            self._handled.add(pair)
+            if pair in self._already_sent:
+                self._fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
+                continue
+            self.sent.add(pair)
+            fresh.append(alert)
+        self._fanout.send_page(fresh, self._pulled_at)
+        if self._progress:
+            self._progress(part, len(alerts))

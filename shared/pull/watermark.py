@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import orjson
 
 from shared.core.storage import Store
+from shared.core.timestamps import parse_graph_time
 
 
 @dataclass
@@ -28,12 +29,11 @@ class WatermarkStore:
         found = self._store.read(self.name)
         if found is None:
             return Watermark(position=None)
-        data, etag = found
-        doc = orjson.loads(data)
+        doc = orjson.loads(found.data)
         return Watermark(
             position=datetime.fromisoformat(doc["position"]),
             recent={(pair[0], pair[1]) for pair in doc.get("recent", [])},
-            etag=etag)
+            etag=found.etag)
 
     def advance(self, current: Watermark, position: datetime, sent: set[tuple[str, str]],
                 overlap: timedelta) -> Watermark:
@@ -55,11 +55,8 @@ class WatermarkStore:
 
 
 def _at_or_after(stamp: str, moment: datetime) -> bool:
-    """Whether a sent lastUpdateDateTime lies at or after `moment`. The value is Graph's, sent as it came: one
-    without a zone is read as UTC (Graph's zone), and one that does not parse is not kept, so at worst it is sent
-    once more (the lake deduplicates it) instead of failing every run."""
-    try:
-        parsed = datetime.fromisoformat(stamp)
-    except ValueError:
-        return False
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)) >= moment
+    """Whether a sent lastUpdateDateTime lies at or after `moment`. The value is Graph's, sent as it came; one that
+    does not parse is not kept, so at worst it is sent once more (the lake deduplicates it) instead of failing
+    every run."""
+    parsed = parse_graph_time(stamp)
+    return parsed is not None and parsed >= moment

@@ -25,7 +25,7 @@ _UTC = dt.timezone.utc
 
 def _hash_forms(value: str) -> dict[str, str] | None:
     hashed = indicators.canonical_hash(value)
-    return None if hashed is None else {f"p_any_{hashed[0]}_hashes": hashed[1]}
+    return None if hashed is None else {indicators.HASHES[hashed[0]]: hashed[1]}
 
 
 def _single(column: str, canonical: Callable[[str], str | None]) -> Callable[[str], dict[str, str] | None]:
@@ -37,13 +37,13 @@ def _single(column: str, canonical: Callable[[str], str | None]) -> Callable[[st
 
 # Option -> (what a valid value is, for the error; its canonical forms per p_any column, None if invalid).
 KINDS: dict[str, tuple[str, Callable[[str], dict[str, str] | None]]] = {
-    "ip": ("an IPv4 or IPv6 address", _single("p_any_ip_addresses", indicators.canonical_ip)),
-    "domain": ("a domain or host name", _single("p_any_domain_names", indicators.canonical_domain)),
-    "user": ("a user name", _single("p_any_usernames", indicators.canonical_username)),
-    "email": ("an email address", _single("p_any_emails", indicators.canonical_email)),
+    "ip": ("an IPv4 or IPv6 address", _single(indicators.IP_ADDRESSES, indicators.canonical_ip)),
+    "domain": ("a domain or host name", _single(indicators.DOMAIN_NAMES, indicators.canonical_domain)),
+    "user": ("a user name", _single(indicators.USERNAMES, indicators.canonical_username)),
+    "email": ("an email address", _single(indicators.EMAILS, indicators.canonical_email)),
     "hash": ("an MD5, SHA-1 or SHA-256 in hex", _hash_forms),
-    "url": ("a URL", _single("p_any_urls", indicators.canonical_url)),
-    "actor": ("an Entra object id, SID or Defender device id", _single("p_any_actor_ids",
+    "url": ("a URL", _single(indicators.URLS, indicators.canonical_url)),
+    "actor": ("an Entra object id, SID or Defender device id", _single(indicators.ACTOR_IDS,
                                                                         indicators.canonical_actor_id)),
     "any": ("an indicator of some kind", lambda value: indicators.canonical_forms(value) or None),
 }
@@ -143,9 +143,7 @@ def _time_condition(since: dt.datetime, until: dt.datetime) -> str:
 def _latest_version(columns: set[str]) -> str:
     """The QUALIFY that keeps each alert's latest version (of the rows it filters), as the latest view orders."""
     alert = ", ".join(c for c in ("tenantId", "id") if c in columns)
-    return (f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY lastUpdateDateTime DESC NULLS LAST, "
-            "p_row_id DESC) = 1" if "p_row_id" in columns else
-            f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY lastUpdateDateTime DESC NULLS LAST) = 1")
+    return f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY {views.latest_version_first(columns)}) = 1"
 
 
 def pivot_sql(table: str, terms: dict[str, set[str]], since: dt.datetime, until: dt.datetime,

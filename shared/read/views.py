@@ -15,6 +15,8 @@ only its days.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from normalizers.evidence_columns import ANY, COMMON_COLUMNS, EVIDENCE_COLUMNS, ROLES_PATH
 from normalizers.names import TABLE as ALERTS_TABLE
 
@@ -53,10 +55,18 @@ def table_view(name: str, source: str, columns: set[str]) -> str:
     return f"CREATE VIEW {quote_identifier(name)} AS\n{deduplicated(source, columns)}"
 
 
+def latest_version_first(columns: Collection[str] | None = None) -> str:
+    """The ORDER BY that ranks an alert's versions latest first: the latest lastUpdateDateTime (one without it
+    last), ties broken by p_row_id so every reader picks the same row. `columns`: those the table has, when it may
+    lack p_row_id (tables of other producers)."""
+    return ("lastUpdateDateTime DESC NULLS LAST" if columns is not None and "p_row_id" not in columns
+            else "lastUpdateDateTime DESC NULLS LAST, p_row_id DESC")
+
+
 LATEST_VIEW_SQL = f"""CREATE VIEW {LATEST_VIEW} AS
 SELECT * FROM {ALERTS_TABLE}
 QUALIFY row_number() OVER (PARTITION BY tenantId, id, {_SAME_PARTITION}
-                           ORDER BY lastUpdateDateTime DESC NULLS LAST, p_row_id DESC) = 1"""
+                           ORDER BY {latest_version_first()}) = 1"""
 
 
 def _evidence_value(sources: list[tuple[tuple[str, ...], str]]) -> str:

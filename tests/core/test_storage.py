@@ -85,7 +85,7 @@ def test_create_only_refuses_an_existing_blob(store_url: str) -> None:
     assert store.read("claim") == (b"mine", etag)
     store.delete("claim")
     store.write("claim", b"again", create_only=True)
-    assert store.read("claim")[0] == b"again"
+    assert store.read("claim").data == b"again"
 
 
 def test_contradictory_conditions_are_refused(store_url: str) -> None:
@@ -111,7 +111,7 @@ def test_a_prefix_in_the_url_scopes_the_store(store_url: str) -> None:
     scoped.write("wm.json", b"1")
     root.write("other.json", b"2")
     assert list(scoped.list()) == ["wm.json"]
-    assert root.read("tenant-a/state/wm.json")[0] == b"1"
+    assert root.read("tenant-a/state/wm.json").data == b"1"
     assert list(root.list()) == ["other.json", "tenant-a/state/wm.json"]
 
 
@@ -166,7 +166,7 @@ def test_racing_processes_exactly_one_conditional_write_wins_per_round(store_url
         if rnd:
             # Everyone read what the previous round's single winner wrote, so no update was lost.
             assert {seen for *_, seen in this_round} == {f"{rnd - 1}:{winners[rnd - 1]}".encode()}
-    assert open_store(store_url).read("race")[0] == f"{ROUNDS - 1}:{winners[ROUNDS - 1]}".encode()
+    assert open_store(store_url).read("race").data == f"{ROUNDS - 1}:{winners[ROUNDS - 1]}".encode()
 
 
 # --- local atomicity: no reader and no crash ever exposes half a file ------------------------------
@@ -219,14 +219,14 @@ def test_local_sigkill_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path) 
             assert writer.is_alive(), f"the writer exited with {writer.exitcode} before it was killed"
             found = store.read("big.bin")
             if found is not None:
-                seen.add(found[1])
+                seen.add(found.etag)
         os.kill(writer.pid, signal.SIGKILL)
         writer.join()
         assert writer.exitcode == -signal.SIGKILL
-        _assert_whole(store.read("big.bin")[0])
+        _assert_whole(store.read("big.bin").data)
         assert list(store.list()) == ["big.bin"]
         # The dead writer's lock went with it: the next conditional write goes through.
-        etag = store.read("big.bin")[1]
+        etag = store.read("big.bin").etag
         store.write("big.bin", b"\1" * BIG, if_match=etag)
 
 
@@ -259,7 +259,7 @@ def test_local_files_get_the_usual_permissions(tmp_path: Path) -> None:
 def test_local_urls(tmp_path: Path) -> None:
     open_store(f"file://{tmp_path}/via-url").write("x", b"1")
     assert (tmp_path / "via-url" / "x").read_bytes() == b"1"
-    assert open_store(str(tmp_path / "via-url")).read("x")[0] == b"1"
+    assert open_store(str(tmp_path / "via-url")).read("x").data == b"1"
     assert open_store(f"file://{tmp_path}/via-url").url == f"file://{tmp_path}/via-url"
 
 

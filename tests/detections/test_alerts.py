@@ -238,7 +238,7 @@ def test_two_instances_updating_one_alert_lose_no_count(tmp_path, make_store_url
     queued += record_matches(racing, burst_matches(rule, 20, 1), T0 + timedelta(minutes=1))
     assert racing.raced == 1
     [name] = list(store.list("detections/alerts/"))
-    doc = orjson.loads(store.read(name)[0])
+    doc = orjson.loads(store.read(name).data)
     total = 4 if first_doc else 3
     assert doc["count"] == total and len(doc["match_ids"]) == total
     # Exactly one of the two instances queued the alert: the one whose write crossed the threshold of 3.
@@ -262,7 +262,7 @@ def test_two_instances_at_once_count_every_match_and_queue_one_alert(tmp_path, a
         t.join()
     store = open_store(url)
     [name] = list(store.list("detections/alerts/"))
-    doc = orjson.loads(store.read(name)[0])
+    doc = orjson.loads(store.read(name).data)
     assert doc["count"] == 30 and len(set(doc["match_ids"])) == 30
     assert len(queued) == 1
 
@@ -367,7 +367,7 @@ def test_two_normalizer_instances_at_once_send_one_alert_with_every_match_counte
     burst = [a for a in receiver.received if a["rule_id"] == "Custom.Burst"]
     assert len(burst) == 1 and burst[0]["match_count"] >= 3
     [name] = [n for n in open_store(state).list("detections/alerts/Custom.Burst/")]
-    doc = orjson.loads(open_store(state).read(name)[0])
+    doc = orjson.loads(open_store(state).read(name).data)
     assert doc["count"] == 20 and len(set(doc["match_ids"])) == 20
     matches = read_table(open_store(lake), MATCHES).to_pylist()
     assert {m["p_alert_id"] for m in matches if m["p_rule_id"] == "Custom.Burst"} == {burst[0]["alert_id"]}

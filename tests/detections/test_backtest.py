@@ -1,5 +1,5 @@
-"""`graphlake rules replay`: a backtest over the lake prints matches and alerts per rule, and writes and sends
-nothing."""
+"""`graphlake rules backtest` (and its old name, `rules replay`): the rules over the lake print matches and alerts
+per rule, and write and send nothing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from detections.loader import SCHEDULED_RULE, load_rules
@@ -24,7 +25,9 @@ def rule(event):
 """
 
 
-def test_replay_counts_matches_and_alerts_per_rule_and_changes_nothing(tmp_path, monkeypatch, receiver):  # noqa: F811
+@pytest.mark.parametrize("command", ["backtest", "replay"])
+def test_backtest_counts_matches_and_alerts_per_rule_and_changes_nothing(tmp_path, monkeypatch, receiver,  # noqa: F811
+                                                                         command):
     identity = orjson.loads((GOLDEN / "identity.input.json").read_bytes())
     pth = identity[0]
     # Three versions of the pass-the-hash alert, all new, in one dedup period: three matches, one alert.
@@ -45,7 +48,7 @@ def test_replay_counts_matches_and_alerts_per_rule_and_changes_nothing(tmp_path,
     monkeypatch.setenv("RULES_ENABLED", "true")
     monkeypatch.setenv("ALERT_DESTINATIONS", json.dumps([{"type": "webhook", "url": receiver.url}]))
 
-    result = CliRunner().invoke(main, ["rules", "replay", "--lake", str(lake), "--rules", str(rules),
+    result = CliRunner().invoke(main, ["rules", command, "--lake", str(lake), "--rules", str(rules),
                                        "--since", "2026-06-01", "--until", "2026-06-10", "--format", "json"],
                                 catch_exceptions=False)
     assert result.exit_code == 1  # a rule raised
@@ -63,3 +66,8 @@ def test_replay_counts_matches_and_alerts_per_rule_and_changes_nothing(tmp_path,
     assert "rule Custom.Raising raised on alert" in result.output and "cannot read this one" in result.output
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file() and "rules" not in p.parts) == before
     assert receiver.received == []
+
+
+def test_replay_is_a_hidden_alias_of_backtest() -> None:
+    listed = CliRunner().invoke(main, ["rules", "--help"], catch_exceptions=False).output
+    assert "backtest" in listed and "replay" not in listed

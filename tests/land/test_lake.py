@@ -54,7 +54,7 @@ TIMES = [
 
 
 def file_table(store, name: str) -> pa.Table:  # type: ignore[no-untyped-def]
-    return pq.read_table(io.BytesIO(store.read(name)[0]))
+    return pq.read_table(io.BytesIO(store.read(name).data))
 
 
 def test_rows_split_into_zero_padded_utc_day_partitions(store_url: str) -> None:
@@ -85,7 +85,7 @@ def test_partition_day_is_the_utc_day_even_for_zoned_timestamps(store_url: str) 
 def test_file_is_zstd_sorted_by_event_time_and_keeps_the_schema(store_url: str) -> None:
     store = open_store(store_url)
     (name,) = write_table(store, rows_table([t for t in TIMES if t.day == 4]), table_name=TABLE)
-    meta = pq.ParquetFile(io.BytesIO(store.read(name)[0])).metadata
+    meta = pq.ParquetFile(io.BytesIO(store.read(name).data)).metadata
     assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
     t = file_table(store, name)
     assert t.schema.equals(SCHEMA)
@@ -193,7 +193,7 @@ def test_quarantine_document_holds_everything_needed_to_replay(store_url: str) -
     name = quarantine(store, raw=raw, error="JSONDecodeError: unexpected end\n  at line 1", metadata=METADATA,
                       now=QUARANTINED_AT)
     assert re.fullmatch(r"quarantine/2026/03/04/[0-9a-f]{24}\.json", name)
-    doc = orjson.loads(store.read(name)[0])
+    doc = orjson.loads(store.read(name).data)
     assert base64.b64decode(doc["raw_base64"]) == raw
     assert doc["raw_utf8_preview"] == raw.decode()
     assert doc["error"] == "JSONDecodeError: unexpected end at line 1"
@@ -218,7 +218,7 @@ def test_quarantine_of_binary_without_enqueued_time(store_url: str) -> None:
     # Without an enqueued time the day is the quarantine's own (here a second before midnight, UTC).
     name = quarantine(store, raw=b"\xff\xfe\x00", error="x" * 5000, metadata={}, now=QUARANTINED_AT)
     assert name.startswith("quarantine/2026/03/05/")
-    doc = orjson.loads(store.read(name)[0])
+    doc = orjson.loads(store.read(name).data)
     assert doc["raw_utf8_preview"] is None
     assert base64.b64decode(doc["raw_base64"]) == b"\xff\xfe\x00"
     assert len(doc["error"]) <= 2000

@@ -26,7 +26,7 @@ def alert(number: int, **overrides: object) -> dict:
 
 
 def quarantine_errors(state: LocalStore) -> list[str]:
-    return sorted(orjson.loads(state.read(name)[0])["error"] for name in state.list("quarantine/"))
+    return sorted(orjson.loads(state.read(name).data)["error"] for name in state.list("quarantine/"))
 
 
 def test_claim_checks_that_cannot_be_read_are_quarantined_and_the_rest_lands(tmp_path) -> None:

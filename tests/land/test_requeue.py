@@ -20,7 +20,7 @@ from tests.storage_faults import alert_bodies, leased_blob
 
 def lake_column(lake, column: str = "p_row_id") -> list[str]:
     return [value for name in lake.list(f"{TABLE}/")
-            for value in pq.read_table(io.BytesIO(lake.read(name)[0]), columns=[column])[column].to_pylist()]
+            for value in pq.read_table(io.BytesIO(lake.read(name).data), columns=[column])[column].to_pylist()]
 
 
 def replay(state: str, lake: str):
@@ -64,7 +64,7 @@ def test_replay_lands_what_was_fixed_removes_only_that_and_says_what_stays(make_
                        f"({len(batch) + 1} rows) and left quarantine, 1 stay"
     assert lines[1].startswith("  1 stay: body is not JSON") and "(first: quarantine/" in lines[1]
     [left] = state.list("quarantine/")
-    assert orjson.loads(state.read(left)[0])["raw_base64"] == "bm90IGpzb24gew=="  # b"not json {"
+    assert orjson.loads(state.read(left).data)["raw_base64"] == "bm90IGpzb24gew=="  # b"not json {"
     landed = lake_column(lake)
     assert expected <= set(landed) and len(set(landed)) == len(batch) + 1
     assert orjson.loads(parked)["id"] in lake_column(lake, "id")

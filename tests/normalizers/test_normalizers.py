@@ -448,7 +448,7 @@ def test_an_alert_without_a_readable_timestamp_is_quarantined_with_its_reason(tm
     result = normalize_events([InboundEvent(orjson.dumps(alert))], lake=LocalStore(tmp_path / "lake"), state=state,
                               parse_time=PARSE_TIME)
     assert result.rows == 0 and len(result.quarantined) == 1
-    error = orjson.loads(state.read(result.quarantined[0])[0])["error"]
+    error = orjson.loads(state.read(result.quarantined[0]).data)["error"]
     assert error == ("NotAnAlert: alert da000000000000000001_1 has no readable timestamp: "
                      "createdDateTime 'soon', lastUpdateDateTime '27/06/2026'")
 

@@ -41,7 +41,7 @@ def lake_files(pipe) -> dict[str, list[tuple[str, str]]]:
     store = open_store(pipe.env["LAKE_URL"])
     out = {}
     for name in store.list(f"{TABLE}/"):
-        table = pq.read_table(io.BytesIO(store.read(name)[0]), columns=["id", "p_row_id"])
+        table = pq.read_table(io.BytesIO(store.read(name).data), columns=["id", "p_row_id"])
         out[name] = list(zip(table.column("id").to_pylist(), table.column("p_row_id").to_pylist()))
     return out
 
@@ -152,9 +152,9 @@ def _watermark(state, pipe):
 
 
 def _seconds(mark, stamp: str) -> float:
-    from shared.ops.audit import parse_time
+    from shared.core.timestamps import parse_graph_time
 
-    return (mark - parse_time(stamp)).total_seconds()
+    return (mark - parse_graph_time(stamp)).total_seconds()
 
 
 def test_audit_confirms_a_window_of_more_than_a_page_while_alerts_change_between_its_page_requests(make_pipeline):

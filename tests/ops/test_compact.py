@@ -97,11 +97,11 @@ def closed_days(count: int) -> list[dt.date]:
 # --- reading lakes -------------------------------------------------------------------------------------------------
 
 def snapshot(store: Store, prefix: str = "") -> dict[str, bytes]:
-    return {name: store.read(name)[0] for name in store.list(prefix)}
+    return {name: store.read(name).data for name in store.list(prefix)}
 
 
 def file_table(store: Store, name: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(store.read(name)[0]))
+    return pq.read_table(io.BytesIO(store.read(name).data))
 
 
 def deduplicated(store: Store, table: str) -> dict[str, dict]:
@@ -163,7 +163,7 @@ def test_closed_partitions_become_one_sorted_file_with_the_same_rows(store_url, 
         if partition.day < dt.date(2026, 3, 9):
             (name,) = partition.files
             assert_sorted(file_table(store, name))
-            meta = pq.ParquetFile(io.BytesIO(store.read(name)[0])).metadata
+            meta = pq.ParquetFile(io.BytesIO(store.read(name).data)).metadata
             assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
             assert [c.column_index for c in meta.row_group(0).sorting_columns] == [
                 meta.schema.names.index("p_event_time"), meta.schema.names.index("p_row_id")]
@@ -283,7 +283,7 @@ def test_big_partitions_are_cut_into_files_of_the_target_size(store_url):
 
     summary = compact(store, now=NOW, target_bytes=target)
     names = sorted(store.list(f"{OTHER}/"))
-    sizes = [len(store.read(n)[0]) for n in names]
+    sizes = [len(store.read(n).data) for n in names]
     assert 3 <= len(names) <= math.ceil(whole / target) + 1, (whole, sizes)
     assert all(size <= target for size in sizes) and min(sizes) > target / 2, sizes
     assert [n.rsplit("-", 1)[1] for n in names] == [f"{k}of{len(names)}.parquet" for k in range(1, len(names) + 1)]
@@ -307,7 +307,7 @@ def test_row_groups_hold_at_most_the_scan_size(store_url):
                     table_name=OTHER)
     compact(store, now=NOW)
     (name,) = store.list(f"{OTHER}/")
-    meta = pq.ParquetFile(io.BytesIO(store.read(name)[0])).metadata
+    meta = pq.ParquetFile(io.BytesIO(store.read(name).data)).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [ROW_GROUP_ROWS, 140_000 - ROW_GROUP_ROWS]
 
 

@@ -39,7 +39,7 @@ def event_row_ids(pipe, sink: RecordingSink) -> Counter:
     for event in sink.events:
         doc = orjson.loads(b"".join(event.body))
         if CLAIM_CHECK_KEY in doc:
-            doc = orjson.loads(open_store(pipe.env["STATE_URL"]).read(doc[CLAIM_CHECK_KEY])[0])
+            doc = orjson.loads(open_store(pipe.env["STATE_URL"]).read(doc[CLAIM_CHECK_KEY]).data)
         ids[row_id(doc["tenantId"], doc["id"], doc["lastUpdateDateTime"])] += 1
     return ids
 

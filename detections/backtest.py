@@ -1,20 +1,21 @@
-"""`graphlake rules replay`: a backtest of the rules over the lake, to tune a rule before it is enabled.
+"""`graphlake rules backtest`: the rules run over the lake, to tune a rule before it is enabled.
 
 Real-time rules see every row (every version of every alert) of `security_alerts` in the range, as the
 normalizer would have shown them; scheduled rules run once over the whole range. For each rule: the matches, and
-the alerts they would have made under its dedup string, DedupPeriodMinutes and Threshold (periods counted in
-event time). Nothing is written and nothing is sent: the lake, the alert state and the destinations are untouched.
+the alerts they would have made under its dedup string, DedupPeriodMinutes and Threshold (detections/dedup.py, the
+live alerts' grouping, with periods counted in event time). Nothing is written and nothing is sent: the lake, the alert state and the destinations are untouched.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import duckdb
 
+from detections.dedup import alerts_made
 from detections.engine import Match, RuleFailure, evaluate
 from detections.event import TableRows
 from detections.loader import RULE, SCHEDULED_RULE, RuleSet
@@ -27,7 +28,7 @@ ROWS_PER_BATCH = 10_000
 
 
 @dataclass
-class RuleReplay:
+class RuleBacktest:
     rule_id: str
     kind: str
     enabled: bool
@@ -37,21 +38,21 @@ class RuleReplay:
 
 
 @dataclass
-class Replay:
+class Backtest:
     since: datetime
     until: datetime
     rows: int = 0
-    rules: list[RuleReplay] = field(default_factory=list)
+    rules: list[RuleBacktest] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
 
 
-def replay(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime, *,
-           access: LakeAccess | None = None) -> Replay:
-    """Every rule of the set, enabled or not (a rule is replayed to decide whether to enable it)."""
+def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime, *,
+             access: LakeAccess | None = None) -> Backtest:
+    """Every rule of the set, enabled or not (a rule is backtested to decide whether to enable it)."""
     from detections.scheduled import evaluate_rows, run_query
     from shared.read.query import connect
 
-    result = Replay(since, until)
+    result = Backtest(since, until)
     connection = connect(lake_url, access=access)
     realtime = [r for r in rule_set.rules if r.kind == RULE]
     matches: dict[str, list[Match]] = defaultdict(list)
@@ -81,28 +82,19 @@ def replay(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime, *
         errors[failure.rule_id] += 1
     for rule in sorted(rule_set.rules, key=lambda r: r.rule_id):
         found = matches.get(rule.rule_id, [])
-        result.rules.append(RuleReplay(rule.rule_id, rule.kind, rule.enabled, len(found), _alerts(found, since),
+        result.rules.append(RuleBacktest(rule.rule_id, rule.kind, rule.enabled, len(found), _alerts(found, since),
                                        errors[rule.rule_id]))
     return result
 
 
 def _alerts(matches: list[Match], since: datetime) -> int:
-    """Alerts Panther's grouping would have made: per dedup string, periods opened by a match, sent at Threshold."""
+    """Alerts the rule's matches would have made, each dedup string grouped on its own; a match without an event
+    time counts at the start of the range."""
     if not matches:
         return 0
     rule = matches[0].rule
-    period = timedelta(minutes=rule.dedup_minutes)
     by_dedup: dict[str, list[datetime]] = defaultdict(list)
     for m in matches:
         moment = m.row.get("p_event_time")
         by_dedup[m.dedup].append(moment if isinstance(moment, datetime) else since)
-    alerts = 0
-    for moments in by_dedup.values():
-        start, count = None, 0
-        for moment in sorted(moments):
-            if start is None or moment >= start + period:
-                start, count = moment, 0
-            count += 1
-            if count == rule.threshold:
-                alerts += 1
-    return alerts
+    return sum(alerts_made(moments, rule.dedup_minutes, rule.threshold) for moments in by_dedup.values())

@@ -1,0 +1,50 @@
+"""Panther's grouping of a rule's matches into alerts: the dedup period and the threshold, written once for the
+live alerts (detections/alerts.py, periods in processing time, kept in the state store) and the backtest
+(detections/backtest.py, periods in event time, in memory).
+
+One alert per rule and dedup string per DedupPeriodMinutes: the first match opens the period (and fixes the
+alert's id), later matches within it count into the same alert, and the alert is sent once Threshold matches have
+accumulated, once per period. A new period starts with the first match after it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass
+class DedupPeriod:
+    """One alert's period: when its first match came, the rule's period and threshold then, what it counted."""
+
+    opened: datetime
+    minutes: int
+    threshold: int
+    count: int = 0
+    sent: bool = False
+
+    def count_in(self, matches: int) -> bool:
+        """Counts `matches` more into the period; whether the alert is to be sent now (the threshold reached, the
+        first time in this period)."""
+        crossed = not self.sent and self.count + matches >= self.threshold
+        self.count += matches
+        self.sent = self.sent or crossed
+        return crossed
+
+
+def period_at(current: DedupPeriod | None, moment: datetime, minutes: int, threshold: int) -> DedupPeriod:
+    """The period a match at `moment` counts into: `current` while it lasts, else a new one this match opens,
+    with the rule's period and threshold as they are now."""
+    if current is not None and moment < current.opened + timedelta(minutes=current.minutes):
+        return current
+    return DedupPeriod(moment, minutes, threshold)
+
+
+def alerts_made(moments: Iterable[datetime], minutes: int, threshold: int) -> int:
+    """How many alerts the matches of one rule and dedup string, at these moments, make."""
+    period, alerts = None, 0
+    for moment in sorted(moments):
+        period = period_at(period, moment, minutes, threshold)
+        alerts += period.count_in(1)
+    return alerts
