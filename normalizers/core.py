@@ -77,10 +77,12 @@ _IPS, _DOMAINS, _USERNAMES, _EMAILS = (indicators.IP_ADDRESSES, indicators.DOMAI
 _URLS, _ACTOR_IDS, _HASH_COLUMNS = indicators.URLS, indicators.ACTOR_IDS, indicators.HASHES
 
 
-def normalize_alert(alert: object, *, source_id: str | None, source_label: str, parse_time: datetime) -> dict:
+def normalize_alert(alert: object, *, source_id: str | None, source_label: str, parse_time: datetime,
+                    pull_time: datetime | None = None) -> dict:
     """One lake row (keys exactly SCHEMA's names, in its order) for one version of one Graph alert.
 
-    Raises NotAnAlert for input that is not a Graph alert. `source_id` None takes the alert's tenantId.
+    Raises NotAnAlert for input that is not a Graph alert. `source_id` None takes the alert's tenantId. `pull_time`:
+    when the pull read this version from Graph (None for a version from a file).
     """
     if type(alert) is not dict:
         raise NotAnAlert(f"expected a JSON object, got {type(alert).__name__}")
@@ -122,6 +124,7 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
     row["p_row_id"] = row_id(tenant_id, alert_id, _as_string(version))
     row["p_event_time"] = event_time
     row["p_parse_time"] = parse_time if parse_time.tzinfo is not None else parse_time.replace(tzinfo=_UTC)
+    row["p_pull_time"] = pull_time
     row["p_source_id"] = source_id or tenant_id or ""
     row["p_source_label"] = source_label
     row["p_schema_version"] = SCHEMA_VERSION
@@ -234,9 +237,11 @@ class AlertBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, alert: object, *, source_id: str | None, source_label: str) -> str:
+    def add(self, alert: object, *, source_id: str | None, source_label: str,
+            pull_time: datetime | None = None) -> str:
         """Normalize one alert version into the batch (see normalize_alert); its p_row_id."""
-        row = normalize_alert(alert, source_id=source_id, source_label=source_label, parse_time=self.parse_time)
+        row = normalize_alert(alert, source_id=source_id, source_label=source_label, parse_time=self.parse_time,
+                              pull_time=pull_time)
         self.rows.append(row)
         return row["p_row_id"]
 

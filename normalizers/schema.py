@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from normalizers.indicators import INDICATOR_COLUMNS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _STRINGS = pa.list_(pa.string())
@@ -64,6 +64,9 @@ SCHEMA = pa.schema([
     pa.field("p_row_id", pa.string(), nullable=False),
     pa.field("p_event_time", _TIMESTAMP, nullable=False),
     pa.field("p_parse_time", _TIMESTAMP, nullable=False),
+    # When the pull read this version from Graph (null for versions from files): what Graph showed last is the
+    # latest, even when a product moves lastUpdateDateTime backwards. Added in schema version 2.
+    pa.field("p_pull_time", _TIMESTAMP),
     pa.field("p_source_id", pa.string()),
     pa.field("p_source_label", pa.string()),
     pa.field("p_schema_version", pa.int32(), nullable=False),

@@ -124,9 +124,20 @@ def _add(batch: AlertBatch, event: InboundEvent, state: Store) -> str:
     source_label = _text(props.get("source_label")) or DEFAULT_SOURCE_LABEL
     alert = _alert_of(event, state)  # Storage errors propagate: they are transient, not the event's.
     try:
-        return batch.add(alert, source_id=source_id, source_label=source_label)
+        return batch.add(alert, source_id=source_id, source_label=source_label,
+                         pull_time=_pull_time(props.get("pulled_at")))
     except Exception as exc:  # noqa: BLE001 - the normalizer is pure: whatever it raises is this event's fault
         raise BadEvent(one_line(exc, with_type=True)) from exc
+
+
+def _pull_time(value: object) -> datetime | None:
+    """The pull's `pulled_at` property (our own ISO text); None when absent or unreadable: it orders versions, and
+    losing it must not lose the alert."""
+    try:
+        moment = datetime.fromisoformat(_text(value)) if value else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _alert_of(event: InboundEvent, state: Store) -> Any:

@@ -148,7 +148,8 @@ def _create_views(connection: LakeConnection) -> None:
         connection.columns[table] = connection.columns_of(source)
         connection.definitions.append(views.table_view(table, source, connection.columns[table]))
     if views.ALERTS_TABLE in connection.files:
-        connection.definitions += [views.LATEST_VIEW_SQL, views.EVIDENCE_VIEW_SQL]
+        connection.definitions += [views.latest_view_sql(connection.columns[views.ALERTS_TABLE]),
+                                   views.EVIDENCE_VIEW_SQL]
     for definition in connection.definitions:
         try:
             connection.con.execute(definition)

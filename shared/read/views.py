@@ -56,17 +56,27 @@ def table_view(name: str, source: str, columns: set[str]) -> str:
 
 
 def latest_version_first(columns: Collection[str] | None = None) -> str:
-    """The ORDER BY that ranks an alert's versions latest first: the latest lastUpdateDateTime (one without it
-    last), ties broken by p_row_id so every reader picks the same row. `columns`: those the table has, when it may
-    lack p_row_id (tables of other producers)."""
-    return ("lastUpdateDateTime DESC NULLS LAST" if columns is not None and "p_row_id" not in columns
-            else "lastUpdateDateTime DESC NULLS LAST, p_row_id DESC")
+    """The ORDER BY that ranks an alert's versions latest first. Graph shows only an alert's current version, so
+    the one the pull read last (p_pull_time) is what Graph shows now, even when a product moved lastUpdateDateTime
+    backwards; versions from files (no p_pull_time) come after those, by the latest lastUpdateDateTime (one without
+    it last); ties broken by p_row_id so every reader picks the same row. `columns`: those the table has, when it
+    may lack some (files written before schema version 2, tables of other producers)."""
+    def has(column: str) -> bool:
+        return columns is None or column in columns
+
+    keys = ["p_pull_time DESC NULLS LAST"] if has("p_pull_time") else []
+    keys.append("lastUpdateDateTime DESC NULLS LAST")
+    if has("p_row_id"):
+        keys.append("p_row_id DESC")
+    return ", ".join(keys)
 
 
-LATEST_VIEW_SQL = f"""CREATE VIEW {LATEST_VIEW} AS
+def latest_view_sql(columns: Collection[str]) -> str:
+    """`security_alerts_latest` over the alert table's columns (a lake written before p_pull_time has none)."""
+    return f"""CREATE VIEW {LATEST_VIEW} AS
 SELECT * FROM {ALERTS_TABLE}
 QUALIFY row_number() OVER (PARTITION BY tenantId, id, {_SAME_PARTITION}
-                           ORDER BY {latest_version_first()}) = 1"""
+                           ORDER BY {latest_version_first(columns)}) = 1"""
 
 
 def _evidence_value(sources: list[tuple[tuple[str, ...], str]]) -> str:
