@@ -195,13 +195,30 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
 @click.command()
 @click.option("--state", help="Where the quarantine is (default: STATE_URL).")
 @click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL).")
-def replay(state: str | None, lake: str | None) -> None:
+@click.option("--list", "list_only", is_flag=True, help="List every quarantined document and the reason it was "
+                                                        "first quarantined for; replay nothing.")
+@click.option("--drop", "drop_names", multiple=True, metavar="NAME",
+              help="Give up this quarantined document for good (a name --list or the replay summary shows); "
+                   "repeatable. Replays nothing.")
+def replay(state: str | None, lake: str | None, list_only: bool, drop_names: tuple[str, ...]) -> None:
     """Normalize quarantined events again, once their cause is fixed; each event's document is removed once it
     landed. Says what stays in quarantine and why; exit 1 if anything stays."""
     from shared.core.settings import load_settings
     from shared.core.storage import open_store
+    from shared.land.requeue import drop, quarantined
     from shared.land.requeue import replay as replay_quarantine
 
+    if list_only or drop_names:
+        state_store = open_store(wiring.state_url(state))
+        if drop_names:
+            missing = drop(state_store, list(drop_names))
+            click.echo(f"dropped {count(len(drop_names) - len(missing), 'quarantined document')}")
+            if missing:
+                raise ConfigError(f"not in the quarantine: {', '.join(missing)} (graphlake replay --list names them)")
+            return
+        for name, reason in quarantined(state_store):
+            click.echo(f"{name}: {reason}")
+        return
     settings = load_settings()
     summary = replay_quarantine(open_store(wiring.state_url(state)), open_store(wiring.lake_url(lake)),
                                 detector=wiring.detector(settings))

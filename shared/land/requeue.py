@@ -5,7 +5,10 @@ the normalizer first saw it and normalized again, in batches. A document is remo
 batch's parquet files are written (an exception leaves every document of the batch in place). Replaying is
 idempotent: a version that had landed already (a batch given up after part of it was written, say) keeps its
 p_row_id, and readers and compaction keep one row per p_row_id. An event that fails again stays, its document
-rewritten with today's reason.
+rewritten with today's reason and the reason it was first quarantined for (`first_error`).
+
+A document whose event can never land (a test message, a product's malformed export) is dropped by name (`drop`),
+after which `graphlake status` no longer counts it.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ class ReplaySummary:
         return sum(self.stayed.values())
 
     def lines(self) -> list[str]:
-        out = [f"{self.examined} quarantined events replayed: {self.landed} landed ({self.rows} rows) and left "
-               f"quarantine, {self.stayed_total} stay"]
+        out = [f"{_count(self.examined, 'quarantined event')} replayed: {self.landed} landed "
+               f"({_count(self.rows, 'row')}) and left quarantine, {self.stayed_total} {_stay(self.stayed_total)}"]
         for reason, count in self.stayed.most_common():
-            out.append(f"  {count} stay: {reason} (first: {self.first_stayed[reason]})")
+            out.append(f"  {count} {_stay(count)}: {reason} (first: {self.first_stayed[reason]})")
         return out
 
 
@@ -55,13 +58,17 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
         names = listed[start:start + batch_events]
         events: list[InboundEvent] = []
         origin: list[str] = []
+        first_errors: list[tuple[str, str]] = []
         for name in names:
             found = state.read(name)
             if found is None:  # replayed meanwhile by another run
                 continue
             summary.examined += 1
             try:
-                events.append(_event(orjson.loads(found.data)))
+                doc = orjson.loads(found.data)
+                events.append(_event(doc))
+                first_errors.append((doc.get("first_error") or doc.get("error") or "",
+                                     doc.get("first_quarantined_at") or doc.get("quarantined_at") or ""))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
                 _stays(summary, f"not a quarantine document graphlake can replay ({type(exc).__name__})", name)
                 continue
@@ -72,17 +79,28 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
         result = normalize_events(events, lake=lake, state=state, detector=detector)
         summary.rows += result.rows
         again = {name.rsplit("/", 1)[1].removesuffix(".json") for name in result.quarantined}
-        for event, name in zip(events, origin):
+        for event, name, (first_error, first_at) in zip(events, origin, first_errors):
             if _digest(event.body) in again:
                 new_name = next(n for n in result.quarantined if _digest(event.body) in n)
                 if new_name != name:  # quarantined on another day than before: keep one document, the new one
                     state.delete(name)
-                reason = orjson.loads(state.read(new_name).data)["error"]
-                _stays(summary, reason, new_name)
+                doc = orjson.loads(state.read(new_name).data)
+                # The reason it first failed is what an operator fixed against; today's may only echo it.
+                doc.update(first_error=first_error or doc["error"], first_quarantined_at=first_at or None)
+                state.write(new_name, orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+                _stays(summary, doc["error"], new_name, first_error)
             else:
                 state.delete(name)
                 summary.landed += 1
     return summary
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _stay(number: int) -> str:
+    return "stays" if number == 1 else "stay"
 
 
 def _event(doc: dict) -> InboundEvent:
@@ -97,7 +115,35 @@ def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:24]
 
 
-def _stays(summary: ReplaySummary, reason: str, name: str) -> None:
+def _stays(summary: ReplaySummary, reason: str, name: str, first_error: str = "") -> None:
+    if first_error and first_error != reason:
+        reason = f"{reason} (first quarantined for: {first_error})"
     summary.stayed[reason] += 1
     summary.first_stayed.setdefault(reason, name)
+
+
+def quarantined(state: Store) -> list[tuple[str, str]]:
+    """Every quarantine document with the reason it was first quarantined for."""
+    out = []
+    for name in sorted(n for n in state.list(PREFIX) if n.endswith(".json")):
+        found = state.read(name)
+        if found is None:
+            continue
+        try:
+            doc = orjson.loads(found.data)
+            out.append((name, doc.get("first_error") or doc.get("error") or "no reason recorded"))
+        except orjson.JSONDecodeError:
+            out.append((name, "not a quarantine document graphlake can read"))
+    return out
+
+
+def drop(state: Store, names: list[str]) -> list[str]:
+    """Remove these quarantine documents (their events are given up for good); the names that were not there."""
+    missing = []
+    for name in names:
+        if not name.startswith(PREFIX) or not name.endswith(".json") or state.read(name) is None:
+            missing.append(name)
+            continue
+        state.delete(name)
+    return missing
 

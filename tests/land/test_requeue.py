@@ -61,8 +61,8 @@ def test_replay_lands_what_was_fixed_removes_only_that_and_says_what_stays(make_
     assert first.exit_code == 1, first.output
     lines = first.output.splitlines()
     assert lines[0] == f"{len(batch) + 2} quarantined events replayed: {len(batch) + 1} landed " \
-                       f"({len(batch) + 1} rows) and left quarantine, 1 stay"
-    assert lines[1].startswith("  1 stay: body is not JSON") and "(first: quarantine/" in lines[1]
+                       f"({len(batch) + 1} rows) and left quarantine, 1 stays"
+    assert lines[1].startswith("  1 stays: body is not JSON") and "(first: quarantine/" in lines[1]
     [left] = state.list("quarantine/")
     assert orjson.loads(state.read(left).data)["raw_base64"] == "bm90IGpzb24gew=="  # b"not json {"
     landed = lake_column(lake)
@@ -72,8 +72,8 @@ def test_replay_lands_what_was_fixed_removes_only_that_and_says_what_stays(make_
     # Again: nothing more lands, the lake keeps its rows, the bad event still stays with its reason.
     again = replay(state_url, lake_url)
     assert again.exit_code == 1
-    assert again.output.splitlines()[0] == "1 quarantined events replayed: 0 landed (0 rows) and left quarantine, " \
-                                           "1 stay"
+    assert again.output.splitlines()[0] == "1 quarantined event replayed: 0 landed (0 rows) and left quarantine, " \
+                                           "1 stays"
     assert set(lake_column(lake)) == set(landed)
 
 
@@ -81,3 +81,29 @@ def test_replay_of_an_empty_quarantine_exits_0(tmp_path):
     result = replay(str(tmp_path / "state"), str(tmp_path / "lake"))
     assert result.exit_code == 0
     assert result.output == "0 quarantined events replayed: 0 landed (0 rows) and left quarantine, 0 stay\n"
+
+
+def test_replay_keeps_the_first_reason_and_a_document_can_be_dropped_for_good(tmp_path):
+    from shared.land.quarantine import quarantine
+
+    state_url, lake_url = str(tmp_path / "state"), str(tmp_path / "lake")
+    state = open_store(state_url)
+    name = quarantine(state, raw=b"not json {", error="claim check quarantine/x is gone", metadata={})
+    first = replay(state_url, lake_url)
+    assert first.exit_code == 1
+    assert "(first quarantined for: claim check quarantine/x is gone)" in first.output
+    [left] = state.list("quarantine/")
+    doc = orjson.loads(state.read(left).data)
+    assert doc["error"].startswith("body is not JSON") and doc["first_error"] == "claim check quarantine/x is gone"
+
+    listed = CliRunner().invoke(main, ["replay", "--state", state_url, "--list"])
+    assert listed.output == f"{left}: claim check quarantine/x is gone\n"
+    status = CliRunner().invoke(main, ["status", "--state", state_url, "--format", "json"])
+    assert status.exit_code == 1 and '"quarantine"' in status.stdout
+    dropped = CliRunner().invoke(main, ["replay", "--state", state_url, "--drop", left])
+    assert dropped.exit_code == 0 and dropped.output == "dropped 1 quarantined document\n"
+    assert list(state.list("quarantine/")) == [] and name == left
+    after = CliRunner().invoke(main, ["status", "--state", state_url, "--format", "json"])
+    assert '"quarantine"' not in after.stdout
+    unknown = CliRunner().invoke(main, ["replay", "--state", state_url, "--drop", left])
+    assert unknown.exit_code == 2 and "not in the quarantine" in unknown.output
