@@ -47,6 +47,21 @@ RETRY_STATUS_CODES = {429, 500, 502, 503, 504}
 TRANSPORT_ATTEMPTS = 5
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How long the client waits before it asks again. The defaults are what production runs with; tests that
+    fault every other call pass shorter waits, so the retries they prove cost milliseconds, not minutes."""
+
+    # A 429 or 5xx without Retry-After: the SDK's RetryHandler waits factor * 2 ** (retry - 1) s plus up to 1 s of
+    # jitter, capped at status_max. A Retry-After is obeyed as sent, whatever these say.
+    status_factor: float = RetryHandler.DEFAULT_BACKOFF_FACTOR
+    status_max: float = RetryHandler.MAXIMUM_BACKOFF
+    # A connection that failed or timed out: a random wait of up to multiplier * 2 ** attempt s, capped at
+    # transport_max (tenacity's wait_random_exponential).
+    transport_multiplier: float = 1.0
+    transport_max: float = 30.0
+
+
 @dataclass
 class CallStats:
     """What one source's calls to Graph cost, for the run summary."""
@@ -108,8 +123,8 @@ def make_credential(source: Source, settings: Settings, environ: dict[str, str] 
 
 
 @asynccontextmanager
-async def graph_client(source: Source, settings: Settings, stats: CallStats,
-                       credential=None) -> AsyncIterator[GraphServiceClient]:
+async def graph_client(source: Source, settings: Settings, stats: CallStats, credential=None,
+                       backoff: Backoff = Backoff()) -> AsyncIterator[GraphServiceClient]:
     """A GraphServiceClient for one run; its connections (and a credential it made) are closed afterwards, as the
     Functions worker outlives many runs."""
     own_credential = credential is None
@@ -121,6 +136,8 @@ async def graph_client(source: Source, settings: Settings, stats: CallStats,
         if isinstance(handler, RetryHandler):
             retry = RetryHandler(RetryHandlerOption(delay=0.0, max_retries=6))
             retry.retry_on_status_codes = RETRY_STATUS_CODES
+            retry.backoff_factor = backoff.status_factor
+            retry.backoff_max = backoff.status_max
             middleware[i] = retry
     limiter = AsyncLimiter(settings.graph_max_requests_per_minute, 60)
     middleware.append(_MeterAndLimit(limiter, stats))
@@ -158,8 +175,10 @@ class Page:
 class AlertsReader:
     """Pages through alerts updated in [start, end) for one source."""
 
-    def __init__(self, client: GraphServiceClient, settings: Settings, stats: CallStats, source: Source) -> None:
+    def __init__(self, client: GraphServiceClient, settings: Settings, stats: CallStats, source: Source,
+                 backoff: Backoff = Backoff()) -> None:
         self._client = client
+        self._backoff = backoff
         self._settings = settings
         self._stats = stats
         self._source = source
@@ -209,7 +228,9 @@ class AlertsReader:
             async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type((httpx.TimeoutException, httpx.NetworkError,
                                                    httpx.RemoteProtocolError)),
-                    wait=wait_random_exponential(multiplier=1, max=30), stop=stop_after_attempt(TRANSPORT_ATTEMPTS),
+                    wait=wait_random_exponential(multiplier=self._backoff.transport_multiplier,
+                                                 max=self._backoff.transport_max),
+                    stop=stop_after_attempt(TRANSPORT_ATTEMPTS),
                     reraise=True):
                 with attempt:
                     body = await adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
