@@ -205,6 +205,7 @@ def test_local_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     assert writer.exitcode == 0
 
 
+@pytest.mark.kill
 def test_local_sigkill_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     rng = random.Random(7)

@@ -452,6 +452,7 @@ def compacted_names(store: Store) -> set[str]:
     return {name for name in store.list(f"{OTHER}/") if "/compacted-" in name}
 
 
+@pytest.mark.kill
 @pytest.mark.parametrize("kind", STORE_KINDS)
 def test_killing_compact_at_random_points_never_loses_or_doubles_a_row(make_store_url, tmp_path, kind):
     url = make_store_url(kind)

@@ -77,6 +77,7 @@ def test_every_version_lands_once_across_runs_under_faults(make_pipeline, kind):
     assert len(pipe.lake_row_ids()) == len(set(pipe.lake_row_ids())), "a version was sent twice"
 
 
+@pytest.mark.kill
 def test_killing_the_pull_at_random_points_loses_nothing(make_pipeline):
     # Small slices of a two-day backlog: one page each, so a run that was served k pages has completed k - 1
     # slices, and a kill after a few pages always leaves both progress and work behind.
