@@ -60,6 +60,9 @@ class Backoff:
     # transport_max (tenacity's wait_random_exponential).
     transport_multiplier: float = 1.0
     transport_max: float = 30.0
+    # A token request that did not reach the authority (client secret and certificate credentials): azure-core's
+    # RetryPolicy waits factor * 2 ** (retry - 1) s between its connection retries.
+    authority_factor: float = 0.8
 
 
 @dataclass
@@ -96,7 +99,8 @@ class _MeterAndLimit(BaseMiddleware):
         return response
 
 
-def make_credential(source: Source, settings: Settings, environ: dict[str, str] | None = None):
+def make_credential(source: Source, settings: Settings, environ: dict[str, str] | None = None,
+                    backoff: Backoff = Backoff()):
     env = os.environ if environ is None else environ
     authority = settings.graph_authority_host
     # Instance discovery only knows Microsoft's clouds; a private authority (the simulator) must skip it.
@@ -104,7 +108,8 @@ def make_credential(source: Source, settings: Settings, environ: dict[str, str] 
         h.removeprefix("https://").rstrip("/") for h in (
             AzureAuthorityHosts.AZURE_PUBLIC_CLOUD, AzureAuthorityHosts.AZURE_GOVERNMENT,
             AzureAuthorityHosts.AZURE_CHINA)}
-    common = {"authority": authority, "disable_instance_discovery": not known_cloud}
+    common = {"authority": authority, "disable_instance_discovery": not known_cloud,
+              "retry_backoff_factor": backoff.authority_factor}
     if source.credential == "managed_identity":
         return ManagedIdentityCredential(client_id=source.client_id or None)
     if source.credential == "client_secret":
@@ -128,7 +133,7 @@ async def graph_client(source: Source, settings: Settings, stats: CallStats, cre
     """A GraphServiceClient for one run; its connections (and a credential it made) are closed afterwards, as the
     Functions worker outlives many runs."""
     own_credential = credential is None
-    credential = credential or make_credential(source, settings)
+    credential = credential or make_credential(source, settings, backoff=backoff)
     scope = f"{_graph_root(settings)}/.default"
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope])
     middleware = KiotaClientFactory.get_default_middleware(None)
