@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 AZURITE_BIN = REPO / "node_modules" / ".bin" / "azurite-blob"
 STORE_KINDS = ("local", "azurite")
-PIPELINE_DELAY_SECONDS = "1"
+PIPELINE_DELAY_SECONDS = "0"
 
 
 # Modules whose tests share one process's state, so under xdist they run together, in order, on one worker.
