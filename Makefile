@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 
 .PHONY: demo test test-fast bench install clean
-# Test processes, one per core by default.
+# pytest-xdist workers: the machines this runs on have two cores (make test WORKERS=n for others).
 WORKERS ?= 2
 
 demo: $(VENV)/.installed
