@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 AZURITE_BIN = REPO / "node_modules" / ".bin" / "azurite-blob"
 STORE_KINDS = ("local", "azurite")
+# make_pipeline's PULL_DELAY_SECONDS, production's default: a window ends at now, so settle waits under a second.
 PIPELINE_DELAY_SECONDS = "0"
 
 

@@ -66,8 +66,8 @@ FORK = multiprocessing.get_context("fork")
 FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0}
 SEEDS_RUN: set[int] = set()
 pytestmark = pytest.mark.fault_suite
-# A budget of 20 calls a second and 429s with "Retry-After: 0", which sends the client to its backoff: a short
-# one, still longer than the budget's window, so a throttled call gets through on a retry in a fraction of a
+# A budget of 8 calls per 0.2 s and 429s with "Retry-After: 0", which sends the client to its own backoff: one
+# capped a little above the budget's window, so a throttled call gets through on a retry within a fraction of a
 # second. The real one-second Retry-After is tests/pull/test_pull_faults.py's.
 BACKOFF = Backoff(status_factor=0.02, status_max=0.25, transport_multiplier=0.02, transport_max=0.25)
 
