@@ -1,16 +1,22 @@
 # Two entry points: `make demo` and `make test`. Each installs what it needs on a fresh machine.
+# `make test-fast` is the inner loop: the suite without kill tests, the fault suite and the Azurite variants.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-fast bench install clean
+# pytest-xdist workers: the machines this runs on have two cores (make test WORKERS=n for others).
+WORKERS ?= 2
 
 demo: $(VENV)/.installed
 	$(BIN)/graphlake demo
 
 test: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed shellcheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS)
+
+test-fast: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed shellcheck
+	$(BIN)/pytest -n $(WORKERS) -m "not kill and not fault_suite and not azurite"
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run_all.py

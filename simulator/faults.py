@@ -15,7 +15,8 @@ class Faults:
     # Graph allows 150 requests/min per app per tenant on /security (reference §6); None = unlimited.
     rate_limit_per_window: int | None = None
     rate_window_seconds: float = 60.0
-    # Sent in Retry-After; None = the seconds until the app's window resets (at least 1).
+    # Sent in Retry-After; None = the seconds until the app's window resets (at least 1). msgraph's RetryHandler
+    # reads 0 as no Retry-After and waits its own backoff, which a test can make short (shared.pull.graph.Backoff).
     retry_after_seconds: int | None = None
     # Share of Graph calls answered with a random 500/502/503/504.
     error_rate: float = 0.0

@@ -28,7 +28,7 @@ from normalizers.names import TABLE
 from shared.core.errors import GraphlakeError
 from shared.pull.confirmed import MAX_READS, ConfirmedReader, alert_id_of
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, hub_router
-from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
+from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
 from shared.core.lake_files import read_tables
 from shared.core.layout import partition_path
 from shared.core.settings import Settings, Source
@@ -115,16 +115,17 @@ def audit_settings(settings: Settings) -> Settings:
 
 
 async def audit_all(settings: Settings, state: Store, lake: Store, *, since: datetime, now: datetime | None = None,
-                    sink: EventSink | None = None, credential=None) -> list[AuditReport]:
+                    sink: EventSink | None = None, credential=None, backoff: Backoff = Backoff()) -> list[AuditReport]:
     """Audits every source over [since, its watermark); with a sink, sends what is missing. A source that fails
     is reported with its error; the others still run."""
-    return [await audit_source(source, settings, state, lake, since=since, now=now, sink=sink, credential=credential)
+    return [await audit_source(source, settings, state, lake, since=since, now=now, sink=sink, credential=credential,
+                               backoff=backoff)
             for source in settings.sources()]
 
 
 async def audit_source(source: Source, settings: Settings, state: Store, lake: Store, *, since: datetime,
                        now: datetime | None = None, sink: EventSink | None = None,
-                       credential=None) -> AuditReport:
+                       credential=None, backoff: Backoff = Backoff()) -> AuditReport:
     now = now or datetime.now(UTC)
     report = AuditReport(source_id=source.id)
     try:
@@ -135,8 +136,8 @@ async def audit_source(source: Source, settings: Settings, state: Store, lake: S
             return report
         report.window = str(window)
         settings = audit_settings(settings)
-        async with graph_client(source, settings, report.graph, credential=credential) as client:
-            reader = AlertsReader(client, settings, report.graph, source)
+        async with graph_client(source, settings, report.graph, credential=credential, backoff=backoff) as client:
+            reader = AlertsReader(client, settings, report.graph, source, backoff)
             latest, report.unreadable, report.confirmed = await read_graph(reader, window, report.graph)
             in_lake = lake_versions(lake, latest.values())
             late_before = mark.position - timedelta(seconds=settings.pull_overlap_seconds) if mark.position else None

@@ -15,6 +15,7 @@ from shared.core import health
 from shared.ops.audit import AuditReport, audit_all
 from shared.core.errors import GraphlakeError
 from shared.pull.fanout import EventSink
+from shared.pull.graph import Backoff
 from shared.core.settings import Settings
 from shared.core.storage import Store
 
@@ -27,10 +28,12 @@ class ReconcileFailed(GraphlakeError):
 
 
 async def reconcile_all(settings: Settings, state: Store, lake: Store, sink: EventSink, *,
-                        now: datetime | None = None, credential=None) -> list[AuditReport]:
+                        now: datetime | None = None, credential=None,
+                        backoff: Backoff = Backoff()) -> list[AuditReport]:
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=settings.reconcile_lookback_hours)
-    reports = await audit_all(settings, state, lake, since=since, now=now, sink=sink, credential=credential)
+    reports = await audit_all(settings, state, lake, since=since, now=now, sink=sink, credential=credential,
+                              backoff=backoff)
     for report in reports:
         health.record(state, COMPONENT, report.source_id, health_doc(report), now=now)
         log.info("graphlake.reconcile.summary %s", report.to_json())

@@ -46,6 +46,24 @@ RETRY_STATUS_CODES = {429, 500, 502, 503, 504}
 TRANSPORT_ATTEMPTS = 5
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How long the client waits before it asks again. The defaults are what production runs with; tests that
+    fault every other call pass shorter waits, so the retries they prove cost milliseconds, not minutes."""
+
+    # A 429 or 5xx without Retry-After: the SDK's RetryHandler waits factor * 2 ** (retry - 1) s plus up to 1 s of
+    # jitter, capped at status_max. A Retry-After is obeyed as sent, whatever these say.
+    status_factor: float = RetryHandler.DEFAULT_BACKOFF_FACTOR
+    status_max: float = RetryHandler.MAXIMUM_BACKOFF
+    # A connection that failed or timed out: a random wait of up to multiplier * 2 ** attempt s, capped at
+    # transport_max (tenacity's wait_random_exponential).
+    transport_multiplier: float = 1.0
+    transport_max: float = 30.0
+    # A token request that did not reach the authority (client secret and certificate credentials): azure-core's
+    # RetryPolicy waits factor * 2 ** (retry - 1) s between its connection retries.
+    authority_factor: float = 0.8
+
+
 @dataclass
 class CallStats:
     """What one source's calls to Graph cost, for the run summary."""
@@ -80,14 +98,15 @@ class _MeterAndLimit(BaseMiddleware):
         return response
 
 
-def make_credential(source: Source, settings: Settings):
+def make_credential(source: Source, settings: Settings, backoff: Backoff = Backoff()):
     authority = settings.graph_authority_host
     # Instance discovery only knows Microsoft's clouds; a private authority (the simulator) must skip it.
     known_cloud = authority.removeprefix("https://").rstrip("/") in {
         h.removeprefix("https://").rstrip("/") for h in (
             AzureAuthorityHosts.AZURE_PUBLIC_CLOUD, AzureAuthorityHosts.AZURE_GOVERNMENT,
             AzureAuthorityHosts.AZURE_CHINA)}
-    common = {"authority": authority, "disable_instance_discovery": not known_cloud}
+    common = {"authority": authority, "disable_instance_discovery": not known_cloud,
+              "retry_backoff_factor": backoff.authority_factor}
     if source.credential == "managed_identity":
         return ManagedIdentityCredential(client_id=source.client_id or None)
     if source.credential == "client_secret":
@@ -106,12 +125,12 @@ def make_credential(source: Source, settings: Settings):
 
 
 @asynccontextmanager
-async def graph_client(source: Source, settings: Settings, stats: CallStats,
-                       credential=None) -> AsyncIterator[GraphServiceClient]:
+async def graph_client(source: Source, settings: Settings, stats: CallStats, credential=None,
+                       backoff: Backoff = Backoff()) -> AsyncIterator[GraphServiceClient]:
     """A GraphServiceClient for one run; its connections (and a credential it made) are closed afterwards, as the
     Functions worker outlives many runs."""
     own_credential = credential is None
-    credential = credential or make_credential(source, settings)
+    credential = credential or make_credential(source, settings, backoff=backoff)
     scope = f"{_graph_root(settings)}/.default"
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope])
     middleware = KiotaClientFactory.get_default_middleware(None)
@@ -119,6 +138,8 @@ async def graph_client(source: Source, settings: Settings, stats: CallStats,
         if isinstance(handler, RetryHandler):
             retry = RetryHandler(RetryHandlerOption(delay=0.0, max_retries=6))
             retry.retry_on_status_codes = RETRY_STATUS_CODES
+            retry.backoff_factor = backoff.status_factor
+            retry.backoff_max = backoff.status_max
             middleware[i] = retry
     limiter = AsyncLimiter(settings.graph_max_requests_per_minute, 60)
     middleware.append(_MeterAndLimit(limiter, stats))
@@ -159,8 +180,10 @@ class Page:
 class AlertsReader:
     """Pages through alerts updated in [start, end) for one source."""
 
-    def __init__(self, client: GraphServiceClient, settings: Settings, stats: CallStats, source: Source) -> None:
+    def __init__(self, client: GraphServiceClient, settings: Settings, stats: CallStats, source: Source,
+                 backoff: Backoff = Backoff()) -> None:
         self._client = client
+        self._backoff = backoff
         self._settings = settings
         self._stats = stats
         self._source = source
@@ -210,7 +233,9 @@ class AlertsReader:
             async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type((httpx.TimeoutException, httpx.NetworkError,
                                                    httpx.RemoteProtocolError)),
-                    wait=wait_random_exponential(multiplier=1, max=30), stop=stop_after_attempt(TRANSPORT_ATTEMPTS),
+                    wait=wait_random_exponential(multiplier=self._backoff.transport_multiplier,
+                                                 max=self._backoff.transport_max),
+                    stop=stop_after_attempt(TRANSPORT_ATTEMPTS),
                     reraise=True):
                 with attempt:
                     body = await adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})

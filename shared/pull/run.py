@@ -19,7 +19,7 @@ from shared.core import health
 from shared.core.errors import GraphlakeError, PreconditionFailed, one_line
 from shared.pull.confirmed import MAX_READS, ConfirmedReader
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts, hub_router
-from shared.pull.graph import AlertsReader, CallStats, GraphCallFailed, graph_client
+from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
 from shared.pull.watermark import WatermarkStore
@@ -64,14 +64,14 @@ ProgressCallback = Callable[[Window, int], None]
 
 async def pull_all(settings: Settings, state: Store, sink: EventSink, *, now: datetime | None = None,
                    since: datetime | None = None, credential=None, progress: ProgressCallback | None = None,
-                   clock: Callable[[], float] = time.monotonic) -> list[SourceSummary]:
+                   clock: Callable[[], float] = time.monotonic, backoff: Backoff = Backoff()) -> list[SourceSummary]:
     """Pulls every source; one failing source never blocks the others (see raise_for_failures)."""
     summaries = []
     # One budget for the whole run: many sources must still end inside the function timeout.
     deadline = clock() + settings.pull_max_run_seconds
     for source in settings.sources():
         summary = await pull_source(source, settings, state, sink, now=now, since=since, credential=credential,
-                                    progress=progress, deadline=deadline, clock=clock)
+                                    progress=progress, deadline=deadline, clock=clock, backoff=backoff)
         log.info("graphlake.pull.summary %s", summary.to_json())
         summaries.append(summary)
     return summaries
@@ -87,7 +87,7 @@ def raise_for_failures(summaries: list[SourceSummary]) -> None:
 async def pull_source(source: Source, settings: Settings, state: Store, sink: EventSink, *,
                       now: datetime | None = None, since: datetime | None = None, credential=None,
                       progress: ProgressCallback | None = None, deadline: float | None = None,
-                      clock: Callable[[], float] = time.monotonic) -> SourceSummary:
+                      clock: Callable[[], float] = time.monotonic, backoff: Backoff = Backoff()) -> SourceSummary:
     """`clock` measures the run's budget against `deadline` (seconds on the same clock)."""
     now = now or datetime.now(UTC)
     summary = SourceSummary(source_id=source.id)
@@ -112,8 +112,8 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
         fanout = Fanout(sink, state, source, hub_router(settings))
         summary.providers = fanout.counts
         deadline = deadline if deadline is not None else clock() + settings.pull_max_run_seconds
-        async with graph_client(source, settings, summary.graph, credential=credential) as client:
-            reader = AlertsReader(client, settings, summary.graph, source)
+        async with graph_client(source, settings, summary.graph, credential=credential, backoff=backoff) as client:
+            reader = AlertsReader(client, settings, summary.graph, source, backoff)
             for piece in planned:
                 if clock() > deadline:
                     break

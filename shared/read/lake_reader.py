@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -44,10 +44,16 @@ if TYPE_CHECKING:
     from shared.core.settings import LakeAccess
 
 _AZURE_SCHEMES = ("az", "abfs", "abfss")
-# The first request to a remote lake: together well inside the 15 s a person waits for an answer.
-_CONNECT_SECONDS = 4
-_READ_SECONDS = 5
-_REACH_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ReachTimeouts:
+    """How long the first request to a remote lake may take. The defaults are together well inside the 15 s a
+    person waits for an answer; tests of a lake that never answers pass shorter ones."""
+
+    connect_seconds: float = 4.0
+    read_seconds: float = 5.0
+    total_seconds: float = 10.0
 
 
 class LakeUnauthorized(GraphlakeError):
@@ -84,6 +90,7 @@ class Lake:
 
     account: str = ""  # the storage account of a remote lake
     credential: str = ""  # what a remote lake is opened with, as an error message names it
+    timeouts: ReachTimeouts = ReachTimeouts()
 
     @property
     def is_local(self) -> bool:
@@ -117,13 +124,13 @@ class Lake:
         async def first_blob() -> None:
             client = self.filesystem.service_client.get_container_client(container)
             pages = client.list_blobs(name_starts_with=f"{prefix}/" if prefix else None, results_per_page=1,
-                                      retry_total=0, connection_timeout=_CONNECT_SECONDS,
-                                      read_timeout=_READ_SECONDS).by_page()
+                                      retry_total=0, connection_timeout=self.timeouts.connect_seconds,
+                                      read_timeout=self.timeouts.read_seconds).by_page()
             async for _ in pages:
                 return
 
         try:
-            fsspec.asyn.sync(self.filesystem.loop, first_blob, timeout=_REACH_SECONDS)
+            fsspec.asyn.sync(self.filesystem.loop, first_blob, timeout=self.timeouts.total_seconds)
         except ResourceNotFoundError:
             return
         except ClientAuthenticationError as exc:
@@ -136,7 +143,7 @@ class Lake:
                 raise LakeUnauthorized(f"{where} refused access ({exc.status_code} {code}): {fix}") from exc
             raise EndpointUnreachable(f"cannot read {where}: {one_line(exc)}") from exc
         except fsspec.asyn.FSTimeoutError as exc:
-            raise EndpointUnreachable(f"no answer within {_REACH_SECONDS:.0f} s from {where}") from exc
+            raise EndpointUnreachable(f"no answer within {self.timeouts.total_seconds:g} s from {where}") from exc
         except Exception as exc:  # noqa: BLE001 - aiohttp, DNS and SDK transport errors have no common base
             raise EndpointUnreachable(f"cannot reach {where}: {one_line(exc)}") from exc
 
@@ -162,9 +169,10 @@ class Lake:
         return f"{self.protocol}{self.root.rstrip('/')}/{table}/year=*/month=*/day=*/*.parquet"
 
 
-def open_lake(url: str, access: LakeAccess | None = None) -> Lake:
+def open_lake(url: str, access: LakeAccess | None = None, timeouts: ReachTimeouts = ReachTimeouts()) -> Lake:
     """The lake at `url` (see the module docstring), ready to list and to register with DuckDB. `access`: the
-    account (or connection string) of an az:// URL that names none, and the identity errors name; None: none."""
+    account (or connection string) of an az:// URL that names none, and the identity errors name; None: none.
+    `timeouts` bound the first request to a remote one."""
     if not url or not url.strip():
         raise ConfigError("--lake is empty: give a local folder, https://<account>.blob.core.windows.net/<container>"
                           " or az://<container>")
@@ -175,9 +183,9 @@ def open_lake(url: str, access: LakeAccess | None = None) -> Lake:
             raise ConfigError(f"--lake {url}: no such folder (run `graphlake pull` or `graphlake demo` first)")
         return Lake(url, root.as_posix(), fsspec.filesystem("file"), "")
     if scheme in ("http", "https"):
-        return _blob_url_lake(url, access)
+        return replace(_blob_url_lake(url, access), timeouts=timeouts)
     if scheme in _AZURE_SCHEMES:
-        return _adlfs_url_lake(url, access)
+        return replace(_adlfs_url_lake(url, access), timeouts=timeouts)
     raise ConfigError(f"--lake {url}: unsupported scheme {scheme}://; use a local folder, "
                       "https://<account>.blob.core.windows.net/<container> or az://<container>")
 

@@ -13,13 +13,16 @@ import pytest
 
 from normalizers.core import row_id
 from shared.core.event_format import CLAIM_CHECK_KEY
-from shared.pull.graph import make_credential
+from shared.pull.graph import Backoff, make_credential
 from shared.land.local_sink import InProcessSink
 from shared.land.normalize import InboundEvent, normalize_events
 from shared.pull.run import PullFailed, pull_all, pull_source, raise_for_failures
 from shared.core.storage import open_store
 from shared.pull.watermark import WatermarkStore
 from tests.doubles import RecordingSink
+
+SHORT_BACKOFF = Backoff(status_factor=0.02, status_max=0.1, transport_multiplier=0.02, transport_max=0.1,
+                        authority_factor=0.02)
 
 
 def run_pull(pipe, sink=None, clock=time.monotonic, **overrides):
@@ -154,10 +157,12 @@ def test_unreachable_endpoints_are_named(make_pipeline, monkeypatch, tmp_path):
     # Cached the way kiota asks for it, so the run below needs no authority.
     credential.get_token(f"{settings.graph_endpoint}/.default", enable_cae=True)
     pipe.sim.stop()
-    summary = asyncio.run(pull_source(source, settings, state, RecordingSink(), credential=credential))
+    # What is named, not how long the retries before it wait: those are the defaults' in test_pull_faults.py.
+    summary = asyncio.run(pull_source(source, settings, state, RecordingSink(), credential=credential,
+                                      backoff=SHORT_BACKOFF))
     assert summary.error.startswith(f"cannot reach Graph at {settings.graph_endpoint}")
     assert "\n" not in summary.error and summary.watermark_after is None
-    summary = asyncio.run(pull_source(source, settings, state, RecordingSink()))
+    summary = asyncio.run(pull_source(source, settings, state, RecordingSink(), backoff=SHORT_BACKOFF))
     assert summary.error.startswith(f"cannot reach the authority {settings.graph_authority_host}")
 
 
