@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 app = func.FunctionApp()
 log = logging.getLogger("graphlake")
 # The worker lives for many invocations: keep the garbage collector from re-walking everything imported so far
-# on every collection (that re-walk cost the normalizer up to 40% in bench/bench_normalize.py).
+# on every collection (bench/bench_normalize.py measures what that re-walk costs the normalizer).
 gc.freeze()
 
 

@@ -65,10 +65,10 @@ DEFAULT_TARGET_BYTES = 128 * MB
 # Row groups: DuckDB scans a file's row groups in parallel (one thread each) and keeps min/max per group, so a
 # group is the unit of both parallelism and skipping. A group holds at most ROW_GROUP_ROWS rows, the size DuckDB
 # itself writes (60 vectors of 2,048), and at most ROW_GROUP_BYTES of uncompressed values, because alert rows are
-# wide (~3.5 KB uncompressed, most of it evidence JSON): 122,880 of them would be a 430 MB group that every reader
-# of `SELECT *` must hold at once. At 64 MB an alert group is ~17,000 rows (~8 MB of zstd; bench/bench_lake_reads.py):
-# a day of a large tenant still splits into several groups for the cores to share, while the per-group overhead
-# (footer entries, one range request per column chunk on blob storage) stays small.
+# wide (kilobytes each, most of it evidence JSON): 122,880 of them would be a group of hundreds of megabytes that
+# every reader of `SELECT *` must hold at once. With the byte bound (bench/bench_lake_reads.py reports the rows a
+# group gets) a day of a large tenant still splits into several groups for the cores to share, while the per-group
+# overhead (footer entries, one range request per column chunk on blob storage) stays small.
 ROW_GROUP_ROWS = 122_880
 ROW_GROUP_BYTES = 64 * MB
 COMPACTED_PREFIX = "compacted-"
