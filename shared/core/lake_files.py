@@ -60,5 +60,7 @@ def read_folder(store: Store, prefix: str) -> Iterator[LakeFile]:
 def read_tables(store: Store, prefix: str, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
     """Every partition file under `prefix` (see read_folder) as a table of `columns` (default: all)."""
     for found in read_folder(store, prefix):
-        # The file alone, not as a dataset, so year/month/day are not added as columns.
-        yield pq.read_table(io.BytesIO(found.data), columns=columns)
+        # The file alone, not as a dataset, so year/month/day are not added as columns. Without Arrow's reader
+        # threads: a command that read with them aborted at exit now and then ("terminate called without an active
+        # exception", exit 134) as those threads outlived the interpreter, and one small file gains nothing from them.
+        yield pq.read_table(io.BytesIO(found.data), columns=columns, use_threads=False)

@@ -236,7 +236,8 @@ def _split_points(paths: list[Path], rows: int, buckets: int) -> list[str]:
     step = max(1, rows // _SAMPLE_IDS)
     samples = []
     for path in paths:
-        ids = pq.read_table(path, columns=["p_row_id"])["p_row_id"]
+        # No reader threads, as in shared/core/lake_files.py: they can outlive the interpreter of a command.
+        ids = pq.read_table(path, columns=["p_row_id"], use_threads=False)["p_row_id"]
         samples.append(ids.take(pa.array(range(0, len(ids), step), pa.int64())).combine_chunks())
     sample = pa.concat_arrays([s.cast(pa.string()) for s in samples]).drop_null()
     sample = sample.take(pc.sort_indices(sample))
@@ -257,7 +258,7 @@ def _bucketed(inputs: list[Path], schema: pa.Schema, splits: list[str], work: Pa
             offset = 0
             f = pq.ParquetFile(path)
             for i in range(f.metadata.num_row_groups):
-                group = _conformed(f.read_row_group(i), schema)
+                group = _conformed(f.read_row_group(i, use_threads=False), schema)
                 group = group.append_column(_FILE, pa.array([rank] * group.num_rows, pa.int32())).append_column(
                     _ROW, pa.array(range(offset, offset + group.num_rows), pa.int64()))
                 offset += group.num_rows
