@@ -7,6 +7,7 @@
   (`verify_signature` is that check), as Slack's and Stripe's receivers do.
 - teams: a Teams Workflows ("When a Teams webhook request is received") URL; a message with one Adaptive Card.
 - slack: a Slack incoming webhook; a message with `text` and Block Kit `blocks`.
+Every kind carries `X-Graphlake-Delivery`; the card and the message show the alert id as a fact.
 
 URLs of Teams and Slack webhooks are secrets: give `url_setting`, the name of an app setting holding a Key Vault
 reference, rather than `url`. Plain http is accepted only for a loopback host.
@@ -62,9 +63,9 @@ class Destination:
     def request(self, alert: Mapping[str, Any], now: float | None = None) -> tuple[bytes, dict[str, str]]:
         payload = {"webhook": _webhook_payload, "teams": teams_message, "slack": slack_message}[self.kind](alert)
         body = orjson.dumps(payload, default=str)
-        headers = {"Content-Type": "application/json"}
-        if self.kind == "webhook":
-            headers[DELIVERY_HEADER] = str(payload["delivery_id"])
+        # On every kind: Teams' and Slack's message schemas have no field for it and neither service drops a repeat,
+        # but a relay in front of them (or a receiver's log) can.
+        headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_id(alert)}
         if self.secret is not None:
             stamp = str(int(time.time() if now is None else now))
             headers[TIMESTAMP_HEADER] = stamp
@@ -72,8 +73,14 @@ class Destination:
         return body, headers
 
 
+def delivery_id(alert: Mapping[str, Any]) -> str:
+    """The idempotency key: the alert id, fixed when the alert's period opened, so every retry, every run that sends
+    the alert again and every re-delivery of its matches carries the same one."""
+    return str(alert["alert_id"])
+
+
 def _webhook_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
-    return {**alert, "delivery_id": alert.get("alert_id")}
+    return {**alert, "delivery_id": delivery_id(alert)}
 
 
 def _signature(secret: bytes, stamp: str, body: bytes) -> str:
@@ -188,7 +195,7 @@ def _facts(alert: Mapping[str, Any]) -> list[tuple[str, str]]:
     first = events[0] if events else {}
     facts = [("Rule", str(alert.get("rule_id"))), ("Severity", str(alert.get("severity"))),
              ("Matches", f"{alert.get('match_count')} (threshold {alert.get('threshold')})"),
-             ("First match", str(alert.get("created")))]
+             ("First match", str(alert.get("created"))), ("Alert id", str(alert.get("alert_id")))]
     if first.get("serviceSource"):
         facts.append(("Provider", str(first["serviceSource"])))
     if first.get("title"):

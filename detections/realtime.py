@@ -36,6 +36,7 @@ class DetectionResult:
     matches: int = 0
     files: list[str] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
+    already_matched: int = 0  # matches of versions a rule had matched before: neither counted nor landed again
     alerts_queued: int = 0
     undelivered: int = 0
 
@@ -104,19 +105,25 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
     once for several settles); the run's health."""
     from detections.alerts import record_matches
     from detections.delivery import enqueue
+    from detections.matched import mark, unmatched
     from detections.matches import write_matches
 
     result = DetectionResult(rows=evaluation.rows, matches=len(evaluation.matches), failures=evaluation.failures)
-    queued = record_matches(state, evaluation.matches, now)
-    result.files = write_matches(lake, evaluation.matches, now)
+    fresh = unmatched(state, evaluation.matches)
+    result.already_matched = len(evaluation.matches) - len(fresh)
+    queued = record_matches(state, fresh, now)
+    result.files = write_matches(lake, fresh, now)
     if detector.sends:
         for item in queued:
             enqueue(state, item.alert)
         result.alerts_queued = len(queued)
-        if deliver:
-            result.undelivered = deliver_queued(detector, state, now)
+    # Only now: a crash before this line leaves the matches unmarked, so the batch delivered again redoes them.
+    mark(state, fresh, now)
+    if detector.sends and deliver:
+        result.undelivered = deliver_queued(detector, state, now)
     health.record(state, "detections", component_key, {
         "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,
-        "matches": len(evaluation.matches), "rule_errors": len(evaluation.failures),
+        "matches": len(evaluation.matches), "already_matched": result.already_matched,
+        "rule_errors": len(evaluation.failures),
         "errors": [str(f) for f in evaluation.failures[:10]]}, now=now)
     return result
