@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
 from shared.core.blob_url import is_loopback_host
 from shared.core.errors import ConfigError, one_line
@@ -136,26 +136,49 @@ def parse_destinations(text: str, named_setting: Callable[[str], str | None]) ->
     return out
 
 
-def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client) -> None:
-    """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff."""
+def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client, *,
+         deadline: float | None = None) -> None:
+    """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff; with a
+    `deadline` (time.monotonic()), no request and no wait goes past it."""
     body, headers = destination.request(alert)
     attempts, wait_seconds = destination.attempts, destination.backoff_seconds
+    backoff = wait_exponential(multiplier=wait_seconds, max=30 * wait_seconds)
+
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.monotonic()
 
     def post() -> None:
-        response = client.post(destination.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        remaining = left()
+        if remaining is not None and remaining <= 0:
+            raise _OutOfTime()
+        timeout = TIMEOUT_SECONDS if remaining is None else min(TIMEOUT_SECONDS, remaining)
+        response = client.post(destination.url, content=body, headers=headers, timeout=timeout)
         if response.status_code >= 300:
             raise _Status(response.status_code, response.text[:200])
 
+    def stop(state: RetryCallState) -> bool:
+        remaining = left()
+        return state.attempt_number >= attempts or (remaining is not None and remaining <= 0)
+
+    def wait(state: RetryCallState) -> float:
+        remaining = left()
+        return backoff(state) if remaining is None else max(0.0, min(backoff(state), remaining))
+
     try:
-        for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True, retry=retry_if_exception(_retryable),
-                                wait=wait_exponential(multiplier=wait_seconds, max=30 * wait_seconds)):
+        for attempt in Retrying(stop=stop, reraise=True, retry=retry_if_exception(_retryable), wait=wait):
             with attempt:
                 post()
     except _Status as exc:
         said = f": {one_line(exc.text)}" if exc.text.strip() else ""
         raise DeliveryFailed(f"{destination.name} answered HTTP {exc.status}{said}") from None
+    except _OutOfTime:
+        raise DeliveryFailed(f"{destination.name} did not answer within landing's time for deliveries") from None
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{destination.name} unreachable: {one_line(exc, with_type=True)}") from None
+
+
+class _OutOfTime(Exception):
+    pass
 
 
 class _Status(Exception):
