@@ -121,3 +121,19 @@ def test_a_batch_writes_outbox_blobs_for_its_own_alerts_however_many_wait(tmp_pa
                      state=counting, detector=build_detector(load_settings()))
     assert len(receiver.received) == waiting + 2 and list(open_store(state).list(OUTBOX)) == []
     assert counting.outbox_writes <= 3  # queued, claimed, removed once delivered
+
+
+def test_a_command_that_lands_with_rules_sends_what_waits_at_its_end(tmp_path, monkeypatch, receiver):
+    # No timer runs behind `graphlake normalize` or `pull` on a workstation: the command drains the outbox itself.
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    use_detections(monkeypatch, lake, state, destinations(receiver.url))
+    receiver.failing = True
+    land(waiting_alerts(3, "waiting"), lake, state)
+    receiver.failing = False
+    quiet = {**waiting_alerts(1, "quiet")[0], "severity": "informational"}  # matches no rule
+    (tmp_path / "quiet.json").write_bytes(orjson.dumps(quiet))
+    result = CliRunner().invoke(main, ["normalize", str(tmp_path / "quiet.json"), "--lake", lake, "--state", state],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert sorted(a["events"][0]["id"] for a in receiver.received) == [f"waiting-{i}" for i in range(3)]
+    assert list(open_store(state).list(OUTBOX)) == []
