@@ -10,7 +10,9 @@
    whole in memory (bench_compact.py);
 6. the starter pack's rules per alert next to the normalize cost of the same alerts, and its scheduled rules over
    a lake of them (bench_detections.py);
-7. freshness, Graph showing a version to the lake holding it, on the production settings and cadence over a live
+7. what a dead destination costs a normalize batch, and the outbox writes of a batch while 2,000 alerts wait
+   (bench_outbox.py);
+8. freshness, Graph showing a version to the lake holding it, on the production settings and cadence over a live
    tenant for 5 minutes (bench_freshness.py).
 """
 
@@ -50,6 +52,8 @@ def main() -> None:
     subprocess.run([sys.executable, str(BENCH / "bench_lake_reads.py")], check=True)
     print("\n== detections (python bench/bench_detections.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_detections.py")], check=True)
+    print("\n== a dead destination and the outbox (python bench/bench_outbox.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_outbox.py")], check=True)
     print("\n== compaction in bounded memory (python bench/bench_compact.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_compact.py")], check=True)
     print("\n== freshness (python bench/bench_freshness.py --minutes 5)", flush=True)

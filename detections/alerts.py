@@ -69,9 +69,13 @@ def _update(state: Store, group: list[Match], now: datetime) -> Queued | None:
         doc = orjson.loads(found.data) if found else None
         stored = _period(doc)
         period = period_at(stored, now, rule.dedup_minutes, rule.threshold)
-        if period is not stored:
+        # Taken from the stored period even when it is over: a match it counted whose marker a crash kept from being
+        # written (detections/matched.py) comes back unmarked, and must not open a new alert.
+        counted = set(doc["match_ids"]) if doc else set()
+        if period is not stored and not (doc and all(m.match_id in counted for m in group)):
             doc = _fresh(rule.rule_id, dedup, rule.dedup_minutes, rule.threshold, now)
-        counted = set(doc["match_ids"])
+        elif period is not stored:
+            period = stored
         new = []
         for m in group:
             if m.match_id not in counted:

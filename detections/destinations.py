@@ -7,6 +7,7 @@
   (`verify_signature` is that check), as Slack's and Stripe's receivers do.
 - teams: a Teams Workflows ("When a Teams webhook request is received") URL; a message with one Adaptive Card.
 - slack: a Slack incoming webhook; a message with `text` and Block Kit `blocks`.
+Every kind carries `X-Graphlake-Delivery`; the card and the message show the alert id as a fact.
 
 URLs of Teams and Slack webhooks are secrets: give `url_setting`, the name of an app setting holding a Key Vault
 reference, rather than `url`. Plain http is accepted only for a loopback host.
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
 from shared.core.blob_url import is_loopback_host
 from shared.core.errors import ConfigError, one_line
@@ -62,9 +63,9 @@ class Destination:
     def request(self, alert: Mapping[str, Any], now: float | None = None) -> tuple[bytes, dict[str, str]]:
         payload = {"webhook": _webhook_payload, "teams": teams_message, "slack": slack_message}[self.kind](alert)
         body = orjson.dumps(payload, default=str)
-        headers = {"Content-Type": "application/json"}
-        if self.kind == "webhook":
-            headers[DELIVERY_HEADER] = str(payload["delivery_id"])
+        # On every kind: Teams' and Slack's message schemas have no field for it and neither service drops a repeat,
+        # but a relay in front of them (or a receiver's log) can.
+        headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_id(alert)}
         if self.secret is not None:
             stamp = str(int(time.time() if now is None else now))
             headers[TIMESTAMP_HEADER] = stamp
@@ -72,8 +73,14 @@ class Destination:
         return body, headers
 
 
+def delivery_id(alert: Mapping[str, Any]) -> str:
+    """The idempotency key: the alert id, fixed when the alert's period opened, so every retry, every run that sends
+    the alert again and every re-delivery of its matches carries the same one."""
+    return str(alert["alert_id"])
+
+
 def _webhook_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
-    return {**alert, "delivery_id": alert.get("alert_id")}
+    return {**alert, "delivery_id": delivery_id(alert)}
 
 
 def _signature(secret: bytes, stamp: str, body: bytes) -> str:
@@ -129,26 +136,49 @@ def parse_destinations(text: str, named_setting: Callable[[str], str | None]) ->
     return out
 
 
-def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client) -> None:
-    """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff."""
+def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client, *,
+         deadline: float | None = None) -> None:
+    """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff; with a
+    `deadline` (time.monotonic()), no request and no wait goes past it."""
     body, headers = destination.request(alert)
     attempts, wait_seconds = destination.attempts, destination.backoff_seconds
+    backoff = wait_exponential(multiplier=wait_seconds, max=30 * wait_seconds)
+
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.monotonic()
 
     def post() -> None:
-        response = client.post(destination.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        remaining = left()
+        if remaining is not None and remaining <= 0:
+            raise _OutOfTime()
+        timeout = TIMEOUT_SECONDS if remaining is None else min(TIMEOUT_SECONDS, remaining)
+        response = client.post(destination.url, content=body, headers=headers, timeout=timeout)
         if response.status_code >= 300:
             raise _Status(response.status_code, response.text[:200])
 
+    def stop(state: RetryCallState) -> bool:
+        remaining = left()
+        return state.attempt_number >= attempts or (remaining is not None and remaining <= 0)
+
+    def wait(state: RetryCallState) -> float:
+        remaining = left()
+        return backoff(state) if remaining is None else max(0.0, min(backoff(state), remaining))
+
     try:
-        for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True, retry=retry_if_exception(_retryable),
-                                wait=wait_exponential(multiplier=wait_seconds, max=30 * wait_seconds)):
+        for attempt in Retrying(stop=stop, reraise=True, retry=retry_if_exception(_retryable), wait=wait):
             with attempt:
                 post()
     except _Status as exc:
         said = f": {one_line(exc.text)}" if exc.text.strip() else ""
         raise DeliveryFailed(f"{destination.name} answered HTTP {exc.status}{said}") from None
+    except _OutOfTime:
+        raise DeliveryFailed(f"{destination.name} did not answer within landing's time for deliveries") from None
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{destination.name} unreachable: {one_line(exc, with_type=True)}") from None
+
+
+class _OutOfTime(Exception):
+    pass
 
 
 class _Status(Exception):
@@ -188,7 +218,7 @@ def _facts(alert: Mapping[str, Any]) -> list[tuple[str, str]]:
     first = events[0] if events else {}
     facts = [("Rule", str(alert.get("rule_id"))), ("Severity", str(alert.get("severity"))),
              ("Matches", f"{alert.get('match_count')} (threshold {alert.get('threshold')})"),
-             ("First match", str(alert.get("created")))]
+             ("First match", str(alert.get("created"))), ("Alert id", str(alert.get("alert_id")))]
     if first.get("serviceSource"):
         facts.append(("Provider", str(first["serviceSource"])))
     if first.get("title"):

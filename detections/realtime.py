@@ -36,6 +36,7 @@ class DetectionResult:
     matches: int = 0
     files: list[str] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
+    already_matched: int = 0  # matches of versions a rule had matched before: neither counted nor landed again
     alerts_queued: int = 0
     undelivered: int = 0
 
@@ -47,6 +48,8 @@ class Detector:
     # ALERT_DESTINATIONS that cannot be used: alerts are queued (nothing is lost) and the error is recorded, while
     # rules keep running and the lake keeps landing.
     destinations_error: str | None = None
+    # How long landing may spend on deliveries per batch (ALERT_DELIVERY_BUDGET_SECONDS); the timer does the rest.
+    delivery_budget_seconds: float = 2.0
 
     @property
     def sends(self) -> bool:
@@ -73,11 +76,13 @@ def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector
     rule_set = load_rules(rules_dir or settings.rules_dir or None)
     for refusal in rule_set.refused:
         log.error("graphlake.detections rule refused: %s", refusal)
+    budget = settings.alert_delivery_budget_seconds
     try:
-        return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations, settings.named_setting)))
+        return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations, settings.named_setting)),
+                        delivery_budget_seconds=budget)
     except ConfigError as exc:
         log.error("graphlake.detections %s; alerts wait in the outbox until it is fixed", exc)
-        return Detector(rule_set, (), str(exc))
+        return Detector(rule_set, (), str(exc), budget)
 
 
 def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: Store, state: Store,
@@ -90,7 +95,7 @@ def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: 
 
 
 def deliver_queued(detector: Detector, state: Store, now: datetime) -> int:
-    """Send what the outbox holds; the alerts still waiting."""
+    """Send everything the outbox holds (the timer's drain); the alerts still waiting."""
     from detections.delivery import deliver_pending, record_unsendable
 
     if detector.destinations_error is not None:
@@ -100,23 +105,33 @@ def deliver_queued(detector: Detector, state: Store, now: datetime) -> int:
 
 def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: datetime, component_key: str,
            deliver: bool = True) -> DetectionResult:
-    """Matches into alerts, the rule_matches table and the outbox; the outbox delivered (unless the caller does it
-    once for several settles); the run's health."""
+    """Matches into alerts, the rule_matches table and the outbox; the alerts just queued tried within the detector's
+    delivery budget (unless the caller drains the outbox itself, once for several settles); the run's health."""
     from detections.alerts import record_matches
-    from detections.delivery import enqueue
+    from detections.delivery import deliver_new, enqueue, record_unsendable
+    from detections.matched import mark, unmatched
     from detections.matches import write_matches
 
     result = DetectionResult(rows=evaluation.rows, matches=len(evaluation.matches), failures=evaluation.failures)
-    queued = record_matches(state, evaluation.matches, now)
-    result.files = write_matches(lake, evaluation.matches, now)
+    fresh = unmatched(state, evaluation.matches)
+    result.already_matched = len(evaluation.matches) - len(fresh)
+    queued = record_matches(state, fresh, now)
+    result.files = write_matches(lake, fresh, now)
+    waiting = []
     if detector.sends:
-        for item in queued:
-            enqueue(state, item.alert)
+        waiting = [item.alert["alert_id"] for item in queued if enqueue(state, item.alert)]
         result.alerts_queued = len(queued)
-        if deliver:
-            result.undelivered = deliver_queued(detector, state, now)
+    # Only now: a crash before this line leaves the matches unmarked, so the batch delivered again redoes them.
+    mark(state, fresh, now)
+    if detector.sends and deliver:
+        if detector.destinations_error is not None:
+            result.undelivered = record_unsendable(state, detector.destinations_error, now)
+        else:
+            result.undelivered = deliver_new(state, list(detector.destinations), waiting, now,
+                                             budget_seconds=detector.delivery_budget_seconds).undelivered
     health.record(state, "detections", component_key, {
         "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,
-        "matches": len(evaluation.matches), "rule_errors": len(evaluation.failures),
+        "matches": len(evaluation.matches), "already_matched": result.already_matched,
+        "rule_errors": len(evaluation.failures),
         "errors": [str(f) for f in evaluation.failures[:10]]}, now=now)
     return result

@@ -107,7 +107,7 @@ param detectionStateRetentionDays int = 7
 @maxValue(3650)
 param lakeCoolAfterDays int = 0
 
-@description('Delete lake files this many days after they were written; 0 (the default) never deletes the lake.')
+@description('Delete lake files this many days after they were written; 0 (the default) never deletes the lake. The detections\' matched markers (detections/matched/) follow the lake, kept at least as long as quarantine and claim checks can bring a version back.')
 @minValue(0)
 @maxValue(36500)
 param lakeDeleteAfterDays int = 0

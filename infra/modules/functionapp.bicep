@@ -137,6 +137,7 @@ var appSettings = {
   RULES_DIR: ''
   RULES_SCHEDULE: '0 */5 * * * *'
   ALERT_DESTINATIONS: ''
+  ALERT_DELIVERY_BUDGET_SECONDS: '2.0'
 }
 
 // ------------------------------------------------------------------------------------------------------------

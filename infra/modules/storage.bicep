@@ -101,10 +101,21 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-// Claim checks and quarantine expire; the lake is kept unless lakeDeleteAfterDays says otherwise. Shape of the
-// rules as in Microsoft's sample "Configure a lifecycle management policy" (Bicep tab,
-// https://learn.microsoft.com/azure/storage/blobs/lifecycle-management-policy-configure) and the type reference
-// Microsoft.Storage/storageAccounts/managementPolicies. A prefixMatch starts with the container's name.
+// Claim checks and quarantine expire; the lake, and the matched markers with it, are kept unless
+// lakeDeleteAfterDays says otherwise. Shape of the rules as in Microsoft's sample "Configure a lifecycle management
+// policy" (Bicep tab, https://learn.microsoft.com/azure/storage/blobs/lifecycle-management-policy-configure) and the
+// type reference Microsoft.Storage/storageAccounts/managementPolicies. A prefixMatch starts with the container's name.
+//
+// A matched marker (detections/matched/) keeps a rule from alerting twice on one alert version, so it lives as long as
+// the version can come back. While the lake keeps the version (for ever, unless lakeDeleteAfterDays says otherwise)
+// the marker stays too: a backfill over any old day, from Graph or from files, lands nothing it has not seen. Past
+// the lake's deletion, only graphlake's own storage can still bring a version back: a re-send (a lost watermark
+// re-reads PULL_LOOKBACK_DAYS, 7 days; the reconciliation looks back a day) waits in the hub with its claim check
+// (claimCheckRetentionDays, longer than the hub's retention), then in quarantine for `graphlake replay`
+// (quarantineRetentionDays). A day more for the lifecycle policy's own daily run.
+var resendDays = 8
+var matchedStateRetentionDays = max(lakeDeleteAfterDays, claimCheckRetentionDays + quarantineRetentionDays + resendDays) + 1
+
 var lifecycleRules = concat([
   {
     name: 'claim-checks'
@@ -125,7 +136,8 @@ var lifecycleRules = concat([
     }
   }
   // An alert's dedup state and sent marker are read only while its dedup period is open (at most a day); the
-  // outbox (detections/outbox/) keeps undelivered alerts until a destination takes them, so it has no rule.
+  // outbox (detections/outbox/) keeps undelivered alerts until a destination takes them, so it has no rule; the
+  // matched markers (detections/matched/) go with the lake, below.
   {
     name: 'detection-alert-state'
     prefix: '${stateContainerName}/detections/alerts/'
@@ -161,6 +173,15 @@ var lifecycleRules = concat([
     action: {
       delete: {
         daysAfterModificationGreaterThan: lakeDeleteAfterDays
+      }
+    }
+  }
+  {
+    name: 'detection-matched-state'
+    prefix: '${stateContainerName}/detections/matched/'
+    action: {
+      delete: {
+        daysAfterModificationGreaterThan: matchedStateRetentionDays
       }
     }
   }

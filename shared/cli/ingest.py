@@ -132,10 +132,12 @@ def _pull_once(settings, since: datetime | None, detector):
         bar.update(count)
 
     try:
-        return asyncio.run(pull_all(settings, state, sink, since=since, progress=progress))
+        summaries = asyncio.run(pull_all(settings, state, sink, since=since, progress=progress))
     finally:
         bar.close()
         sink.close()
+    wiring.drain_outbox(detector, settings.state_url)
+    return summaries
 
 
 @click.command()
@@ -168,6 +170,7 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
     detector = wiring.detector(load_settings(only=RULES_SETTINGS), rules_dir)
     landing = land_files(list(sources), lake=open_store(lake), state=state_store, properties=properties,
                          detector=detector)
+    wiring.drain_outbox(detector, state)
     held = len(landing.quarantined)
     summary = (f"{count(landing.records, 'record')} read from {count(landing.files, 'file')}: "
                f"{count(landing.rows, 'row')} landed in {lake}, {count(landing.duplicates, 'duplicate')}, "

@@ -17,6 +17,19 @@ def detector(settings: Settings, rules_dir: str | None = None) -> Detector | Non
     return build_detector(settings, rules_dir)
 
 
+def drain_outbox(detector: Detector | None, state_url: str) -> None:
+    """At the end of a command that landed with rules on: the alerts still waiting, sent as run_scheduled_rules
+    sends them, since a command's batches try only their own alerts and only briefly, and no timer runs here."""
+    if detector is None or not detector.sends:
+        return
+    from datetime import UTC, datetime
+
+    from detections.realtime import deliver_queued
+    from shared.core.storage import open_store
+
+    deliver_queued(detector, open_store(state_url), datetime.now(UTC))
+
+
 def lake_url(flag: str | None) -> str:
     """Where a command's lake is: --lake, else LAKE_URL, else ./lake; said on stderr when --lake was not given, so a
     backfill never goes to ./lake unnoticed while the settings point at Blob Storage."""

@@ -166,6 +166,10 @@ class Settings(BaseSettings):
         "", alias="ALERT_DESTINATIONS",
         description='JSON list of alert destinations, e.g. [{"type": "teams", "url_setting": "TEAMS_URL"}]; types '
                     "webhook, teams, slack. Empty: matches land in rule_matches, no alert is sent.")
+    alert_delivery_budget_seconds: float = Field(
+        2.0, alias="ALERT_DELIVERY_BUDGET_SECONDS", ge=0, le=60,
+        description="Seconds a normalize batch may spend sending the alerts it queued, all destinations together; "
+                    "what is left, and a destination that failed in the last 5 minutes, wait for run_scheduled_rules.")
 
     # --- Event Hubs ---
     eventhub_namespace: str = Field(
@@ -307,7 +311,7 @@ def load_lake_access(environ: dict[str, str] | None = None) -> LakeAccess:
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.alias for f in Settings.model_fields.values() if f.alias)
 # What the real-time rules are built from (detections.realtime.build_detector).
-RULES_SETTINGS: tuple[str, ...] = ("RULES_ENABLED", "RULES_DIR", "ALERT_DESTINATIONS")
+RULES_SETTINGS: tuple[str, ...] = ("RULES_ENABLED", "RULES_DIR", "ALERT_DESTINATIONS", "ALERT_DELIVERY_BUDGET_SECONDS")
 
 # Settings the Functions host reads, not our code; the Bicep must set them, the code never touches them.
 HOST_SETTING_PREFIXES: tuple[str, ...] = (

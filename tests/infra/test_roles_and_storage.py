@@ -154,6 +154,47 @@ def test_lifecycle_expires_detection_state_only_once_no_alert_can_need_it() -> N
         assert not covering, f"a lifecycle rule on {covering} would delete {kept}"
 
 
+def test_matched_markers_outlive_every_way_a_version_can_come_back() -> None:
+    # A matched marker is what keeps a version a rule already matched from alerting again (detections/matched.py):
+    # deleting it while the version can still land again would make a second alert for it.
+    from detections.matched import PREFIX as MATCHED_PREFIX
+    from shared.core.settings import Settings
+
+    facts = bicep_facts()
+    rules = facts["vars"]["lifecycleRules"]["text"]
+    # While the lake is kept (the default), so are the markers: a backfill over any old day is covered.
+    always, lake_deleted = rules.split("lakeDeleteAfterDays > 0 ? [", 1)
+    assert not [p for p in _state_prefixes(always) if MATCHED_PREFIX.startswith(p)], "markers deleted with the lake kept"
+    assert [p for p in _state_prefixes(lake_deleted) if MATCHED_PREFIX.startswith(p)] == [MATCHED_PREFIX]
+    assert _deletes(lake_deleted, MATCHED_PREFIX, "matchedStateRetentionDays")
+    for name in ("lakeDeleteAfterDays", "claimCheckRetentionDays", "quarantineRetentionDays"):
+        assert main_param(var_file("lifecycleRules"), name) == name, name
+
+    # With the lake deleted after some days: at least that, and at least as long as graphlake's own storage can
+    # bring a version back, over every value the parameters may take. A re-sent version comes at most
+    # PULL_LOOKBACK_DAYS (a lost watermark) or RECONCILE_LOOKBACK_HOURS after it first landed, waits in the hub at
+    # most as long as its claim check is kept (longer than the hub's retention), then in quarantine for replay.
+    defaults = Settings.model_fields
+    resend = max(defaults["pull_lookback_days"].default, defaults["reconcile_lookback_hours"].default / 24)
+    assert decorator("claimCheckRetentionDays", "minValue") > decorator("eventHubRetentionDays", "maxValue")
+    variables = {name: facts["vars"][name] for name in ("matchedStateRetentionDays", "resendDays")}
+    resend_days = int(variables["resendDays"]["value"])
+    assert resend_days >= resend + 1, "resendDays must cover the pull's and the reconciliation's look-back"
+    expression = compile(variables["matchedStateRetentionDays"]["text"], "matchedStateRetentionDays", "eval")
+
+    def bounds(param: str) -> set[int]:
+        default = int(facts["params"][param]["default"]["value"])
+        return {decorator(param, "minValue") or 1, default, decorator(param, "maxValue")} - {0}
+
+    for lake in bounds("lakeDeleteAfterDays"):
+        for claim in bounds("claimCheckRetentionDays"):
+            for quarantine in bounds("quarantineRetentionDays"):
+                days = eval(expression, {"max": max}, {  # noqa: S307 - Bicep's arithmetic, Python's syntax
+                    "lakeDeleteAfterDays": lake, "claimCheckRetentionDays": claim,
+                    "quarantineRetentionDays": quarantine, "resendDays": resend_days})
+                assert days > lake and days > resend + claim + quarantine, (lake, claim, quarantine, days)
+
+
 def test_a_dedup_period_longer_than_the_lifecycle_allows_is_refused(tmp_path: Path) -> None:
     from detections.loader import MAX_DEDUP_MINUTES, load_rules
 

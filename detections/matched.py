@@ -1,0 +1,45 @@
+"""What each rule has matched: one small marker per (rule, matched row version), so a version that comes back
+(a lost watermark, `graphlake replay`, normalize run again, the reconciliation re-sending, a backfill over old days)
+never counts into a second alert nor lands a second rule_matches row, however long after its dedup period.
+
+`detections/matched/<rule id>/<match id>.json` (the match id hashes the rule id and the row's p_row_id). A batch
+reads one marker per match and writes one per new match: its cost follows its own matches, never the history.
+
+The marker is written last, once the match is counted into its alert, its rule_matches row is written and its
+alert queued: a crash before that leaves the match unmarked, and the batch delivered again does it all again
+(each step is idempotent), rather than skipping a match whose alert was never queued.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import orjson
+
+from detections.engine import Match
+from shared.core.storage import Store
+
+PREFIX = "detections/matched/"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def marker_name(match: Match) -> str:
+    rule_part = _SAFE.sub("_", match.rule.rule_id).lstrip(".") or "rule"
+    return f"{PREFIX}{rule_part}/{match.match_id}.json"
+
+
+def unmatched(state: Store, matches: list[Match]) -> list[Match]:
+    """The matches no earlier run has recorded: those to count and to land."""
+    return [m for m in matches if state.read(marker_name(m)) is None]
+
+
+def mark(state: Store, matches: list[Match], now: datetime) -> None:
+    for m in matches:
+        state.write(marker_name(m), orjson.dumps({
+            "rule_id": m.rule.rule_id, "p_matched_row_id": _text(m.row.get("p_row_id")), "p_alert_id": m.alert_id,
+            "matched": now.isoformat()}))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
