@@ -54,7 +54,6 @@ KINDS: dict[str, tuple[str, Callable[[str], dict[str, str] | None]]] = {
 }
 
 
-
 @dataclass(frozen=True)
 class Pivot:
     """A kind matched in the evidence view's columns (normalizers/evidence_columns.py) rather than a p_any list."""
@@ -65,10 +64,18 @@ class Pivot:
     folded: str  # SQL: a column's value as compared, `{}` standing for the column
     contains: bool = False  # a part of the value matches, not only the whole
     in_any: bool = True  # tried by --any, which matches whole values only
+    # The column of Azure resource ids, which a subscription id matches by the ids' `/subscriptions/<id>/` prefix:
+    # evidence of an Azure resource names its subscription nowhere else.
+    under_subscription: str | None = None
 
 
 def _text(value: str) -> str | None:
     return value.strip().lower() or None
+
+
+def _part(value: str) -> str | None:
+    # Spaces around a part are kept: ' -enc ' must not match '-encoding'.
+    return value.lower() if value.strip() else None
 
 
 def _file_name(value: str) -> str | None:
@@ -83,7 +90,7 @@ def _message_id(value: str) -> str | None:
     return text if text and not any(c.isspace() for c in text) else None
 
 
-def _app_id(value: str) -> str | None:
+def _guid(value: str) -> str | None:
     try:
         return str(uuid.UUID(value.strip()))
     except ValueError:
@@ -100,22 +107,21 @@ _CASELESS = "lower({})"
 PIVOTS: dict[str, Pivot] = {
     "file_name": Pivot("a file name (without its folder)", "file names", ("file_name", "parent_file_name"),
                        _file_name, _CASELESS),
-    "command_line": Pivot("part of a command line", "command lines", ("process_command_line",), _text, _CASELESS,
+    "command_line": Pivot("part of a command line", "command lines", ("process_command_line",), _part, _CASELESS,
                           contains=True, in_any=False),
     "message_id": Pivot("a network or internet message id", "message ids",
                         ("network_message_id", "internet_message_id"), _message_id, "lower(trim({}, '<>'))"),
     "cloud_app": Pivot("a cloud app's name or app id", "cloud apps", ("cloud_app", "app_id"), _text, _CASELESS),
-    "app_id": Pivot("an application (client) id, a GUID", "app ids", ("app_id",), _app_id, _CASELESS),
+    "app_id": Pivot("an application (client) id, a GUID", "app ids", ("app_id",), _guid, _CASELESS),
     "resource_id": Pivot("an Azure resource, VM or subscription id", "Azure resource ids",
-                         ("azure_resource_id", "vm_id", "subscription_id"), _resource_id, "rtrim(lower({}), '/')"),
+                         ("azure_resource_id", "vm_id", "subscription_id"), _resource_id, "rtrim(lower({}), '/')",
+                         under_subscription="azure_resource_id"),
 }
-# A subscription id also finds the resources in that subscription: evidence of an Azure resource names its
-# subscription only inside its resource id.
-_SUBSCRIPTION_OF = "azure_resource_id"
 
 
 @dataclass
 class Terms:
+    """What a search looks for, as the lake holds it."""
     indicators: dict[str, set[str]] = field(default_factory=dict)  # p_any column -> canonical values
     evidence: dict[str, set[str]] = field(default_factory=dict)  # PIVOTS kind -> folded values
 
@@ -247,9 +253,9 @@ def _evidence_matches(evidence: dict[str, set[str]]) -> list[tuple[str, str]]:
                 tests = [f"contains({folded}, {views.quote_literal(v)})" for v in sorted(values)]
             else:
                 tests = [f"{folded} IN ({', '.join(map(views.quote_literal, sorted(values)))})"]
-            if kind == "resource_id" and column == _SUBSCRIPTION_OF:
+            if column == pivot.under_subscription:
                 tests += [f"starts_with({folded}, {views.quote_literal(f'/subscriptions/{v}/')})"
-                          for v in sorted(values) if _app_id(v) == v]
+                          for v in sorted(values) if _guid(v) == v]
             matches.append((column, " OR ".join(tests)))
     return matches
 
@@ -289,8 +295,9 @@ def _table_hits(connection: LakeConnection, table: str, source: str, columns: se
     scan, evidence_hits = source, ""
     if terms.evidence:
         # Evidence is parsed for the range's rows only; each matching version gets the values it matched on.
-        labels = ", ".join(f"CASE WHEN {test} THEN {views.quote_literal(column + ':')} || {views.quote_identifier(column)} END"
-                           for column, test in _evidence_matches(terms.evidence))
+        labels = ", ".join(
+            f"CASE WHEN {test} THEN {views.quote_literal(column + ':')} || {views.quote_identifier(column)} END"
+            for column, test in _evidence_matches(terms.evidence))
         items = views.evidence_items(f"(SELECT * FROM {source} WHERE {_time_condition(since, until)})")
         evidence_hits = (f"WITH evidence_hits AS (\n"
                          f"  SELECT p_row_id, list_distinct(flatten(list(labels))) AS evidence_matched\n"

@@ -162,6 +162,9 @@ def test_any_matches_no_part_of_a_command_line(lake: str) -> None:
     assert _search(lake, any=["SQBFAFgA"]).tables == []
     assert _search(lake, any=["powershell.exe -enc SQBFAFgA"]).tables == []
     assert _hits(_search(lake, command_line=["SQBFAFgA"]))["security_alerts"][0][0] == ENCODED_POWERSHELL
+    # Spaces around a part are part of it: a word alone, not inside another.
+    assert _hits(_search(lake, command_line=[" -ENC "]))["security_alerts"][0][0] == ENCODED_POWERSHELL
+    assert _search(lake, command_line=[" -en "]).tables == []
 
 
 def test_the_latest_version_rule_is_the_one_the_p_any_kinds_follow(lake: str) -> None:
