@@ -16,6 +16,7 @@ ANY: tuple[str, ...] = ()
 _FILE = ("fileEvidence",)
 _PROCESS = ("processEvidence",)
 _MESSAGE = ("analyzedMessageEvidence",)
+_DEVICE = ("deviceEvidence",)
 _APP = ("cloudApplicationEvidence", "oauthApplicationEvidence", "servicePrincipalEvidence")
 
 EVIDENCE_COLUMNS: dict[str, list[tuple[tuple[str, ...], str]]] = {
@@ -32,6 +33,8 @@ EVIDENCE_COLUMNS: dict[str, list[tuple[tuple[str, ...], str]]] = {
     "device_dns_name": [(ANY, "$.deviceDnsName"), (("hostLogonSessionEvidence",), "$.host.deviceDnsName")],
     "mde_device_id": [(ANY, "$.mdeDeviceId"), (("hostLogonSessionEvidence",), "$.host.mdeDeviceId")],
     "file_name": [(_FILE, "$.fileDetails.fileName"), (_PROCESS, "$.imageFile.fileName")],
+    # The process that started the one in evidence: Word starting PowerShell is what an analyst pivots on.
+    "parent_file_name": [(_PROCESS, "$.parentProcessImageFile.fileName")],
     "file_path": [(_FILE, "$.fileDetails.filePath"), (_PROCESS, "$.imageFile.filePath")],
     "sha1": [(_FILE, "$.fileDetails.sha1"), (_PROCESS, "$.imageFile.sha1")],
     "sha256": [(_FILE, "$.fileDetails.sha256"), (_PROCESS, "$.imageFile.sha256")],
@@ -47,8 +50,16 @@ EVIDENCE_COLUMNS: dict[str, list[tuple[tuple[str, ...], str]]] = {
     "network_message_id": [(ANY, "$.networkMessageId")],
     "internet_message_id": [(ANY, "$.internetMessageId")],
     "cloud_app": [(_APP, "$.displayName"), (_APP, "$.appId")],
+    # cloud_app shows an app's id only when it has no name; search must find a named app by its id too. An Entra
+    # application (client) id for OAuth apps and service principals, Defender for Cloud Apps' catalog number for a
+    # cloud application.
+    "app_id": [(_APP, "$.appId")],
     "process_command_line": [(_PROCESS, "$.processCommandLine")],
     "registry_key": [(("registryKeyEvidence", "registryValueEvidence"), "$.registryKey")],
+    # An Azure resource named as evidence, or the Azure VM a Defender for Endpoint device runs on (vmMetadata).
+    "azure_resource_id": [(("azureResourceEvidence",), "$.resourceId"), (_DEVICE, "$.vmMetadata.resourceId")],
+    "vm_id": [(_DEVICE, "$.vmMetadata.vmId")],
+    "subscription_id": [(_DEVICE, "$.vmMetadata.subscriptionId")],
 }
 
 # Every evidence type has these (Graph's alertEvidence base type).

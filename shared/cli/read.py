@@ -47,7 +47,21 @@ def query(sql: str, lake: str | None, fmt: str, explain: bool, allow_local_files
 @click.option("--url", multiple=True,
               help="URL, matched whatever the case of its scheme and host (search a host with --domain).")
 @click.option("--actor", multiple=True, help="Entra object id, SID or Defender for Endpoint device id.")
-@click.option("--any", "any_", multiple=True, help="A value of any kind: matched against every indicator list.")
+@click.option("--file-name", multiple=True,
+              help="File name (no folder) of a file or process in an alert's evidence, or of its parent process.")
+@click.option("--command-line", multiple=True, help="Part of a process command line in an alert's evidence, in any "
+                                                    "case.")
+@click.option("--message-id", multiple=True,
+              help="Network message id or internet message id (with or without <>) of a mail in an alert's evidence.")
+@click.option("--cloud-app", multiple=True, help="Name or app id of a cloud app, OAuth app or service principal in an "
+                                                 "alert's evidence.")
+@click.option("--app-id", multiple=True, help="Application (client) id of an OAuth app or service principal in an "
+                                              "alert's evidence.")
+@click.option("--resource-id", multiple=True,
+              help="Azure resource id, VM id or subscription id (its resources too) in an alert's evidence.")
+@click.option("--any", "any_", multiple=True,
+              help="A value of any kind: matched against every indicator list and, whole, every evidence kind above "
+                   "but --command-line.")
 @click.option("--since", default="30d", show_default=True,
               help="Only rows whose p_event_time (an alert's createdDateTime) is at or after this: ISO 8601, or "
                    "30d / 12h / 90m ago.")
@@ -58,9 +72,10 @@ def query(sql: str, lake: str | None, fmt: str, explain: bool, allow_local_files
               help="Show every version of an alert that matches, not only the latest one.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
               help="table for reading; json (one object a line) or csv keep stdout for the hits alone.")
-def search(lake: str | None, ip, domain, user, email, hash_, url, actor, any_, since: str, until: str | None, limit: int,
-           all_versions: bool, fmt: str) -> None:
-    """Search indicators across every table of the lake that has p_any_* columns, newest first.
+def search(lake: str | None, ip, domain, user, email, hash_, url, actor, file_name, command_line, message_id, cloud_app,
+           app_id, resource_id, any_, since: str, until: str | None, limit: int, all_versions: bool, fmt: str) -> None:
+    """Search indicators across every table of the lake that has p_any_* columns, newest first; file names,
+    command lines, message ids, apps and Azure resources in the alerts' evidence.
 
     Several values are OR-ed. Each table's hits end with the SQL that returns them in `graphlake query`.
     With --format json or csv only the hits go to stdout; the SQL and the summary go to stderr."""
@@ -69,7 +84,8 @@ def search(lake: str | None, ip, domain, user, email, hash_, url, actor, any_, s
     from shared.read.search import terms_for
 
     options = {"ip": ip, "domain": domain, "user": user, "email": email, "hash": hash_, "url": url, "actor": actor,
-               "any": any_}
+               "file_name": file_name, "command_line": command_line, "message_id": message_id, "cloud_app": cloud_app,
+               "app_id": app_id, "resource_id": resource_id, "any": any_}
     start = parse_time(since, "--since")
     end = parse_time(until, "--until") if until else datetime.now(UTC)
     lake = wiring.lake_url(lake)

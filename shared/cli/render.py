@@ -52,11 +52,19 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
             writer.writerows(map(csv_row, hits.rows))
         click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
                    err=notes)
-    for ip in sorted(result.terms.get("p_any_ip_addresses", ())):
+    for ip in sorted(result.terms.indicators.get("p_any_ip_addresses", ())):
         noise = address_noise(ip)
         if noise:
             click.echo(f"note: {ip} is a {noise} address, which names no particular host, so no alert indexes it in "
                        "p_any_ip_addresses; query security_alert_evidence for it", err=True)
+    if result.without_evidence:
+        from shared.read.search import PIVOTS
+
+        kinds = [PIVOTS[kind].noun for kind in sorted(result.terms.evidence)]
+        kinds = ", ".join(kinds[:-1]) + " and " + kinds[-1] if len(kinds) > 1 else kinds[0]
+        click.echo(f"note: {kinds} are matched in alerts' evidence, which {', '.join(result.without_evidence)} "
+                   f"{'does' if len(result.without_evidence) == 1 else 'do'} not hold: not searched for them there",
+                   err=True)
     total = sum(hits.count for hits in result.tables)
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not result.in_range:
@@ -69,8 +77,10 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
         click.echo(f"{count(total, 'hit')} in {len(result.tables)} of {count(len(result.searched), 'table')} searched "
                    f"{searched}", err=notes)
     else:
+        # The days opened, not only the span asked for: days missing at either end of the lake show here.
+        days = f", day partitions {result.days_read[0]} to {result.days_read[1]} read" if result.days_read else ""
         click.echo(f"0 hits in {'the' if len(result.searched) == 1 else 'all'} {count(len(result.searched), 'table')} "
-                   f"searched {searched}", err=notes)
+                   f"searched {searched}{days}", err=notes)
 
 
 def print_audit(report: Any, limit: int) -> None:

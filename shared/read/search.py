@@ -7,11 +7,16 @@ table's hits come with the SQL that returns the same rows in `graphlake query`, 
 
 Tables written by other producers take part when they follow the layout: `<table>/year=/month=/day=/*.parquet`
 with p_event_time and p_any_* columns. Columns a table lacks are left out of its query, not an error.
+
+What analysts pivot on beyond the p_any kinds (file names, command lines, message ids, apps, Azure resources) is in
+no p_any list: those kinds (`PIVOTS`) are matched in the columns of the evidence view, so only the alerts table
+takes part for them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,6 +53,79 @@ KINDS: dict[str, tuple[str, Callable[[str], dict[str, str] | None]]] = {
     "any": ("an indicator of some kind", lambda value: indicators.canonical_forms(value) or None),
 }
 
+
+@dataclass(frozen=True)
+class Pivot:
+    """A kind matched in the evidence view's columns (normalizers/evidence_columns.py) rather than a p_any list."""
+    what: str  # a valid value, for the error
+    noun: str  # what the kind is called in a note
+    columns: tuple[str, ...]  # of the evidence view; a value in any of them matches
+    fold: Callable[[str], str | None]  # the analyst's value as compared; None if it cannot be one of this kind
+    folded: str  # SQL: a column's value as compared, `{}` standing for the column
+    contains: bool = False  # a part of the value matches, not only the whole
+    in_any: bool = True  # tried by --any, which matches whole values only
+    # The column of Azure resource ids, which a subscription id matches by the ids' `/subscriptions/<id>/` prefix:
+    # evidence of an Azure resource names its subscription nowhere else.
+    under_subscription: str | None = None
+
+
+def _text(value: str) -> str | None:
+    return value.strip().lower() or None
+
+
+def _part(value: str) -> str | None:
+    # Spaces around a part are kept: ' -enc ' must not match '-encoding'.
+    return value.lower() if value.strip() else None
+
+
+def _file_name(value: str) -> str | None:
+    # The columns hold the name alone: a path would silently match nothing.
+    return None if "/" in value or "\\" in value else _text(value)
+
+
+def _message_id(value: str) -> str | None:
+    # Headers show an internet message id in angle brackets and tools copy it without: both spellings match.
+    # Case is dropped too: a network message id is a GUID, and no two messages' ids differ only in case.
+    text = value.strip().strip("<>").strip().lower()
+    return text if text and not any(c.isspace() for c in text) else None
+
+
+def _guid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
+
+
+def _resource_id(value: str) -> str | None:
+    # Azure resource ids are case-insensitive and are written with or without a trailing slash.
+    text = value.strip().lower().rstrip("/")
+    return text or None
+
+
+_CASELESS = "lower({})"
+PIVOTS: dict[str, Pivot] = {
+    "file_name": Pivot("a file name (without its folder)", "file names", ("file_name", "parent_file_name"),
+                       _file_name, _CASELESS),
+    "command_line": Pivot("part of a command line", "command lines", ("process_command_line",), _part, _CASELESS,
+                          contains=True, in_any=False),
+    "message_id": Pivot("a network or internet message id", "message ids",
+                        ("network_message_id", "internet_message_id"), _message_id, "lower(trim({}, '<>'))"),
+    "cloud_app": Pivot("a cloud app's name or app id", "cloud apps", ("cloud_app", "app_id"), _text, _CASELESS),
+    "app_id": Pivot("an application (client) id, a GUID", "app ids", ("app_id",), _guid, _CASELESS),
+    "resource_id": Pivot("an Azure resource, VM or subscription id", "Azure resource ids",
+                         ("azure_resource_id", "vm_id", "subscription_id"), _resource_id, "rtrim(lower({}), '/')",
+                         under_subscription="azure_resource_id"),
+}
+
+
+@dataclass
+class Terms:
+    """What a search looks for, as the lake holds it."""
+    indicators: dict[str, set[str]] = field(default_factory=dict)  # p_any column -> canonical values
+    evidence: dict[str, set[str]] = field(default_factory=dict)  # PIVOTS kind -> folded values
+
+
 # What a hit shows, from whichever of these columns a table has (other producers name them their own way).
 _SHOWN = {
     "id": ("id", "eventID", "uuid", "event_id"),
@@ -74,32 +152,43 @@ class TableHits:
 
 @dataclass
 class SearchResult:
-    terms: dict[str, set[str]]  # p_any column -> canonical values
+    terms: Terms
     since: dt.datetime
     until: dt.datetime
     tables: list[TableHits] = field(default_factory=list)
     searched: list[str] = field(default_factory=list)  # tables read (hit or not)
     in_range: list[str] = field(default_factory=list)  # tables with a day partition in the range
     lake_days: tuple[dt.date, dt.date] | None = None  # the first and last day partition of any table
+    days_read: tuple[dt.date, dt.date] | None = None  # the first and last day partition of the tables searched
+    without_evidence: list[str] = field(default_factory=list)  # in the range, but not searched for terms.evidence
 
 
-def terms_for(options: dict[str, list[str]]) -> dict[str, set[str]]:
-    """Canonical values per p_any column for `{"ip": ["10.0.0.1"], ...}`; ConfigError names a bad value."""
-    terms: dict[str, set[str]] = {}
+def _option(kind: str) -> str:
+    return "--" + kind.replace("_", "-")
+
+
+def terms_for(options: dict[str, list[str]]) -> Terms:
+    """The terms of `{"ip": ["10.0.0.1"], "file_name": [...], ...}`; ConfigError names a bad value."""
+    terms = Terms()
     for kind, values in options.items():
-        what, forms_of = KINDS[kind]
+        pivots = [kind] if kind in PIVOTS else [k for k, p in PIVOTS.items() if p.in_any] if kind == "any" else []
+        what = KINDS[kind][0] if kind in KINDS else PIVOTS[kind].what
         for value in values:
-            forms = forms_of(value)
-            if not forms:
-                raise ConfigError(f"--{kind} {value!r} is not {what}")
+            forms = (KINDS[kind][1](value) or {}) if kind in KINDS else {}
             for column, canonical in forms.items():
-                terms.setdefault(column, set()).add(canonical)
-    if not terms:
-        raise ConfigError("nothing to search for: give --ip, --domain, --user, --email, --hash, --url, --actor or --any")
+                terms.indicators.setdefault(column, set()).add(canonical)
+            folded = {k: f for k in pivots if (f := PIVOTS[k].fold(value)) is not None}
+            for pivot, value_folded in folded.items():
+                terms.evidence.setdefault(pivot, set()).add(value_folded)
+            if not forms and not folded:
+                raise ConfigError(f"{_option(kind)} {value!r} is not {what}")
+    if not terms.indicators and not terms.evidence:
+        options = [_option(k) for k in (*KINDS, *PIVOTS) if k != "any"]
+        raise ConfigError(f"nothing to search for: give {', '.join(options)} or --any")
     return terms
 
 
-def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.datetime, until: dt.datetime,
+def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: dt.datetime,
            limit: int = 50, *, all_versions: bool = False) -> SearchResult:
     """Hits per table, newest first. A table of alert versions gives one row per alert (the latest version that
     matches) unless `all_versions`."""
@@ -113,6 +202,7 @@ def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.dat
         raise ConfigError(f"the lake at {connection.lake.url} holds no tables (<table>/year=/month=/day=/*.parquet)")
     days = [f.day for files in connection.files.values() for f in files]
     result = SearchResult(terms, since, until, lake_days=(min(days), max(days)))
+    days_read: list[dt.date] = []
     for table, files in sorted(connection.files.items()):
         in_range = [f for f in files if since.date() <= f.day <= until.date()]
         if not in_range:
@@ -120,20 +210,58 @@ def search(connection: LakeConnection, terms: dict[str, set[str]], since: dt.dat
         result.in_range.append(table)
         source = views.read_parquet(connection.readable(in_range))
         columns = connection.columns_of(source)
-        present = {column: values for column, values in terms.items() if column in columns}
-        if "p_event_time" not in columns or not present:
+        present = Terms({column: values for column, values in terms.indicators.items() if column in columns},
+                        terms.evidence if _holds_evidence(table, columns) else {})
+        if terms.evidence and not present.evidence:
+            result.without_evidence.append(table)
+        if "p_event_time" not in columns or not (present.indicators or present.evidence):
             continue
         result.searched.append(table)
+        days_read += [f.day for f in in_range]
         latest = not all_versions and set(_VERSION_KEY) <= columns
         count, rows = _table_hits(connection, table, source, columns, present, since, until, limit, latest)
         if count:
             result.tables.append(TableHits(table, count, rows, pivot_sql(table, present, since, until, columns,
                                                                          latest)))
+    result.days_read = (min(days_read), max(days_read)) if days_read else None
     return result
 
 
-def _match_condition(terms: dict[str, set[str]]) -> str:
-    return " OR ".join(f"list_has_any({column}, {_list(values)})" for column, values in sorted(terms.items()))
+def _holds_evidence(table: str, columns: set[str]) -> bool:
+    # The evidence view reads Graph's evidence JSON, which only the alerts table holds.
+    return table == views.ALERTS_TABLE and {"evidence", "p_row_id"} <= columns
+
+
+def _match_condition(terms: Terms, evidence_rows: str) -> str:
+    """Whether a row matches: a p_any list holds a value, or its p_row_id is among `evidence_rows` (SQL) when
+    evidence is searched."""
+    matches = [f"list_has_any({column}, {_list(values)})" for column, values in sorted(terms.indicators.items())]
+    if terms.evidence:
+        matches.append(evidence_rows)
+    return " OR ".join(matches)
+
+
+def _evidence_matches(evidence: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(evidence view column, when it holds a value searched for) for every column searched: one text for the
+    search and for its pivot SQL, so both find the same rows."""
+    matches = []
+    for kind, values in sorted(evidence.items()):
+        pivot = PIVOTS[kind]
+        for column in pivot.columns:
+            folded = pivot.folded.format(views.quote_identifier(column))
+            if pivot.contains:
+                tests = [f"contains({folded}, {views.quote_literal(v)})" for v in sorted(values)]
+            else:
+                tests = [f"{folded} IN ({', '.join(map(views.quote_literal, sorted(values)))})"]
+            if column == pivot.under_subscription:
+                tests += [f"starts_with({folded}, {views.quote_literal(f'/subscriptions/{v}/')})"
+                          for v in sorted(values) if _guid(v) == v]
+            matches.append((column, " OR ".join(tests)))
+    return matches
+
+
+def _evidence_condition(evidence: dict[str, set[str]], separator: str = " OR ") -> str:
+    return separator.join(f"({test})" for _, test in _evidence_matches(evidence))
 
 
 def _time_condition(since: dt.datetime, until: dt.datetime) -> str:
@@ -146,29 +274,46 @@ def _latest_version(columns: set[str]) -> str:
     return f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY {views.latest_version_first(columns)}) = 1"
 
 
-def pivot_sql(table: str, terms: dict[str, set[str]], since: dt.datetime, until: dt.datetime,
+def pivot_sql(table: str, terms: Terms, since: dt.datetime, until: dt.datetime,
               columns: set[str] = frozenset(), latest: bool = False) -> str:
     qualify = f"\n{_latest_version(columns)}" if latest else ""
-    return (f"SELECT * FROM {views.quote_identifier(table)}\nWHERE {_time_condition(since, until)}\n"
-            f"  AND ({_match_condition(terms)}){qualify}\nORDER BY {_newest_first(columns)}")
+    time = _time_condition(since, until)
+    in_evidence = (f"p_row_id IN (SELECT p_row_id FROM {views.EVIDENCE_VIEW}\n    WHERE {time}\n"
+                   f"      AND ({_evidence_condition(terms.evidence, chr(10) + '        OR ')}))")
+    return (f"SELECT * FROM {views.quote_identifier(table)}\nWHERE {time}\n"
+            f"  AND ({_match_condition(terms, in_evidence)}){qualify}\nORDER BY {_newest_first(columns)}")
 
 
-def _table_hits(connection: LakeConnection, table: str, source: str, columns: set[str], terms: dict[str, set[str]],
+def _table_hits(connection: LakeConnection, table: str, source: str, columns: set[str], terms: Terms,
                 since: dt.datetime, until: dt.datetime, limit: int, latest: bool) -> tuple[int, list[tuple]]:
     shown = [f"{_first_present(columns, candidates, as_text=name not in _TYPED)} AS {name}"
              for name, candidates in _SHOWN.items()]
     log_type = "p_log_type" if "p_log_type" in columns else "NULL"
-    matched = " || ".join(
+    matched = [
         f"coalesce(list_transform(list_intersect({column}, {_list(values)}), lambda v: '{column.removeprefix('p_any_')}:'"
-        " || v), [])" for column, values in sorted(terms.items()))
+        " || v), [])" for column, values in sorted(terms.indicators.items())]
+    scan, evidence_hits = source, ""
+    if terms.evidence:
+        # Evidence is parsed for the range's rows only; each matching version gets the values it matched on.
+        labels = ", ".join(
+            f"CASE WHEN {test} THEN {views.quote_literal(column + ':')} || {views.quote_identifier(column)} END"
+            for column, test in _evidence_matches(terms.evidence))
+        items = views.evidence_items(f"(SELECT * FROM {source} WHERE {_time_condition(since, until)})")
+        evidence_hits = (f"WITH evidence_hits AS (\n"
+                         f"  SELECT p_row_id, list_distinct(flatten(list(labels))) AS evidence_matched\n"
+                         f"  FROM (SELECT p_row_id, list_filter([{labels}], lambda v: v IS NOT NULL) AS labels\n"
+                         f"        FROM ({items})\n        WHERE {_evidence_condition(terms.evidence)})\n"
+                         f"  GROUP BY p_row_id)\n")
+        scan = f"{source} LEFT JOIN evidence_hits USING (p_row_id)"
+        matched.append("coalesce(evidence_matched, [])")
     # The filter runs before the deduplication here (the views do it the other way round): copies of a row
     # are identical, so both orders give the same rows, and this one only deduplicates the hits.
-    hits = views.deduplicated(f"{source}\nWHERE {_time_condition(since, until)} AND ({_match_condition(terms)})",
-                              columns)
+    match = _match_condition(terms, "evidence_matched IS NOT NULL")
+    hits = views.deduplicated(f"{scan}\nWHERE {_time_condition(since, until)} AND ({match})", columns)
     if latest:
         hits = f"SELECT * FROM ({hits})\n{_latest_version(columns)}"
-    sql = (f"SELECT {views.quote_literal(table)}, p_event_time, {log_type}, {', '.join(shown)},\n"
-           f"       array_to_string(list_sort(list_distinct({matched})), ', '), count(*) OVER ()\n"
+    sql = (f"{evidence_hits}SELECT {views.quote_literal(table)}, p_event_time, {log_type}, {', '.join(shown)},\n"
+           f"       array_to_string(list_sort(list_distinct({' || '.join(matched)})), ', '), count(*) OVER ()\n"
            f"FROM ({hits})\nORDER BY {_newest_first(columns)}\nLIMIT {int(limit)}")
     rows = connection.execute(sql).fetchall()
     return (rows[0][-1] if rows else 0), [row[:-1] for row in rows]

@@ -93,15 +93,16 @@ def _evidence_value(sources: list[tuple[tuple[str, ...], str]]) -> str:
     return choices[0] if len(choices) == 1 else "coalesce(" + ", ".join(choices) + ")"
 
 
-def _evidence_view_sql() -> str:
+def evidence_items(alerts: str) -> str:
+    """The SELECT of `security_alert_evidence` over `alerts`, a FROM-able of alert versions: the view's own table,
+    or a search's scan of the days it reads."""
     typed = [f"  {_evidence_value(sources)} AS {quote_identifier(column)}" for column, sources in EVIDENCE_COLUMNS.items()]
     common = [f"  json_extract_string(item, {quote_literal(path)}) AS {column}" for column, path in COMMON_COLUMNS.items()]
     separator = ",\n"
-    return f"""CREATE VIEW {EVIDENCE_VIEW} AS
-WITH items AS (
+    return f"""WITH items AS (
   SELECT tenantId, id AS alert_id, p_row_id, lastUpdateDateTime, serviceSource, p_event_time, year, month, day,
          unnest(range(len(json_array))) AS evidence_index, unnest(json_array) AS item
-  FROM (SELECT *, CAST(evidence AS JSON[]) AS json_array FROM {ALERTS_TABLE} WHERE evidence IS NOT NULL)
+  FROM (SELECT *, CAST(evidence AS JSON[]) AS json_array FROM {alerts} WHERE evidence IS NOT NULL)
 ), typed AS (
   SELECT *, coalesce(replace(json_extract_string(item, '$."@odata.type"'), {quote_literal(_GRAPH_TYPE_PREFIX)}, ''),
                      'unknown') AS evidence_type
@@ -116,4 +117,4 @@ SELECT tenantId, alert_id, p_row_id, lastUpdateDateTime, serviceSource, p_event_
 FROM typed"""
 
 
-EVIDENCE_VIEW_SQL = _evidence_view_sql()
+EVIDENCE_VIEW_SQL = f"CREATE VIEW {EVIDENCE_VIEW} AS\n{evidence_items(ALERTS_TABLE)}"

@@ -235,7 +235,7 @@ def test_search_and_query_start_without_pyarrow_or_the_normalizer(local_lake: st
     # What `graphlake search` and `graphlake query` load decides how fast an analyst gets an answer.
     code = (
         "import sys; from shared.cli import main\n"
-        "for args in (['search', '--lake', sys.argv[1], '--ip', '198.51.100.9'],\n"
+        "for args in (['search', '--lake', sys.argv[1], '--ip', '198.51.100.9', '--file-name', 'payload.dll'],\n"
         "             ['query', '--lake', sys.argv[1], 'SELECT count(*) FROM security_alerts_latest']):\n"
         "    main(args, standalone_mode=False)\n"
         "print(sorted({m for m in sys.modules if m.split('.')[0] == 'pyarrow' or m == 'normalizers.core'}))"
