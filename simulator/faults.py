@@ -1,5 +1,6 @@
 """Failure modes connectors meet on alerts_v2: throttling, 5xx, full pages that lack a nextLink, a tenant that
-changes between the page requests of one query, pages in an order that is not stable, malformed timestamps, alerts without an id."""
+changes between the page requests of one query, pages in an order that is not stable, malformed timestamps, alerts
+without an id, a client whose clock runs ahead of Graph's for a run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import threading
 import zlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,11 @@ class Faults:
     malformed_timestamp_rate: float = 0.0
     # Share of alerts served without their id; the same alerts on every call.
     missing_id_rate: float = 0.0
+    # Share of pull runs whose clock runs clock_ahead_seconds ahead of Graph's (a host whose clock jumped, fixed by
+    # NTP before the next run). Graph's clock is the tenant's; a server cannot set its client's clock, so whoever
+    # starts a run asks `pull_clock` (GraphSimulator.pull_clock) what time that run believes it is.
+    clock_ahead_rate: float = 0.0
+    clock_ahead_seconds: float = 7200.0
     seed: int = 0
 
 
@@ -94,3 +101,10 @@ class FaultInjector:
         """Whether this alert is served without its id."""
         rate = self.faults.missing_id_rate
         return bool(rate) and zlib.crc32(f"{self.faults.seed}:id:{alert_id}".encode()) < rate * 2**32
+
+    def pull_clock(self, now: datetime) -> datetime:
+        """The time a pull run started at Graph's `now` believes it is: ahead for the chosen share of runs."""
+        with self._lock:
+            if self.faults.clock_ahead_rate and self._rng.random() < self.faults.clock_ahead_rate:
+                return now + timedelta(seconds=self.faults.clock_ahead_seconds)
+        return now

@@ -49,6 +49,7 @@ class Counters:
     page_updates: int = 0
     malformed_timestamps: int = 0
     missing_ids: int = 0
+    clock_ahead_runs: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -275,6 +276,14 @@ class GraphSimulator:
     def as_served(self, alert_id: str, last_update: str) -> str:
         """lastUpdateDateTime as the API prints it for this alert under the current faults."""
         return self._faults.served_timestamp(alert_id, last_update)
+
+    def pull_clock(self, now: datetime) -> datetime:
+        """What a pull run started at Graph's `now` should take for now: ahead of it under the clock-skew fault
+        (counted in `counters.clock_ahead_runs`)."""
+        believed = self._faults.pull_clock(now)
+        if believed != now:
+            self._started()._count("clock_ahead_runs")  # noqa: SLF001 - the counters' one writer and its lock
+        return believed
 
     def _started(self) -> GraphApi:
         if self._graph is None:

@@ -242,6 +242,25 @@ class Tenant:
                 self._revision += 1
             return made
 
+    def add_twin(self, alert_id: str, now: datetime | int | None = None) -> Version:
+        """A new alert with the id, createdDateTime and current lastUpdateDateTime of an existing one under another
+        serviceSource, visible from `now`: two products reporting one id, which alerts_v2 does not rule out. The
+        API serves both; GET by id keeps answering the first."""
+        with self.lock:
+            at = _ticks(now, now_ticks())
+            if at < self.clock:
+                raise ValueError("the tenant's clock only moves forward")
+            self.clock = at
+            first = self._by_id[alert_id]
+            provider, template = next((p, t) for p, t in self._coverage if p.service_source
+                                      != first.provider.service_source)
+            # Reported together: the same lastUpdateDateTime (and createdDateTime) as the first's current version,
+            # so nothing but serviceSource tells the two apart.
+            version = self._create(first.created, first.current.last_update, at, alert_id=alert_id,
+                                   provider=(provider, template))
+            self._revision += 1
+            return version
+
     def advance_to(self, now: datetime | int | None = None, new_per_minute: float = 4.0,
                    updates_per_minute: float = 6.0, max_lateness_seconds: float = 240.0,
                    lateness: Lateness | None = None) -> list[Version]:
@@ -297,22 +316,25 @@ class Tenant:
         self.history.append(version)
         self._rows[rec.index] = self._row(rec, version)
 
-    def _create(self, created: int, last_update: int, visible_at: int) -> Version:
+    def _create(self, created: int, last_update: int, visible_at: int, alert_id: str | None = None,
+                provider: tuple | None = None) -> Version:
         index = len(self._records)
-        provider, template = (self._coverage[index] if index < len(self._coverage)
-                              else self._rng.choices(self._pairs, cum_weights=self._cumulative)[0])
-        while True:
+        provider, template = provider or (self._coverage[index] if index < len(self._coverage)
+                                          else self._rng.choices(self._pairs, cum_weights=self._cumulative)[0])
+        if alert_id is not None:
+            provider_alert_id = alert_id.removeprefix(provider.prefix)
+        while alert_id is None:
             provider_alert_id = provider.provider_alert_id(self._rng, created)
             alert_id = provider.prefix + provider_alert_id
-            if alert_id not in self._by_id:
-                break
+            if alert_id in self._by_id:
+                alert_id = None
         # Alerts cluster into incidents: most open a new one, some join the latest.
         if self._rng.random() < 0.75:
             self._next_incident += 1
         rec = AlertRecord(index, alert_id, provider_alert_id, str(self._next_incident), provider, template,
                           self._rng.choice(template.severities), created, self._rng.getrandbits(64))
         self._records.append(rec)
-        self._by_id[alert_id] = rec
+        self._by_id.setdefault(alert_id, rec)
         self._rows.append(())
         self._order = None
         version = first_version(rec, self._rng, last_update, visible_at)

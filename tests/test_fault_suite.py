@@ -2,8 +2,8 @@
 
 Each seed runs a small simulated tenant through rounds of: new alerts and updates (a long tail of them shown up to
 two hours late), then chaos with every fault on (429s, 5xx, dropped nextLinks, pages in unstable order, alerts
-updated between the page requests of a query, a pull SIGKILLed at a random point, two pulls at once, the normalizer
-SIGKILLed at a random point), then a settling step that is not killed: a pull, the normalizer, the reconciliation
+updated between the page requests of a query, a pull SIGKILLed at a random point, two pulls at once, pulls on a
+clock hours ahead of Graph's, the normalizer SIGKILLed at a random point), then a settling step that is not killed: a pull, the normalizer, the reconciliation
 and the normalizer again. It ends with the audit reporting 0 missing and the lake holding every version exactly once.
 
 "Every version" means: every version that was current while an unkilled pull and reconciliation ran, i.e. current
@@ -41,6 +41,8 @@ from shared.pull.graph import Backoff
 from shared.pull.run import pull_all, raise_for_failures
 from shared.read.query import connect
 from shared.ops.reconcile import reconcile_all
+from shared.ops.status import FAILING, OK, check
+from shared.core import health
 from shared.core.settings import load_settings
 from shared.core.storage import open_store
 from simulator.faults import Faults
@@ -63,7 +65,7 @@ SETTLING_PAGE_SIZE = "100"
 FORK = multiprocessing.get_context("fork")
 # Summed over the seeds in this process: each seed's own share of these depends on how its processes interleave.
 # Under xdist this module runs whole on one worker (ONE_WORKER_MODULES in tests/conftest.py).
-FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0}
+FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0, "clock_ahead_runs": 0, "watermark_repairs": 0}
 SEEDS_RUN: set[int] = set()
 pytestmark = pytest.mark.fault_suite
 # A budget of 8 calls per 0.2 s and 429s with "Retry-After: 0", which sends the client to its own backoff: one
@@ -74,7 +76,8 @@ BACKOFF = Backoff(status_factor=0.02, status_max=0.25, transport_multiplier=0.02
 
 def faults(seed: int, page_updates: int) -> Faults:
     return Faults(rate_limit_per_window=8, rate_window_seconds=0.2, retry_after_seconds=0, error_rate=0.01,
-                  drop_next_link_rate=0.3, page_updates=page_updates, unstable_order=True, seed=seed)
+                  drop_next_link_rate=0.3, page_updates=page_updates, unstable_order=True, clock_ahead_rate=0.25,
+                  clock_ahead_seconds=7200, seed=seed)
 
 
 # --- The Event Hub stand-in and the kill switch --------------------------------------------------------------------
@@ -231,6 +234,13 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     expected: set[str] = set()
     codes: list[int] = []
     late_found = 0
+    repairs = False
+
+    def repaired() -> bool:
+        """Whether the pull that wrote the source's health record last found the watermark ahead and repaired it."""
+        record = health.load(state, "pull", tenant.tenant_id) or {}
+        return bool(record.get("watermark_ahead_seconds"))
+
     for _ in range(ROUNDS):
         # A burst of more alerts in one second than a chaos pull's page: the one read the pull cannot cut smaller
         # and must page, where the simulator updates alerts between its page requests.
@@ -241,11 +251,14 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
         tenant.mutate(now=clock, new_alerts=1, updates=1, lateness=HOURS_LATE)
         now = clock + timedelta(seconds=settings.pull_delay_seconds + 1)
 
-        # Chaos: a pull killed at a random point; two pulls at once, each maybe killed; the normalizer killed at a
-        # random point (its spool files are delivered again).
-        codes += run_processes((_pull, env, now, rng.randint(3, 8), rng.random() < 0.5))
-        codes += run_processes(*[(_pull, env, now, rng.choice([None, rng.randint(1, 6)]), rng.random() < 0.5)
-                                 for _ in range(2)])
+        # Chaos: a pull killed at a random point; two pulls at once, each maybe killed; any of them maybe on a clock
+        # two hours ahead of Graph's (the watermark it leaves is ahead of every later run's clock); the normalizer
+        # killed at a random point (its spool files are delivered again).
+        codes += run_processes((_pull, env, sim.pull_clock(now), rng.randint(3, 8), rng.random() < 0.5))
+        repairs = repaired() or repairs
+        codes += run_processes(*[(_pull, env, sim.pull_clock(now), rng.choice([None, rng.randint(1, 6)]),
+                                  rng.random() < 0.5) for _ in range(2)])
+        repairs = repaired() or repairs
         codes += run_processes((_normalize, env, rng.randint(1, 3), rng.random() < 0.5))
         assert set(codes) <= {0, -signal.SIGKILL}, codes  # killed or done; a run losing the race ends cleanly
 
@@ -253,6 +266,14 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
         # nextLinks and unstable order stay on. The spool is drained before the reconciliation reads the lake.
         sim.set_faults(page_updates=0)
         assert run_processes((_pull, {**env, "PULL_PAGE_SIZE": SETTLING_PAGE_SIZE}, now, None, False, True)) == [0]
+        # Judged at the suite's clock: FAILING when the settling pull had to put back a watermark a run ahead left
+        # (it is the one that found it), else OK.
+        [pulled] = [f for f in check(state, now, settings.pull_max_lag_seconds) if f.component == "pull"]
+        if repaired():
+            repairs = True
+            assert pulled.state == FAILING and "ahead of the clock; repaired to" in pulled.reason, pulled
+        else:
+            assert pulled.state == OK, pulled
         assert run_processes((_normalize, env, None, False)) == [0]
         [report] = asyncio.run(reconcile_all(settings, state, lake, SpoolSink(open_store(env["SPOOL_URL"])),
                                              now=now, backoff=BACKOFF))
@@ -289,8 +310,9 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     assert codes[0] == codes[3] == -signal.SIGKILL, codes
     assert late_found >= ROUNDS - 1  # the first round has no watermark yet, so nothing is late in it
     assert sim.counters.page_updates > 0
-    for name in FIRED:
+    for name in FIRED.keys() - {"watermark_repairs"}:
         FIRED[name] += getattr(sim.counters, name)
+    FIRED["watermark_repairs"] += repairs  # seeds where a watermark ahead was found and put back
     SEEDS_RUN.add(seed)
 
 

@@ -45,8 +45,8 @@ var alertRules = [
     window: 'PT15M'
     operator: 'GreaterThan'
     dimension: 'source'
-    description: 'A source failed ${alertConsecutiveFailures} pull runs in a row or more: its alerts are not reaching the lake. The error says why (403: the Graph permission; 429/5xx: Graph; storage or Event Hubs errors).'
-    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where toint(h.consecutive_failures) >= ${alertConsecutiveFailures} | project source = key, consecutive_failures = toint(h.consecutive_failures), error = tostring(h.error)'
+    description: 'A source failed ${alertConsecutiveFailures} pull runs in a row or more: its alerts are not reaching the lake. The error says why (403: the Graph permission; 429/5xx: Graph; storage or Event Hubs errors). Or its last run found the watermark ahead of the clock (a host clock that ran ahead, or an edited watermark) and repaired it: versions Graph showed late meanwhile may have passed every window; the hourly reconciliation looks for them.'
+    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where toint(h.consecutive_failures) >= ${alertConsecutiveFailures} or todouble(h.watermark_ahead_seconds) > 0 | project source = key, consecutive_failures = toint(h.consecutive_failures), error = tostring(h.error), watermark_ahead_seconds = todouble(h.watermark_ahead_seconds)'
   }
   {
     name: 'pull-lagging'

@@ -1,7 +1,8 @@
 """`graphlake status`: every health record (pull, normalize, reconcile) and the quarantine, judged OK / LAGGING /
 FAILING with the reason, so an operator sees an unattended deployment's state without reading logs.
 
-FAILING: the last run failed (or gave a batch up, or the reconciliation found versions it could not repair).
+FAILING: the last run failed (or gave a batch up, or the reconciliation found versions it could not repair), or a
+source's watermark was ahead of the clock (repaired by the run that found it) or is ahead of this one.
 LAGGING: it runs, but the lake falls behind Graph: the watermark is older than PULL_MAX_LAG_SECONDS (which also
 catches a pull that stopped running), slices could not be confirmed complete, the reconciliation found alerts later
 than the pull's overlap, or events wait in quarantine for `graphlake replay`.
@@ -20,6 +21,9 @@ from shared.core.storage import Store
 OK, LAGGING, FAILING = "OK", "LAGGING", "FAILING"
 QUARANTINE_PREFIX = "quarantine/"
 _RANK = {OK: 0, LAGGING: 1, FAILING: 2}
+# The host running `graphlake status` may be a little behind the pull's; a watermark ahead of it by less than this
+# is shown as ahead, not judged. Further ahead, the run that wrote it had a clock ahead of Graph's.
+CLOCK_TOLERANCE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,19 @@ def _failed(doc: dict[str, Any], what: str) -> tuple[str, str]:
 
 
 def _pull(doc: dict[str, Any], now: datetime, max_lag_seconds: float) -> tuple[str, str]:
+    repaired = _repaired_ahead(doc)
     if doc.get("result") != "ok":
-        return _failed(doc, "runs")
+        state, reason = _failed(doc, "runs")
+        return state, f"{reason}; {repaired}" if repaired else reason
     watermark = doc.get("watermark")
+    if repaired:
+        return FAILING, f"{repaired}; the watermark is now {watermark}"
     if not watermark:
         return LAGGING, "no slice completed yet"
     lag = (now - datetime.fromisoformat(watermark)).total_seconds()
+    if lag < -CLOCK_TOLERANCE_SECONDS:
+        return FAILING, (f"watermark {watermark} is {_duration(-lag)} ahead of this clock: the run that wrote it ran "
+                         "on a clock ahead of Graph's (or the watermark was edited); the next run repairs it")
     problems = []
     if lag > max_lag_seconds:
         problems.append(f"watermark {watermark} is {_duration(lag)} behind (limit {_duration(max_lag_seconds)})")
@@ -90,7 +101,17 @@ def _pull(doc: dict[str, Any], now: datetime, max_lag_seconds: float) -> tuple[s
                         "the next run reads them again")
     if problems:
         return LAGGING, "; ".join(problems)
-    return OK, f"watermark {_duration(lag)} behind, {doc.get('sent', 0)} versions sent by the last run"
+    return OK, f"watermark {_behind_or_ahead(lag)}, {doc.get('sent', 0)} versions sent by the last run"
+
+
+def _repaired_ahead(doc: dict[str, Any]) -> str | None:
+    """The last run found the watermark ahead of its clock and put it back: loud once, since versions Graph
+    showed late while the clock was ahead may have passed every window (the reconciliation looks for them)."""
+    ahead = doc.get("watermark_ahead_seconds")
+    if not ahead:
+        return None
+    return (f"watermark was {_duration(ahead)} ahead of the clock; repaired to {doc.get('watermark_repaired_to')} "
+            "(now minus PULL_OVERLAP_SECONDS) and read from there")
 
 
 def _normalize(doc: dict[str, Any]) -> tuple[str, str]:
@@ -125,8 +146,14 @@ def _detections(doc: dict[str, Any]) -> tuple[str, str]:
     return OK, f"last run: {doc.get('rows', 0)} rows, {doc.get('matches', 0)} rule matches"
 
 
+def _behind_or_ahead(lag: float) -> str:
+    """A negative lag is a watermark ahead of this clock: said so, never shown as 0."""
+    return f"{_duration(lag)} behind" if lag >= 0 else f"{_duration(-lag)} ahead of this clock"
+
+
 def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
+    """A length of time, rounded to its largest unit; callers say which way (behind, ahead)."""
+    seconds = abs(round(seconds))
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:

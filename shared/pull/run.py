@@ -22,7 +22,7 @@ from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCoun
 from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
-from shared.pull.watermark import WatermarkStore
+from shared.pull.watermark import Watermark, WatermarkStore
 from shared.pull.window import Window, plan_window, slices
 
 log = logging.getLogger("graphlake.pull")
@@ -43,6 +43,10 @@ class SourceSummary:
     providers: dict[str, ProviderCounts] = field(default_factory=dict)
     # Slices sent but not shown complete; the watermark stops before the first of them.
     unconfirmed_slices: int = 0
+    # Set when the stored watermark lay ahead of this run's clock (a run on a clock that was ahead, or an edited
+    # blob): by how much, and where this run put it back to before reading.
+    watermark_ahead_seconds: float | None = None
+    watermark_repaired_to: str | None = None
     error: str | None = None
 
     @property
@@ -96,6 +100,8 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
     try:
         mark = watermarks.load()
         summary.watermark_before = summary.watermark_after = mark.position.isoformat() if mark.position else None
+        if mark.position is not None and mark.position > now:
+            mark = _repair_ahead(watermarks, mark, now, overlap, summary)
         window = plan_window(mark.position, now, settings, since=since)
         if window is None:
             return summary
@@ -145,6 +151,24 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
     return summary
 
 
+def _repair_ahead(watermarks: WatermarkStore, mark: Watermark, now: datetime, overlap: timedelta,
+                 summary: SourceSummary) -> Watermark:
+    """A watermark ahead of the clock makes every window empty: no run would read again until the clock caught up,
+    however far that is. It can only have come from a run whose clock was ahead (or an edit), and what that run
+    read is complete only up to Graph's time when it ran, which was no later than now; so the watermark goes back
+    to now minus the overlap, and the window re-reads from there. Versions Graph stamped before that and showed
+    after the skewed run are the reconciliation's, like any late version."""
+    repaired = (now - overlap).replace(microsecond=0)
+    summary.watermark_ahead_seconds = (mark.position - now).total_seconds()
+    summary.watermark_repaired_to = repaired.isoformat()
+    log.error("source %s: the watermark %s was %.0f s ahead of the clock (%s); repaired to %s", summary.source_id,
+              mark.position.isoformat(), summary.watermark_ahead_seconds, now.isoformat(), repaired.isoformat())
+    # Written at once (If-Match, as every advance), so the repair stands even if no slice of this run completes.
+    mark = watermarks.advance(mark, repaired, set(), overlap)
+    summary.watermark_after = repaired.isoformat()
+    return mark
+
+
 def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
     """The source's health record (see shared/core/health.py); failures in a row carry over from the previous one."""
     try:
@@ -155,7 +179,8 @@ def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
             "error": summary.error, "watermark": summary.watermark_after, "lag_seconds": summary.lag_seconds,
             "unconfirmed_slices": summary.unconfirmed_slices, "sent": summary.sent,
             "window": summary.window, "slices_done": summary.slices_done, "slices_planned": summary.slices_planned,
-            "unread_gap": summary.unread_gap}, now=now)
+            "unread_gap": summary.unread_gap, "watermark_ahead_seconds": summary.watermark_ahead_seconds,
+            "watermark_repaired_to": summary.watermark_repaired_to}, now=now)
     except Exception:  # noqa: BLE001 - the state store failing is already the run's error; the summary still goes out
         log.exception("source %s: the health record could not be written", summary.source_id)
 

@@ -20,7 +20,8 @@ from tests.infra.facts import (ROOT, app_settings, bicep_facts, denotes, kql_dia
 # The health contract (shared/core/health.py; the README's health model): the fields each writer logs.
 HEALTH_COMMON_FIELDS = {"component", "key", "updated"}
 HEALTH_FIELDS = {
-    "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent"},
+    "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent",
+             "watermark_ahead_seconds"},
     "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
     "reconcile": {"result", "missing", "late_found", "repaired", "error"},
     # Beyond the contract's list: the delivery record of detections/delivery.py.

@@ -706,3 +706,13 @@ def test_run_forever_prints_the_client_settings_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_clock_skew_puts_the_chosen_share_of_pull_runs_ahead_of_graphs_clock(faults: GraphSimulator) -> None:
+    now = faults.tenant.now
+    assert faults.pull_clock(now) == now
+    faults.set_faults(clock_ahead_rate=0.5, clock_ahead_seconds=3600, seed=3)
+    before = faults.counters.clock_ahead_runs
+    believed = [faults.pull_clock(now) for _ in range(40)]
+    assert set(believed) == {now, now + timedelta(hours=1)}
+    assert faults.counters.clock_ahead_runs - before == believed.count(now + timedelta(hours=1))
