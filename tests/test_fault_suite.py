@@ -3,8 +3,12 @@
 Each seed runs a small simulated tenant through rounds of: new alerts and updates (a long tail of them shown up to
 two hours late), then chaos with every fault on (429s, 5xx, dropped nextLinks, pages in unstable order, alerts
 updated between the page requests of a query, a pull SIGKILLed at a random point, two pulls at once, pulls on a
-clock hours ahead of Graph's, the normalizer SIGKILLed at a random point), then a settling step that is not killed: a pull, the normalizer, the reconciliation
-and the normalizer again. It ends with the audit reporting 0 missing and the lake holding every version exactly once.
+clock hours ahead of Graph's, the normalizer SIGKILLed at a random point), then a settling step that is not killed:
+a pull, the normalizer (through a storage outage: the state store refuses the in-flight mark's writes for longer
+than NORMALIZE_MAX_ATTEMPTS deliveries, which it must retry, never give up), the reconciliation and the normalizer
+again. In the last round the normalizer is down (a consumer that stopped): the pulls and two reconciliations send
+into the spool and nothing lands, and status must say so (FAILING, sent but not landed) before it resumes. It ends
+with the audit reporting 0 missing and the lake holding every version exactly once.
 
 "Every version" means: every version that was current while an unkilled pull and reconciliation ran, i.e. current
 at the end of some round's settling step (the tenant does not change during it). That includes the latest version
@@ -27,6 +31,7 @@ import multiprocessing
 import os
 import random
 import signal
+import zlib
 from datetime import timedelta
 
 import orjson
@@ -37,11 +42,12 @@ from normalizers.core import row_id
 from shared.ops.audit import audit_all
 from shared.land.local_sink import EVENT_HUBS_MAX_BATCH_BYTES
 from shared.land.normalize import InboundEvent, normalize_events
+from shared.land.retries import Batch, is_transient, normalize_delivery
+from shared.ops.status import FAILING, OK, check, worst
 from shared.pull.graph import Backoff
 from shared.pull.run import pull_all, raise_for_failures
 from shared.read.query import connect
 from shared.ops.reconcile import reconcile_all
-from shared.ops.status import FAILING, OK, check
 from shared.core import health
 from shared.core.settings import load_settings
 from shared.core.storage import open_store
@@ -49,6 +55,7 @@ from simulator.faults import Faults
 from simulator.lateness import Lateness
 from simulator.server import GraphSimulator
 from simulator.tenant import Tenant
+from tests.storage_faults import RefusedWrites, WriteOutage
 
 SEEDS = range(20)
 ROUNDS = 2
@@ -65,13 +72,22 @@ SETTLING_PAGE_SIZE = "100"
 FORK = multiprocessing.get_context("fork")
 # Summed over the seeds in this process: each seed's own share of these depends on how its processes interleave.
 # Under xdist this module runs whole on one worker (ONE_WORKER_MODULES in tests/conftest.py).
-FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0, "clock_ahead_runs": 0, "watermark_repairs": 0}
+FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0, "clock_ahead_runs": 0, "watermark_repairs": 0,
+         "storage_outage": 0, "consumer_down": 0}
 SEEDS_RUN: set[int] = set()
 pytestmark = pytest.mark.fault_suite
 # A budget of 8 calls per 0.2 s and 429s with "Retry-After: 0", which sends the client to its own backoff: one
 # capped a little above the budget's window, so a throttled call gets through on a retry within a fraction of a
 # second. The real one-second Retry-After is tests/pull/test_pull_faults.py's.
 BACKOFF = Backoff(status_factor=0.02, status_max=0.25, transport_multiplier=0.02, transport_max=0.25)
+# The normalizer's deliveries are one partition's; its record holds the in-flight mark the storage outage refuses.
+PARTITION = "spool"
+MARK = f"health/normalize/{PARTITION}.json"
+MAX_ATTEMPTS = "2"  # a kill of the chaos normalizer counts one; a second count would give a healthy batch up
+HOST_RETRIES = 20  # the host retries forever; a delivery still failing after this many is a hang, not an outage
+FIRED_PREFIX = "fired/"  # in the spool store: what a forked process tells the suite it saw
+# The last round's normalizer is down: the first round has the backlog the kills need.
+DOWN_ROUND = ROUNDS - 1
 
 
 def faults(seed: int, page_updates: int) -> Faults:
@@ -164,23 +180,48 @@ def _pull(env: dict, now, kill_at: int | None, before: bool, settling: bool = Fa
         assert not unconfirmed, "\n".join(unconfirmed)
 
 
-def _normalize(env: dict, kill_at: int | None, before: bool) -> None:
-    """Consumes the spool a delivery of up to DELIVERY_FILES files at a time: normalizes it, then deletes its files
-    (the checkpoint). Killed in between, the delivery comes again, as Event Hubs redelivers a batch whose
-    checkpoint was not written."""
+def _normalize(env: dict, kill_at: int | None, before: bool, now=None, outage: tuple[int, int] | None = None) -> None:
+    """Consumes the spool a delivery of up to DELIVERY_FILES files at a time, through the delivery retry policy:
+    normalizes it, then deletes its files (the checkpoint). Killed in between, the delivery comes again, as Event
+    Hubs redelivers a batch whose checkpoint was not written. `outage` (first, count): the state store refuses
+    writes number first to first + count - 1 of the in-flight mark; each delivery that raises is retried, as the
+    host's retry policy does, and must not be given up."""
     wire = Tripwire(kill_at)
     spool = TrippingStore(open_store(env["SPOOL_URL"]), wire, before)
     lake = TrippingStore(open_store(env["LAKE_URL"]), wire, before)
     state = open_store(env["STATE_URL"])
+    if outage:
+        first, count = outage
+        state = RefusedWrites(state, WriteOutage(env["STATE_URL"], MARK), lambda n: first <= n < first + count)
     names = list(spool.list(SPOOL))
     for start in range(0, len(names), DELIVERY_FILES):
         delivery = names[start:start + DELIVERY_FILES]
         events = [InboundEvent(body=e["body"].encode(), properties=e["properties"], metadata={"spool": name})
                   for name in delivery for e in orjson.loads(spool.read(name).data)]
-        result = normalize_events(events, lake=lake, state=state)
+        # The same on every delivery of these files, as a batch's first sequence number is.
+        batch = Batch(PARTITION, zlib.crc32(delivery[0].encode()))
+        for _ in range(HOST_RETRIES):
+            try:
+                result = normalize_delivery(events, batch, lake=lake, state=state,
+                                            max_attempts=int(env["NORMALIZE_MAX_ATTEMPTS"]), now=now)
+                break
+            except Exception as exc:
+                assert outage and is_transient(exc), f"a delivery failed outside the storage outage: {exc!r}"
+        else:
+            raise AssertionError(f"a delivery still failed after {HOST_RETRIES} retries")
         assert not result.quarantined, f"quarantined {result.quarantined}"
         for name in delivery:
             spool.delete(name)
+    if outage:
+        open_store(env["SPOOL_URL"]).write(f"{FIRED_PREFIX}storage_outage-{os.getpid()}.json",
+                                           orjson.dumps(state.refused))
+
+
+def reconcile(settings, state, lake, spool, now):
+    """The reconciliation, re-sending into the spool; it must read Graph completely."""
+    [report] = asyncio.run(reconcile_all(settings, state, lake, SpoolSink(spool), now=now, backoff=BACKOFF))
+    assert report.error is None and report.confirmed, report.to_json()
+    return report
 
 
 def run_processes(*jobs: tuple) -> list[int]:
@@ -212,7 +253,8 @@ def tenant_env(tmp_path_factory, monkeypatch):
                                       for name in ("STATE_URL", "LAKE_URL", "SPOOL_URL")},
                "PULL_DELAY_SECONDS": "1", "PULL_OVERLAP_SECONDS": "30", "PULL_LOOKBACK_DAYS": "0.4",
                "PULL_SLICE_MINUTES": "360", "PULL_PAGE_SIZE": "10", "GRAPH_MAX_REQUESTS_PER_MINUTE": "150",
-               "RECONCILE_MAX_REQUESTS_PER_MINUTE": "150", "RECONCILE_LOOKBACK_HOURS": "24"}
+               "RECONCILE_MAX_REQUESTS_PER_MINUTE": "150", "RECONCILE_LOOKBACK_HOURS": "24",
+               "NORMALIZE_MAX_ATTEMPTS": MAX_ATTEMPTS}
         for name in ("GRAPH_CLIENT_SECRET", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
             monkeypatch.setenv(name, env[name])
         return sim, env, rng
@@ -241,7 +283,10 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
         record = health.load(state, "pull", tenant.tenant_id) or {}
         return bool(record.get("watermark_ahead_seconds"))
 
-    for _ in range(ROUNDS):
+    spool = open_store(env["SPOOL_URL"])
+    consumer_down = 0
+    for round_ in range(ROUNDS):
+        down = round_ == DOWN_ROUND
         # A burst of more alerts in one second than a chaos pull's page: the one read the pull cannot cut smaller
         # and must page, where the simulator updates alerts between its page requests.
         clock += timedelta(seconds=ROUND_SECONDS - BURST_LEAD_SECONDS)
@@ -253,13 +298,14 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
 
         # Chaos: a pull killed at a random point; two pulls at once, each maybe killed; any of them maybe on a clock
         # two hours ahead of Graph's (the watermark it leaves is ahead of every later run's clock); the normalizer
-        # killed at a random point (its spool files are delivered again).
+        # killed at a random point (its spool files are delivered again), unless it is down this round.
         codes += run_processes((_pull, env, sim.pull_clock(now), rng.randint(3, 8), rng.random() < 0.5))
         repairs = repaired() or repairs
         codes += run_processes(*[(_pull, env, sim.pull_clock(now), rng.choice([None, rng.randint(1, 6)]),
                                   rng.random() < 0.5) for _ in range(2)])
         repairs = repaired() or repairs
-        codes += run_processes((_normalize, env, rng.randint(1, 3), rng.random() < 0.5))
+        if not down:
+            codes += run_processes((_normalize, env, rng.randint(1, 3), rng.random() < 0.5, now))
         assert set(codes) <= {0, -signal.SIGKILL}, codes  # killed or done; a run losing the race ends cleanly
 
         # Settling: nothing killed, the tenant still (no updates between page requests); 429s, 5xx, lost
@@ -274,12 +320,26 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
             assert pulled.state == FAILING and "ahead of the clock; repaired to" in pulled.reason, pulled
         else:
             assert pulled.state == OK, pulled
-        assert run_processes((_normalize, env, None, False)) == [0]
-        [report] = asyncio.run(reconcile_all(settings, state, lake, SpoolSink(open_store(env["SPOOL_URL"])),
-                                             now=now, backoff=BACKOFF))
-        assert report.error is None and report.confirmed, report.to_json()
-        late_found += report.late_found
-        assert run_processes((_normalize, env, None, False)) == [0]
+        if down:
+            # Nothing consumes the spool: two reconciliations re-send what is missing, and nothing lands.
+            for _ in range(2):
+                late_found += reconcile(settings, state, lake, spool, now).late_found
+            findings = check(state, now, settings.pull_max_lag_seconds, [tenant.tenant_id], event_hub=True)
+            judged = {f.component: f for f in findings}
+            assert worst(findings) != OK, findings
+            assert judged["reconcile"].state == FAILING and "sent but not landed since" in judged["reconcile"].reason, \
+                findings
+            consumer_down += 1
+        # The normalizer consumes (again), through a storage outage of its in-flight mark longer than its attempts:
+        # from its first write (the mark) or its second (the first clearing: the mark stays behind).
+        outage = (rng.choice([1, 2]), rng.randint(int(MAX_ATTEMPTS) + 1, int(MAX_ATTEMPTS) + 3))
+        assert run_processes((_normalize, env, None, False, now, outage)) == [0]
+        late_found += reconcile(settings, state, lake, spool, now).late_found
+        assert run_processes((_normalize, env, None, False, now)) == [0]
+        if down:
+            [judged] = [f for f in check(state, now, settings.pull_max_lag_seconds, [tenant.tenant_id],
+                                         event_hub=True) if f.component == "reconcile"]
+            assert judged.state != FAILING, judged
         expected |= {row_id(tenant.tenant_id, alert_id, last_update)
                      for alert_id, last_update in {v.alert_id: v.last_update for v in tenant.versions()}.items()}
         sim.set_faults(page_updates=1)
@@ -310,9 +370,11 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     assert codes[0] == codes[3] == -signal.SIGKILL, codes
     assert late_found >= ROUNDS - 1  # the first round has no watermark yet, so nothing is late in it
     assert sim.counters.page_updates > 0
-    for name in FIRED.keys() - {"watermark_repairs"}:
-        FIRED[name] += getattr(sim.counters, name)
-    FIRED["watermark_repairs"] += repairs  # seeds where a watermark ahead was found and put back
+    assert consumer_down == 1
+    own = {"consumer_down": consumer_down, "watermark_repairs": int(repairs),  # seeds where a watermark was put back
+           "storage_outage": sum(orjson.loads(spool.read(name).data) for name in spool.list(FIRED_PREFIX))}
+    for name in FIRED:
+        FIRED[name] += own[name] if name in own else getattr(sim.counters, name)
     SEEDS_RUN.add(seed)
 
 

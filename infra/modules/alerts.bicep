@@ -90,8 +90,18 @@ var alertRules = [
     window: 'PT1H'
     operator: 'GreaterThan'
     dimension: 'source'
-    description: 'Reconciliation found alert versions the lake lacked: Graph published them later than the pull overlap covers (repaired, unless the error says otherwise), or reconciliation failed.'
-    query: '${healthEvents}| where component == "reconcile" | where toint(h.late_found) > 0 or toint(h["missing"]) > toint(h.repaired) or tostring(h.result) != "ok" | project source = key, late_found = toint(h.late_found), ["missing"] = toint(h["missing"]), repaired = toint(h.repaired), error = tostring(h.error)'
+    description: 'Reconciliation found alert versions the lake lacked: Graph published them later than the pull overlap covers (re-sent; reconcile-not-landing fires if they do not land), some could not be re-sent, or reconciliation failed.'
+    query: '${healthEvents}| where component == "reconcile" | where toint(h.late_found) > 0 or toint(h.unsent) > 0 or tostring(h.result) != "ok" | project source = key, late_found = toint(h.late_found), ["missing"] = toint(h["missing"]), resent = toint(h.resent), unsent = toint(h.unsent), error = tostring(h.error)'
+  }
+  {
+    // Hourly runs: two hours hold the latest record of each source whatever the minute it ran at.
+    name: 'reconcile-not-landing'
+    severity: 1
+    window: 'PT2H'
+    operator: 'GreaterThan'
+    dimension: 'source'
+    description: 'Versions the reconciliation re-sent in two runs in a row have not landed: the normalizer is not consuming the hub (its Event Hub trigger stopped, or EVENTHUB_CONSUMER_GROUP names another group). Nothing sent reaches the lake until it does; Event Hubs keeps the events for its retention.'
+    query: '${healthEvents}| where component == "reconcile" | summarize arg_max(TimeGenerated, h) by key | where toint(h.not_landed) > 0 | project source = key, not_landed = toint(h.not_landed), since = tostring(h.not_landed_since), eventhub = tostring(h.eventhub), consumer_group = tostring(h.consumer_group)'
   }
   {
     name: 'detections-undelivered'

@@ -109,7 +109,7 @@ def status(state: str | None, fmt: str) -> None:
         sources = []
     state = wiring.state_url(state)
     findings = check(open_store(state), datetime.now(UTC), settings.pull_max_lag_seconds,
-                     sources)
+                     sources, event_hub=bool(settings.eventhub_namespace))
     for finding in findings:
         if fmt == "json":
             click.echo(orjson.dumps(finding.to_dict()).decode())

@@ -15,11 +15,20 @@ retry_context: that count lives in the instance's memory and starts again at 0 w
 instance. A delivery that dies without a result (its process killed, out of memory) counts too: each delivery
 marks the record `in_flight` with the batch before it starts and clears it when it ends, so the next delivery that
 finds its own batch still in flight knows the last one died.
+
+The mark is state like any other, so a storage outage can refuse it: a delivery whose mark, or its clearing, cannot
+be written raises StateUnavailable, transient like any outage, and counts nothing. A mark left behind that way names
+the process that wrote it (`in_flight_by`); the next delivery in that same process knows its writer did not die (a
+killed delivery takes its process with it) and does not count it. A mark left by another process counts: that
+process died, or (rarer: a clearing refused, then the partition moved to another instance) it cannot be told apart.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +37,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared.core import health
-from shared.core.errors import ConfigError, EndpointUnreachable, one_line
+from shared.core.errors import ConfigError, EndpointUnreachable, GraphlakeError, one_line
 from shared.land.detect import Detector
 from shared.land.normalize import InboundEvent, NormalizeResult, normalize_events, quarantine_event
 from shared.core.storage import Store
@@ -39,6 +48,28 @@ COMPONENT = "normalize"
 _TRANSIENT_STATUS = frozenset({408, 429})
 
 
+class StateUnavailable(GraphlakeError):
+    """The partition's record (the batch's in-flight mark) could not be read or written: a storage outage for this
+    delivery, retried by the host and never counted against the batch."""
+
+
+def _new_process_id() -> str:
+    # The random part tells apart a restarted worker that was given the same pid (pid 1 in a container, say).
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+_PROCESS_ID = _new_process_id()
+
+
+def _renew_process_id() -> None:
+    global _PROCESS_ID
+    _PROCESS_ID = _new_process_id()
+
+
+# A forked child is a process of its own: if it dies, its parent's marks must not vouch for it.
+os.register_at_fork(after_in_child=_renew_process_id)
+
+
 @dataclass(frozen=True)
 class Batch:
     partition: str  # the Event Hub partition id, or "local"
@@ -47,7 +78,8 @@ class Batch:
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures that go away by themselves (storage unreachable or overloaded) or with a setting fixed."""
-    if isinstance(exc, ServiceRequestError | ServiceResponseError | EndpointUnreachable | ConfigError | OSError):
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | EndpointUnreachable | ConfigError | OSError
+                  | StateUnavailable):
         return True
     if isinstance(exc, HttpResponseError):
         status = exc.status_code
@@ -59,20 +91,25 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
                        max_attempts: int, detector: Detector | None = None,
                        now: datetime | None = None) -> NormalizeResult:
     """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up."""
-    previous = health.previous(state, COMPONENT, batch.partition)
+    try:
+        previous = health.previous(state, COMPONENT, batch.partition)
+    except Exception as exc:  # noqa: BLE001 - whatever the store raised, the delivery cannot be judged without it
+        raise StateUnavailable(f"partition {batch.partition}: the record holding the batch's in-flight mark could "
+                               f"not be read: {one_line(exc, with_type=True)}") from exc
     same_batch = "batch_first_sequence" in previous and previous["batch_first_sequence"] == batch.first_sequence
     attempts = previous.get("batch_attempts", 0) if same_batch else 0
     failures = previous.get("consecutive_failures", 0)
     carried = {key: previous.get(key) for key in ("result", "error")}
-    if same_batch and previous.get("in_flight") == batch.first_sequence:
+    if same_batch and previous.get("in_flight") == batch.first_sequence and previous.get("in_flight_by") != _PROCESS_ID:
         attempts, failures = attempts + 1, failures + 1
         carried = {"result": "failed", "error": "the last delivery of this batch stopped without a result (its "
                                                 "process was killed or ran out of memory)"}
         if attempts >= max_attempts:
             return _give_up(events, batch, state, now, carried["error"], attempts, failures)
     # Cleared by whatever this delivery records at its end; still there if it dies.
-    _record(state, batch, now, **{"result": "ok", "error": None, **carried}, consecutive_failures=failures,
-            batch_attempts=attempts, in_flight=batch.first_sequence)
+    _write_mark(state, batch, now, "in-flight mark", **{"result": "ok", "error": None, **carried},
+                consecutive_failures=failures, batch_attempts=attempts, in_flight=batch.first_sequence,
+                in_flight_by=_PROCESS_ID)
     try:
         result = normalize_events(events, lake=lake, state=state, detector=detector)
     except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
@@ -84,14 +121,27 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
             raise
         attempts += 1
         if attempts < max_attempts:
+            # Not written in an outage: the mark stays, this process's own, so the attempt is not counted; the
+            # outage decides, and an outage never gives a batch up.
             _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
                             batch_attempts=attempts)
             raise
         return _give_up(events, batch, state, now, error, attempts, failures)
-    _record(state, batch, now, result="ok", consecutive_failures=0, error=None, batch_attempts=0,
-            rows=result.rows, duplicates=result.duplicates, files=len(result.files),
-            quarantined=len(result.quarantined))
+    # The batch landed, but until the mark is cleared the next delivery of it cannot be judged: raise, and the
+    # redelivery (its rows deduplicate) clears it once storage takes writes again.
+    _write_mark(state, batch, now, "in-flight mark's clearing", result="ok", consecutive_failures=0, error=None,
+                batch_attempts=0, rows=result.rows, duplicates=result.duplicates, files=len(result.files),
+                quarantined=len(result.quarantined))
     return result
+
+
+def _write_mark(state: Store, batch: Batch, now: datetime | None, what: str, **doc: Any) -> None:
+    try:
+        _record(state, batch, now, **doc)
+    except Exception as exc:  # noqa: BLE001 - whatever the store raised, it is an outage of the state store here
+        raise StateUnavailable(f"partition {batch.partition}: the batch's {what} could not be written "
+                               f"({one_line(exc, with_type=True)}); the delivery is retried and not counted "
+                               "against the batch") from exc
 
 
 def _give_up(events: Sequence[InboundEvent], batch: Batch, state: Store, now: datetime | None, error: str,
@@ -110,6 +160,7 @@ def _record(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> Non
     doc.setdefault("rows", 0)
     doc.setdefault("quarantined", 0)
     doc.setdefault("in_flight", None)
+    doc.setdefault("in_flight_by", None)
     health.record(state, COMPONENT, batch.partition, {**doc, "batch_first_sequence": batch.first_sequence}, now=now)
 
 

@@ -81,7 +81,8 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     unreadable: int = 0  # items without an id: the normalizer quarantines them, the lake cannot hold them
     confirmed: bool = True  # every alert of the window was read (see shared/pull/confirmed.py)
-    repaired: int = 0  # missing versions sent again through the fan-out
+    repaired: int = 0  # missing versions sent again through the fan-out, or found landed meanwhile
+    resent: list[GraphVersion] = field(default_factory=list)  # of those, the versions sent again
     graph: CallStats = field(default_factory=CallStats)
     error: str | None = None
 
@@ -101,7 +102,7 @@ class AuditReport:
     def to_doc(self) -> dict:
         doc = asdict(self)
         doc["providers"] = dict(sorted(doc["providers"].items()))
-        return doc | {"missing": self.missing, "late_found": self.late_found}
+        return doc | {"missing": self.missing, "late_found": self.late_found, "resent": len(self.resent)}
 
     def to_json(self) -> str:
         return orjson.dumps(self.to_doc(), option=orjson.OPT_NON_STR_KEYS).decode()
@@ -145,7 +146,7 @@ async def audit_source(source: Source, settings: Settings, state: Store, lake: S
             if sink is not None and report.findings:
                 wanted = {f.alert_id: in_lake.get(f.alert_id, set()) for f in report.findings}
                 fanout = Fanout(sink, state, source, hub_router(settings))
-                report.repaired = await repair(reader, fanout, window, wanted)
+                report.repaired = await repair(reader, fanout, window, wanted, report.resent)
                 sink.flush()
     except (GraphlakeError, GraphCallFailed) as exc:
         report.error = str(exc)
@@ -244,10 +245,11 @@ def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[s
         report.findings.append(Finding(version.alert_id, version.last_update, version.provider, kind, late))
 
 
-async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: dict[str, set[str]]) -> int:
+async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: dict[str, set[str]],
+                 sent: list[GraphVersion] | None = None) -> int:
     """Reads the window again and sends the current version of each wanted alert, unless the lake already has it
-    (a pull landed it meanwhile). Returns how many wanted alerts were sent or found landed; an alert updated
-    since the audit has left the window, and its new version is the pull's."""
+    (a pull landed it meanwhile). Returns how many wanted alerts were sent or found landed, and adds the versions
+    sent to `sent`; an alert updated since the audit has left the window, and its new version is the pull's."""
     done: set[str] = set()
     pulled_at = datetime.now(UTC).isoformat()
     for _ in range(MAX_READS):
@@ -261,6 +263,8 @@ async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: d
                 if expected_row_id(alert) not in wanted[alert_id]:
                     batch.append(alert)
             fanout.send_page(batch, pulled_at)
+            if sent is not None:
+                sent.extend(filter(None, map(graph_version, batch)))
         if len(done) >= len(wanted):
             break
     return len(done)

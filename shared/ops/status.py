@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.core import health
 from shared.core.storage import Store
 
 OK, LAGGING, FAILING = "OK", "LAGGING", "FAILING"
+# host.json's extensions.eventHubs.maxWaitTime: the longest a sent event waits for the trigger to take its batch.
+TRIGGER_MAX_WAIT_SECONDS = 5
+# How many of those waits a normalizer may fall behind the pull's last send. A pull's record is written when its run
+# ends, after its last send by the rest of the run (the watermark, a slice that had nothing to send), and a batch
+# takes a while to normalize: a minute covers both, and still shows a stopped normalizer well before the next pull.
+NORMALIZER_LAG_WAITS = 12
 QUARANTINE_PREFIX = "quarantine/"
 _RANK = {OK: 0, LAGGING: 1, FAILING: 2}
 # The host running `graphlake status` may be a little behind the pull's; a watermark ahead of it by less than this
@@ -38,12 +44,13 @@ class Finding:
         return asdict(self)
 
 
-def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable[str] = ()) -> list[Finding]:
+def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable[str] = (), *,
+          event_hub: bool = False) -> list[Finding]:
     """Findings for every health record in `state`, its quarantine, and each of `sources` (the configured source
-    ids) that has no pull record yet."""
+    ids) that has no pull record yet. `event_hub`: the pulls send to Event Hubs (see assess)."""
     records, unreadable = health.load_all(state)
     quarantined = sum(1 for name in state.list(QUARANTINE_PREFIX) if name.endswith(".json"))
-    findings = assess(records, quarantined, now, max_lag_seconds, sources)
+    findings = assess(records, quarantined, now, max_lag_seconds, sources, event_hub=event_hub)
     # An unreadable record hides what its writer last did, so it cannot be taken for OK; its writer replaces it on
     # the next run.
     findings += [Finding(component, key, FAILING, f"{reason}; its writer replaces it on its next run")
@@ -52,7 +59,10 @@ def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable
 
 
 def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now: datetime,
-           max_lag_seconds: float, sources: Iterable[str] = ()) -> list[Finding]:
+           max_lag_seconds: float, sources: Iterable[str] = (), *, event_hub: bool = False) -> list[Finding]:
+    """Judges each record, and the normalizer as a whole against the pulls' last send. Without normalize records
+    that needs `event_hub` (the deployment sends to Event Hubs): a pull into the in-process normalizer lands
+    itself and writes none."""
     judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize, "reconcile": _reconcile,
               "detections": _detections}
     findings = []
@@ -60,6 +70,9 @@ def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now
         judge = judges.get(component)
         state, reason = judge(doc) if judge else (OK, "recorded")
         findings.append(Finding(component, key, state, reason, doc.get("updated")))
+    consumer = _normalizer_lag(records, now, event_hub)
+    if consumer:
+        findings.append(consumer)
     pulled = {key for component, key in records if component == "pull"}
     findings += [Finding("pull", source, LAGGING, "no pull run recorded yet") for source in sources
                  if source not in pulled]
@@ -123,15 +136,52 @@ def _normalize(doc: dict[str, Any]) -> tuple[str, str]:
     return OK, f"last batch: {doc.get('rows', 0)} rows, {doc.get('quarantined', 0)} quarantined"
 
 
+def _normalizer_lag(records: dict[tuple[str, str], dict[str, Any]], now: datetime,
+                    event_hub: bool) -> Finding | None:
+    """LAGGING when the newest normalize record (any partition: a partition that was sent nothing keeps an old
+    one) is older than the pulls' last send by more than NORMALIZER_LAG_WAITS trigger waits: the trigger stopped,
+    or reads another consumer group. The last send is the newest pull record that sent something."""
+    sends = [(datetime.fromisoformat(doc["updated"]), key, doc["sent"]) for (component, key), doc in records.items()
+             if component == "pull" and doc.get("updated") and int(doc.get("sent") or 0) > 0]
+    landings = [datetime.fromisoformat(doc["updated"]) for (component, _), doc in records.items()
+                if component == "normalize" and doc.get("updated")]
+    if not sends or not (landings or event_hub):
+        return None
+    sent_at, source, sent = max(sends)
+    grace = timedelta(seconds=TRIGGER_MAX_WAIT_SECONDS * NORMALIZER_LAG_WAITS)
+    landed_at = max(landings, default=None)
+    if landed_at is None and now - sent_at <= grace:  # the first batches may still be on their way
+        return None
+    if landed_at is not None and landed_at >= sent_at - grace:
+        return None
+    since = f"since {landed_at.isoformat()}" if landed_at else "anything yet"
+    return Finding("normalize", "consumer", LAGGING,
+                   f"the normalizer has not landed {since}, while pull/{source} sent {sent} versions by "
+                   f"{sent_at.isoformat()}: its Event Hub trigger is stopped or behind, or reads another consumer "
+                   "group")
+
+
 def _reconcile(doc: dict[str, Any]) -> tuple[str, str]:
     if doc.get("result") != "ok":
         return _failed(doc, "runs")
-    missing, repaired, late = (int(doc.get(k) or 0) for k in ("missing", "repaired", "late_found"))
-    if missing > repaired:
-        return FAILING, f"{missing - repaired} versions Graph holds are missing from the lake and were not repaired"
+    missing, repaired, late, landed, pending, not_landed = (
+        int(doc.get(k) or 0) for k in ("missing", "repaired", "late_found", "landed", "pending", "not_landed"))
+    if not_landed:
+        return FAILING, (f"{not_landed} versions sent but not landed since {doc.get('not_landed_since')}, hub "
+                         f"{doc.get('eventhub')} consumer group {doc.get('consumer_group')}: the normalizer is not "
+                         "consuming them (its Event Hub trigger stopped, or the consumer group is wrong)")
+    # A record from before `unsent` was written counted re-sent as repaired.
+    unsent = int(doc.get("unsent") or 0) if "unsent" in doc else missing - repaired
+    if unsent > 0:
+        return FAILING, f"{unsent} versions Graph holds are missing from the lake and were not re-sent"
+    if pending:
+        return LAGGING, (f"{pending} versions re-sent to the lake have not landed yet; the next run looks for them "
+                         "and fails if they still have not")
     if late:
-        return LAGGING, (f"{late} versions showed up in Graph later than the pull's overlap (repaired); raise "
-                         "PULL_OVERLAP_SECONDS if this keeps happening")
+        return LAGGING, (f"{late} versions showed up in Graph later than the pull's overlap (re-sent, and landed); "
+                         "raise PULL_OVERLAP_SECONDS if this keeps happening")
+    if "landed" in doc:
+        return OK, f"lake complete against Graph ({landed} re-sent versions landed)"
     return OK, f"lake complete against Graph ({repaired} repaired)"
 
 

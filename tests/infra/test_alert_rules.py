@@ -23,7 +23,8 @@ HEALTH_FIELDS = {
     "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent",
              "watermark_ahead_seconds"},
     "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
-    "reconcile": {"result", "missing", "late_found", "repaired", "error"},
+    "reconcile": {"result", "missing", "late_found", "repaired", "resent", "landed", "unsent", "pending",
+                  "not_landed", "not_landed_since", "eventhub", "consumer_group", "error"},
     # Beyond the contract's list: the delivery record of detections/delivery.py.
     "detections": {"result", "undelivered", "delivered", "error"},
 }
@@ -131,11 +132,12 @@ def test_alert_rules_cover_the_health_model() -> None:
         dimension = rule["dimension"]["value"]
         assert not dimension or re.search(rf"\b{dimension} = key\b", query), \
             f"{rule['name']['value']}: the dimension {dimension!r} must be a column of the result"
-    # The list: failing runs in a row, lag, normalize failures, quarantine growth, late finds; plus silence
-    # and alerts detections could not deliver.
+    # The list: failing runs in a row, lag, normalize failures, quarantine growth, late finds, versions sent
+    # but not landed; plus silence and alerts detections could not deliver.
     text = "\n".join(q for qs in components.values() for q in qs)
     for needle in ("h.consecutive_failures) >= ${alertConsecutiveFailures}", "h.lag_seconds) > ${pullMaxLagSeconds}",
-                   '"failed", "gave_up"', "sum(toint(h.quarantined))", "h.late_found) > 0", "toint(h.undelivered)"):
+                   '"failed", "gave_up"', "sum(toint(h.quarantined))", "h.late_found) > 0", "toint(h.undelivered)",
+                   "toint(h.not_landed) > 0"):
         assert needle in text, f"no alert rule on {needle}"
     assert any(r["operator"]["value"] == "LessThan" and 'component == "pull"' in r["query"]["text"]
                for r in _alert_rules()), "no rule for a pull that stopped reporting"

@@ -124,11 +124,26 @@ def record(component: str, key: str, **doc) -> dict:
      (FAILING, "gave a batch up after retries (bug); its 12 events are in quarantine")),
     (record("reconcile", "s", result="ok", missing=3, repaired=3, late_found=0),
      (OK, "lake complete against Graph (3 repaired)")),
-    (record("reconcile", "s", result="ok", missing=3, repaired=3, late_found=2),
-     (LAGGING, "2 versions showed up in Graph later than the pull's overlap (repaired); raise PULL_OVERLAP_SECONDS "
-               "if this keeps happening")),
+    (record("reconcile", "s", result="ok", missing=3, repaired=3, late_found=2, resent=3, landed=3, unsent=0),
+     (LAGGING, "2 versions showed up in Graph later than the pull's overlap (re-sent, and landed); raise "
+               "PULL_OVERLAP_SECONDS if this keeps happening")),
     (record("reconcile", "s", result="ok", missing=5, repaired=1, late_found=0),
-     (FAILING, "4 versions Graph holds are missing from the lake and were not repaired")),
+     (FAILING, "4 versions Graph holds are missing from the lake and were not re-sent")),
+    (record("reconcile", "s", result="ok", missing=5, repaired=0, resent=3, landed=0, unsent=2, pending=3),
+     (FAILING, "2 versions Graph holds are missing from the lake and were not re-sent")),
+    # Re-sent is not repaired: until the re-sent versions are seen in the lake, the lake is not complete.
+    (record("reconcile", "s", result="ok", missing=4, repaired=0, resent=4, landed=0, unsent=0, pending=4,
+            not_landed=0),
+     (LAGGING, "4 versions re-sent to the lake have not landed yet; the next run looks for them and fails if they "
+               "still have not")),
+    (record("reconcile", "s", result="ok", missing=4, repaired=0, resent=4, landed=0, unsent=0, pending=4,
+            not_landed=4, not_landed_since="2026-11-27T10:15:00+00:00", eventhub="graph-alerts",
+            consumer_group="normalizer"),
+     (FAILING, "4 versions sent but not landed since 2026-11-27T10:15:00+00:00, hub graph-alerts consumer group "
+               "normalizer: the normalizer is not consuming them (its Event Hub trigger stopped, or the consumer "
+               "group is wrong)")),
+    (record("reconcile", "s", result="ok", missing=0, repaired=0, resent=0, landed=4, unsent=0, pending=0,
+            not_landed=0), (OK, "lake complete against Graph (4 re-sent versions landed)")),
     (record("reconcile", "s", result="failed", consecutive_failures=2, error="429"),
      (FAILING, "2 runs in a row failed: 429")),
 ])
@@ -148,3 +163,49 @@ def test_a_truncated_health_record_is_a_finding_naming_its_path_and_the_rest_are
     assert by_path[("normalize", "0")]["state"] == FAILING
     assert "health/normalize/0.json" in by_path[("normalize", "0")]["reason"]
     assert by_path[("pull", pipe.tenant.tenant_id)]["state"] == OK
+
+
+def _send_and_land(sent_at: datetime, landed_at: datetime | None) -> dict:
+    records = record("pull", "s", result="ok", watermark=(NOW - timedelta(minutes=3)).isoformat(), sent=7)
+    records[("pull", "s")]["updated"] = sent_at.isoformat()
+    if landed_at is not None:
+        records |= record("normalize", "0", result="ok", rows=7)
+        records[("normalize", "0")]["updated"] = landed_at.isoformat()
+    return records
+
+
+@pytest.mark.parametrize("sent_before, landed_before, event_hub, expected", [
+    # Landed seconds after the send, or a few trigger waits before its record was written: keeping up.
+    (timedelta(minutes=2), timedelta(minutes=2) - timedelta(seconds=3), False, None),
+    (timedelta(minutes=2), timedelta(minutes=2) + timedelta(seconds=50), False, None),
+    # Nothing landed for ten minutes before the pull's last send: the consumer stopped.
+    (timedelta(minutes=2), timedelta(minutes=12), False,
+     "the normalizer has not landed since 2026-11-27T11:48:00+00:00, while pull/s sent 7 versions by "
+     "2026-11-27T11:58:00+00:00: its Event Hub trigger is stopped or behind, or reads another consumer group"),
+    # Never landed anything, in a deployment that sends to Event Hubs (a wrong consumer group from the start)...
+    (timedelta(minutes=2), None, True,
+     "the normalizer has not landed anything yet, while pull/s sent 7 versions by 2026-11-27T11:58:00+00:00: its "
+     "Event Hub trigger is stopped or behind, or reads another consumer group"),
+    # ... but not while the first batches may still be on their way, nor where the pull lands in-process.
+    (timedelta(seconds=20), None, True, None),
+    (timedelta(minutes=2), None, False, None),
+])
+def test_a_normalizer_behind_the_pulls_last_send_is_lagging(sent_before, landed_before, event_hub, expected):
+    records = _send_and_land(NOW - sent_before, None if landed_before is None else NOW - landed_before)
+    findings = assess(records, 0, NOW, 900, event_hub=event_hub)
+    consumer = [(f.state, f.reason) for f in findings if (f.component, f.key) == ("normalize", "consumer")]
+    assert consumer == ([] if expected is None else [(LAGGING, expected)])
+    assert all(f.state == OK for f in findings if (f.component, f.key) != ("normalize", "consumer"))
+
+
+def test_the_normalizer_lag_allows_the_triggers_own_wait():
+    # TRIGGER_MAX_WAIT_SECONDS stands for host.json's maxWaitTime: one changed without the other misjudges lag.
+    import json
+
+    from shared.ops.status import NORMALIZER_LAG_WAITS, TRIGGER_MAX_WAIT_SECONDS
+    from tests.conftest import REPO
+
+    wait = json.loads((REPO / "host.json").read_text())["extensions"]["eventHubs"]["maxWaitTime"]
+    hours, minutes, seconds = (int(part) for part in wait.split(":"))
+    assert hours * 3600 + minutes * 60 + seconds == TRIGGER_MAX_WAIT_SECONDS
+    assert NORMALIZER_LAG_WAITS >= 3
