@@ -121,7 +121,7 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
             f"{name} {raw!r}" for name, raw in unreadable.items()))
     tenant_id = row["tenantId"]
     row["p_log_type"] = LOG_TYPE
-    row["p_row_id"] = row_id(tenant_id, alert_id, _as_string(version))
+    row["p_row_id"] = row_id(tenant_id, alert_id, _as_string(version), row["serviceSource"])
     row["p_event_time"] = event_time
     row["p_parse_time"] = parse_time if parse_time.tzinfo is not None else parse_time.replace(tzinfo=_UTC)
     row["p_pull_time"] = pull_time
@@ -132,8 +132,20 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
     return row
 
 
-def row_id(tenant_id: str | None, alert_id: str, last_update: str | None) -> str:
-    """Deterministic p_row_id: one id per alert version, so a re-delivered version deduplicates."""
+def row_id(tenant_id: str | None, alert_id: str, last_update: str | None, service_source: str | None) -> str:
+    """Deterministic p_row_id: one id per alert version, so a re-delivered version deduplicates.
+
+    An alert is (tenantId, serviceSource, id): two products can report one id, even with one lastUpdateDateTime,
+    and both versions must survive the dedup. Without a serviceSource the key is the one used before it was part
+    of it (legacy_row_id), so such rows keep their ids."""
+    if not service_source:
+        return legacy_row_id(tenant_id, alert_id, last_update)
+    key = f"{tenant_id or ''}\x1f{alert_id}\x1f{last_update or ''}\x1f{service_source}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+def legacy_row_id(tenant_id: str | None, alert_id: str, last_update: str | None) -> str:
+    """The p_row_id lakes written before serviceSource was part of the key hold: the audit still recognises it."""
     key = f"{tenant_id or ''}\x1f{alert_id}\x1f{last_update or ''}".encode()
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 

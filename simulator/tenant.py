@@ -35,6 +35,7 @@ class VersionRef(NamedTuple):
     alert_id: str
     last_update: str       # lastUpdateDateTime as Graph prints it
     visible_at: datetime   # when the API started showing this version
+    service_source: str    # the alert's serviceSource: with its id, what tells twins (add_twin) apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Tenant:
         self.lock = threading.RLock()
         self.clock = _ticks(now, now_ticks())
         self.history: list[Version] = []
+        self._history_sources: list[str] = []
         self._rng = random.Random(seed)
         self._directory = Directory(self._rng, self.clock)
         self._bodies = BodyCache(self._directory, tenant_id, body_cache_size)
@@ -88,13 +90,18 @@ class Tenant:
     def versions(self) -> list[VersionRef]:
         """Every version ever current, in the order they were made."""
         with self.lock:
-            return [VersionRef(v.alert_id, format_ticks(v.last_update), to_datetime(v.visible_at))
-                    for v in self.history]
+            return [VersionRef(v.alert_id, format_ticks(v.last_update), to_datetime(v.visible_at), source)
+                    for v, source in zip(self.history, self._history_sources)]
 
     def current(self, alert_id: str, now: datetime | int | None = None) -> Version | None:
         with self.lock:
             rec = self._by_id.get(alert_id)
             return rec.visible(_ticks(now, self.clock)) if rec else None
+
+    def service_source(self, alert_id: str) -> str:
+        """The serviceSource of the alert with this id (of the first, when add_twin gave it a twin)."""
+        with self.lock:
+            return self._by_id[alert_id].provider.service_source
 
     def alert(self, alert_id: str, include_unknown_enum_members: bool = True,
               now: datetime | int | None = None) -> dict | None:
@@ -314,6 +321,7 @@ class Tenant:
     def _push(self, rec: AlertRecord, version: Version) -> None:
         rec.versions.append(version)
         self.history.append(version)
+        self._history_sources.append(rec.provider.service_source)
         self._rows[rec.index] = self._row(rec, version)
 
     def _create(self, created: int, last_update: int, visible_at: int, alert_id: str | None = None,

@@ -167,13 +167,14 @@ class Pipeline:
 
         versions = self.tenant.versions()
         superseded_at: dict[int, object] = {}
-        latest: dict[str, int] = {}
+        latest: dict[tuple[str, str], int] = {}
         for index, version in enumerate(versions):
-            if version.alert_id in latest:
-                superseded_at[latest[version.alert_id]] = version.visible_at
-            latest[version.alert_id] = index
-        return {row_id(self.tenant.tenant_id, v.alert_id, v.last_update) for i, v in enumerate(versions)
-                if i not in superseded_at or superseded_at[i] > self.started_at}
+            alert = (version.alert_id, version.service_source)
+            if alert in latest:
+                superseded_at[latest[alert]] = version.visible_at
+            latest[alert] = index
+        return {row_id(self.tenant.tenant_id, v.alert_id, v.last_update, v.service_source)
+                for i, v in enumerate(versions) if i not in superseded_at or superseded_at[i] > self.started_at}
 
     def lake_row_ids(self) -> list[str]:
         from normalizers.names import TABLE

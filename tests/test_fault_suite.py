@@ -340,8 +340,8 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
             [judged] = [f for f in check(state, now, settings.pull_max_lag_seconds, [tenant.tenant_id],
                                          event_hub=True) if f.component == "reconcile"]
             assert judged.state != FAILING, judged
-        expected |= {row_id(tenant.tenant_id, alert_id, last_update)
-                     for alert_id, last_update in {v.alert_id: v.last_update for v in tenant.versions()}.items()}
+        expected |= {row_id(tenant.tenant_id, alert_id, last_update, source) for (alert_id, source), last_update
+                     in {(v.alert_id, v.service_source): v.last_update for v in tenant.versions()}.items()}
         sim.set_faults(page_updates=1)
 
     sim.set_faults(page_updates=0)
@@ -359,7 +359,7 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
         # Closed before anything can fail: a DuckDB left open (held by a failure's traceback) while the next seed
         # forks crashes the forked processes.
         connection.con.close()
-    ever = {row_id(tenant.tenant_id, v.alert_id, v.last_update) for v in tenant.versions()}
+    ever = {row_id(tenant.tenant_id, v.alert_id, v.last_update, v.service_source) for v in tenant.versions()}
     assert rows == distinct, "a version is in the lake twice after dedup"
     assert not expected - landed, f"{len(expected - landed)} of {len(expected)} versions never reached the lake"
     assert landed <= ever, "the lake holds versions Graph never showed"

@@ -3,8 +3,10 @@
 Graph keeps only each alert's latest version, so that is what can be checked: an older version that never landed
 cannot be seen from Graph any more. alerts_v2 documents no `$select`, so the audit reads whole pages of 2,000 (the
 fewest calls), keeps only id, lastUpdateDateTime, serviceSource and createdDateTime of each alert, and compares the
-p_row_id each latest version must have with the lake. The lake is partitioned by creation day, not update day, so
-only the partitions of the days the alerts were created on are read, and of them only two columns.
+p_row_id each latest version must have with the lake. An alert is its (id, serviceSource): two products can report
+one id, so the lake's rows are grouped by both columns, and a row written before serviceSource was part of p_row_id
+is recognised by its old id (legacy_row_id) within that group. The lake is partitioned by creation day, not update
+day, so only the partitions of the days the alerts were created on are read, and of them only three columns.
 
 `--repair` re-reads the window and sends what is missing through the normal fan-out (Event Hubs, or the in-process
 normalizer in the CLI); re-sent versions carry their p_row_id and deduplicate like any redelivery. Reading again
@@ -22,11 +24,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import orjson
 
-from normalizers import AlertBatch, NotAnAlert
-from normalizers.core import row_id
+from normalizers.core import _as_string, legacy_row_id, row_id
 from normalizers.names import TABLE
 from shared.core.errors import GraphlakeError
-from shared.pull.confirmed import MAX_READS, ConfirmedReader, alert_id_of
+from shared.pull.confirmed import MAX_READS, AlertKey, ConfirmedReader, alert_key
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, hub_router
 from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
 from shared.core.lake_files import read_tables
@@ -40,7 +41,7 @@ from shared.pull.window import Window
 log = logging.getLogger("graphlake.audit")
 
 AUDIT_PAGE_SIZE = 2000  # Graph's largest page: the fewest calls per alert read
-LAKE_COLUMNS = ["id", "p_row_id"]
+LAKE_COLUMNS = ["id", "serviceSource", "p_row_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,17 @@ class GraphVersion:
     provider: str
     row_id: str
     created_day: date | None  # the lake partition it lands in; None when createdDateTime does not parse
+    service_source: str = ""  # as the lake's serviceSource column holds it, "" for none
+    # The p_row_id this version had before serviceSource was part of it: what lakes written before hold. None
+    # when not known (a re-sent version the reconciliation remembers carries the one it was sent with).
+    legacy_row_id: str | None = None
+
+    @property
+    def key(self) -> AlertKey:
+        return self.alert_id, self.service_source
+
+    def held_in(self, row_ids: Iterable[str]) -> bool:
+        return self.row_id in row_ids or (self.legacy_row_id is not None and self.legacy_row_id in row_ids)
 
 
 @dataclass
@@ -69,6 +81,11 @@ class Finding:
     provider: str
     kind: str  # "missing" (no version in the lake) or "behind" (an older version only)
     late: bool  # older than the pull's watermark minus overlap: no pull will read it again
+    service_source: str = ""  # "" for none; `provider` names that "unknown"
+
+    @property
+    def key(self) -> AlertKey:
+        return self.alert_id, self.service_source
 
 
 @dataclass
@@ -144,7 +161,7 @@ async def audit_source(source: Source, settings: Settings, state: Store, lake: S
             late_before = mark.position - timedelta(seconds=settings.pull_overlap_seconds) if mark.position else None
             compare(report, latest.values(), in_lake, late_before)
             if sink is not None and report.findings:
-                wanted = {f.alert_id: in_lake.get(f.alert_id, set()) for f in report.findings}
+                wanted = {f.key: in_lake.get(f.key, set()) for f in report.findings}
                 fanout = Fanout(sink, state, source, hub_router(settings))
                 report.repaired = await repair(reader, fanout, window, wanted, report.resent)
                 sink.flush()
@@ -167,19 +184,19 @@ def audit_window(watermark: datetime | None, now: datetime, since: datetime, set
 
 
 async def read_graph(reader: AlertsReader, window: Window,
-                     stats: CallStats) -> tuple[dict[str, GraphVersion], int, bool]:
-    """The latest version of each alert updated in the window, by id; the number of items without an id; whether
-    every part of the window was shown complete (the pull's rule, shared/pull/confirmed.py)."""
-    latest: dict[str, GraphVersion] = {}
+                     stats: CallStats) -> tuple[dict[AlertKey, GraphVersion], int, bool]:
+    """The latest version of each alert updated in the window, by (id, serviceSource); the number of items without
+    an id; whether every part of the window was shown complete (the pull's rule, shared/pull/confirmed.py)."""
+    latest: dict[AlertKey, GraphVersion] = {}
 
     def keep_latest(_part: Window, alerts: list) -> None:
         for alert in alerts:
             version = graph_version(alert)
             if version is None:
                 continue
-            known = latest.get(version.alert_id)
+            known = latest.get(version.key)
             if known is None or _newer(version.last_update, known.last_update):
-                latest[version.alert_id] = version
+                latest[version.key] = version
 
     read = ConfirmedReader(reader, stats, keep_latest)
     unconfirmed = await read.unconfirmed_parts(window)
@@ -187,24 +204,24 @@ async def read_graph(reader: AlertsReader, window: Window,
 
 
 def graph_version(alert: object) -> GraphVersion | None:
-    alert_id = alert_id_of(alert)
-    if alert_id is None:
+    key = alert_key(alert)
+    if key is None:
         return None
     last_update = alert.get("lastUpdateDateTime") or alert.get("createdDateTime")
     created = parse_graph_time(alert.get("createdDateTime"))
-    return GraphVersion(alert_id, str(last_update or ""), str(alert.get("serviceSource") or UNKNOWN_PROVIDER),
-                        expected_row_id(alert), created.date() if created else None)
+    new, legacy = expected_row_ids(alert)
+    return GraphVersion(key[0], str(last_update or ""), str(alert.get("serviceSource") or UNKNOWN_PROVIDER),
+                        new, created.date() if created else None, key[1], legacy)
 
 
-def expected_row_id(alert: dict) -> str:
-    """The p_row_id the normalizer gives this version."""
-    tenant, version = alert.get("tenantId"), alert.get("lastUpdateDateTime") or alert.get("createdDateTime")
-    if isinstance(alert.get("id"), str) and all(v is None or type(v) is str for v in (tenant, version)):
-        return row_id(tenant, alert["id"], version)
-    try:  # An odd type somewhere: the normalizer's own spelling of it decides.
-        return AlertBatch(datetime.now(UTC)).add(alert, source_id=None, source_label="")
-    except NotAnAlert:
-        return row_id(str(tenant), str(alert.get("id")), str(version))
+def expected_row_ids(alert: dict) -> tuple[str, str]:
+    """The p_row_id the normalizer gives this version, and the one it gave before serviceSource was part of it;
+    each field spelled as the normalizer spells it (an odd type as its JSON text)."""
+    tenant = _as_string(alert.get("tenantId"))
+    version = _as_string(alert.get("lastUpdateDateTime") or alert.get("createdDateTime"))
+    alert_id = alert["id"] if type(alert.get("id")) is str else str(alert.get("id"))
+    return (row_id(tenant, alert_id, version, _as_string(alert.get("serviceSource"))),
+            legacy_row_id(tenant, alert_id, version))
 
 
 def _newer(candidate: str, known: str) -> bool:
@@ -212,55 +229,63 @@ def _newer(candidate: str, known: str) -> bool:
     return a is not None and (b is None or a > b)
 
 
-def lake_versions(lake: Store, versions: Iterable[GraphVersion]) -> dict[str, set[str]]:
-    """p_row_ids the lake holds for each of these alerts, read from the day partitions they were created on
-    (all partitions when one has no readable createdDateTime), two columns of each file."""
+def lake_versions(lake: Store, versions: Iterable[GraphVersion]) -> dict[AlertKey, set[str]]:
+    """p_row_ids the lake holds for each of these alerts, by (id, serviceSource), read from the day partitions they
+    were created on (all partitions when one has no readable createdDateTime), three columns of each file.
+
+    Grouped by the serviceSource column rather than recognised by p_row_id alone: a row written before
+    serviceSource was part of p_row_id carries the old id, which one id's twins share, so only within the group of
+    its serviceSource does it identify one alert's version."""
     versions = list(versions)
-    wanted = {v.alert_id for v in versions}
+    wanted = {v.key for v in versions}
     days = {v.created_day for v in versions}
     prefixes = [f"{TABLE}/"] if None in days else [f"{partition_path(TABLE, day)}/" for day in sorted(days)]
-    found: dict[str, set[str]] = defaultdict(set)
+    found: dict[AlertKey, set[str]] = defaultdict(set)
     for prefix in prefixes:
         for table in read_tables(lake, prefix, columns=LAKE_COLUMNS):
-            for alert_id, p_row_id in zip(table.column("id").to_pylist(), table.column("p_row_id").to_pylist()):
-                if alert_id in wanted:
-                    found[alert_id].add(p_row_id)
+            for alert_id, source, p_row_id in zip(table.column("id").to_pylist(),
+                                                  table.column("serviceSource").to_pylist(),
+                                                  table.column("p_row_id").to_pylist()):
+                key = (alert_id, source or "")
+                if key in wanted:
+                    found[key].add(p_row_id)
     return found
 
 
-def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[str, set[str]],
+def compare(report: AuditReport, latest: Iterable[GraphVersion], in_lake: dict[AlertKey, set[str]],
             late_before: datetime | None) -> None:
-    for version in sorted(latest, key=lambda v: (v.provider, v.alert_id)):
+    for version in sorted(latest, key=lambda v: (v.provider, v.alert_id, v.service_source)):
         counts = report.providers.setdefault(version.provider, ProviderAudit())
         counts.alerts += 1
         report.alerts += 1
-        held = in_lake.get(version.alert_id)
-        if held and version.row_id in held:
+        held = in_lake.get(version.key)
+        if held and version.held_in(held):
             counts.complete += 1
             continue
         kind = "behind" if held else "missing"
         setattr(counts, kind, getattr(counts, kind) + 1)
         stamp = parse_graph_time(version.last_update)
         late = late_before is not None and stamp is not None and stamp < late_before
-        report.findings.append(Finding(version.alert_id, version.last_update, version.provider, kind, late))
+        report.findings.append(Finding(version.alert_id, version.last_update, version.provider, kind, late,
+                                       version.service_source))
 
 
-async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: dict[str, set[str]],
+async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: dict[AlertKey, set[str]],
                  sent: list[GraphVersion] | None = None) -> int:
     """Reads the window again and sends the current version of each wanted alert, unless the lake already has it
     (a pull landed it meanwhile). Returns how many wanted alerts were sent or found landed, and adds the versions
     sent to `sent`; an alert updated since the audit has left the window, and its new version is the pull's."""
-    done: set[str] = set()
+    done: set[AlertKey] = set()
     pulled_at = datetime.now(UTC).isoformat()
     for _ in range(MAX_READS):
         async for page in reader.pages(window.start, window.end):
             batch = []
             for alert in page.alerts:
-                alert_id = alert_id_of(alert)
-                if alert_id not in wanted or alert_id in done:
+                key = alert_key(alert)
+                if key not in wanted or key in done:
                     continue
-                done.add(alert_id)
-                if expected_row_id(alert) not in wanted[alert_id]:
+                done.add(key)
+                if not set(expected_row_ids(alert)) & wanted[key]:
                     batch.append(alert)
             fanout.send_page(batch, pulled_at)
             if sent is not None:

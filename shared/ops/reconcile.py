@@ -25,7 +25,7 @@ import orjson
 from shared.core import health
 from shared.ops.audit import AuditReport, GraphVersion, audit_all, lake_versions
 from shared.core.errors import GraphlakeError, one_line
-from shared.pull.fanout import EventSink
+from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink
 from shared.pull.graph import Backoff
 from shared.core.settings import Settings
 from shared.core.storage import Store
@@ -70,7 +70,8 @@ class Landing:
 
     landed: int = 0  # re-sent versions (this run's or the previous run's) found in the lake
     repaired: int = 0  # of this run's missing versions, those in the lake now
-    followed: dict[str, dict[str, Any]] = field(default_factory=dict)  # alert id -> its re-sent version, not landed
+    # follow_key of an alert -> its re-sent version, not landed
+    followed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def not_landed(self) -> list[dict[str, Any]]:
@@ -88,26 +89,31 @@ def follow_landing(state: Store, lake: Store, report: AuditReport, now: datetime
     name = f"{RESENT_PREFIX}{report.source_id}.json"
     try:
         found = state.read(name)
-        previous: dict[str, dict[str, Any]] = orjson.loads(found.data) if found else {}
+        stored: dict[str, dict[str, Any]] = orjson.loads(found.data) if found else {}
         if report.error:
-            return Landing(followed=previous)
-        sent_now = {v.alert_id: v for v in report.resent}
-        versions = [_version(alert_id, entry) for alert_id, entry in previous.items()] + list(sent_now.values())
+            return Landing(followed=stored)
+        parsed = [(_version(item), item[1]) for item in stored.items()]
+        previous = {follow_key(version): version for version, _ in parsed}
+        entries = {follow_key(version): entry for version, entry in parsed}
+        sent_now = {follow_key(v): v for v in report.resent}
+        versions = list(previous.values()) + list(sent_now.values())
         in_lake = lake_versions(lake, versions) if versions else {}
 
-        def landed(alert_id: str, row_id: str) -> bool:
-            return row_id in in_lake.get(alert_id, ())
+        def landed(version: GraphVersion) -> bool:
+            return version.held_in(in_lake.get(version.key, ()))
 
-        landing = Landing(landed=len({(v.alert_id, v.row_id) for v in versions if landed(v.alert_id, v.row_id)}))
-        landing.repaired = report.repaired - sum(1 for v in sent_now.values() if not landed(v.alert_id, v.row_id))
-        for alert_id, version in sent_now.items():
-            if landed(alert_id, version.row_id):
+        landing = Landing(landed=len({(v.key, v.row_id) for v in versions if landed(v)}))
+        landing.repaired = report.repaired - sum(1 for v in sent_now.values() if not landed(v))
+        for key, version in sent_now.items():
+            if landed(version):
                 continue
-            before = previous.get(alert_id)
+            before = entries.get(key)
             # Consecutive runs only: an alert whose earlier re-send landed starts again at one.
-            again = before is not None and not landed(alert_id, before["row_id"])
-            landing.followed[alert_id] = {
-                "row_id": version.row_id, "last_update": version.last_update, "provider": version.provider,
+            again = before is not None and not landed(previous[key])
+            landing.followed[key] = {
+                "alert_id": version.alert_id, "service_source": version.service_source,
+                "row_id": version.row_id, "legacy_row_id": version.legacy_row_id,
+                "last_update": version.last_update, "provider": version.provider,
                 "created_day": version.created_day.isoformat() if version.created_day else None,
                 "first_sent": before["first_sent"] if again else now.isoformat(),
                 "runs": before["runs"] + 1 if again else 1}
@@ -123,10 +129,21 @@ def follow_landing(state: Store, lake: Store, report: AuditReport, now: datetime
         return Landing()
 
 
-def _version(alert_id: str, entry: dict[str, Any]) -> GraphVersion:
+def follow_key(version: GraphVersion) -> str:
+    """An alert's key in the followed blob: one id can be two alerts, under two serviceSources."""
+    return f"{version.alert_id}\x1f{version.service_source}"
+
+
+def _version(item: tuple[str, dict[str, Any]]) -> GraphVersion:
+    """A followed entry as the version it was re-sent as. Entries written before serviceSource was part of an
+    alert's identity are keyed by the id alone and have no service_source: their provider names it (but for
+    "unknown", which stood for none)."""
+    key, entry = item
     created = entry.get("created_day")
-    return GraphVersion(alert_id, entry["last_update"], entry["provider"], entry["row_id"],
-                        date.fromisoformat(created) if created else None)
+    provider = entry["provider"]
+    source = entry.get("service_source", "" if provider == UNKNOWN_PROVIDER else provider)
+    return GraphVersion(entry.get("alert_id", key), entry["last_update"], provider, entry["row_id"],
+                        date.fromisoformat(created) if created else None, source, entry.get("legacy_row_id"))
 
 
 def health_doc(report: AuditReport, landing: Landing, settings: Settings) -> dict:

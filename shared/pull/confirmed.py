@@ -18,12 +18,18 @@ was missed. A read that is not complete is repeated, MAX_READS reads in all.
 
 An item without an id counts as one item of the response; but no repetition of it can be seen, so a read that took
 more than one page and met one is not complete.
+
+An alert is its (id, serviceSource): two products can report one id (alerts_v2 does not rule it out), and Graph
+counts them as two items. Counting ids alone would take the second for a repeat, so no read of its window could
+ever be complete and the watermark would stay before it for good.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import aclosing
+
+from normalizers.core import _as_string
 
 from shared.pull.graph import AlertsReader, CallStats
 from shared.pull.window import Window, cut_for_pages
@@ -63,7 +69,7 @@ class ConfirmedReader:
 
     async def _read_once(self, window: Window, first_page_only: bool) -> tuple[bool, int | None]:
         """Whether this read was complete, and the largest @odata.count it saw."""
-        ids: set[str] = set()
+        ids: set[AlertKey] = set()
         counts: set[int] = set()
         repeated = False
         without_id = pages_read = 0
@@ -73,12 +79,12 @@ class ConfirmedReader:
                 if page.count is not None:
                     counts.add(page.count)
                 for alert in page.alerts:
-                    alert_id = alert_id_of(alert)
-                    if alert_id is None:
+                    key = alert_key(alert)
+                    if key is None:
                         without_id += 1
                         continue
-                    repeated = repeated or alert_id in ids
-                    ids.add(alert_id)
+                    repeated = repeated or key in ids
+                    ids.add(key)
                 self._on_page(window, page.alerts)
                 if first_page_only:
                     break
@@ -95,3 +101,20 @@ def alert_id_of(alert: object) -> str | None:
     if type(alert) is not dict or not alert.get("id"):
         return None
     return str(alert["id"])
+
+
+AlertKey = tuple[str, str]
+
+
+def alert_key(alert: object) -> AlertKey | None:
+    """The alert's identity within a tenant, (id, serviceSource), both as text ("" for no serviceSource); None for
+    an item without an id."""
+    alert_id = alert_id_of(alert)
+    if alert_id is None:
+        return None
+    return alert_id, service_source_of(alert)
+
+
+def service_source_of(alert: dict) -> str:
+    """serviceSource as text, "" when absent: the normalizer's serviceSource column holds the same text (or null)."""
+    return _as_string(alert.get("serviceSource")) or ""

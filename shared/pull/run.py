@@ -17,12 +17,12 @@ import orjson
 
 from shared.core import health
 from shared.core.errors import GraphlakeError, PreconditionFailed, one_line
-from shared.pull.confirmed import MAX_READS, ConfirmedReader
+from shared.pull.confirmed import MAX_READS, ConfirmedReader, service_source_of
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts, hub_router
 from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
-from shared.pull.watermark import Watermark, WatermarkStore
+from shared.pull.watermark import Sent, Watermark, WatermarkStore
 from shared.pull.window import Window, plan_window, slices
 
 log = logging.getLogger("graphlake.pull")
@@ -123,7 +123,7 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
             for piece in planned:
                 if clock() > deadline:
                     break
-                sent, unconfirmed = await _read_slice(reader, fanout, piece, mark.recent, summary.graph, progress)
+                sent, unconfirmed = await _read_slice(reader, fanout, piece, mark, summary.graph, progress)
                 sink.flush()
                 summary.slices_done += 1
                 if unconfirmed:
@@ -185,13 +185,10 @@ def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
         log.exception("source %s: the health record could not be written", summary.source_id)
 
 
-Pair = tuple[str, str]
-
-
-async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, already_sent: set[Pair],
-                      stats: CallStats, progress: ProgressCallback | None) -> tuple[set[Pair], int]:
-    """Reads and sends one slice (shared/pull/confirmed.py); returns the (id, lastUpdateDateTime) pairs it sent and
-    how many of its parts could not be confirmed complete (0: the whole slice was)."""
+async def _read_slice(reader: AlertsReader, fanout: Fanout, piece: Window, already_sent: Watermark,
+                      stats: CallStats, progress: ProgressCallback | None) -> tuple[set[Sent], int]:
+    """Reads and sends one slice (shared/pull/confirmed.py); returns the (id, serviceSource, lastUpdateDateTime)
+    versions it sent and how many of its parts could not be confirmed complete (0: the whole slice was)."""
     sending = _SliceSender(fanout, already_sent, progress, datetime.now(UTC).isoformat())
     unconfirmed = await ConfirmedReader(reader, stats, sending.send_page).unconfirmed_parts(piece)
     return sending.sent, unconfirmed
@@ -201,26 +198,27 @@ class _SliceSender:
     """Sends each version a slice's reads show once: a re-read or a shifted page shows some again, and the
     previous run's overlap sent some already."""
 
-    def __init__(self, fanout: Fanout, already_sent: set[Pair], progress: ProgressCallback | None,
+    def __init__(self, fanout: Fanout, already_sent: Watermark, progress: ProgressCallback | None,
                  pulled_at: str) -> None:
         self._fanout = fanout
         self._already_sent = already_sent
         self._progress = progress
         self._pulled_at = pulled_at
-        self._handled: set[Pair] = set()
-        self.sent: set[Pair] = set()
+        self._handled: set[Sent] = set()
+        self.sent: set[Sent] = set()
 
     def send_page(self, part: Window, alerts: list) -> None:
         fresh = []
         for alert in alerts:
-            pair = (str(alert.get("id")), str(alert.get("lastUpdateDateTime")))
-            if pair in self._handled:
+            # serviceSource too: one id under two products is two alerts, even at one lastUpdateDateTime.
+            version = (str(alert.get("id")), service_source_of(alert), str(alert.get("lastUpdateDateTime")))
+            if version in self._handled:
                 continue
-            self._handled.add(pair)
-            if pair in self._already_sent:
+            self._handled.add(version)
+            if self._already_sent.was_sent(version):
                 self._fanout.counts[alert.get("serviceSource") or UNKNOWN_PROVIDER].duplicates += 1
                 continue
-            self.sent.add(pair)
+            self.sent.add(version)
             fresh.append(alert)
         self._fanout.send_page(fresh, self._pulled_at)
         if self._progress:

@@ -11,13 +11,26 @@ from shared.core.storage import Store
 from shared.core.timestamps import parse_graph_time
 
 
+# A version sent: (id, serviceSource, lastUpdateDateTime), serviceSource "" when it had none.
+Sent = tuple[str, str, str]
+# What a watermark written before serviceSource was part of an alert's identity kept: (id, lastUpdateDateTime).
+LegacyPair = tuple[str, str]
+
+
 @dataclass
 class Watermark:
     position: datetime | None
-    # (id, lastUpdateDateTime) pairs already sent whose lastUpdateDateTime lies inside the overlap: the next
-    # window re-reads them, and these are skipped instead of sent again.
-    recent: set[tuple[str, str]] = field(default_factory=set)
+    # Versions already sent whose lastUpdateDateTime lies inside the overlap: the next window re-reads them, and
+    # these are skipped instead of sent again.
+    recent: set[Sent] = field(default_factory=set)
     etag: str | None = None
+    # Pairs of a watermark written before: they stand for the id under any serviceSource, until they leave the
+    # overlap. At worst a twin the old pull never sent is skipped once more; it could not have landed before
+    # either, and the audit finds it (it keys alerts on serviceSource).
+    legacy: set[LegacyPair] = field(default_factory=set)
+
+    def was_sent(self, version: Sent) -> bool:
+        return version in self.recent or (version[0], version[2]) in self.legacy
 
 
 class WatermarkStore:
@@ -30,19 +43,22 @@ class WatermarkStore:
         if found is None:
             return Watermark(position=None)
         doc = orjson.loads(found.data)
+        entries = doc.get("recent", [])
         return Watermark(
             position=datetime.fromisoformat(doc["position"]),
-            recent={(pair[0], pair[1]) for pair in doc.get("recent", [])},
+            recent={(e[0], e[1], e[2]) for e in entries if len(e) == 3},
+            legacy={(e[0], e[1]) for e in entries if len(e) == 2},
             etag=found.etag)
 
-    def advance(self, current: Watermark, position: datetime, sent: set[tuple[str, str]],
+    def advance(self, current: Watermark, position: datetime, sent: set[Sent],
                 overlap: timedelta) -> Watermark:
         """Moves the watermark to `position`; raises PreconditionFailed when another run moved it first."""
         keep_from = position - overlap
-        recent = {pair for pair in current.recent | sent if _at_or_after(pair[1], keep_from)}
+        recent = {version for version in current.recent | sent if _at_or_after(version[2], keep_from)}
+        legacy = {pair for pair in current.legacy if _at_or_after(pair[1], keep_from)}
         doc = {
             "position": position.isoformat(),
-            "recent": sorted(recent),
+            "recent": sorted(recent) + sorted(legacy),
             "updated": datetime.now(position.tzinfo).isoformat(),
         }
         body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
@@ -50,7 +66,7 @@ class WatermarkStore:
             etag = self._store.write(self.name, body, create_only=True)
         else:
             etag = self._store.write(self.name, body, if_match=current.etag)
-        return Watermark(position=position, recent=recent, etag=etag)
+        return Watermark(position=position, recent=recent, etag=etag, legacy=legacy)
 
 
 

@@ -3,7 +3,8 @@
 - Every table folder is a view of its own name over its partition files. Rows are deduplicated on `p_row_id`:
   a redelivered batch, or compaction stopped between writing its file and deleting the ones it replaced, leaves
   the same row version in two files, and a reader must see it once.
-- `security_alerts_latest`: the latest version of each alert, per (tenantId, id).
+- `security_alerts_latest`: the latest version of each alert, per (tenantId, serviceSource, id): two products can
+  report one id, and each is an alert of its own.
 - `security_alert_evidence`: one row per evidence item of every alert version, typed columns from
   `normalizers.evidence_columns`.
 
@@ -75,7 +76,7 @@ def latest_view_sql(columns: Collection[str]) -> str:
     """`security_alerts_latest` over the alert table's columns (a lake written before p_pull_time has none)."""
     return f"""CREATE VIEW {LATEST_VIEW} AS
 SELECT * FROM {ALERTS_TABLE}
-QUALIFY row_number() OVER (PARTITION BY tenantId, id, {_SAME_PARTITION}
+QUALIFY row_number() OVER (PARTITION BY tenantId, serviceSource, id, {_SAME_PARTITION}
                            ORDER BY {latest_version_first(columns)}) = 1"""
 
 

@@ -33,7 +33,7 @@ def audit(pipe, *args: str) -> tuple[int, dict]:
 
 def latest_row_ids(pipe) -> dict[str, str]:
     """alert id -> p_row_id of the version Graph shows now."""
-    return {alert_id: row_id(pipe.tenant.tenant_id, alert_id, last_update)
+    return {alert_id: row_id(pipe.tenant.tenant_id, alert_id, last_update, pipe.tenant.service_source(alert_id))
             for alert_id, last_update in pipe.current_pairs()}
 
 
@@ -123,7 +123,7 @@ def test_reconcile_alerts_repairs_alerts_later_than_the_overlap_and_reports_them
     pipe.settle()
     assert run(pipe, "pull", "--once").exit_code == 0
     overlap = float(pipe.env["PULL_OVERLAP_SECONDS"])
-    late = {row_id(pipe.tenant.tenant_id, v.alert_id, v.last_update) for v in made
+    late = {row_id(pipe.tenant.tenant_id, v.alert_id, v.last_update, v.service_source) for v in made
             if _seconds(first_mark, v.last_update) > overlap}
     assert 0 < len(late) < len(made)
     landed = {r for rows in lake_files(pipe).values() for _, r in rows}

@@ -51,7 +51,8 @@ def test_after_a_run_on_a_clock_ahead_the_next_runs_read_on_and_status_fails_onc
     pipe.settle()
     repair = pull(pipe)
     landed = set(pipe.lake_row_ids())
-    assert {row_id(pipe.tenant.tenant_id, v.alert_id, v.last_update_text) for v in made} <= landed
+    assert {row_id(pipe.tenant.tenant_id, v.alert_id, v.last_update_text, pipe.tenant.service_source(v.alert_id))
+            for v in made} <= landed
     assert sorted(landed) == sorted(pipe.expected_row_ids())
     assert datetime.fromisoformat(repair.watermark_after) <= datetime.now(UTC)
     record = health.load(open_store(pipe.env["STATE_URL"]), "pull", repair.source_id)

@@ -43,7 +43,7 @@ def event_row_ids(pipe, sink: RecordingSink) -> Counter:
         doc = orjson.loads(b"".join(event.body))
         if CLAIM_CHECK_KEY in doc:
             doc = orjson.loads(open_store(pipe.env["STATE_URL"]).read(doc[CLAIM_CHECK_KEY]).data)
-        ids[row_id(doc["tenantId"], doc["id"], doc["lastUpdateDateTime"])] += 1
+        ids[row_id(doc["tenantId"], doc["id"], doc["lastUpdateDateTime"], doc.get("serviceSource"))] += 1
     return ids
 
 
@@ -236,10 +236,10 @@ def test_with_the_default_window_a_version_shown_half_an_hour_late_lands_with_th
     [first] = run_pull(pipe)
     half_an_hour_late = Lateness(typical_seconds=1800.0, tail_share=1.0, tail_max_seconds=1801.0)
     made = pipe.tenant.mutate(new_alerts=3, updates=3, lateness=half_an_hour_late)
-    late = {(v.alert_id, v.last_update) for v in pipe.tenant.versions()[-len(made):]}
+    late = {(v.alert_id, v.last_update, v.service_source) for v in pipe.tenant.versions()[-len(made):]}
     mark = datetime.fromisoformat(first.watermark_after)
-    assert all(datetime.fromisoformat(t.replace("Z", "+00:00")) < mark - timedelta(minutes=20) for _, t in late)
+    assert all(datetime.fromisoformat(t.replace("Z", "+00:00")) < mark - timedelta(minutes=20) for _, t, _ in late)
     pipe.settle()
     run_pull(pipe)
     landed = set(pipe.lake_row_ids())
-    assert {row_id(pipe.tenant.tenant_id, i, t) for i, t in late} <= landed
+    assert {row_id(pipe.tenant.tenant_id, i, t, s) for i, t, s in late} <= landed

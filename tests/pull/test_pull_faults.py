@@ -192,8 +192,9 @@ def test_a_malformed_timestamp_does_not_stall_the_source(make_pipeline):
     assert all(run.slices_done == run.slices_planned for run in runs)
     tenant_id = pipe.tenant.tenant_id
     expected = pipe.expected_row_ids()
-    served = {row_id(tenant_id, v.alert_id, pipe.sim.as_served(v.alert_id, v.last_update))
-              for v in pipe.tenant.versions() if row_id(tenant_id, v.alert_id, v.last_update) in expected}
+    served = {row_id(tenant_id, v.alert_id, pipe.sim.as_served(v.alert_id, v.last_update), v.service_source)
+              for v in pipe.tenant.versions()
+              if row_id(tenant_id, v.alert_id, v.last_update, v.service_source) in expected}
     assert len(served) == len(expected) and served != expected  # some versions really came without a zone
     missing = served - set(pipe.lake_row_ids())
     assert not missing, f"{len(missing)} of {len(served)} versions never reached the lake"
@@ -238,7 +239,7 @@ def test_the_overlap_catches_late_alerts_up_to_its_length_and_no_further(make_pi
     assert second.error is None
     reach = watermark - timedelta(seconds=int(pipe.env["PULL_OVERLAP_SECONDS"]))
     tenant_id = pipe.tenant.tenant_id
-    late = {row_id(tenant_id, v.alert_id, v.last_update_text) for v in made
+    late = {row_id(tenant_id, v.alert_id, v.last_update_text, pipe.tenant.service_source(v.alert_id)) for v in made
             if datetime.fromisoformat(v.last_update_text) < reach}
     missing = pipe.expected_row_ids() - set(pipe.lake_row_ids())
     # Exactly the versions older than the second window's start are lost to the pull: what the reconciliation

@@ -1,16 +1,13 @@
 """One id under two serviceSources (issue 18 item 5): both must land and the slice must be confirmed.
 
-Not fixed yet: the confirmed reader counts ids (two items with one id look like a repeat, so the slice is never
-shown complete and the watermark stalls), the slice sender and the watermark's overlap set dedup on (id,
-lastUpdateDateTime), and p_row_id = hash(tenantId, id, lastUpdateDateTime) is the same for both. Strict xfail, so
-the fix turns it into a plain test.
+Counting ids took the twin for a repeat, so the slice was never shown complete and the watermark stalled; the
+sender's and the overlap's dedup on (id, lastUpdateDateTime) and a p_row_id of (tenantId, id, lastUpdateDateTime)
+dropped the twin. An alert is (tenantId, serviceSource, id) in all three now.
 """
 
 from __future__ import annotations
 
 import asyncio
-
-import pytest
 
 from shared.core.storage import open_store
 from shared.land.local_sink import InProcessSink
@@ -18,7 +15,6 @@ from shared.pull.run import pull_all
 from shared.read.query import connect
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 item 5: the fix is not in yet")
 def test_one_id_under_two_service_sources_lands_twice_and_the_slice_is_confirmed(make_pipeline):
     pipe = make_pipeline(alerts=20)
     settings = pipe.settings()

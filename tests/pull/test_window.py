@@ -1,5 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from shared.core.settings import load_settings
 from shared.pull.window import Window, plan_window, slices
 
@@ -43,8 +45,27 @@ def test_watermark_keeps_recent_pairs_whatever_their_timestamp_looks_like(tmp_pa
 
     marks = WatermarkStore(open_store(str(tmp_path)), "source")
     position = datetime(2026, 11, 27, 12, tzinfo=UTC)
-    sent = {("zoned", "2026-11-27T11:59:59.1234567Z"), ("zoneless", "2026-11-27T11:59:58.12"),
-            ("old", "2026-11-27T11:00:00Z"), ("garbage", "27/11/2026 11:59")}
+    sent = {("zoned", "s", "2026-11-27T11:59:59.1234567Z"), ("zoneless", "s", "2026-11-27T11:59:58.12"),
+            ("old", "s", "2026-11-27T11:00:00Z"), ("garbage", "s", "27/11/2026 11:59")}
     mark = marks.advance(marks.load(), position, sent, timedelta(minutes=10))
-    assert mark.recent == {("zoned", "2026-11-27T11:59:59.1234567Z"), ("zoneless", "2026-11-27T11:59:58.12")}
+    assert mark.recent == {("zoned", "s", "2026-11-27T11:59:59.1234567Z"), ("zoneless", "s", "2026-11-27T11:59:58.12")}
     assert marks.load().recent == mark.recent
+
+
+def test_a_watermark_of_id_and_time_pairs_still_loads_and_its_pairs_match_any_service_source(tmp_path):
+    """Watermarks written before serviceSource was part of an alert's identity keep (id, lastUpdateDateTime)."""
+    from shared.core.storage import open_store
+    from shared.pull.watermark import WatermarkStore
+
+    store = open_store(str(tmp_path))
+    marks = WatermarkStore(store, "source")
+    store.write(marks.name, orjson.dumps({"position": "2026-11-27T12:00:00+00:00",
+                                          "recent": [["a", "2026-11-27T11:59:00Z"], ["b", "2026-11-27T11:00:00Z"]]}))
+    mark = marks.load()
+    assert mark.was_sent(("a", "microsoftDefenderForEndpoint", "2026-11-27T11:59:00Z"))
+    assert not mark.was_sent(("a", "microsoftDefenderForEndpoint", "2026-11-27T11:59:01Z"))
+    position = datetime(2026, 11, 27, 12, 1, tzinfo=UTC)
+    mark = marks.advance(mark, position, {("c", "s", "2026-11-27T12:00:30Z")}, timedelta(minutes=10))
+    reloaded = marks.load()
+    assert reloaded.legacy == {("a", "2026-11-27T11:59:00Z")}  # b has left the overlap
+    assert reloaded.recent == {("c", "s", "2026-11-27T12:00:30Z")}

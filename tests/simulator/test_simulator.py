@@ -497,7 +497,8 @@ def test_mutate_makes_late_versions_visible_now() -> None:
         else:
             previous = before[version.alert_id]
             assert previous.status != "resolved" and version.last_update > previous.last_update
-    assert tenant.versions()[-32:] == [(v.alert_id, v.last_update_text, later) for v in made]
+    assert tenant.versions()[-32:] == [(v.alert_id, v.last_update_text, later, tenant.service_source(v.alert_id))
+                                       for v in made]
     # Just before `later` the API still showed the old versions, although the new timestamps lie in that past.
     earlier = tenant.query(top=400, include_unknown_enum_members=True, now=later - timedelta(microseconds=1))
     assert not new_ids & {a["id"] for a in earlier.alerts} and earlier.total == 300

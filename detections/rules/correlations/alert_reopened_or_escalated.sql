@@ -7,7 +7,7 @@ WITH versions AS (
            lag(status) OVER previous AS previous_status, lag(severity) OVER previous AS previous_severity
     FROM security_alerts
     WHERE p_event_time >= $since - INTERVAL 30 DAY AND p_event_time < $until
-    WINDOW previous AS (PARTITION BY tenantId, id ORDER BY lastUpdateDateTime)
+    WINDOW previous AS (PARTITION BY tenantId, serviceSource, id ORDER BY lastUpdateDateTime)
 ),
 ranked AS (
     SELECT *,
