@@ -6,13 +6,15 @@ from __future__ import annotations
 import io
 import json
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from azure.functions.timer import TimerRequest
 from click.testing import CliRunner
 
 import function_app
-from normalizers.core import row_id
+from normalizers.core import legacy_row_id, row_id
 from normalizers.names import TABLE
 from shared.core import health
 from shared.cli import main
@@ -79,6 +81,45 @@ def test_audit_passes_fails_on_a_removed_file_naming_what_is_missing_and_repair_
     code, report = audit(pipe)
     assert code == 0 and report["missing"] == 0, report
     assert set(latest.values()) <= {r for rows in lake_files(pipe).values() for _, r in rows}
+
+
+def test_audit_tells_twins_apart_and_still_knows_the_row_ids_of_a_lake_written_before(make_pipeline):
+    """An alert is (id, serviceSource). A lake written before serviceSource was part of p_row_id holds one id's
+    twins under one old row id (the second deduplicated away): the first still counts as complete, the second
+    as missing, and a repair lands it."""
+    pipe = make_pipeline(alerts=40, days=1)
+    assert run(pipe, "pull", "--once").exit_code == 0
+    [first] = pipe.tenant.mutate(new_alerts=1)
+    pipe.tenant.add_twin(first.alert_id)
+    twin = pipe.tenant.versions()[-1]
+    pipe.settle()
+    assert run(pipe, "pull", "--once").exit_code == 0
+    code, report = audit(pipe)
+    assert (code, report["alerts"], report["missing"]) == (0, 42, 0), report
+
+    # The lake as the pull before this change left it: old row ids, and the twin never landed.
+    tenant = pipe.tenant.tenant_id
+    old = {row_id(tenant, v.alert_id, v.last_update, v.service_source):
+           legacy_row_id(tenant, v.alert_id, v.last_update) for v in pipe.tenant.versions()}
+    lake = open_store(pipe.env["LAKE_URL"])
+    for name in lake.list(f"{TABLE}/"):
+        table = pq.read_table(io.BytesIO(lake.read(name).data))
+        is_twin = pc.and_(pc.equal(table["id"], twin.alert_id), pc.equal(table["serviceSource"], twin.service_source))
+        table = table.filter(pc.invert(pc.fill_null(is_twin, False)))
+        column = table.schema.get_field_index("p_row_id")
+        table = table.set_column(column, "p_row_id", pa.array([old[r] for r in table["p_row_id"].to_pylist()]))
+        out = io.BytesIO()
+        pq.write_table(table, out)
+        lake.write(name, out.getvalue())
+
+    code, report = audit(pipe)
+    assert code == 1 and report["alerts"] == 42, report
+    assert [(f["alert_id"], f["service_source"], f["kind"]) for f in report["findings"]] == [
+        (twin.alert_id, twin.service_source, "missing")]
+    code, report = audit(pipe, "--repair")
+    assert code == 0 and report["repaired"] == 1, report
+    code, report = audit(pipe)
+    assert (code, report["missing"]) == (0, 0), report
 
 
 def test_audit_stops_at_the_watermark_and_counts_a_never_pulled_tenant_as_missing(make_pipeline):
