@@ -210,8 +210,10 @@ def graph_version(alert: object) -> GraphVersion | None:
     last_update = alert.get("lastUpdateDateTime") or alert.get("createdDateTime")
     created = parse_graph_time(alert.get("createdDateTime"))
     new, legacy = expected_row_ids(alert)
+    # The normalizer's spelling of serviceSource: it is compared with the lake's column.
+    source = _as_string(alert.get("serviceSource")) or ""
     return GraphVersion(key[0], str(last_update or ""), str(alert.get("serviceSource") or UNKNOWN_PROVIDER),
-                        new, created.date() if created else None, key[1], legacy)
+                        new, created.date() if created else None, source, legacy)
 
 
 def expected_row_ids(alert: dict) -> tuple[str, str]:
@@ -281,11 +283,11 @@ async def repair(reader: AlertsReader, fanout: Fanout, window: Window, wanted: d
         async for page in reader.pages(window.start, window.end):
             batch = []
             for alert in page.alerts:
-                key = alert_key(alert)
-                if key not in wanted or key in done:
+                version = graph_version(alert)
+                if version is None or version.key not in wanted or version.key in done:
                     continue
-                done.add(key)
-                if not set(expected_row_ids(alert)) & wanted[key]:
+                done.add(version.key)
+                if not version.held_in(wanted[version.key]):
                     batch.append(alert)
             fanout.send_page(batch, pulled_at)
             if sent is not None:
