@@ -72,8 +72,8 @@ SETTLING_PAGE_SIZE = "100"
 FORK = multiprocessing.get_context("fork")
 # Summed over the seeds in this process: each seed's own share of these depends on how its processes interleave.
 # Under xdist this module runs whole on one worker (ONE_WORKER_MODULES in tests/conftest.py).
-FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0, "clock_ahead_runs": 0, "watermark_repairs": 0,
-         "storage_outage": 0, "consumer_down": 0}
+FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0, "page_updates": 0, "clock_ahead_runs": 0,
+         "watermark_repairs": 0, "storage_outage": 0, "consumer_down": 0}
 SEEDS_RUN: set[int] = set()
 pytestmark = pytest.mark.fault_suite
 # A budget of 8 calls per 0.2 s and 429s with "Retry-After: 0", which sends the client to its own backoff: one
@@ -369,7 +369,8 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     # dies (kill at the third send or write or later), and one delivery of two files is three writes and deletes.
     assert codes[0] == codes[3] == -signal.SIGKILL, codes
     assert late_found >= ROUNDS - 1  # the first round has no watermark yet, so nothing is late in it
-    assert sim.counters.page_updates > 0
+    # Updates between page requests fire only when a chaos pull pages the burst; a pull on a clock ahead may leave
+    # the burst to the settling pull, where they are off, so they are counted over the seeds, not asked of each.
     assert consumer_down == 1
     own = {"consumer_down": consumer_down, "watermark_repairs": int(repairs),  # seeds where a watermark was put back
            "storage_outage": sum(orjson.loads(spool.read(name).data) for name in spool.list(FIRED_PREFIX))}
