@@ -71,3 +71,13 @@ def test_the_demo_runs_the_starter_pack_and_sends_to_no_destination_of_the_shell
     matches = read_table(LocalStore(in_tmp / ".demo" / "lake"), "rule_matches")
     assert matches.num_rows > 0  # the starter pack ran: its matches are in the demo's own lake
     assert "sends no alert anywhere" in result.output
+
+
+@pytest.mark.parametrize("target", ["missing", "a folder"])
+def test_a_symbolic_link_as_the_demo_lake_is_one_line(in_tmp, target):
+    if target == "a folder":
+        (in_tmp / "real").mkdir()
+    (in_tmp / "link").symlink_to(in_tmp / ("real" if target == "a folder" else "nowhere"))
+    result = CliRunner().invoke(main, ["demo", "--alerts", "10", "--lake", "link"])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "is a symbolic link" in result.output

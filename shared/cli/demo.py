@@ -107,6 +107,10 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
 
 def _start_empty(folder: Path) -> None:
     """Empty a folder the demo made; refuse one that holds anything it did not make."""
+    if folder.is_symlink():
+        # Emptying would follow the link into whatever it names, and a dangling one cannot be made a folder.
+        raise ConfigError(f"{folder} is a symbolic link: give the demo a folder of its own (default {DEMO_LAKE} and "
+                          f"{DEMO_STATE})")
     if (folder / MARKER).is_file():
         shutil.rmtree(folder)
     elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
