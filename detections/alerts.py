@@ -52,8 +52,13 @@ def record_matches(state: Store, matches: list[Match], now: datetime) -> list[Qu
     return queued
 
 
+def safe_name(text: str) -> str:
+    """A rule id or destination name as one blob-name segment."""
+    return _SAFE.sub("_", text).lstrip(".") or "rule"
+
+
 def alert_name(rule_id: str, dedup: str) -> str:
-    rule_part = _SAFE.sub("_", rule_id).lstrip(".") or "rule"
+    rule_part = safe_name(rule_id)
     return f"{PREFIX}{rule_part}/{hashlib.sha256(dedup.encode()).hexdigest()[:40]}.json"
 
 

@@ -26,17 +26,15 @@ class Lookups:
 
     def __init__(self, folders: Iterable[Path]) -> None:
         self.folders = tuple(folders)
-        self._files: dict[Path, list[dict[str, str]]] = {}
+        self._rows: dict[str, list[dict[str, str]]] = {}
         self._values: dict[tuple[str, str], frozenset[str]] = {}
 
     def csv(self, name: str) -> list[dict[str, str]]:
-        rows: list[dict[str, str]] = []
-        for folder in self.folders:
-            for path in sorted(folder.rglob(name)) if folder.is_dir() else []:
-                if path not in self._files:
-                    self._files[path] = _read(path)
-                rows += self._files[path]
-        return rows
+        # Rules ask on every row: the folders are searched once per table, not once per row.
+        if name not in self._rows:
+            self._rows[name] = [row for folder in self.folders if folder.is_dir()
+                                for path in sorted(folder.rglob(name)) for row in _read(path)]
+        return self._rows[name]
 
     def values(self, name: str, column: str) -> frozenset[str]:
         if (name, column) not in self._values:

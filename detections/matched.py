@@ -12,21 +12,19 @@ alert queued: a crash before that leaves the match unmarked, and the batch deliv
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 import orjson
 
-from detections.engine import Match
+from detections.alerts import safe_name
+from detections.engine import Match, _text
 from shared.core.storage import Store
 
 PREFIX = "detections/matched/"
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def marker_name(match: Match) -> str:
-    rule_part = _SAFE.sub("_", match.rule.rule_id).lstrip(".") or "rule"
-    return f"{PREFIX}{rule_part}/{match.match_id}.json"
+    return f"{PREFIX}{safe_name(match.rule.rule_id)}/{match.match_id}.json"
 
 
 def unmatched(state: Store, matches: list[Match]) -> list[Match]:
@@ -40,6 +38,3 @@ def mark(state: Store, matches: list[Match], now: datetime) -> None:
             "rule_id": m.rule.rule_id, "p_matched_row_id": _text(m.row.get("p_row_id")), "p_alert_id": m.alert_id,
             "matched": now.isoformat()}))
 
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
