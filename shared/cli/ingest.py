@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from shared.cli import wiring
-from shared.cli.render import count, print_rows, print_search
+from shared.cli.render import count, print_rows, print_search, replay_lines
 from shared.cli.times import parse_time, seconds_to_next
 from shared.core.errors import ConfigError
 
@@ -206,7 +206,7 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
 def replay(state: str | None, lake: str | None, list_only: bool, drop_names: tuple[str, ...]) -> None:
     """Normalize quarantined events again, once their cause is fixed; each event's document is removed once it
     landed. Says what stays in quarantine and why; exit 1 if anything stays."""
-    from shared.core.settings import load_settings
+    from shared.core.settings import RULES_SETTINGS, load_settings
     from shared.core.storage import open_store
     from shared.land.requeue import drop, quarantined
     from shared.land.requeue import replay as replay_quarantine
@@ -222,9 +222,9 @@ def replay(state: str | None, lake: str | None, list_only: bool, drop_names: tup
         for name, reason in quarantined(state_store):
             click.echo(f"{name}: {reason}")
         return
-    settings = load_settings()
+    settings = load_settings(only=RULES_SETTINGS)  # a bad setting of the pull's refuses no replay
     summary = replay_quarantine(open_store(wiring.state_url(state)), open_store(wiring.lake_url(lake)),
                                 detector=wiring.detector(settings))
-    for line in summary.lines():
+    for line in replay_lines(summary):
         click.echo(line)
     sys.exit(1 if summary.stayed_total else 0)

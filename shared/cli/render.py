@@ -98,13 +98,24 @@ def print_audit(report: Any, limit: int) -> None:
             click.echo(f"  {f.kind:8} {f.alert_id}  {f.last_update}  {f.provider}{'  late' if f.late else ''}")
         if report.missing > limit:
             click.echo(f"  ... and {report.missing - limit} more (--limit, or --format json)")
-    elif not report.error:
+    elif report.complete:
         click.echo(f"complete: the latest version of all {report.alerts} alerts is in the lake")
 
 
 def csv_row(row: tuple) -> list:
     """Lists and structs as JSON, which a spreadsheet or a script reads back; not Python's repr of them."""
     return [orjson.dumps(v, default=str).decode() if isinstance(v, list | dict | tuple) else v for v in row]
+
+
+def replay_lines(summary: Any) -> list[str]:
+    """`graphlake replay`'s summary (shared.land.requeue.ReplaySummary): what landed, what stays and why."""
+    stays = {1: "stays"}
+    out = [f"{count(summary.examined, 'quarantined event')} replayed: {summary.landed} landed "
+           f"({count(summary.rows, 'row')}) and left quarantine, {summary.stayed_total} "
+           f"{stays.get(summary.stayed_total, 'stay')}"]
+    for reason, number in summary.stayed.most_common():
+        out.append(f"  {number} {stays.get(number, 'stay')}: {reason} (first: {summary.first_stayed[reason]})")
+    return out
 
 
 def count(number: int, noun: str) -> str:

@@ -22,7 +22,7 @@ def _rules_folder(option: str | None) -> str | None:
         return option
     from shared.core.settings import load_settings
 
-    return load_settings().rules_dir or None
+    return load_settings(only=("RULES_DIR",)).rules_dir or None
 
 
 @rules.command("test")

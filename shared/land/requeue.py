@@ -41,13 +41,6 @@ class ReplaySummary:
     def stayed_total(self) -> int:
         return sum(self.stayed.values())
 
-    def lines(self) -> list[str]:
-        out = [f"{_count(self.examined, 'quarantined event')} replayed: {self.landed} landed "
-               f"({_count(self.rows, 'row')}) and left quarantine, {self.stayed_total} {_stay(self.stayed_total)}"]
-        for reason, count in self.stayed.most_common():
-            out.append(f"  {count} {_stay(count)}: {reason} (first: {self.first_stayed[reason]})")
-        return out
-
 
 def replay(state: Store, lake: Store, *, detector: Detector | None = None,
            batch_events: int = BATCH_EVENTS) -> ReplaySummary:
@@ -78,10 +71,10 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
         # Raises (storage down) before anything is removed: every document of the batch stays.
         result = normalize_events(events, lake=lake, state=state, detector=detector)
         summary.rows += result.rows
-        again = {name.rsplit("/", 1)[1].removesuffix(".json") for name in result.quarantined}
+        again = {name.rsplit("/", 1)[1].removesuffix(".json"): name for name in result.quarantined}
         for event, name, (first_error, first_at) in zip(events, origin, first_errors):
-            if _digest(event.body) in again:
-                new_name = next(n for n in result.quarantined if _digest(event.body) in n)
+            new_name = again.get(_digest(event.body))
+            if new_name:
                 if new_name != name:  # quarantined on another day than before: keep one document, the new one
                     state.delete(name)
                 doc = orjson.loads(state.read(new_name).data)
@@ -93,14 +86,6 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
                 state.delete(name)
                 summary.landed += 1
     return summary
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _stay(number: int) -> str:
-    return "stays" if number == 1 else "stay"
 
 
 def _event(doc: dict) -> InboundEvent:

@@ -207,3 +207,15 @@ def test_audit_confirms_a_window_of_more_than_a_page_while_alerts_change_between
     # The window was cut into parts that each fit one response, so no second page was ever asked for: the
     # simulator updates alerts before each one, and would have torn the read.
     assert report["graph"]["splits"] > 0 and pipe.sim.counters.page_updates == 0
+
+
+def test_an_audit_that_could_not_read_every_alert_never_prints_complete(capsys) -> None:
+    from shared.cli.render import print_audit
+    from shared.ops.audit import AuditReport
+
+    report = AuditReport("tenant", confirmed=False)
+    print_audit(report, limit=5)
+    out = capsys.readouterr().out
+    assert "not every alert of the window could be read" in out and "complete:" not in out
+    print_audit(AuditReport("tenant"), limit=5)
+    assert "complete:" in capsys.readouterr().out
