@@ -26,7 +26,7 @@ import orjson
 
 from normalizers.core import _as_string, legacy_row_id, row_id
 from normalizers.names import TABLE
-from shared.core.errors import GraphlakeError
+from shared.core.errors import GraphlakeError, one_line
 from shared.pull.confirmed import MAX_READS, AlertKey, ConfirmedReader, alert_key
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, hub_router
 from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
@@ -169,7 +169,7 @@ async def audit_source(source: Source, settings: Settings, state: Store, lake: S
         report.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one source failing must not stop the audit of the others
         log.exception("audit of source %s failed", source.id)
-        report.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        report.error = one_line(exc, with_type=True)
     return report
 
 

@@ -55,7 +55,7 @@ from shared.ops.compact_merge import (
     write_files,
 )
 from shared.core.errors import ConfigError, GraphlakeError, one_line
-from shared.core.layout import TABLE_NAME_RE, PartitionFile, parse_partition_file, partition_path
+from shared.core.layout import PartitionFile, check_table_name, parse_partition_file, partition_path
 from shared.core.storage import Store
 
 log = logging.getLogger("graphlake.compact")
@@ -77,7 +77,6 @@ _COMPACTED_RE = re.compile(rf"^{COMPACTED_PREFIX}(?P<digest>[0-9a-f]{{20}})-(?P<
 # Parquet options per table; tables of other producers get zstd with statistics on every column.
 _TABLE_OPTIONS = {ALERTS_TABLE: PARQUET_WRITE_OPTIONS}
 _DEFAULT_OPTIONS = {"compression": "zstd"}
-_SORT_KEYS = [("p_event_time", "ascending"), ("p_row_id", "ascending")]
 
 
 class CompactFailed(GraphlakeError):
@@ -174,8 +173,10 @@ def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: in
     if target_bytes <= 0:
         raise ConfigError(f"target size must be positive, not {target_bytes} bytes")
     for name in tables or ():
-        if not TABLE_NAME_RE.match(name):
-            raise ConfigError(f"invalid table name {name!r}: use letters, digits, '_' and '-'")
+        try:
+            check_table_name(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if next(iter(store.list(f"{name}/")), None) is None:
             raise ConfigError(f"table {name} has no files in the lake {store.url}")
     started = time.monotonic()

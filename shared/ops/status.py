@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.core import health
 from shared.core.storage import Store
+from shared.land.quarantine import PREFIX as QUARANTINE_PREFIX
 
 OK, LAGGING, FAILING = "OK", "LAGGING", "FAILING"
 # host.json's extensions.eventHubs.maxWaitTime: the longest a sent event waits for the trigger to take its batch.
@@ -25,7 +26,6 @@ TRIGGER_MAX_WAIT_SECONDS = 5
 # ends, after its last send by the rest of the run (the watermark, a slice that had nothing to send), and a batch
 # takes a while to normalize: a minute covers both, and still shows a stopped normalizer well before the next pull.
 NORMALIZER_LAG_WAITS = 12
-QUARANTINE_PREFIX = "quarantine/"
 _RANK = {OK: 0, LAGGING: 1, FAILING: 2}
 # The host running `graphlake status` may be a little behind the pull's; a watermark ahead of it by less than this
 # is shown as ahead, not judged. Further ahead, the run that wrote it had a clock ahead of Graph's.
@@ -180,6 +180,9 @@ def _reconcile(doc: dict[str, Any]) -> tuple[str, str]:
     if late:
         return LAGGING, (f"{late} versions showed up in Graph later than the pull's overlap (re-sent, and landed); "
                          "raise PULL_OVERLAP_SECONDS if this keeps happening")
+    if "window" in doc and not doc["window"]:
+        # The pull's watermark is older than the look-back: nothing was compared, which is no proof of anything.
+        return LAGGING, "nothing compared: the pull's watermark is older than RECONCILE_LOOKBACK_HOURS"
     if "landed" in doc:
         return OK, f"lake complete against Graph ({landed} re-sent versions landed)"
     return OK, f"lake complete against Graph ({repaired} repaired)"

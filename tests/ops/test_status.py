@@ -209,3 +209,10 @@ def test_the_normalizer_lag_allows_the_triggers_own_wait():
     hours, minutes, seconds = (int(part) for part in wait.split(":"))
     assert hours * 3600 + minutes * 60 + seconds == TRIGGER_MAX_WAIT_SECONDS
     assert NORMALIZER_LAG_WAITS >= 3
+
+
+def test_a_reconciliation_that_compared_nothing_is_not_ok():
+    # The pull's watermark older than the look-back leaves the audit an empty window: no proof the lake is complete.
+    records = record("reconcile", "s", result="ok", missing=0, repaired=0, late_found=0, landed=0, window="")
+    [finding] = assess(records, 0, NOW, 900)
+    assert finding.state == LAGGING and "nothing compared" in finding.reason
