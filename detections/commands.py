@@ -20,6 +20,10 @@ def load_reporting(rules_dir: str | None, say: Say) -> RuleSet:
     if rule_set.passed_over:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(rule_set.passed_over.items()))
         say(f"graphlake: files of other analysis types passed over ({kinds})", err=True)
+    if rule_set.other_log_types:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(rule_set.other_log_types.items()))
+        say(f"graphlake: {rule_set.other_log_type_rules} rules for log types graphlake does not hold passed over "
+            f"(by log type or Panther table: {kinds})", err=True)
     return rule_set
 
 
@@ -31,10 +35,13 @@ def test_command(rules_dir: str | None, say: Say) -> int:
     results = run_tests(rule_set)
     for result in results:
         say(result.line())
-    failed = sum(not r.passed for r in results)
+    failed = sum(not r.passed and not r.skipped for r in results)
+    skipped = sum(r.skipped for r in results)
     untested = [r.rule_id for r in rule_set.rules if not r.tests]
-    say(f"{len(results) - failed} passed, {failed} failed, {len(rule_set.refused)} rules refused, "
-        f"{len(rule_set.rules)} rules loaded" + (f"; without tests: {', '.join(sorted(untested))}" if untested else ""))
+    say(f"{sum(r.passed for r in results)} passed, {failed} failed, "
+        + (f"{skipped} unit test files not run (they import packages not installed), " if skipped else "")
+        + f"{len(rule_set.refused)} rules refused, {len(rule_set.rules)} rules loaded"
+        + (f"; without tests: {', '.join(sorted(untested))}" if untested else ""))
     return 1 if failed or rule_set.refused else 0
 
 

@@ -11,8 +11,10 @@ into the same alert instead of a new one.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -102,6 +104,39 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
 
 def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
     """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts): its Tests run this."""
+    with _test_lake(logs) as connection:
+        if now:
+            until = datetime.fromisoformat(now)
+        else:  # just after the latest alert of the test
+            until = connection.execute("SELECT max(p_event_time) FROM security_alerts").fetchone()[0] + \
+                timedelta(minutes=1)
+        rows = run_query(rule, connection, until - timedelta(minutes=rule.lookback_minutes), until)
+    evaluation = evaluate_rows(rule, rows)
+    if evaluation.failures:
+        raise ValueError(str(evaluation.failures[0]))
+    return evaluation.matches
+
+
+# One alert, so the lake has its tables and views for a query to be checked against.
+_CHECK_ALERT = {"id": "graphlake-query-check", "tenantId": "t", "title": "check", "severity": "low", "status": "new",
+                "createdDateTime": "2000-01-01T00:00:00Z", "lastUpdateDateTime": "2000-01-01T00:00:00Z"}
+
+
+def explain_error(sql: str) -> str | None:
+    """Why a scheduled query cannot run on the lake, or None: it is planned (EXPLAIN, not run) in the sandbox
+    scheduled rules run in, over a lake of one alert, so a table, column or function the lake lacks is caught."""
+    parameters = {name: datetime(2000, 1, 1) for name in set(_PARAMETER.findall(sql))}
+    with _test_lake([_CHECK_ALERT]) as connection:
+        try:
+            connection.run(f"EXPLAIN {sql}", parameters or None)
+        except GraphlakeError as exc:
+            return one_line(exc)
+    return None
+
+
+@contextlib.contextmanager
+def _test_lake(logs: list[dict]) -> Iterator[Any]:
+    """A sandboxed connection to a throwaway lake of `logs` (Graph alerts), landed by the normalizer."""
     from detections.testing import TEST_PARSE_TIME
     from shared.land.normalize import InboundEvent, normalize_events
     from shared.read.query import connect
@@ -114,17 +149,7 @@ def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
                                   state=LocalStore(f"{work}/state"), parse_time=TEST_PARSE_TIME)
         if result.quarantined or not result.rows:
             raise ValueError(f"{len(result.quarantined)} of the test's Logs are not alerts the normalizer takes")
-        connection = connect(lake.url)
-        if now:
-            until = datetime.fromisoformat(now)
-        else:  # just after the latest alert of the test
-            until = connection.execute("SELECT max(p_event_time) FROM security_alerts").fetchone()[0] + \
-                timedelta(minutes=1)
-        rows = run_query(rule, connection, until - timedelta(minutes=rule.lookback_minutes), until)
-    evaluation = evaluate_rows(rule, rows)
-    if evaluation.failures:
-        raise ValueError(str(evaluation.failures[0]))
-    return evaluation.matches
+        yield connect(lake.url)
 
 
 def _is_due(state: Store, rule: Rule, now: datetime) -> bool:

@@ -4,14 +4,18 @@ A real-time rule's test Log is a Graph alert: it goes through the normalizer fir
 row it would see in production (p_any_* lists, timestamps as datetimes, evidence parsed from the stored JSON). A
 test passes when rule() returns ExpectedResult and, when it matches, title/dedup/severity/alert_context run without
 raising. A scheduled rule's test gives `Logs`, the alerts of a small lake its query runs over; it passes when the
-rule matches at least one result row exactly when ExpectedResult is true.
+rule matches at least one result row exactly when ExpectedResult is true. A Panther scheduled rule's test
+(`ScheduledQueries`) gives `Log`, one result row, and its Python runs on that row, as Panther tests it.
 
-Rule-level unit tests, Python `unittest` files named `*_test.py` in a rules folder (as panther-analysis keeps
-`global_helpers_test.py`), run too, each test case a result.
+Rule-level unit tests, Python `unittest` files named `*_test.py` anywhere in a rules folder (as panther-analysis
+keeps `global_helpers/global_helpers_test.py`), run too, with the folder's global helpers importable, each test
+case a result; a file that cannot be imported is a failure, never passed over.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import sys
 import unittest
 from dataclasses import dataclass
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from detections.engine import match_row
 from detections.event import RuleEvent
-from detections.loader import RULE, Rule, RuleSet, RuleTest
+from detections.loader import RULE, Rule, RuleSet, RuleTest, helper_dirs, importable
 from shared.core.errors import one_line
 
 # Rows built for tests carry this parse time, so a test's result never depends on the clock.
@@ -33,9 +37,11 @@ class TestResult:
     name: str
     passed: bool
     detail: str  # what happened, one line
+    skipped: bool = False  # a unit test file importing a package that is not installed: not run, and said so
 
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'}  {self.rule_id}: {self.name}  ({self.detail})"
+        word = "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
+        return f"{word}  {self.rule_id}: {self.name}  ({self.detail})"
 
 
 def run_tests(rule_set: RuleSet) -> list[TestResult]:
@@ -49,27 +55,59 @@ def run_tests(rule_set: RuleSet) -> list[TestResult]:
 
 
 def run_unit_tests(folder: Path) -> list[TestResult]:
-    """The unittest cases of the folder's `*_test.py` files, imported with the folder on sys.path."""
-    if not folder.is_dir() or not any(folder.rglob("*_test.py")):
+    """The unittest cases of the folder's `*_test.py` files, in any subfolder, each imported with its own folder
+    and the global helpers importable (unittest's discovery would skip folders that are not packages)."""
+    if not folder.is_dir():
         return []
+    files = sorted(p for p in folder.rglob("*_test.py") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    results = []
+    for path in files:
+        results += _unit_test_file(folder, path)
+    return results
+
+
+def _unit_test_file(folder: Path, path: Path) -> list[TestResult]:
+    label = str(path.relative_to(folder))
+    name = f"graphlake_unit_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}_{path.stem}"
     collected = unittest.TestResult()
-    sys.path.insert(0, str(folder))
-    try:
-        suite = unittest.defaultTestLoader.discover(str(folder), pattern="*_test.py", top_level_dir=str(folder))
+    with importable([path.parent, *(d for d in helper_dirs(folder) if d != path.parent)]):
+        try:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and not _in_folder(folder, exc.name):
+                # A package of Panther's runtime (panther_core, boto3) that is not installed: not a helper of the
+                # folder misspelt. Not run, counted, never passed.
+                return [TestResult("unit", label, False, f"not run: it imports {exc.name}, which is not installed",
+                                   skipped=True)]
+            return [TestResult("unit", label, False, f"cannot import: {one_line(exc, with_type=True)}")]
+        except Exception as exc:  # noqa: BLE001 - a test file that cannot be imported fails, with the reason
+            return [TestResult("unit", label, False, f"cannot import: {one_line(exc, with_type=True)}")]
+        finally:
+            sys.modules.pop(name, None)
         cases = _cases(suite)  # before running: a suite lets go of its cases as it runs them
         suite.run(collected)
-    finally:
-        sys.path.remove(str(folder))
-        # Forget the folder's modules, so another folder's file of the same name is imported afresh.
-        for name, module in list(sys.modules.items()):
-            if str(getattr(module, "__file__", None) or "").startswith(str(folder.resolve())):
-                del sys.modules[name]
     failed = {case.id(): trace for case, trace in collected.failures + collected.errors}
-    results = [TestResult("unit", case_id, False, _last_line(trace)) for case_id, trace in failed.items()]
+    results = [TestResult("unit", f"{label}: {_short(case_id)}", False, _last_line(trace))
+               for case_id, trace in failed.items()]
     for case in cases:
-        if case.id() not in failed and not case.id().startswith("unittest.loader._FailedTest"):
-            results.append(TestResult("unit", case.id(), True, "passed"))
+        if case.id() not in failed:
+            results.append(TestResult("unit", f"{label}: {_short(case.id())}", True, "passed"))
     return results
+
+
+def _in_folder(folder: Path, module: str) -> bool:
+    top = module.split(".")[0]
+    return any(True for _ in folder.rglob(f"{top}.py")) or any(p.is_dir() for p in folder.rglob(top))
+
+
+def _short(case_id: str) -> str:
+    """A case id without the module's generated name: Class.test_name."""
+    return case_id.split(".", 1)[1] if case_id.startswith("graphlake_unit_") else case_id
 
 
 def _cases(suite: unittest.TestSuite) -> list[unittest.TestCase]:
@@ -102,5 +140,8 @@ def _realtime(rule: Rule, test: RuleTest) -> bool:
 
 def _scheduled(rule: Rule, test: RuleTest) -> bool:
     from detections.scheduled import test_matches
+
+    if isinstance(test.log, dict):  # Panther's: one result row, the rule's Python on it
+        return match_row(rule, RuleEvent(test.log), test.log) is not None
 
     return bool(test_matches(rule, test.log, test.now))
