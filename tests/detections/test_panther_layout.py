@@ -1,0 +1,207 @@
+"""A panther-analysis-shaped rules folder (tests/detections/fixtures/panther_tree, written for these tests in
+Panther's layout): global helpers, other log types passed over, packs, Panther's key schema, InlineFilters, simple
+detections, Panther scheduled rules, unit tests in subfolders, and the user's folder over the pack."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from detections.engine import match_row
+from detections.event import RuleEvent
+from detections.loader import PACK_DIR, load_rules
+from detections.match_conditions import compile_expressions
+from detections.testing import run_tests
+from shared.cli import main
+
+TREE = Path(__file__).parent / "fixtures" / "panther_tree"
+PASSTHROUGH = PACK_DIR / "microsoft_graph" / "microsoft_graph_passthrough.yml"
+
+
+def rules_test(*args: str):
+    return CliRunner().invoke(main, ["rules", "test", *args], catch_exceptions=False)
+
+
+def test_a_panther_shaped_tree_loads_with_exit_0_and_says_what_it_passed_over():
+    result = rules_test("--rules", str(TREE))
+    assert result.exit_code == 0, result.output
+    assert "0 failed, 0 rules refused" in result.output
+    # The helper-importing rule, the simple detection and the scheduled rule ran their own tests.
+    for line in ("PASS  Acme.Admin.InAlert: admin in a low alert, kept out by the inline filter",
+                 "PASS  Acme.PublicIp.HighAlert: public IP in a high identity alert",
+                 "PASS  Acme.Alert.ManyVersions: three versions",
+                 "PASS  unit: global_helpers/acme_helpers_test.py: AcmeHelpersTest.test_admin"):
+        assert line in result.output
+    assert "2 rules for log types graphlake does not hold passed over (by log type or Panther table: " \
+           "Okta.SystemLog 1, table okta_systemlog 1)" in result.output
+    assert "pack 1" in result.output and "policy 1" in result.output
+
+
+def test_a_simple_detection_runs_as_its_yaml_says():
+    rule = load_rules(TREE, with_pack=False).by_id("Acme.PublicIp.HighAlert")
+    row = {"id": "x", "tenantId": "t9", "title": "Pass-the-hash", "severity": "High",
+           "serviceSource": "microsoftDefenderForIdentity", "p_any_ip_addresses": ["1.1.1.1"],
+           "evidence": '[{"ipAddress": "1.1.1.1"}]'}
+    match = match_row(rule, RuleEvent(row), row)
+    assert match is not None
+    assert (match.title, match.dedup, match.severity, match.context) == (
+        "High alert [Pass-the-hash] from microsoftDefenderForIdentity", "microsoftDefenderForIdentity:t9",
+        "Critical", {"provider": "microsoftDefenderForIdentity", "first_ip": "1.1.1.1"})
+    other = dict(row, serviceSource="microsoftDefenderForEndpoint")
+    assert match_row(rule, RuleEvent(other), other).severity == "Medium"  # no DynamicSeverity held: the YAML's
+    assert match_row(rule, RuleEvent(dict(row, title="[test] x")), row) is None  # None: [...]
+
+
+def test_inline_filters_run_before_rule_and_a_missing_field_passes():
+    rule = load_rules(TREE, with_pack=False).by_id("Acme.Admin.InAlert")
+    base = {"title": "t", "status": "new", "serviceSource": "x",
+            "evidence": '[{"userAccount": {"userPrincipalName": "adm-jo@acme.example"}}]'}
+    assert rule.matches(RuleEvent(dict(base, severity="high")))
+    assert not rule.matches(RuleEvent(dict(base, severity="low")))
+    assert not rule.matches(RuleEvent(dict(base, severity="high", status="resolved")))
+    # Panther: a filter on a field the event lacks passes (no severity, no status: rule() decides).
+    assert rule.matches(RuleEvent({k: v for k, v in base.items() if k != "status"} | {"severity": "high"}))
+
+
+@pytest.mark.parametrize(("expressions", "event", "expected"), [
+    ([{"Key": "a", "Condition": "Equals", "Value": 5}], {"a": "5"}, True),
+    ([{"DeepKey": ["a", "b", 0], "Condition": "StartsWith", "Value": "x"}], {"a": {"b": ["xy"]}}, True),
+    ([{"KeyPath": "a[*].ip", "Condition": "IsIPAddressInCIDR", "Value": "10.0.0.0/8"}],
+     {"a": [{"ip": "8.8.8.8"}, {"ip": "10.2.3.4"}]}, True),
+    ([{"KeyPath": "a[*].ip", "Condition": "IsIPAddressNotInCIDR", "Value": "10.0.0.0/8"}],
+     {"a": [{"ip": "8.8.8.8"}, {"ip": "10.2.3.4"}]}, False),
+    ([{"KeyPath": "ip", "Condition": "IsIPAddressPrivate"}], {"ip": "192.168.1.1"}, True),
+    ([{"KeyPath": "ip", "Condition": "IsIPv6Address"}], {"ip": "192.168.1.1"}, False),
+    ([{"KeyPath": "n", "Condition": "IsGreaterThanOrEqual", "Value": 3}], {"n": 3}, True),
+    ([{"KeyPath": "missing", "Condition": "Equals", "Value": 1}], {}, False),
+    ([{"KeyPath": "missing", "Condition": "DoesNotEqual", "Value": 1}], {}, True),
+    ([{"KeyPath": "missing", "Condition": "IsNotIn", "Values": [1]}], {}, True),
+    ([{"KeyPath": "s", "Condition": "IsNullOrEmpty"}], {"s": []}, True),
+    ([{"KeyPath": "s", "Condition": "Exists"}], {"s": None}, False),
+    ([{"Condition": "IsGreaterThan", "Values": [{"KeyPath": "a"}, {"KeyPath": "b"}]}], {"a": 3, "b": 2}, True),
+    ([{"KeyPath": "l", "Condition": "AllElements", "Expressions": [{"KeyPath": "v", "Condition": "IsLessThan",
+                                                                     "Value": 5}]}], {"l": [{"v": 1}, {"v": 7}]},
+     False),
+    ([{"KeyPath": "l", "Condition": "OnlyOneElement", "Expressions": [{"KeyPath": "v", "Condition": "IsLessThan",
+                                                                        "Value": 5}]}], {"l": [{"v": 1}, {"v": 7}]},
+     True),
+    ([{"OnlyOne": [{"Condition": "AlwaysTrue"}, {"Condition": "AlwaysTrue"}]}], {}, False),
+    ([{"KeyPath": "c", "Condition": "IContains", "Value": "SPRAY"}], {"c": ["password spray"]}, False),
+    ([{"KeyPath": "c", "Condition": "IContains", "Value": "SPRAY"}], {"c": "Password Spray"}, True),
+])
+def test_match_conditions(expressions, event, expected):
+    assert compile_expressions(expressions, "Detection")(event) is expected
+
+
+@pytest.mark.parametrize(("addition", "expected"), [
+    ("Threshhold: 5\n", "unknown key 'Threshhold' (did you mean Threshold?)"),
+    ("BaseDetection: Other.Rule\n", "key BaseDetection: derived detections"),
+    ("OnlyUseBaseRiskScore: true\n", "key OnlyUseBaseRiskScore: graphlake has no risk scores"),
+    ("InlineFilters:\n  - KeyPath: severity\n    Condition: Resembles\n    Value: x\n",
+     "InlineFilters[0]: unknown Condition 'Resembles'"),
+    ("InlineFilters:\n  - KeyPath: evidence\n    Condition: AnyElement\n    Expressions: []\n",
+     "InlineFilters[0]: InlineFilters take no list comprehension"),
+    ("InlineFilters:\n  - Enrichment: {Table: ipinfo, Selector: ip, FieldPath: asn}\n    Condition: Equals\n"
+     "    Value: x\n", "InlineFilters[0]: Enrichment match expressions are not supported"),
+    ("Detection:\n  - Condition: AlwaysTrue\n", "give Filename (Python) or Detection (YAML), not both"),
+    ("Tests:\n  - Name: t\n    ExpectedResult: true\n    Logg: {}\n", "test 't': unknown key 'Logg'"),
+])
+def test_every_other_key_is_refused_naming_the_key_and_the_file(tmp_path, addition, expected):
+    (tmp_path / "r.py").write_text("def rule(event):\n    return True\n")
+    (tmp_path / "r.yml").write_text(textwrap.dedent("""\
+        AnalysisType: rule
+        Filename: r.py
+        RuleID: Custom.R
+        Enabled: true
+        LogTypes: [MicrosoftGraph.SecurityAlertV2]
+        Severity: Low
+        """) + addition)
+    result = rules_test("--rules", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"rule refused: {tmp_path / 'r.yml'}: {expected}" in result.output
+
+
+def test_create_alert_summary_attributes_and_output_ids_are_read():
+    rule = load_rules(TREE, with_pack=False).by_id("Acme.Admin.InAlert")
+    assert rule.summary_attributes == ["title", "serviceSource"] and rule.create_alert is True
+    assert rule.output_ids == []
+
+
+def test_two_rule_sets_in_one_process_each_import_their_own_helpers(tmp_path):
+    for name, admin in (("first", "adm-"), ("second", "root-")):
+        folder = tmp_path / name
+        shutil.copytree(TREE / "global_helpers", folder / "global_helpers")
+        shutil.copytree(TREE / "rules" / "graph_rules", folder / "rules")
+        helper = folder / "global_helpers" / "acme_helpers.py"
+        helper.write_text(helper.read_text().replace('"adm-"', f'"{admin}"'))
+    first, second = (load_rules(tmp_path / n, with_pack=False).by_id("Acme.Admin.InAlert") for n in ("first", "second"))
+    event = RuleEvent({"severity": "high", "status": "new", "serviceSource": "x",
+                       "evidence": '[{"userAccount": {"userPrincipalName": "root-jo@acme.example"}}]'})
+    assert not first.matches(event) and second.matches(event)
+    import sys
+    assert "acme_helpers" not in sys.modules  # nothing left behind for the next rule set to pick up
+
+
+def test_a_failing_unit_test_in_a_subfolder_is_run(tmp_path):
+    shutil.copytree(TREE / "global_helpers", tmp_path / "global_helpers")
+    test = tmp_path / "global_helpers" / "acme_helpers_test.py"
+    test.write_text(test.read_text().replace('assertFalse(acme_helpers.is_acme_admin("jo',
+                                             'assertTrue(acme_helpers.is_acme_admin("jo'))
+    result = rules_test("--rules", str(tmp_path))
+    assert result.exit_code == 1
+    assert "FAIL  unit: global_helpers/acme_helpers_test.py: AcmeHelpersTest.test_not_admin" in result.output
+
+
+def test_a_pack_rule_is_switched_off_by_a_copy_of_its_yaml(tmp_path):
+    (tmp_path / "off.yml").write_text(PASSTHROUGH.read_text().replace("Enabled: true", "Enabled: false"))
+    rule_set = load_rules(tmp_path)
+    assert rule_set.refused == []
+    rule = rule_set.by_id("Microsoft.Graph.Passthrough")
+    assert rule.enabled is False and rule.path == tmp_path / "off.yml"
+
+
+def test_a_users_rule_replaces_the_packs_tests_included_and_a_refused_one_takes_it_down(tmp_path):
+    shutil.copy(PASSTHROUGH.with_suffix(".py"), tmp_path / "mine.py")
+    yml = PASSTHROUGH.read_text().replace("Filename: microsoft_graph_passthrough.py", "Filename: mine.py")
+    (tmp_path / "mine.yml").write_text(yml.split("Tests:")[0] + textwrap.dedent("""\
+        Tests:
+          - Name: my only test
+            ExpectedResult: false
+            Log: {id: a, tenantId: t, title: x, severity: high, status: resolved,
+                  createdDateTime: "2026-06-02T09:00:00Z", lastUpdateDateTime: "2026-06-02T09:00:00Z"}
+        """))
+    names = [r.name for r in run_tests(load_rules(tmp_path)) if r.rule_id == "Microsoft.Graph.Passthrough"]
+    assert names == ["my only test"]
+
+    (tmp_path / "mine.yml").write_text(yml.replace("Severity: Medium", "Severity: Urgent"))
+    rule_set = load_rules(tmp_path)
+    assert rule_set.by_id("Microsoft.Graph.Passthrough") is None
+    assert [r.path for r in rule_set.refused] == [tmp_path / "mine.yml", PASSTHROUGH]
+    assert "not loaded either: Microsoft.Graph.Passthrough is replaced by" in rule_set.refused[1].reason
+
+
+def test_a_panther_scheduled_rule_whose_sql_cannot_run_on_the_lake_is_refused_with_the_reason(tmp_path):
+    shutil.copytree(TREE / "queries" / "graph_queries", tmp_path / "queries")
+    query = tmp_path / "queries" / "acme_reopened_query.yml"
+    query.write_text(query.read_text().replace("SELECT id,", "SELECT id, evidence:ipAddress::string AS ip,"))
+    rule_set = load_rules(tmp_path, with_pack=False)
+    [refusal] = rule_set.refused
+    assert refusal.path.name == "acme_many_versions.yml"
+    assert "query 'Query.Acme.ManyVersions' (acme_reopened_query.yml) cannot run on the lake" in refusal.reason
+
+
+def test_a_panther_scheduled_rule_runs_its_sql_on_the_lake():
+    from detections.scheduled import test_matches
+
+    rule = load_rules(TREE, with_pack=False).by_id("Acme.Alert.ManyVersions")
+    assert (rule.schedule_minutes, rule.lookback_minutes) == (60, 60) and "security_alerts" in rule.sql
+    versions = [{"id": "a1", "tenantId": "t", "title": "x", "severity": "low", "status": "new",
+                 "createdDateTime": "2026-06-02T09:00:00Z", "lastUpdateDateTime": f"2026-06-02T09:0{i}:00Z"}
+                for i in range(3)]
+    [match] = test_matches(rule, versions, None)
+    assert match.title == "Alert a1 changed 3 times"
+    assert test_matches(rule, versions[:2], None) == []
