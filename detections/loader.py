@@ -212,8 +212,9 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
                     if spec.get("AnalysisType") == SCHEDULED_QUERY}
     context = _Context(lookups, queries)
     by_id: dict[str, Rule] = {}
-    with importable(helper_dirs(*reversed(folders))):
-        for specs in found:
+    for folder, specs in zip(folders, found):
+        # Each folder's rules see its own global helpers only: the pack's never import a user's of the same name.
+        with importable(helper_dirs(folder)):
             _load_folder(specs, by_id, rule_set, context)
     rule_set.rules = list(by_id.values())
     return rule_set
@@ -248,6 +249,7 @@ def _load_folder(specs: list[tuple[Path, dict]], by_id: dict[str, Rule], rule_se
             if rule_id in seen and spec.get("AnalysisType") in (RULE, SCHEDULED_RULE):
                 raise RuleError(f"RuleID {rule_id} is also in {seen[rule_id]}")
             if rule_id in earlier and _switches_off(path, spec):
+                _check_keys(spec)
                 by_id[rule_id] = replace(earlier[rule_id], enabled=False, path=path)
                 seen[rule_id] = path
                 continue
@@ -349,6 +351,10 @@ def rule_from_spec(path: Path, spec: dict, context: _Context) -> Rule:
     if kind not in (RULE, SCHEDULED_RULE):
         raise RuleError(f"AnalysisType {kind!r} is not supported (rule or scheduled_rule)")
     _check_keys(spec)
+    wrong = "ScheduledQueries" if kind == RULE else "LogTypes"
+    if wrong in spec:
+        raise RuleError(f"{wrong} does not go with AnalysisType {kind} (a rule names LogTypes, a scheduled rule its "
+                        "ScheduledQueries or NAME.sql)")
     rule_id = _required_text(spec, "RuleID")
     log_types = _log_types(spec) if kind == RULE else []  # before any import: other log types' rules never run
     severity = _SEVERITY_BY_LOWER.get(str(spec.get("Severity", "")).lower())

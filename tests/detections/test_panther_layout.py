@@ -109,6 +109,7 @@ def test_match_conditions(expressions, event, expected):
      "    Value: x\n", "InlineFilters[0]: Enrichment match expressions are not supported"),
     ("Detection:\n  - Condition: AlwaysTrue\n", "give Filename (Python) or Detection (YAML), not both"),
     ("Tests:\n  - Name: t\n    ExpectedResult: true\n    Logg: {}\n", "test 't': unknown key 'Logg'"),
+    ("ScheduledQueries: [Query.X]\n", "ScheduledQueries does not go with AnalysisType rule"),
 ])
 def test_every_other_key_is_refused_naming_the_key_and_the_file(tmp_path, addition, expected):
     (tmp_path / "r.py").write_text("def rule(event):\n    return True\n")
