@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import yaml
@@ -245,9 +245,10 @@ def _load_folder(specs: list[tuple[Path, dict]], by_id: dict[str, Rule], rule_se
     seen: dict[str, Path] = {}
     for path, spec in specs:
         rule_id = spec.get("RuleID") if isinstance(spec.get("RuleID"), str) else None
+        if rule_id in seen and spec.get("AnalysisType") in (RULE, SCHEDULED_RULE):
+            rule_set.refused.append(Refusal(path, f"RuleID {rule_id} is also in {seen[rule_id]}"))
+            continue
         try:
-            if rule_id in seen and spec.get("AnalysisType") in (RULE, SCHEDULED_RULE):
-                raise RuleError(f"RuleID {rule_id} is also in {seen[rule_id]}")
             if rule_id in earlier and _switches_off(path, spec):
                 _check_keys(spec)
                 by_id[rule_id] = replace(earlier[rule_id], enabled=False, path=path)
@@ -387,7 +388,7 @@ def rule_from_spec(path: Path, spec: dict, context: _Context) -> Rule:
         if not filename and "rule" not in yaml_functions:
             raise RuleError("Filename is missing: a rule names its Python file (or gives a Detection)")
         rule.module = _load_module(path, str(filename), rule_id, context.lookups) if filename else \
-            simple_detection.module(spec, _SEVERITY_BY_LOWER)
+            SimpleNamespace(**yaml_functions)
         if not callable(getattr(rule.module, "rule", None)):
             raise RuleError(f"{filename} defines no rule(event) function")
     else:
@@ -400,7 +401,7 @@ def rule_from_spec(path: Path, spec: dict, context: _Context) -> Rule:
     for name, function in yaml_functions.items():
         if name != "rule" and not callable(getattr(rule.module, name, None)):
             if rule.module is None:
-                rule.module = simple_detection.module({}, _SEVERITY_BY_LOWER)
+                rule.module = SimpleNamespace()
             setattr(rule.module, name, function)
     rule.tests = _tests(spec, kind, bool(spec.get("ScheduledQueries")))
     return rule
@@ -424,8 +425,7 @@ def _did_you_mean(key: str, known: frozenset[str]) -> str:
 
 def _empty_filter(raw: Any) -> bool:
     """`[]` or `[{All: []}]`: Panther's way of writing no filter, found on scheduled rules too."""
-    return raw == [] or (isinstance(raw, list) and all(isinstance(i, dict) and i in ({"All": []}, {"Any": []})
-                                                        for i in raw))
+    return isinstance(raw, list) and all(item == {"All": []} for item in raw)
 
 
 def _scheduled(rule: Rule, spec: dict, context: _Context) -> None:

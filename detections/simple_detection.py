@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from types import SimpleNamespace
 from typing import Any
 
 from detections import match_conditions
@@ -34,11 +33,6 @@ def functions(spec: Mapping[str, Any], severities: Mapping[str, str]) -> dict[st
     if "DynamicSeverities" in spec:
         found["severity"] = _severities(spec["DynamicSeverities"], severities)
     return found
-
-
-def module(spec: Mapping[str, Any], severities: Mapping[str, str]) -> SimpleNamespace:
-    """A simple detection as the module a Python rule would be."""
-    return SimpleNamespace(**functions(spec, severities))
 
 
 def _title(template: Any) -> Callable[[Any], str]:

@@ -206,3 +206,14 @@ def test_a_panther_scheduled_rule_runs_its_sql_on_the_lake():
     [match] = test_matches(rule, versions, None)
     assert match.title == "Alert a1 changed 3 times"
     assert test_matches(rule, versions[:2], None) == []
+
+
+def test_a_second_file_with_the_same_rule_id_is_refused_and_the_first_keeps_its_place(tmp_path):
+    for stem in ("a", "b"):
+        shutil.copy(PASSTHROUGH.with_suffix(".py"), tmp_path / f"{stem}.py")
+        (tmp_path / f"{stem}.yml").write_text(PASSTHROUGH.read_text().replace(
+            "Filename: microsoft_graph_passthrough.py", f"Filename: {stem}.py"))
+    rule_set = load_rules(tmp_path)
+    assert rule_set.by_id("Microsoft.Graph.Passthrough").path == tmp_path / "a.yml"
+    [refusal] = rule_set.refused
+    assert str(refusal) == f"{tmp_path / 'b.yml'}: RuleID Microsoft.Graph.Passthrough is also in {tmp_path / 'a.yml'}"
