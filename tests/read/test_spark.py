@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -149,8 +151,8 @@ SEARCHES = {
 }
 
 
-@pytest.mark.parametrize("all_versions", [False, True], ids=["latest", "all_versions"])
-@pytest.mark.parametrize("kind", list(SEARCHES))
+@pytest.mark.parametrize(("kind", "all_versions"), [(kind, False) for kind in SEARCHES] +
+                         [("ip", True), ("file_name", True)])
 def test_a_search_gives_duckdbs_hits(spark, lake, kind, all_versions):
     from shared.read.spark import search as spark_search
 
@@ -194,3 +196,12 @@ def test_the_lake_path_must_hold_the_lake(spark, tmp_path):
 
     with pytest.raises(ConfigError, match="does not exist"):
         register_views(spark, str(Path(tmp_path) / "nowhere"))
+
+
+def test_a_spark_cluster_needs_neither_duckdb_nor_pyarrow():
+    """What a cluster installs: the graphlake wheel and sqlglot; pyspark is its own."""
+    code = ("import sys, shared.read.spark; print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'duckdb', 'pyarrow', 'fsspec', 'adlfs', 'azure', 'pyspark', 'sqlglot', 'pydantic_settings'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "[]"
