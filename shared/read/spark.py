@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shared.core.errors import ConfigError
-from shared.core.layout import TABLE_NAME_RE
+from shared.core.layout import TABLE_NAME_RE, parse_partition_file
 from shared.read import views
 from shared.read.search import (
     KINDS,
@@ -213,43 +213,69 @@ def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = N
     options of the command as keywords (ip, domain, user, email, hash, url, actor, file_name, command_line,
     message_id, cloud_app, app_id, resource_id, any). Default range: the 30 days before `until` (default now).
 
-    The result is graphlake search's: per table its hit count, at most `limit` rows (search.HIT_COLUMNS, newest
-    first; an alert's latest matching version unless `all_versions`) and `pivot_sql`, Spark SQL over the views
-    `register_views` makes (which this calls). Not computed here: the lake's and the read days
-    (`lake_days`, `days_read`), which DuckDB takes from its file listing."""
+    The result is graphlake search's, field for field: per table its hit count, at most `limit` rows
+    (search.HIT_COLUMNS, newest first; an alert's latest matching version unless `all_versions`) and `pivot_sql`, here
+    Spark SQL over the views `register_views` makes (which this calls, so the pivots run as they are). As in DuckDB,
+    only the files of the range's days are read, and a table takes part with the columns those files have."""
     unknown = sorted(set(values) - set(KINDS) - set(PIVOTS))
     if unknown:
         raise ConfigError(f"unknown search kind {', '.join(unknown)}: use {', '.join([*KINDS, *PIVOTS])}")
-    options = {kind: [given] if isinstance(given, str) else list(given) for kind, given in values.items()}
-    terms = terms_for({kind: given for kind, given in options.items() if given})
+    terms = terms_for({kind: [given] if isinstance(given, str) else list(given) for kind, given in values.items()
+                       if given})
     until = until or dt.datetime.now(_UTC)
     since, until = utc_range(since or until - dt.timedelta(days=30), until)
     root = _root(lake_path)
-    register_views(spark, root, tables)
     names = sorted(tables) if tables is not None else lake_tables(spark, root)
-    result = SearchResult(terms, since, until)
+    register_views(spark, root, names)
+    files = {table: _partition_files(spark.table(_FILES_VIEW.format(table)).inputFiles(), table) for table in names}
+    days = [day for found in files.values() for day, _ in found]
+    if not days:
+        raise ConfigError(f"the lake at {root} holds no tables (<table>/year=/month=/day=/*.parquet)")
+    result = SearchResult(terms, since, until, lake_days=(min(days), max(days)))
+    days_read: list[dt.date] = []
     for table in names:
-        columns = set(spark.table(_FILES_VIEW.format(table)).columns)
+        in_range = _files_to_read(files[table], since, until)
+        if not in_range:
+            continue
         result.in_range.append(table)
+        source = _RANGE_VIEW.format(table)
+        range_files = (spark.read.option("mergeSchema", "true").option("basePath", f"{root}/{table}")
+                       .parquet(*[path for _, path in in_range]))
+        range_files.createOrReplaceTempView(source)
+        columns = set(range_files.columns)
         present = table_terms(result, table, columns)
         if present is None:
             continue
+        days_read += [day for day, _ in in_range]
         latest = not all_versions and holds_versions(columns)
-        sql = hits_sql(table, _table_source(table, since, until), columns, present, since, until, limit, latest)
+        sql = hits_sql(table, views.quote_identifier(source), columns, present, since, until, limit, latest)
         rows = [tuple(_aware(value) for value in row) for row in spark.sql(spark_sql(sql)).collect()]
         add_hits(result, table, columns, present, latest, rows)
         if result.tables and result.tables[-1].table == table:
             result.tables[-1].pivot_sql = spark_sql(result.tables[-1].pivot_sql)
+    result.days_read = (min(days_read), max(days_read)) if days_read else None
     return result
 
 
-def _table_source(table: str, since: dt.datetime, until: dt.datetime) -> str:
-    """What a search reads of a table (DuckDB SQL, translated with the rest): the day partitions of the range, which
-    Spark prunes by their folders. The indicator index written at compaction (issue 21, part 1) is to narrow this to
-    the files that hold a hit, once it is in the lake; until then every file of the range's days is read."""
-    first, last = views.quote_literal(since.date().isoformat()), views.quote_literal(until.date().isoformat())
-    return (f"(SELECT * FROM {views.quote_identifier(_FILES_VIEW.format(table))}\n"
-            f" WHERE make_date(year, month, day) BETWEEN DATE {first} AND DATE {last})")
+_RANGE_VIEW = "graphlake_search__{}"  # the files of a table that a search reads
+
+
+def _partition_files(paths: Iterable[str], table: str) -> list[tuple[dt.date, str]]:
+    """(day, path) of each of a table's files as Spark names them (file:/..., abfss://...), by the layout's rule."""
+    found = []
+    for path in paths:
+        at = path.rfind(f"/{table}/year=")
+        partition = parse_partition_file(path[at + 1:]) if at >= 0 else None
+        if partition is not None and partition.table == table:
+            found.append((partition.day, path))
+    return sorted(found)
+
+
+def _files_to_read(files: list[tuple[dt.date, str]], since: dt.datetime,
+                   until: dt.datetime) -> list[tuple[dt.date, str]]:
+    """The files a search reads: those of the range's days, as DuckDB's search reads. The indicator index written at
+    compaction (issue 21, part 1) is to narrow them here to the files that hold a hit, once it is in the lake."""
+    return [(day, path) for day, path in files if since.date() <= day <= until.date()]
 
 
 def _aware(value: Any) -> Any:

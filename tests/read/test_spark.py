@@ -107,8 +107,7 @@ def lake(tmp_path_factory) -> dict:
         "file_name": one("SELECT upper(file_name) FROM security_alert_evidence WHERE file_name IS NOT NULL "
                          "ORDER BY 1 LIMIT 1"),
     }
-    return {"path": str(lake_dir), "values": values, "since": now - dt.timedelta(days=30), "until": now
-            + dt.timedelta(days=1)}
+    return {"path": str(lake_dir), "values": values, "until": now + dt.timedelta(days=1)}
 
 
 def _rows(rows) -> list[tuple]:
@@ -154,23 +153,27 @@ SEARCHES = {
 }
 
 
-@pytest.mark.parametrize(("kind", "all_versions"), [(kind, False) for kind in SEARCHES] +
-                         [("ip", True), ("file_name", True)])
-def test_a_search_gives_duckdbs_hits(spark, lake, kind, all_versions):
+@pytest.mark.parametrize(("kind", "all_versions", "days"), [(kind, False, 30) for kind in SEARCHES] +
+                         [("ip", True, 30), ("file_name", True, 30), ("any", False, 2)])
+def test_a_search_gives_duckdbs_hits(spark, lake, kind, all_versions, days):
     from shared.read.spark import search as spark_search
 
     options = SEARCHES[kind](lake["values"])
-    duck = duckdb_search(connect(lake["path"], with_views=False), terms_for(options), lake["since"], lake["until"],
+    since = lake["until"] - dt.timedelta(days=days)  # 2 days: the lake's older days are not read
+    duck = duckdb_search(connect(lake["path"], with_views=False), terms_for(options), since, lake["until"],
                          limit=1000, all_versions=all_versions)
-    ours = spark_search(spark, lake["path"], since=lake["since"], until=lake["until"], limit=1000,
+    ours = spark_search(spark, lake["path"], since=since, until=lake["until"], limit=1000,
                         all_versions=all_versions, **options)
     assert duck.tables, f"{options} finds nothing in the demo lake: the comparison would prove nothing"
-    assert ours.searched == duck.searched and ours.without_evidence == duck.without_evidence
+    assert (ours.searched, ours.in_range, ours.without_evidence, ours.lake_days, ours.days_read) == \
+        (duck.searched, duck.in_range, duck.without_evidence, duck.lake_days, duck.days_read)
     assert [(t.table, t.count) for t in ours.tables] == [(t.table, t.count) for t in duck.tables]
     for mine, theirs in zip(ours.tables, duck.tables):
         assert _rows(mine.rows) == _rows(theirs.rows), mine.table
         # The pivot SQL, run on Spark over the registered views, returns the hits' rows.
         assert spark.sql(mine.pivot_sql).count() == mine.count, mine.pivot_sql
+    if days == 2:
+        assert duck.days_read[0] > duck.lake_days[0], "the short range should leave days of the lake unread"
     if kind in ("ip", "any"):
         assert LOGS in [t.table for t in ours.tables]
 
