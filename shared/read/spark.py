@@ -67,7 +67,7 @@ def _without_qualify(tree: exp.Expression) -> exp.Expression:
     """QUALIFY came to Apache Spark in 4.2 (Databricks has it, Synapse's and Fabric's Spark do not), and sqlglot's
     rewrite of it keeps its rank column in `SELECT *`. graphlake's QUALIFY is always over `SELECT *`, so the rows go
     through a struct: SELECT row.* FROM (SELECT struct(*) AS row, <windows> FROM ... WHERE ...) WHERE <condition>,
-    which works on any Spark 3.x or 4.x and whatever the table's columns."""
+    which needs no QUALIFY and no knowledge of the table's columns."""
     from sqlglot import exp
 
     for select in reversed(list(tree.find_all(exp.Select))):  # the innermost first
@@ -172,8 +172,15 @@ def lake_tables(spark: SparkSession, lake_path: str) -> list[str]:
 
 def _table_files(spark: SparkSession, root: str, table: str) -> DataFrame:
     """A table's rows as its files hold them, with year/month/day from the partition folders."""
-    return (spark.read.option("mergeSchema", "true").option("basePath", f"{root}/{table}")
-            .parquet(f"{root}/{table}/{_PARTITION_FILES}"))
+    from pyspark.errors import AnalysisException
+
+    try:
+        return (spark.read.option("mergeSchema", "true").option("basePath", f"{root}/{table}")
+                .parquet(f"{root}/{table}/{_PARTITION_FILES}"))
+    except AnalysisException as exc:
+        if getattr(exc, "getCondition", lambda: None)() == "PATH_NOT_FOUND" or "Path does not exist" in str(exc):
+            raise ConfigError(f"the lake at {root} has no table {table} ({table}/{_PARTITION_FILES})") from None
+        raise
 
 
 def register_views(spark: SparkSession, lake_path: str, tables: Iterable[str] | None = None) -> dict[str, str]:
@@ -188,9 +195,10 @@ def register_views(spark: SparkSession, lake_path: str, tables: Iterable[str] | 
         if not TABLE_NAME_RE.match(table):
             raise ConfigError(f"invalid table name {table!r}: use letters, digits, '_' and '-'")
         files = _table_files(spark, root, table)
-        files.createOrReplaceTempView(_FILES_VIEW.format(table))
+        files.createOrReplaceTempView(_spark_name(_FILES_VIEW.format(table)))
         columns[table] = set(files.columns)
-        definitions[table] = _create(spark, table, views.deduplicated(_FILES_VIEW.format(table), columns[table]))
+        definitions[table] = _create(spark, table, views.deduplicated(views.quote_identifier(_FILES_VIEW.format(table)),
+                                                                      columns[table]))
     if views.ALERTS_TABLE in columns:
         for statement in (views.latest_view_sql(columns[views.ALERTS_TABLE]), views.EVIDENCE_VIEW_SQL):
             name, _, select = statement.removeprefix("CREATE VIEW ").partition(" AS\n")
@@ -200,8 +208,13 @@ def register_views(spark: SparkSession, lake_path: str, tables: Iterable[str] | 
 
 def _create(spark: SparkSession, name: str, duckdb_select: str) -> str:
     sql = spark_sql(duckdb_select)
-    spark.sql(sql).createOrReplaceTempView(name)
+    spark.sql(sql).createOrReplaceTempView(_spark_name(name))
     return sql
+
+
+def _spark_name(name: str) -> str:
+    # A view name as Spark parses it: table names may hold '-'.
+    return "`" + name.replace("`", "``") + "`"
 
 
 # --- Indicator search -----------------------------------------------------------------------------------------------
@@ -227,7 +240,8 @@ def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = N
     root = _root(lake_path)
     names = sorted(tables) if tables is not None else lake_tables(spark, root)
     register_views(spark, root, names)
-    files = {table: _partition_files(spark.table(_FILES_VIEW.format(table)).inputFiles(), table) for table in names}
+    files = {table: _partition_files(spark.table(_spark_name(_FILES_VIEW.format(table))).inputFiles(), table)
+             for table in names}
     days = [day for found in files.values() for day, _ in found]
     if not days:
         raise ConfigError(f"the lake at {root} holds no tables (<table>/year=/month=/day=/*.parquet)")
@@ -241,7 +255,7 @@ def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = N
         source = _RANGE_VIEW.format(table)
         range_files = (spark.read.option("mergeSchema", "true").option("basePath", f"{root}/{table}")
                        .parquet(*[path for _, path in in_range]))
-        range_files.createOrReplaceTempView(source)
+        range_files.createOrReplaceTempView(_spark_name(source))
         columns = set(range_files.columns)
         present = table_terms(result, table, columns)
         if present is None:

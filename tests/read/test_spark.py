@@ -202,6 +202,8 @@ def test_the_lake_path_must_hold_the_lake(spark, tmp_path):
 
     with pytest.raises(ConfigError, match="does not exist"):
         register_views(spark, str(Path(tmp_path) / "nowhere"))
+    with pytest.raises(ConfigError, match="has no table nosuch"):
+        register_views(spark, str(tmp_path), tables=["nosuch"])
 
 
 def test_a_spark_cluster_needs_neither_duckdb_nor_pyarrow():
