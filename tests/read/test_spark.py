@@ -43,7 +43,7 @@ def _needs(what: str) -> None:
 @pytest.fixture(scope="module")
 def spark():
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        _needs("Java (openjdk-17-jre-headless)")
+        _needs("Java 17 or later (Debian's default-jre-headless)")
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -77,6 +77,7 @@ def lake(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("spark")
     lake_dir, state_dir = root / "lake", root / "state"
     pivot_ip = run_demo(str(lake_dir), str(state_dir), alerts=120, seed=21, show=lambda *_: None, say=lambda _: None)
+    assert pivot_ip, "the demo tenant has no pass-the-hash alert to take an IP from"
     store = LocalStore(lake_dir)
     compact(store, grace_days=0)
     # A redelivered batch: the same row versions in a second file of their partition.
