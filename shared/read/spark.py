@@ -184,9 +184,10 @@ def _table_files(spark: SparkSession, root: str, table: str) -> DataFrame:
 
 
 def register_views(spark: SparkSession, lake_path: str, tables: Iterable[str] | None = None) -> dict[str, str]:
-    """Every table of the lake as a temporary view of its own name, deduplicated on p_row_id, plus
-    security_alerts_latest and security_alert_evidence when the alerts table is there: the views `graphlake query`
-    has. Returns each view's Spark SQL by name. `tables`: the ones to register (default: every table listed)."""
+    """Every table of the lake as a temporary view of its own name, deduplicated on p_row_id, plus the views derived
+    from them (views.derived_views: security_alerts_latest and security_alert_evidence when the alerts table is
+    there): the views `graphlake query` has. Returns each view's Spark SQL by name. `tables`: the ones to register
+    (default: every table listed)."""
     root = _root(lake_path)
     names = sorted(tables) if tables is not None else lake_tables(spark, root)
     definitions: dict[str, str] = {}
@@ -199,10 +200,8 @@ def register_views(spark: SparkSession, lake_path: str, tables: Iterable[str] | 
         columns[table] = set(files.columns)
         definitions[table] = _create(spark, table, views.deduplicated(views.quote_identifier(_FILES_VIEW.format(table)),
                                                                       columns[table]))
-    if views.ALERTS_TABLE in columns:
-        for statement in (views.latest_view_sql(columns[views.ALERTS_TABLE]), views.EVIDENCE_VIEW_SQL):
-            name, _, select = statement.removeprefix("CREATE VIEW ").partition(" AS\n")
-            definitions[name] = _create(spark, name, select)
+    for name, select in views.derived_views(columns).items():
+        definitions[name] = _create(spark, name, select)
     return definitions
 
 
