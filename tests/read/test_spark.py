@@ -215,3 +215,13 @@ def test_a_spark_cluster_needs_neither_duckdb_nor_pyarrow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.stdout.strip() == "[]"
+
+
+def test_named_tables_are_the_ones_registered_and_searched(spark, lake):
+    """A Spark Connect session cannot list the lake: the tables named are read, and only they."""
+    from shared.read.spark import register_views
+    from shared.read.spark import search as spark_search
+
+    assert list(register_views(spark, lake["path"], tables=[LOGS])) == [LOGS]
+    found = spark_search(spark, lake["path"], tables=[LOGS], ip=lake["values"]["ip"], until=lake["until"])
+    assert found.searched == [LOGS] and [(t.table, t.count) for t in found.tables] == [(LOGS, 2)]
