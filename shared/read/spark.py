@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 _UTC = dt.timezone.utc
 _PARTITION_FILES = "year=*/month=*/day=*/*.parquet"
 _FILES_VIEW = "graphlake_files__{}"  # a table's rows as the files hold them (the table's view deduplicates them)
+_RANGE_VIEW = "graphlake_search__{}"  # the files of a table that a search reads
 _RANK = "_graphlake_rank{}"
 _ROW = "_graphlake_row"
 
@@ -269,8 +270,6 @@ def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = N
     result.days_read = (min(days_read), max(days_read)) if days_read else None
     return result
 
-
-_RANGE_VIEW = "graphlake_search__{}"  # the files of a table that a search reads
 
 
 def _partition_files(paths: Iterable[str], table: str) -> list[tuple[dt.date, str]]:

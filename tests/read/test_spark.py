@@ -45,6 +45,7 @@ def spark():
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         _needs("Java 17 or later (Debian's default-jre-headless)")
     try:
+        from pyspark import SparkContext
         from pyspark.sql import SparkSession
     except ImportError:
         _needs("pyspark (requirements-dev.txt)")
@@ -61,7 +62,14 @@ def spark():
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session
+    gateway = session.sparkContext._gateway
     session.stop()
+    # pyspark keeps its JVM until this process ends and never waits for it: end it (it stops when its stdin closes)
+    # and reap it with the module, so no JVM outlives the test.
+    gateway.shutdown()
+    gateway.proc.stdin.close()
+    gateway.proc.wait(timeout=60)
+    SparkContext._gateway = SparkContext._jvm = None
 
 
 def _signins(rows: list[dict], columns: list[str]) -> pa.Table:
