@@ -12,10 +12,10 @@ WORKERS ?= 2
 demo: $(VENV)/.installed
 	$(BIN)/graphlake demo
 
-test: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed shellcheck
+test: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed shellcheck java
 	$(BIN)/pytest -n $(WORKERS)
 
-test-fast: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed shellcheck
+test-fast: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed shellcheck java
 	$(BIN)/pytest -n $(WORKERS) -m "not kill and not fault_suite and not azurite"
 
 bench: $(VENV)/.installed
@@ -44,6 +44,13 @@ $(CHECKOV_VENV)/.installed: infra/requirements-checks.txt
 .PHONY: shellcheck
 shellcheck:
 	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }
+
+# Java for pyspark's local mode in tests/read/test_spark.py: Debian's default JRE (OpenJDK 17 on bookworm; pyspark 4
+# needs 17 or later). Slim images lack the man folder the JRE's postinst links into.
+.PHONY: java
+java:
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { mkdir -p /usr/share/man/man1 && \
+		apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null; }
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules lake state .demo

@@ -21,7 +21,8 @@ PIPELINE_DELAY_SECONDS = "0"
 
 
 # Modules whose tests share one process's state, so under xdist they run together, in order, on one worker.
-ONE_WORKER_MODULES = {"tests/test_fault_suite.py"}  # the faults summed over its seeds
+# The fault suite sums its faults over its seeds; the Spark test starts one JVM and builds one lake for the module.
+ONE_WORKER_MODULES = {"tests/test_fault_suite.py", "tests/read/test_spark.py"}
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)

@@ -147,9 +147,8 @@ def _create_views(connection: LakeConnection) -> None:
         source = views.read_parquet(connection.lake.table_glob(table))
         connection.columns[table] = connection.columns_of(source)
         connection.definitions.append(views.table_view(table, source, connection.columns[table]))
-    if views.ALERTS_TABLE in connection.files:
-        connection.definitions += [views.latest_view_sql(connection.columns[views.ALERTS_TABLE]),
-                                   views.EVIDENCE_VIEW_SQL]
+    connection.definitions += [views.derived_view(name, select)
+                               for name, select in views.derived_views(connection.columns).items()]
     for definition in connection.definitions:
         try:
             connection.con.execute(definition)

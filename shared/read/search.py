@@ -19,11 +19,14 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from normalizers import indicators
 from shared.read import views
 from shared.core.errors import ConfigError
-from shared.read.query import LakeConnection
+
+if TYPE_CHECKING:  # the Spark reader (shared.read.spark) builds the same SQL without DuckDB installed
+    from shared.read.query import LakeConnection
 
 _UTC = dt.timezone.utc
 
@@ -192,12 +195,7 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
            limit: int = 50, *, all_versions: bool = False) -> SearchResult:
     """Hits per table, newest first. A table of alert versions gives one row per alert (the latest version that
     matches) unless `all_versions`."""
-    if since.tzinfo is None or until.tzinfo is None:
-        raise ValueError("since and until must be aware datetimes")
-    # Partitions are UTC days: an offset like -05:00 must not shift which days are read.
-    since, until = since.astimezone(_UTC), until.astimezone(_UTC)
-    if since >= until:
-        raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    since, until = utc_range(since, until)
     if not connection.files:
         raise ConfigError(f"the lake at {connection.lake.url} holds no tables (<table>/year=/month=/day=/*.parquet)")
     days = [f.day for files in connection.files.values() for f in files]
@@ -210,21 +208,53 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
         result.in_range.append(table)
         source = views.read_parquet(connection.readable(in_range))
         columns = connection.columns_of(source)
-        present = Terms({column: values for column, values in terms.indicators.items() if column in columns},
-                        terms.evidence if _holds_evidence(table, columns) else {})
-        if terms.evidence and not present.evidence:
-            result.without_evidence.append(table)
-        if "p_event_time" not in columns or not (present.indicators or present.evidence):
+        present = table_terms(result, table, columns)
+        if present is None:
             continue
-        result.searched.append(table)
         days_read += [f.day for f in in_range]
-        latest = not all_versions and set(_VERSION_KEY) <= columns
-        count, rows = _table_hits(connection, table, source, columns, present, since, until, limit, latest)
-        if count:
-            result.tables.append(TableHits(table, count, rows, pivot_sql(table, present, since, until, columns,
-                                                                         latest)))
+        latest = not all_versions and holds_versions(columns)
+        sql = hits_sql(table, source, columns, present, since, until, limit, latest)
+        add_hits(result, table, columns, present, latest, connection.execute(sql).fetchall())
     result.days_read = (min(days_read), max(days_read)) if days_read else None
     return result
+
+
+def utc_range(since: dt.datetime, until: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The search's range in UTC; ConfigError if it is empty."""
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValueError("since and until must be aware datetimes")
+    # Partitions are UTC days: an offset like -05:00 must not shift which days are read.
+    since, until = since.astimezone(_UTC), until.astimezone(_UTC)
+    if since >= until:
+        raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    return since, until
+
+
+def table_terms(result: SearchResult, table: str, columns: set[str]) -> Terms | None:
+    """The terms of `result` that `table` can hold, given its columns; None (noted in `result`) when it holds none
+    of them and is not searched."""
+    terms = result.terms
+    present = Terms({column: values for column, values in terms.indicators.items() if column in columns},
+                    terms.evidence if _holds_evidence(table, columns) else {})
+    if terms.evidence and not present.evidence:
+        result.without_evidence.append(table)
+    if "p_event_time" not in columns or not (present.indicators or present.evidence):
+        return None
+    result.searched.append(table)
+    return present
+
+
+def holds_versions(columns: set[str]) -> bool:
+    """Whether a table with these columns holds versions of alerts, shown one row per alert by default."""
+    return set(_VERSION_KEY) <= columns
+
+
+def add_hits(result: SearchResult, table: str, columns: set[str], terms: Terms, latest: bool,
+             rows: list[tuple]) -> None:
+    """A table's rows of `hits_sql` (each ending with the count of all hits) into `result`."""
+    if rows:
+        result.tables.append(TableHits(table, rows[0][-1], [tuple(row[:-1]) for row in rows],
+                                       pivot_sql(table, terms, result.since, result.until, columns, latest)))
 
 
 def _holds_evidence(table: str, columns: set[str]) -> bool:
@@ -284,8 +314,10 @@ def pivot_sql(table: str, terms: Terms, since: dt.datetime, until: dt.datetime,
             f"  AND ({_match_condition(terms, in_evidence)}){qualify}\nORDER BY {_newest_first(columns)}")
 
 
-def _table_hits(connection: LakeConnection, table: str, source: str, columns: set[str], terms: Terms,
-                since: dt.datetime, until: dt.datetime, limit: int, latest: bool) -> tuple[int, list[tuple]]:
+def hits_sql(table: str, source: str, columns: set[str], terms: Terms, since: dt.datetime, until: dt.datetime,
+             limit: int, latest: bool) -> str:
+    """The SELECT of a table's hits (HIT_COLUMNS, then the count of all hits), newest first, at most `limit`, over
+    `source`, a FROM-able of the table's rows (its files in the range)."""
     shown = [f"{_first_present(columns, candidates, as_text=name not in _TYPED)} AS {name}"
              for name, candidates in _SHOWN.items()]
     log_type = "p_log_type" if "p_log_type" in columns else "NULL"
@@ -312,11 +344,9 @@ def _table_hits(connection: LakeConnection, table: str, source: str, columns: se
     hits = views.deduplicated(f"{scan}\nWHERE {_time_condition(since, until)} AND ({match})", columns)
     if latest:
         hits = f"SELECT * FROM ({hits})\n{_latest_version(columns)}"
-    sql = (f"{evidence_hits}SELECT {views.quote_literal(table)}, p_event_time, {log_type}, {', '.join(shown)},\n"
-           f"       array_to_string(list_sort(list_distinct({' || '.join(matched)})), ', '), count(*) OVER ()\n"
-           f"FROM ({hits})\nORDER BY {_newest_first(columns)}\nLIMIT {int(limit)}")
-    rows = connection.execute(sql).fetchall()
-    return (rows[0][-1] if rows else 0), [row[:-1] for row in rows]
+    return (f"{evidence_hits}SELECT {views.quote_literal(table)}, p_event_time, {log_type}, {', '.join(shown)},\n"
+            f"       array_to_string(list_sort(list_distinct({' || '.join(matched)})), ', '), count(*) OVER ()\n"
+            f"FROM ({hits})\nORDER BY {_newest_first(columns)}\nLIMIT {int(limit)}")
 
 
 def _newest_first(columns: set[str]) -> str:

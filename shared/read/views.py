@@ -1,4 +1,5 @@
 """The SQL of the lake's views, as DuckDB runs it: one job, text in, text out, so `--explain` can print it.
+Spark runs the same SQL, translated (shared.read.spark).
 
 - Every table folder is a view of its own name over its partition files. Rows are deduplicated on `p_row_id`:
   a redelivered batch, or compaction stopped between writing its file and deleting the ones it replaced, leaves
@@ -72,10 +73,10 @@ def latest_version_first(columns: Collection[str] | None = None) -> str:
     return ", ".join(keys)
 
 
-def latest_view_sql(columns: Collection[str]) -> str:
-    """`security_alerts_latest` over the alert table's columns (a lake written before p_pull_time has none)."""
-    return f"""CREATE VIEW {LATEST_VIEW} AS
-SELECT * FROM {ALERTS_TABLE}
+def latest_select(columns: Collection[str]) -> str:
+    """The SELECT of `security_alerts_latest` over the alert table's columns (a lake written before p_pull_time has
+    none)."""
+    return f"""SELECT * FROM {ALERTS_TABLE}
 QUALIFY row_number() OVER (PARTITION BY tenantId, serviceSource, id, {_SAME_PARTITION}
                            ORDER BY {latest_version_first(columns)}) = 1"""
 
@@ -118,4 +119,16 @@ SELECT tenantId, alert_id, p_row_id, lastUpdateDateTime, serviceSource, p_event_
 FROM typed"""
 
 
-EVIDENCE_VIEW_SQL = f"CREATE VIEW {EVIDENCE_VIEW} AS\n{evidence_items(ALERTS_TABLE)}"
+def derived_views(columns: dict[str, set[str]]) -> dict[str, str]:
+    """The views beyond each table's own, by name, for the tables the lake holds (`columns`: table -> its columns):
+    each view's SELECT over the table views. The one list every engine registers (shared.read.query for DuckDB,
+    shared.read.spark for Spark): a view added here comes to both."""
+    found: dict[str, str] = {}
+    if ALERTS_TABLE in columns:
+        found[LATEST_VIEW] = latest_select(columns[ALERTS_TABLE])
+        found[EVIDENCE_VIEW] = evidence_items(ALERTS_TABLE)
+    return found
+
+
+def derived_view(name: str, select: str) -> str:
+    return f"CREATE VIEW {name} AS\n{select}"
