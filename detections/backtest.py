@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from detections.dedup import alerts_made
-from detections.engine import Match, RuleFailure, evaluate
+from detections.engine import Match, RuleFailure, context_of, evaluate
 from detections.event import TableRows
 from detections.loader import RULE, SCHEDULED_RULE, RuleSet
 from shared.core.errors import GraphlakeError, one_line
@@ -65,7 +65,7 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
             raise GraphlakeError(f"cannot read security_alerts: {one_line(exc)}") from None
         for batch in reader:
             result.rows += batch.num_rows
-            evaluation = evaluate(realtime, TableRows(batch))
+            evaluation = evaluate(realtime, TableRows(batch), context_of(rule_set))
             result.failures += evaluation.failures
             for m in evaluation.matches:
                 matches[m.rule.rule_id].append(m)

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from detections import helpers
+from detections.data_models import load_data_models
 from shared.core.errors import one_line
 
 PACK_DIR = Path(__file__).resolve().parent / "rules"
@@ -61,6 +62,7 @@ class RuleTest:
     expected: bool
     log: Any  # a Graph alert (real-time rule) or a list of them (scheduled rule, under `Logs`)
     now: str | None = None  # scheduled rules: the end of the lookback window (default: the latest alert's time)
+    mocks: list[dict[str, Any]] = field(default_factory=list)  # Mocks: [{objectName, returnValue}]
 
 
 @dataclass
@@ -84,6 +86,9 @@ class Rule:
     sql: str = ""
     schedule_minutes: int = 0
     lookback_minutes: int = 0
+    create_alert: bool = True  # CreateAlert: false records matches and sends nothing
+    summary_attributes: list[str] = field(default_factory=list)
+    output_ids: list[str] = field(default_factory=list)  # names of ALERT_DESTINATIONS; [] is every destination
 
     def _call(self, name: str, event: Any) -> Any:
         function = getattr(self.module, name, None) if self.module is not None else None
@@ -135,6 +140,7 @@ class RuleSet:
     folders: list[Path]
     passed_over: dict[str, int] = field(default_factory=dict)  # analysis type -> files of it not loaded
     lookups: helpers.Lookups = field(default_factory=lambda: helpers.Lookups(()))
+    data_models: dict[str, Any] = field(default_factory=dict)  # log type -> detections.data_models.DataModel
 
     def enabled(self, kind: str) -> list[Rule]:
         return [r for r in self.rules if r.enabled and r.kind == kind]
@@ -165,7 +171,14 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
                 passed_over[str(exc)] = passed_over.get(str(exc), 0) + 1
                 continue
             by_id[rule.rule_id] = rule
-    return RuleSet(list(by_id.values()), refused, folders, passed_over, lookups)
+    data_models, broken = load_data_models(folders, LOG_TYPES)
+    refused += [Refusal(path, reason) for path, reason in broken]
+    # Data models for graphlake's log types are used (or refused), not passed over.
+    passed_over["datamodel"] = passed_over.get("datamodel", 0) - len({m.path for m in data_models.values()}) - \
+        len(broken)
+    if passed_over["datamodel"] <= 0:
+        del passed_over["datamodel"]
+    return RuleSet(list(by_id.values()), refused, folders, passed_over, lookups, data_models)
 
 
 def _folder(user_dir: str | Path) -> Path:
@@ -230,7 +243,15 @@ def load_rule(path: Path, lookups: helpers.Lookups | None = None) -> Rule:
         if filename:
             rule.module = _load_module(path, str(filename), rule_id, lookups)
     rule.tests = _tests(spec, kind)
+    _alert_keys(rule, spec)
     return rule
+
+
+def _alert_keys(rule: Rule, spec: dict) -> None:
+    """CreateAlert, SummaryAttributes, OutputIds: what the alert of a match carries and where it goes."""
+    rule.create_alert = _bool(spec, "CreateAlert", True)
+    rule.summary_attributes = _strings(spec, "SummaryAttributes")
+    rule.output_ids = _strings(spec, "OutputIds")
 
 
 def _required_text(spec: dict, key: str) -> str:
@@ -300,7 +321,10 @@ def _tests(spec: dict, kind: str) -> list[RuleTest]:
         if kind == RULE and not isinstance(log, dict):
             raise RuleError(f"test {item['Name']!r}: Log must be a mapping (one alert)")
         now = item.get("Now")
-        tests.append(RuleTest(item["Name"], expected, log, None if now is None else str(now)))
+        mocks = item.get("Mocks") or []
+        if not isinstance(mocks, list) or not all(isinstance(m, dict) for m in mocks):
+            raise RuleError(f"test {item['Name']!r}: Mocks must be a list of {{objectName, returnValue}}")
+        tests.append(RuleTest(item["Name"], expected, log, None if now is None else str(now), mocks))
     return tests
 
 

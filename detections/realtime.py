@@ -87,10 +87,10 @@ def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector
 
 def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: Store, state: Store,
                 now: datetime) -> DetectionResult:
-    from detections.engine import evaluate
+    from detections.engine import context_of, evaluate
     from detections.loader import RULE
 
-    evaluation = evaluate(detector.rules.enabled(RULE), rows)
+    evaluation = evaluate(detector.rules.enabled(RULE), rows, context_of(detector.rules))
     return settle(detector, evaluation, lake=lake, state=state, now=now, component_key="realtime")
 
 

@@ -55,12 +55,12 @@ def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
     result = Evaluation()
     for row in rows:
         result.rows += 1
-        try:
-            match = match_row(rule, RuleEvent(row), row)
-        except Exception as exc:  # noqa: BLE001 - the rule's Python failing on a row is reported, not fatal
-            result.failures.append(RuleFailure(rule.rule_id, _row_key(row), one_line(exc, with_type=True)))
-            continue
-        if match is not None:
+        # No data model: Panther gives none to scheduled rules, whose rows are a query's, not a log type's.
+        match, failure = match_row(rule, RuleEvent(row, data_model=None), row)
+        if failure is not None:
+            failure.alert_id = _row_key(row)
+            result.failures.append(failure)
+        elif match is not None:
             result.matches.append(match)
     return result
 

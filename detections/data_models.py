@@ -1,0 +1,117 @@
+"""Data models (`AnalysisType: datamodel`), the mappings `event.udm(name)` reads, as Panther defines them.
+
+A data model names its `LogTypes` and `Mappings`, each `{Name, Path}` (a JSONPath into the event, parsed with
+jsonpath-ng as Panther does) or `{Name, Method}` (a function of its `Filename`, called with the event). The starter
+pack's `detections/rules/data_models/` maps Graph alerts (source and destination IPs, the actor user, the host);
+a data model of the user's folder for the same log type replaces it, as a user's rule replaces the pack's.
+
+Data models for log types graphlake does not hold (a panther-analysis checkout has dozens) are passed over
+without being imported; a broken one for a log type graphlake holds is refused in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.core.errors import one_line
+
+ANALYSIS_TYPE = "datamodel"
+
+
+@dataclass
+class DataModel:
+    data_model_id: str
+    path: Path
+    log_types: list[str]
+    paths: dict[str, Any] = field(default_factory=dict)  # name -> parsed JSONPath
+    methods: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+
+def load_data_models(folders: Iterable[Path], log_types: Iterable[str]) -> tuple[dict[str, DataModel],
+                                                                                  list[tuple[Path, str]]]:
+    """The enabled data models of the folders for `log_types`, later folders' winning; and (path, reason) of
+    those refused."""
+    wanted = set(log_types)
+    by_log_type: dict[str, DataModel] = {}
+    refused: list[tuple[Path, str]] = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(folder).parts)):
+            spec = _spec(path)
+            if spec is None or spec.get("Enabled") is False:
+                continue
+            names = [t for t in spec.get("LogTypes") or [] if t in wanted]
+            if not names:
+                continue
+            try:
+                model = _model(path, spec)
+            except ValueError as exc:
+                refused.append((path, str(exc)))
+                continue
+            for log_type in names:
+                by_log_type[log_type] = model
+    return by_log_type, refused
+
+
+def _spec(path: Path) -> dict | None:
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None  # the rules' loader reports the file
+    return spec if isinstance(spec, dict) and spec.get("AnalysisType") == ANALYSIS_TYPE else None
+
+
+def _model(path: Path, spec: dict) -> DataModel:
+    from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+    from jsonpath_ng.ext import parse
+
+    model_id = spec.get("DataModelID")
+    if not isinstance(model_id, str) or not model_id:
+        raise ValueError("DataModelID is missing or not text")
+    mappings = spec.get("Mappings")
+    if not isinstance(mappings, list) or not mappings:
+        raise ValueError("Mappings must be a list of {Name, Path} or {Name, Method}")
+    module = _module(path, spec.get("Filename")) if spec.get("Filename") else None
+    model = DataModel(model_id, path, [str(t) for t in spec.get("LogTypes") or []])
+    for mapping in mappings:
+        if not isinstance(mapping, dict) or not isinstance(mapping.get("Name"), str):
+            raise ValueError(f"mapping {mapping!r} has no Name")
+        name = mapping["Name"]
+        if ("Path" in mapping) == ("Method" in mapping):
+            raise ValueError(f"mapping {name} needs exactly one of Path and Method")
+        if "Path" in mapping:
+            try:
+                model.paths[name] = parse(str(mapping["Path"]))
+            except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # noqa: BLE001 - its own errors
+                raise ValueError(f"mapping {name}: Path is not JSONPath: {one_line(exc)}") from None
+        else:
+            method = getattr(module, str(mapping["Method"]), None)
+            if not callable(method):
+                raise ValueError(f"mapping {name}: Method {mapping['Method']} is not a function of its Filename")
+            model.methods[name] = method
+    return model
+
+
+def _module(yml: Path, filename: Any) -> Any:
+    path = yml.parent / str(filename)
+    if path.suffix != ".py" or not path.is_file():
+        raise ValueError(f"Filename {filename} is not a .py file beside the YAML")
+    name = f"graphlake_datamodel_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{filename} cannot be loaded as Python")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the data model's own import error, in one line
+        raise ValueError(f"{filename} fails to import: {one_line(exc, with_type=True)}") from None
+    return module
