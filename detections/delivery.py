@@ -143,6 +143,9 @@ def _deliver_one(state: Store, name: str, destinations: list[Destination], now: 
     except PreconditionFailed:
         return False  # another instance claimed it first
     alert, delivered = doc["alert"], set(doc["delivered"])
+    # The destinations the alert was routed to when queued (destinations.route); None: every one.
+    routed = alert.get("routed_to")
+    destinations = [d for d in destinations if routed is None or d.name in routed]
     for destination in destinations:
         if destination.name in delivered or destination.name in failed or _out_of_time(deadline):
             continue

@@ -46,6 +46,7 @@ class Match:
     reference: str = ""
     destinations: list[str] | None = None  # destinations(): None for the rule's (OutputIds, else all); [] for none
     summary: dict[str, Any] = field(default_factory=dict)  # SummaryAttributes: attribute -> value in this row
+    alert_type: str = "RULE"  # or RULE_ERROR (detections/rule_errors.py)
 
 
 @dataclass

@@ -109,20 +109,32 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
     delivery budget (unless the caller drains the outbox itself, once for several settles); the run's health."""
     from detections.alerts import record_matches
     from detections.delivery import deliver_new, enqueue, record_unsendable
+    from detections.destinations import route
     from detections.matched import mark, unmatched
     from detections.matches import write_matches
+    from detections.rule_errors import error_matches, write_errors
 
     result = DetectionResult(rows=evaluation.rows, matches=len(evaluation.matches), failures=evaluation.failures)
     fresh = unmatched(state, evaluation.matches)
     result.already_matched = len(evaluation.matches) - len(fresh)
-    queued = record_matches(state, fresh, now)
-    result.files = write_matches(lake, fresh, now)
-    waiting = []
+    errors = unmatched(state, error_matches(evaluation.failures, detector.rules.rules))
+    # CreateAlert: false: the match is recorded (rule_matches) and no alert is made.
+    queued = record_matches(state, [m for m in fresh if m.rule.create_alert] + errors, now)
+    result.files = write_matches(lake, fresh, now) + write_errors(lake, errors, now)
+    waiting, problems = [], []
     if detector.sends:
-        waiting = [item.alert["alert_id"] for item in queued if enqueue(state, item.alert)]
-        result.alerts_queued = len(queued)
+        for item in queued:
+            routed, wrong = route(item.alert, list(detector.destinations))
+            problems += wrong
+            if routed == [] and detector.destinations_error is None:
+                continue  # destinations() gave [] (or OutputIds names none there is): no alert sent, as Panther
+            if enqueue(state, {**item.alert, "routed_to": routed}):
+                waiting.append(item.alert["alert_id"])
+            result.alerts_queued += 1
+    for problem in dict.fromkeys(problems):
+        log.error("graphlake.detections %s", problem)
     # Only now: a crash before this line leaves the matches unmarked, so the batch delivered again redoes them.
-    mark(state, fresh, now)
+    mark(state, fresh + errors, now)
     if detector.sends and deliver:
         if detector.destinations_error is not None:
             result.undelivered = record_unsendable(state, detector.destinations_error, now)
@@ -130,8 +142,8 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
             result.undelivered = deliver_new(state, list(detector.destinations), waiting, now,
                                              budget_seconds=detector.delivery_budget_seconds).undelivered
     health.record(state, "detections", component_key, {
-        "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,
+        "result": "rule_errors" if evaluation.failures or problems else "ok", "rows": evaluation.rows,
         "matches": len(evaluation.matches), "already_matched": result.already_matched,
         "rule_errors": len(evaluation.failures),
-        "errors": [str(f) for f in evaluation.failures[:10]]}, now=now)
+        "errors": ([str(f) for f in evaluation.failures] + list(dict.fromkeys(problems)))[:10]}, now=now)
     return result

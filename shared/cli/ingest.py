@@ -192,7 +192,13 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
                 click.echo(f"{item.location}: {item.reason}")
         if held:
             click.echo(f"quarantined copies: {copies}")
-    sys.exit(1 if held else 0)
+    if landing.rule_errors:
+        # Rows landed, but rules failed on some: said last, with the exit code, so a script sees it.
+        for line in landing.rule_errors[:10]:
+            click.echo(f"graphlake: {line}", err=True)
+        click.echo(f"graphlake: {count(len(landing.rule_errors), 'rule error')} on the rows landed "
+                   "(rule_errors table; rule-error alerts queued)", err=True)
+    sys.exit(1 if held or landing.rule_errors else 0)
 
 
 @click.command()
