@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ import yaml
 from shared.core.errors import one_line
 
 ANALYSIS_TYPE = "datamodel"
+# `$.a.b`: a Path of plain keys, read straight from the event (the same result as JSONPath's, at a fraction of it).
+_SIMPLE = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 @dataclass
@@ -31,6 +34,7 @@ class DataModel:
     path: Path
     log_types: list[str]
     paths: dict[str, Any] = field(default_factory=dict)  # name -> parsed JSONPath
+    simple_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> keys of a `$.a.b` Path
     methods: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
 
@@ -89,6 +93,8 @@ def _model(path: Path, spec: dict) -> DataModel:
         if ("Path" in mapping) == ("Method" in mapping):
             raise ValueError(f"mapping {name} needs exactly one of Path and Method")
         if "Path" in mapping:
+            if _SIMPLE.match(str(mapping["Path"])):
+                model.simple_paths[name] = tuple(str(mapping["Path"]).split(".")[1:])
             try:
                 model.paths[name] = parse(str(mapping["Path"]))
             except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # noqa: BLE001 - its own errors

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
@@ -95,6 +95,14 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+def lower_keys(keys: Iterable[str]) -> dict[str, str]:
+    """Each key by its lower-case spelling; the first of two that differ only in case wins, as in Panther."""
+    lower: dict[str, str] = {}
+    for name in keys:
+        lower.setdefault(name.lower(), name)
+    return lower
+
+
 class _CaseInsensitive(Mapping[str, Any]):
     """Panther's ImmutableCaseInsensitiveDict lookups: the exact key first, else the first key equal ignoring case."""
 
@@ -103,10 +111,7 @@ class _CaseInsensitive(Mapping[str, Any]):
     def _original(self, key: str) -> str | None:
         lower = getattr(self, "_lower", None)
         if lower is None:
-            lower = {}
-            for name in self._keys():
-                lower.setdefault(name.lower(), name)
-            self._lower = lower
+            lower = self._lower = lower_keys(self._keys())
         return lower.get(key.lower()) if isinstance(key, str) else None
 
     def _keys(self) -> Iterator[str]:
@@ -200,13 +205,14 @@ _NO_CONTEXT = EventContext()
 class RuleEvent(_CaseInsensitive):
     """A row as rules read it, with PantherEvent's methods: `get`, `deep_get`, `deep_walk`, `udm`, `lookup`."""
 
-    __slots__ = ("_row", "_parsed", "_context", "data_model")
+    __slots__ = ("_row", "_parsed", "_context", "_whole", "data_model")
 
     def __init__(self, row: Mapping[str, Any], context: EventContext | None = None, *,
                  data_model: DataModel | None | object = _MISSING) -> None:
         self._row = row
         self._parsed: dict[str, Any] = {}
         self._context = context or _NO_CONTEXT
+        self._whole: dict[str, Any] | None = None
         if data_model is _MISSING:
             log_type = row.get("p_log_type")
             data_model = self._context.data_models.get(log_type) if isinstance(log_type, str) else None
@@ -253,6 +259,13 @@ class RuleEvent(_CaseInsensitive):
         if ENRICHMENT not in self._row:
             yield ENRICHMENT
 
+    def _original(self, key: str) -> str | None:
+        shared = getattr(self._row, "lower_names", None)  # a batch's rows share their columns' map
+        if shared is None:
+            return super()._original(key)
+        found = shared.get(key.lower()) if isinstance(key, str) else None
+        return found if found is not None or key.lower() != ENRICHMENT else ENRICHMENT
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._row)
 
@@ -272,13 +285,14 @@ class RuleEvent(_CaseInsensitive):
     copy = to_dict
 
     def container(self) -> dict[str, Any]:
-        """The whole event as plain Python (shared, not copied): what data model paths are matched against."""
-        out = {key: self.raw(key) for key in self._row}
-        if ENRICHMENT not in out:
-            enrichment = self.get(ENRICHMENT)
-            if enrichment is not None:
+        """The whole event as plain Python (shared, not copied): what data model paths are matched against. Built
+        once per event: every Path mapping of every rule reads it."""
+        if self._whole is None:
+            out = {key: self.raw(key) for key in self._row}
+            if ENRICHMENT not in out and self.get(ENRICHMENT) is not None:
                 out[ENRICHMENT] = self.raw(ENRICHMENT)
-        return out
+            self._whole = out
+        return self._whole
 
     def event_time_epoch(self) -> int:
         """p_event_time in epoch seconds; 0 when there is none (panther-core's PantherEvent.event_time_epoch)."""
@@ -291,6 +305,12 @@ class RuleEvent(_CaseInsensitive):
         model = self.data_model
         if len(key) == 1 and model is not None:
             name = key[0]
+            keys = model.simple_paths.get(name)
+            if keys is not None:  # `$.a.b`: read without building the whole event for JSONPath
+                found = self._walk(keys)
+                if found is not _MISSING:
+                    return _frozen(found)
+                return default
             path = model.paths.get(name)
             if path is not None:
                 matches = path.find(self.container())
@@ -311,6 +331,17 @@ class RuleEvent(_CaseInsensitive):
             if result:
                 return result
         return default
+
+    def _walk(self, keys: tuple[str, ...]) -> Any:
+        """What JSONPath `$.k1.k2...` finds in the event (exact keys, as JSONPath reads them), or _MISSING."""
+        if keys[0] not in self._row and not (keys[0] == ENRICHMENT and self.get(ENRICHMENT) is not None):
+            return _MISSING
+        value = self.raw(keys[0])
+        for key in keys[1:]:
+            if not isinstance(value, dict) or key not in value:
+                return _MISSING
+            value = value[key]
+        return value
 
     def udm_path(self, key: str) -> str | None:
         model = self.data_model
@@ -377,6 +408,8 @@ class TableRows:
         self._table = table
         self._columns: dict[str, list[Any]] = {}
         self.names = tuple(table.column_names)
+        self.name_set = frozenset(self.names)
+        self.lower_names = lower_keys(self.names)
 
     def column(self, name: str) -> list[Any]:
         found = self._columns.get(name)
@@ -398,9 +431,13 @@ class TableRow(Mapping[str, Any]):
         self._rows, self._index = rows, index
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self._rows.names:
+        if key not in self._rows.name_set:
             raise KeyError(key)
         return self._rows.column(key)[self._index]
+
+    @property
+    def lower_names(self) -> dict[str, str]:
+        return self._rows.lower_names
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._rows.names)

@@ -28,6 +28,7 @@ from shared.core.errors import one_line
 
 PACK_DIR = Path(__file__).resolve().parent / "rules"
 APP_ROOT = PACK_DIR.parent.parent  # where function_app.py is
+BUILT_IN_DATA_MODELS = PACK_DIR / "data_models"
 
 # Log types a real-time rule may name, and the lake table whose rows it sees. Panther names alerts_v2
 # MicrosoftGraph.SecurityAlertV2 (panther-analysis PR #2042); its rules use alerts_v2's property names.
@@ -171,11 +172,13 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
                 passed_over[str(exc)] = passed_over.get(str(exc), 0) + 1
                 continue
             by_id[rule.rule_id] = rule
-    data_models, broken = load_data_models(folders, LOG_TYPES)
+    # The pack's data models apply even without the pack's rules; the folders' own replace them.
+    data_models, broken = load_data_models([BUILT_IN_DATA_MODELS, *(f for f in folders if f != PACK_DIR)], LOG_TYPES)
     refused += [Refusal(path, reason) for path, reason in broken]
     # Data models for graphlake's log types are used (or refused), not passed over.
-    passed_over["datamodel"] = passed_over.get("datamodel", 0) - len({m.path for m in data_models.values()}) - \
-        len(broken)
+    used = {m.path for m in data_models.values()} | {path for path, _ in broken}
+    passed_over["datamodel"] = passed_over.get("datamodel", 0) - sum(
+        1 for path in used if any(folder in path.parents for folder in folders))
     if passed_over["datamodel"] <= 0:
         del passed_over["datamodel"]
     return RuleSet(list(by_id.values()), refused, folders, passed_over, lookups, data_models)

@@ -1,5 +1,7 @@
 """Panther's standard fields for a Graph alert, from its evidence (alerts_v2's evidence types and roles)."""
 
+from collections.abc import Mapping
+
 from detections.event import deep_get
 
 USER = "#microsoft.graph.security.userEvidence"
@@ -11,8 +13,21 @@ SOURCE_ROLES = {"source", "attacker", "commandAndControl"}
 DESTINATION_ROLES = {"destination", "attacked", "compromised"}
 
 
+def _evidence(event):
+    # graphlake's event gives the parsed evidence as it is (read-only by convention here): the rule's udm calls
+    # do not pay for wrapping every item again on each call.
+    raw = getattr(event, "raw", None)
+    if raw is not None:
+        try:
+            return raw("evidence") or []
+        except KeyError:
+            return []
+    return event.get("evidence") or []
+
+
 def _items(event, odata_type):
-    return [item for item in event.get("evidence") or [] if item.get("@odata.type") == odata_type]
+    return [item for item in _evidence(event) if isinstance(item, dict | Mapping)
+            and item.get("@odata.type") == odata_type]
 
 
 def _roles(item):
