@@ -220,33 +220,35 @@ class RuleEvent(_CaseInsensitive):
 
     def raw(self, key: str) -> Any:
         """The value of an exact key, as plain Python (JSON parsed, timestamps as text), not frozen."""
-        if key in self._parsed:
-            return self._parsed[key]
-        if key == ENRICHMENT and key not in self._row:
-            value = self._parsed[key] = self._enrichment()
-            if value is None:
-                raise KeyError(key)
-            return value
-        value = self._row[key]
-        if key in JSON_COLUMNS:
-            value = _both_spellings(_parse(value))
-        elif isinstance(value, datetime):
-            value = panther_time(value)
+        parsed = self._parsed
+        if key in parsed:
+            value = parsed[key]
         else:
-            return value
-        self._parsed[key] = value
+            try:
+                value = self._row[key]
+            except KeyError:
+                if key != ENRICHMENT:
+                    raise
+                value = parsed[key] = self._enrichment()
+            else:
+                if key in JSON_COLUMNS:
+                    value = parsed[key] = _both_spellings(_parse(value))
+                elif type(value) is datetime:
+                    value = parsed[key] = panther_time(value)
+                else:
+                    return value
+        if value is None and key == ENRICHMENT and key not in self._row:
+            raise KeyError(key)  # no lookup table matched: no p_enrichment, as an event Panther did not enrich
         return value
 
     def __getitem__(self, key: str) -> Any:
-        if key in self._row or key == ENRICHMENT:
+        try:
             value = self.raw(key)
-        else:
+        except KeyError:
             original = self._original(key)
-            if original is None:
-                raise KeyError(key)
+            if original is None or original == key:
+                raise KeyError(key) from None
             value = self.raw(original)
-        if value is None and key == ENRICHMENT:
-            raise KeyError(key)
         kind = type(value)
         if kind is dict:
             return FrozenDict(value)

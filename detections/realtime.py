@@ -55,6 +55,15 @@ class Detector:
     def sends(self) -> bool:
         return bool(self.destinations) or self.destinations_error is not None
 
+    def unknown_output_ids(self) -> list[str]:
+        """Rules whose OutputIds name a destination ALERT_DESTINATIONS does not have: their alerts cannot go there."""
+        if not self.destinations:
+            return []
+        known = {d.name for d in self.destinations}
+        return [f"rule {r.rule_id}: OutputIds names unknown destination(s) "
+                f"{', '.join(n for n in r.output_ids if n not in known)}"
+                for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
+
     def detect(self, table: pa.Table, *, lake: Store, state: Store, now: datetime) -> DetectionResult | None:
         """The real-time rules on a table just landed (`shared.land.detect.Detector`)."""
         if not table.num_rows:
@@ -109,7 +118,6 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
     delivery budget (unless the caller drains the outbox itself, once for several settles); the run's health."""
     from detections.alerts import record_matches
     from detections.delivery import deliver_new, enqueue, record_unsendable
-    from detections.destinations import route
     from detections.matched import mark, unmatched
     from detections.matches import write_matches
     from detections.rule_errors import error_matches, write_errors
@@ -121,18 +129,14 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
     # CreateAlert: false: the match is recorded (rule_matches) and no alert is made.
     queued = record_matches(state, [m for m in fresh if m.rule.create_alert] + errors, now)
     result.files = write_matches(lake, fresh, now) + write_errors(lake, errors, now)
-    waiting, problems = [], []
+    waiting = []
     if detector.sends:
         for item in queued:
-            routed, wrong = route(item.alert, list(detector.destinations))
-            problems += wrong
-            if routed == [] and detector.destinations_error is None:
-                continue  # destinations() gave [] (or OutputIds names none there is): no alert sent, as Panther
-            if enqueue(state, {**item.alert, "routed_to": routed}):
+            if item.alert.get("destinations") == []:
+                continue  # destinations() gave []: no alert sent, as Panther
+            if enqueue(state, item.alert):
                 waiting.append(item.alert["alert_id"])
             result.alerts_queued += 1
-    for problem in dict.fromkeys(problems):
-        log.error("graphlake.detections %s", problem)
     # Only now: a crash before this line leaves the matches unmarked, so the batch delivered again redoes them.
     mark(state, fresh + errors, now)
     if detector.sends and deliver:
@@ -141,9 +145,10 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
         else:
             result.undelivered = deliver_new(state, list(detector.destinations), waiting, now,
                                              budget_seconds=detector.delivery_budget_seconds).undelivered
+    misrouted = detector.unknown_output_ids()
     health.record(state, "detections", component_key, {
-        "result": "rule_errors" if evaluation.failures or problems else "ok", "rows": evaluation.rows,
-        "matches": len(evaluation.matches), "already_matched": result.already_matched,
-        "rule_errors": len(evaluation.failures),
-        "errors": ([str(f) for f in evaluation.failures] + list(dict.fromkeys(problems)))[:10]}, now=now)
+        "result": "config_errors" if misrouted else "rule_errors" if evaluation.failures else "ok",
+        "rows": evaluation.rows, "matches": len(evaluation.matches), "already_matched": result.already_matched,
+        "rule_errors": len(evaluation.failures), "config_errors": len(misrouted),
+        "errors": (misrouted + [str(f) for f in evaluation.failures])[:10]}, now=now)
     return result

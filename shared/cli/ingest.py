@@ -156,7 +156,8 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
 
     A file holds one alert or a Graph page ({"value": [...]}) as a JSON object, a JSON array of alerts, or JSON
     lines of alerts or of pages; in UTF-8 (byte-order mark or not) or UTF-16 with a byte-order mark; gzip-compressed
-    or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was.
+    or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was, or if a rule
+    (--rules) raised on a row.
     """
     from shared.core.settings import RULES_SETTINGS, load_settings
     from shared.core.storage import open_store

@@ -360,8 +360,8 @@ def test_production_keeps_matches_through_errors_and_sends_what_the_rule_asks(tm
     for rule_id in ("Test.Quiet", "Test.Recorded"):
         assert len([m for m in matches if m["p_rule_id"] == rule_id]) == len(new)
     assert {m["p_alert_id"] for m in matches if m["p_rule_id"] == "Test.Recorded"} == {None}
-    # OutputIds: to `second` only.
-    assert [a["routed_to"] for a in by_rule["Test.Routed"]] == [["second"]]
+    # OutputIds: to `second` only (once, where Test.Dynamic's alert arrived twice, once per destination).
+    assert [a["output_ids"] for a in by_rule["Test.Routed"]] == [["second"]]
     # A raising rule(): one rule-error alert per rule and error type, to every destination; a row per failure.
     errors = by_rule["Test.Raising"]
     assert len(errors) == 2 and {e["alert_type"] for e in errors} == {"RULE_ERROR"}
@@ -376,3 +376,20 @@ def test_production_keeps_matches_through_errors_and_sends_what_the_rule_asks(tm
     land(alerts, lake, state, detector)
     assert len(receiver.received) == sent
     assert len(read_table(open_store(lake), RULE_ERRORS).to_pylist()) == len(rows)
+
+
+def test_output_ids_naming_no_destination_keep_the_alert_waiting_and_status_failing(tmp_path, receiver):
+    from shared.core import health
+    from shared.ops.status import FAILING, assess
+
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    rules = {name: text.replace("OutputIds: [second]", "OutputIds: [nowhere]")
+             for name, text in PRODUCTION_RULES.items() if name.startswith("routed.")}
+    detector = Detector(load_rules(write(tmp_path / "rules", rules), with_pack=False),
+                        tuple(parse_destinations(destinations(receiver.url), {}.get)))
+    land(golden("cloud_apps"), lake, state, detector)
+    assert receiver.received == []
+    assert [name for name in open_store(state).list("detections/outbox/")]  # waiting, not dropped
+    records = {("detections", "realtime"): health.load(open_store(state), "detections", "realtime")}
+    [finding] = assess(records, 0, records["detections", "realtime"]["updated"], 3600)
+    assert finding.state == FAILING and "OutputIds names unknown destination(s) nowhere" in finding.reason
