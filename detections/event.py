@@ -197,6 +197,7 @@ class EventContext:
     data_models: Mapping[str, DataModel] = field(default_factory=dict)
     lookups: Lookups | None = None
     mocked_lookups: Mapping[str, Any] | None = None
+    test_enrichment: Mapping[str, Any] | None = None  # a test Log's own p_enrichment, as panther_analysis_tool reads it
 
 
 _NO_CONTEXT = EventContext()
@@ -368,7 +369,9 @@ class RuleEvent(_CaseInsensitive):
         """`p_enrichment`: for each lookup table, the rows whose primary key is one of the row's p_any_* values, by
         the p_any_* column that matched (one row, or a list of them), as Panther's enrichment lays them out."""
         lookups = self._context.lookups
-        if lookups is None or self._context.mocked_lookups is not None:
+        if self._context.mocked_lookups is not None:
+            return dict(self._context.test_enrichment) if self._context.test_enrichment else None
+        if lookups is None:
             return None
         out: dict[str, Any] = {}
         for table in lookups.table_names():

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from detections.engine import Evaluation, RuleFailure, match_row
-from detections.event import RuleEvent
+from detections.event import EventContext, RuleEvent
+from detections.helpers import LOOKUPS
 from detections.loader import SCHEDULED_RULE, Rule
 from shared.core import health
 from shared.core.errors import GraphlakeError, one_line
@@ -53,10 +54,12 @@ def run_query(rule: Rule, connection: Any, since: datetime, until: datetime) -> 
 
 def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
     result = Evaluation()
+    # The rule set's lookup tables, which the loader gave the rule's module (`event.lookup`, `p_enrichment`).
+    context = EventContext(lookups=getattr(rule.module, LOOKUPS, None))
     for row in rows:
         result.rows += 1
         # No data model: Panther gives none to scheduled rules, whose rows are a query's, not a log type's.
-        match, failure = match_row(rule, RuleEvent(row, data_model=None), row)
+        match, failure = match_row(rule, RuleEvent(row, context, data_model=None), row)
         if failure is not None:
             failure.alert_id = _row_key(row)
             result.failures.append(failure)

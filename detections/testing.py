@@ -26,7 +26,7 @@ from pathlib import Path
 from unittest.mock import MagicMock, patch
 
 from detections.engine import run_rule
-from detections.event import MOCKED_LOOKUPS, EventContext, RuleEvent
+from detections.event import ENRICHMENT, MOCKED_LOOKUPS, EventContext, RuleEvent
 from detections.loader import RULE, Rule, RuleSet, RuleTest
 from shared.core.errors import one_line
 
@@ -113,9 +113,10 @@ def _realtime(rule: Rule, test: RuleTest, rule_set: RuleSet | None) -> TestResul
     except Exception as exc:  # noqa: BLE001 - a Log the normalizer refuses fails its test, with the reason
         return result(False, f"Log is not an alert the normalizer takes: {one_line(exc, with_type=True)}")
     models = rule_set.data_models if rule_set is not None else {}
-    mocked = test.log.get(MOCKED_LOOKUPS)
+    mocked, enrichment = test.log.get(MOCKED_LOOKUPS), test.log.get(ENRICHMENT)
     context = EventContext(models, rule_set.lookups if rule_set is not None else None,
-                           mocked if isinstance(mocked, dict) else {})
+                           mocked if isinstance(mocked, dict) else {},
+                           enrichment if isinstance(enrichment, dict) else None)
     log_type = test.log.get("p_log_type")
     event = RuleEvent(row, context, data_model=models.get(log_type) if isinstance(log_type, str) else None)
     missing = [m["objectName"] for m in test.mocks if "objectName" in m and not hasattr(rule.module, m["objectName"])]

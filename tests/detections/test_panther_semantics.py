@@ -215,6 +215,18 @@ def test_rules_test_gives_panther_analysis_tools_verdicts(tmp_path):
                 watchlist:
                   203.0.113.9: {{reason: scanner}}
         """)
+    graph_rule(rules, "enriched", """\
+        def rule(event):
+            return event.deep_get("p_enrichment", "tor_exit_nodes", "p_any_ip_addresses", "note") == "relay"
+        """, f"""\
+        - Name: the Log's own p_enrichment
+          ExpectedResult: true
+          Log:
+            IP_LOG
+              p_enrichment:
+                tor_exit_nodes:
+                  p_any_ip_addresses: {{ip: 203.0.113.9, note: relay}}
+        """)
     result = CliRunner().invoke(main, ["rules", "test", "--rules", str(tmp_path / "rules")], catch_exceptions=False)
     lines = {line.split("  (")[0]: line for line in result.output.splitlines() if line[:4] in ("PASS", "FAIL")}
 
@@ -228,6 +240,7 @@ def test_rules_test_gives_panther_analysis_tools_verdicts(tmp_path):
     assert verdict("Test.raising_title", "a non-match passes whatever title does") == "PASS"
     assert verdict("Test.not_a_bool", "rule returns None") == "FAIL"
     assert verdict("Test.mocked_lookup", "the Log's mocked lookup data") == "PASS"
+    assert verdict("Test.enriched", "the Log's own p_enrichment") == "PASS"
     assert "FunctionReturnTypeError" in next(v for k, v in lines.items() if "Test.not_a_bool" in k)
     assert "Mocks: suspicious_ip.py has no name no_such_function" in result.output
     assert result.exit_code == 1
