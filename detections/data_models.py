@@ -11,8 +11,6 @@ without being imported; a broken one for a log type graphlake holds is refused i
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,7 +73,6 @@ def _spec(path: Path) -> dict | None:
 
 
 def _model(path: Path, spec: dict) -> DataModel:
-    from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
     from jsonpath_ng.ext import parse
 
     model_id = spec.get("DataModelID")
@@ -84,7 +81,7 @@ def _model(path: Path, spec: dict) -> DataModel:
     mappings = spec.get("Mappings")
     if not isinstance(mappings, list) or not mappings:
         raise ValueError("Mappings must be a list of {Name, Path} or {Name, Method}")
-    module = _module(path, spec.get("Filename")) if spec.get("Filename") else None
+    module = _module(path, spec.get("Filename"), model_id) if spec.get("Filename") else None
     model = DataModel(model_id, path, [str(t) for t in spec.get("LogTypes") or []])
     for mapping in mappings:
         if not isinstance(mapping, dict) or not isinstance(mapping.get("Name"), str):
@@ -97,7 +94,7 @@ def _model(path: Path, spec: dict) -> DataModel:
                 model.simple_paths[name] = tuple(str(mapping["Path"]).split(".")[1:])
             try:
                 model.paths[name] = parse(str(mapping["Path"]))
-            except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # noqa: BLE001 - its own errors
+            except Exception as exc:  # noqa: BLE001 - jsonpath-ng raises its own and Python's errors on bad text
                 raise ValueError(f"mapping {name}: Path is not JSONPath: {one_line(exc)}") from None
         else:
             method = getattr(module, str(mapping["Method"]), None)
@@ -107,17 +104,11 @@ def _model(path: Path, spec: dict) -> DataModel:
     return model
 
 
-def _module(yml: Path, filename: Any) -> Any:
-    path = yml.parent / str(filename)
-    if path.suffix != ".py" or not path.is_file():
-        raise ValueError(f"Filename {filename} is not a .py file beside the YAML")
-    name = f"graphlake_datamodel_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"{filename} cannot be loaded as Python")
-    module = importlib.util.module_from_spec(spec)
+def _module(yml: Path, filename: Any, model_id: str) -> Any:
+    # Imported as a rule's Python is (the loader imports this module: imported here, not at the top).
+    from detections.loader import RuleError, _load_module
+
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the data model's own import error, in one line
-        raise ValueError(f"{filename} fails to import: {one_line(exc, with_type=True)}") from None
-    return module
+        return _load_module(yml, str(filename), model_id, None)
+    except RuleError as exc:
+        raise ValueError(str(exc)) from None

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from detections.event import EventContext, FrozenDict, FrozenList, RuleEvent
+from detections.event import EventContext, FrozenList, RuleEvent
 from detections.loader import SEVERITIES, Rule, RuleSet
 from shared.core.errors import one_line
 
@@ -238,8 +238,6 @@ def _fallback(name: str, rule: Rule, exc: Exception) -> Any:
 
 def plain(value: Any) -> Any:
     """A value a rule returned (frozen event parts included) as plain JSON-able Python."""
-    if isinstance(value, FrozenDict | RuleEvent):
-        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, FrozenList | list | tuple | set | frozenset):
