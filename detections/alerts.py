@@ -152,7 +152,7 @@ def _alert(doc: dict[str, Any], group: list[Match], now: datetime) -> dict[str, 
         "alert_context": first.context,
         "summary_attributes": _summary(rule.summary_attributes, group),
         # destinations() of the first match (None: the rule's OutputIds, else every destination), resolved
-        # against ALERT_DESTINATIONS when queued (destinations.route).
+        # against ALERT_DESTINATIONS when sent (destinations.route).
         "destinations": first.destinations,
         "output_ids": rule.output_ids,
         "events": [_event(m.row) for m in group[:SAMPLE_EVENTS]],

@@ -80,10 +80,6 @@ class Outcome:
     values: dict[str, Any] = field(default_factory=dict)  # auxiliary function -> its output (or fallback)
     errors: dict[str, BaseException] = field(default_factory=dict)  # auxiliary function -> its error (tests)
 
-    @property
-    def errored(self) -> bool:
-        return self.error is not None or bool(self.errors)
-
 
 class FunctionReturnTypeError(TypeError):
     """A rule function returned a type Panther refuses (panther-core's error of the same name)."""
