@@ -215,6 +215,20 @@ def test_rules_test_gives_panther_analysis_tools_verdicts(tmp_path):
                 watchlist:
                   203.0.113.9: {{reason: scanner}}
         """)
+    graph_rule(rules, "with_udm", """\
+        def rule(event):
+            return event.udm("source_ip") == "203.0.113.9"
+        """, f"""\
+        - Name: the Log names its p_log_type, so the data model applies
+          ExpectedResult: true
+          Log:
+            IP_LOG
+              p_log_type: MicrosoftGraph.SecurityAlertV2
+        - Name: without p_log_type, no data model (panther_analysis_tool's choice)
+          ExpectedResult: false
+          Log:
+            IP_LOG
+        """)
     graph_rule(rules, "enriched", """\
         def rule(event):
             return event.deep_get("p_enrichment", "tor_exit_nodes", "p_any_ip_addresses", "note") == "relay"
@@ -241,6 +255,8 @@ def test_rules_test_gives_panther_analysis_tools_verdicts(tmp_path):
     assert verdict("Test.not_a_bool", "rule returns None") == "FAIL"
     assert verdict("Test.mocked_lookup", "the Log's mocked lookup data") == "PASS"
     assert verdict("Test.enriched", "the Log's own p_enrichment") == "PASS"
+    assert verdict("Test.with_udm", "the Log names its p_log_type, so the data model applies") == "PASS"
+    assert verdict("Test.with_udm", "without p_log_type, no data model (panther_analysis_tool's choice)") == "PASS"
     assert "FunctionReturnTypeError" in next(v for k, v in lines.items() if "Test.not_a_bool" in k)
     assert "Mocks: suspicious_ip.py has no name no_such_function" in result.output
     assert result.exit_code == 1
