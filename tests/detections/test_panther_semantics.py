@@ -422,3 +422,21 @@ def test_output_ids_naming_no_destination_keep_the_alert_waiting_and_status_fail
     records = {("detections", "realtime"): health.load(open_store(state), "detections", "realtime")}
     [finding] = assess(records, 0, records["detections", "realtime"]["updated"], 3600)
     assert finding.state == FAILING and "OutputIds names unknown destination(s) nowhere" in finding.reason
+
+
+def test_evidence_in_panthers_spelling_gives_the_same_indicators():
+    """panther-analysis's test Logs spell evidence's type at_sign_odata_type: the normalizer reads it as Graph's."""
+
+    def panther_spelling(value):
+        if isinstance(value, list):
+            return [panther_spelling(v) for v in value]
+        if isinstance(value, dict):
+            return {("at_sign_odata_type" if k == "@odata.type" else k): panther_spelling(v) for k, v in value.items()}
+        return value
+
+    providers = ("cloud", "cloud_apps", "endpoint", "identity", "office365", "purview", "sentinel")
+    for alert in golden(*providers):
+        rows = [normalize_alert(a, source_id=None, source_label="t", parse_time=TEST_PARSE_TIME)
+                for a in (alert, {**alert, "evidence": panther_spelling(alert.get("evidence") or [])})]
+        assert {k: v for k, v in rows[0].items() if k.startswith("p_any_")} == \
+            {k: v for k, v in rows[1].items() if k.startswith("p_any_")}, alert["id"]
