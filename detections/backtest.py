@@ -81,6 +81,8 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
         for batch in reader:
             result.rows += batch.num_rows
             evaluation = evaluate(realtime, TableRows(batch), context_of(rule_set))
+            for failure in evaluation.failures:
+                failure.row = None  # the row would keep its whole batch in memory for the rest of the backtest
             result.failures += evaluation.failures
             for m in evaluation.matches:
                 matches[m.rule.rule_id].append(m)
