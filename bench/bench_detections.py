@@ -10,6 +10,9 @@ On --count alerts of the simulator's mix (every provider), batch by batch (defau
   that convert a column only when a rule reads it (`detections.event.TableRows`);
 - each real-time rule of the pack alone, and all of them (`detections.engine.evaluate`) on those rows, the
   columns they read converted inside the timing;
+- a rule written as panther-analysis writes them (PANTHER_STYLE below): a helper import (`deep_walk`), `event.udm`
+  through the built-in data model, title/dedup/alert_context, on its own, so its cost per alert sits beside the
+  normalize cost; with InlineFilters once the loader applies them (INLINE_FILTERS, the hook);
 - detect: `detections.realtime.detect_rows`, the whole real-time step (rows, rules, alert state, rule_matches
   parquet) into an in-memory store, no destination;
 - each scheduled rule once over a local lake holding all the alerts (DuckDB, lookback over all of them);
@@ -39,13 +42,63 @@ sys.path.insert(0, str(BENCH))
 
 from bench_normalize import PARSE_TIME, MemoryStore, simulator_mix  # noqa: E402
 
-from detections.engine import evaluate  # noqa: E402
+from detections.engine import context_of, evaluate  # noqa: E402
 from detections.event import TableRows  # noqa: E402
 from detections.loader import RULE, SCHEDULED_RULE, load_rules  # noqa: E402
 from detections.realtime import Detector, build_detector, detect_rows  # noqa: E402
 from detections.scheduled import run_query  # noqa: E402
 from normalizers.core import canonical  # noqa: E402
 from shared.land.normalize import InboundEvent, _normalize_batch, NormalizeResult, normalize_events  # noqa: E402
+
+
+# A rule in panther-analysis's layout: helpers, udm (the pack's data model for Graph alerts), dynamic fields.
+PANTHER_STYLE_PY = """\
+from detections.helpers import deep_walk
+
+
+def _upns(event):
+    return deep_walk(event, "evidence", "userAccount", "userPrincipalName", default=[])
+
+
+def rule(event):
+    if event.get("Severity") == "informational":
+        return False
+    return event.udm("source_ip") is not None or bool(event.udm("actor_user"))
+
+
+def title(event):
+    return f"{event.udm('actor_user') or 'someone'} from {event.udm('source_ip') or 'somewhere'}: {event.get('title')}"
+
+
+def dedup(event):
+    return event.udm("actor_user") or event.get("id")
+
+
+def alert_context(event):
+    return {"user": event.udm("actor_user"), "ip": event.udm("source_ip"), "upns": _upns(event),
+            "provider": event.udm("alert_provider"), "ips": event.get("p_any_ip_addresses")}
+"""
+# The hook for the inline filters figure: YAML lines (Panther's InlineFilters key and its conditions) added to the
+# bench rule once the loader applies them; empty, the figure is helpers + udm alone.
+INLINE_FILTERS = ""
+PANTHER_STYLE_YML = """\
+AnalysisType: rule
+Filename: panther_style.py
+RuleID: Bench.PantherStyle
+Enabled: true
+LogTypes: [MicrosoftGraph.SecurityAlertV2]
+Severity: Medium
+SummaryAttributes: [p_any_ip_addresses, serviceSource]
+""" + INLINE_FILTERS
+
+
+def panther_style_rules(folder: Path):
+    (folder / "panther_style.py").write_text(PANTHER_STYLE_PY)
+    (folder / "panther_style.yml").write_text(PANTHER_STYLE_YML)
+    rule_set = load_rules(folder, with_pack=False)
+    if rule_set.refused:
+        raise SystemExit(f"bench rule refused: {rule_set.refused[0]}")
+    return rule_set
 
 
 def timed(work, repeat: int) -> tuple[float, float]:
@@ -86,12 +139,21 @@ def main() -> None:
     results.append(("every column as Python rows (Table.to_pylist)",
                     *timed(lambda: [t.to_pylist() for t in tables], args.repeat)))
     matches = {}
+    context = context_of(rule_set)
     for rule in realtime:
         results.append((f"  rule {rule.rule_id}", *timed(
-            lambda r=rule: [evaluate([r], TableRows(t)) for t in tables], args.repeat)))
-        matches[rule.rule_id] = sum(len(evaluate([rule], TableRows(t)).matches) for t in tables)
+            lambda r=rule: [evaluate([r], TableRows(t), context) for t in tables], args.repeat)))
+        matches[rule.rule_id] = sum(len(evaluate([rule], TableRows(t), context).matches) for t in tables)
     results.append(("all real-time rules (evaluate, columns read on demand)", *timed(
-        lambda: [evaluate(realtime, TableRows(t)) for t in tables], args.repeat)))
+        lambda: [evaluate(realtime, TableRows(t), context) for t in tables], args.repeat)))
+    with tempfile.TemporaryDirectory(prefix="graphlake-bench-rules-") as folder:
+        style_set = panther_style_rules(Path(folder))
+        style, style_context = style_set.enabled(RULE), context_of(style_set)
+        label = "helpers + udm" + (" + inline filters" if INLINE_FILTERS else ", no inline filters yet")
+        results.append((f"  Panther-style rule ({label})", *timed(
+            lambda: [evaluate(style, TableRows(t), style_context) for t in tables], args.repeat)))
+        matches["Bench.PantherStyle"] = sum(len(evaluate(style, TableRows(t), style_context).matches)
+                                            for t in tables)
 
     def detect() -> None:
         state, lake = MemoryStore(), MemoryStore()

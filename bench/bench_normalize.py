@@ -37,6 +37,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from normalizers.core import canonical  # noqa: E402
+from shared.core.storage import Blob  # noqa: E402
 from shared.land.normalize import InboundEvent, normalize_events  # noqa: E402
 from simulator.tenant import Tenant  # noqa: E402
 
@@ -59,8 +60,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
 
-    def read(self, name: str) -> tuple[bytes, str] | None:
-        return (self.blobs[name], "") if name in self.blobs else None
+    def read(self, name: str) -> Blob | None:
+        # A Blob, as the stores give it: the detections' alert state reads `.data` and `.etag`.
+        return Blob(self.blobs[name], "") if name in self.blobs else None
 
     def write(self, name: str, data: bytes, *, if_match: str | None = None, create_only: bool = False) -> str:
         self.blobs[name] = data

@@ -30,6 +30,7 @@ MAX_MATCH_IDS = 1000
 _MAX_RACES = 20
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 SAMPLE_EVENTS = 5
+SUMMARY_VALUES = 20
 
 
 @dataclass
@@ -132,6 +133,7 @@ def _alert(doc: dict[str, Any], group: list[Match], now: datetime) -> dict[str, 
     first, rule = group[0], group[0].rule
     return {
         "alert_id": doc["alert_id"],
+        "alert_type": first.alert_type,
         "rule_id": rule.rule_id,
         "title": first.title,
         "severity": first.severity,
@@ -141,14 +143,34 @@ def _alert(doc: dict[str, Any], group: list[Match], now: datetime) -> dict[str, 
         "dedup_period_minutes": doc["period_minutes"],
         "created": doc["created"],
         "sent_after_match_at": now.isoformat(),
-        "description": rule.description,
-        "runbook": rule.runbook,
-        "reference": rule.reference,
+        # description(), runbook(), reference() of the first match, else the YAML's (engine.match_row).
+        "description": first.description,
+        "runbook": first.runbook,
+        "reference": first.reference,
         "reports": rule.reports,
         "tags": rule.tags,
         "alert_context": first.context,
+        "summary_attributes": _summary(rule.summary_attributes, group),
+        # destinations() of the first match (None: the rule's OutputIds, else every destination), resolved
+        # against ALERT_DESTINATIONS when sent (destinations.route).
+        "destinations": first.destinations,
+        "output_ids": rule.output_ids,
         "events": [_event(m.row) for m in group[:SAMPLE_EVENTS]],
     }
+
+
+def _summary(attributes: list[str], group: list[Match]) -> dict[str, list[Any]]:
+    """Each SummaryAttribute's distinct values over the batch's matches of the alert, as Panther's alert summary."""
+    out: dict[str, list[Any]] = {}
+    for attribute in attributes:
+        values: list[Any] = []
+        for m in group:
+            found = m.summary.get(attribute)
+            for value in found if isinstance(found, list) else [] if found is None else [found]:
+                if value not in values:
+                    values.append(value)
+        out[attribute] = values[:SUMMARY_VALUES]
+    return out
 
 
 def _event(row: Any) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from detections.dedup import alerts_made
-from detections.engine import Match, RuleFailure, evaluate
+from detections.alerts import alert_id
+from detections.dedup import alert_periods
+from detections.engine import Match, RuleFailure, context_of, evaluate
 from detections.event import TableRows
 from detections.loader import RULE, SCHEDULED_RULE, RuleSet
 from shared.core.errors import GraphlakeError, one_line
@@ -28,6 +29,19 @@ ROWS_PER_BATCH = 10_000
 
 
 @dataclass
+class BacktestAlert:
+    """An alert the rule would have made: its id (as the live alert's, from the period's first match in event
+    time), title, dedup string, first and last match of its period, and the matches it counted."""
+
+    alert_id: str
+    title: str
+    dedup: str
+    first_match: datetime
+    last_match: datetime
+    matches: int
+
+
+@dataclass
 class RuleBacktest:
     rule_id: str
     kind: str
@@ -35,6 +49,7 @@ class RuleBacktest:
     matches: int = 0
     alerts: int = 0
     errors: int = 0
+    alert_list: list[BacktestAlert] = field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +80,9 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
             raise GraphlakeError(f"cannot read security_alerts: {one_line(exc)}") from None
         for batch in reader:
             result.rows += batch.num_rows
-            evaluation = evaluate(realtime, TableRows(batch))
+            evaluation = evaluate(realtime, TableRows(batch), context_of(rule_set))
+            for failure in evaluation.failures:
+                failure.row = None  # the row would keep its whole batch in memory for the rest of the backtest
             result.failures += evaluation.failures
             for m in evaluation.matches:
                 matches[m.rule.rule_id].append(m)
@@ -82,19 +99,28 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
         errors[failure.rule_id] += 1
     for rule in sorted(rule_set.rules, key=lambda r: r.rule_id):
         found = matches.get(rule.rule_id, [])
-        result.rules.append(RuleBacktest(rule.rule_id, rule.kind, rule.enabled, len(found), _alerts(found, since),
-                                       errors[rule.rule_id]))
+        made = _alerts(found, since) if rule.create_alert else []
+        result.rules.append(RuleBacktest(rule.rule_id, rule.kind, rule.enabled, len(found), len(made),
+                                       errors[rule.rule_id], made))
     return result
 
 
-def _alerts(matches: list[Match], since: datetime) -> int:
-    """Alerts the rule's matches would have made, each dedup string grouped on its own; a match without an event
-    time counts at the start of the range."""
+def _alerts(matches: list[Match], since: datetime) -> list[BacktestAlert]:
+    """Alerts the rule's matches would have made, each dedup string grouped on its own, in order of their first
+    match; a match without an event time counts at the start of the range."""
     if not matches:
-        return 0
+        return []
     rule = matches[0].rule
-    by_dedup: dict[str, list[datetime]] = defaultdict(list)
+    by_dedup: dict[str, list[tuple[datetime, Match]]] = defaultdict(list)
     for m in matches:
         moment = m.row.get("p_event_time")
-        by_dedup[m.dedup].append(moment if isinstance(moment, datetime) else since)
-    return sum(alerts_made(moments, rule.dedup_minutes, rule.threshold) for moments in by_dedup.values())
+        by_dedup[m.dedup].append((moment if isinstance(moment, datetime) else since, m))
+    out = []
+    for dedup, group in by_dedup.items():
+        moments = [moment for moment, _ in group]
+        for period, members in alert_periods(moments, rule.dedup_minutes, rule.threshold):
+            times = sorted(moments[i] for i in members)
+            first = group[min(members, key=lambda i: moments[i])][1]
+            out.append(BacktestAlert(alert_id(rule.rule_id, dedup, period.opened.isoformat()), first.title, dedup,
+                                     times[0], times[-1], len(members)))
+    return sorted(out, key=lambda a: (a.first_match, a.alert_id))

@@ -46,7 +46,10 @@ def test_command(rules_dir: str | None, say: Say) -> int:
 
 
 def backtest_command(rules_dir: str | None, lake_url: str, since, until, fmt: str, say: Say, *,
-                     access: LakeAccess | None = None) -> int:
+                     access: LakeAccess | None = None, list_alerts: bool = False) -> int:
+    """`list_alerts`: each rule's alerts too (JSON: an `alert_list` per rule; table: one line per alert)."""
+    import dataclasses
+
     import orjson
 
     from detections.backtest import backtest
@@ -55,13 +58,22 @@ def backtest_command(rules_dir: str | None, lake_url: str, since, until, fmt: st
     result = backtest(rule_set, lake_url, since, until, access=access)
     if fmt == "json":
         for rule in result.rules:
-            say(orjson.dumps(rule.__dict__).decode())
+            doc = dataclasses.asdict(rule)
+            if not list_alerts:
+                del doc["alert_list"]
+            say(orjson.dumps(doc).decode())
     else:
         width = max([len(r.rule_id) for r in result.rules] + [4])
         say(f"{'rule'.ljust(width)}  kind            enabled  matches  alerts  errors")
         for r in result.rules:
             say(f"{r.rule_id.ljust(width)}  {r.kind:<14}  {'yes' if r.enabled else 'no':<7}  {r.matches:>7}  "
                 f"{r.alerts:>6}  {r.errors:>6}")
+        if list_alerts:
+            say("\nalerts (id, first match .. last match UTC, matches, title):")
+            for r in result.rules:
+                for a in r.alert_list:
+                    say(f"{r.rule_id}  {a.alert_id}  {a.first_match:%Y-%m-%d %H:%M:%S} .. "
+                        f"{a.last_match:%Y-%m-%d %H:%M:%S}  {a.matches}  {a.title}")
     for failure in result.failures[:10]:
         say(f"graphlake: {failure}", err=True)
     say(f"{result.rows} rows of security_alerts backtested, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC; "

@@ -43,8 +43,19 @@ def period_at(current: DedupPeriod | None, moment: datetime, minutes: int, thres
 
 def alerts_made(moments: Iterable[datetime], minutes: int, threshold: int) -> int:
     """How many alerts the matches of one rule and dedup string, at these moments, make."""
-    period, alerts = None, 0
-    for moment in sorted(moments):
-        period = period_at(period, moment, minutes, threshold)
-        alerts += period.count_in(1)
-    return alerts
+    return len(alert_periods(moments, minutes, threshold))
+
+
+def alert_periods(moments: Iterable[datetime], minutes: int, threshold: int) -> list[tuple[DedupPeriod, list[int]]]:
+    """The periods that made an alert, each with the indices (into `moments`) of the matches it counted, in time
+    order."""
+    periods: list[tuple[DedupPeriod, list[int]]] = []
+    period = None
+    for index, moment in sorted(enumerate(moments), key=lambda pair: pair[1]):
+        found = period_at(period, moment, minutes, threshold)
+        if found is not period:
+            periods.append((found, []))
+        period = found
+        period.count_in(1)
+        periods[-1][1].append(index)
+    return [(p, members) for p, members in periods if p.sent]

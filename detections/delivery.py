@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import orjson
 
-from detections.destinations import DeliveryFailed, Destination, send
+from detections.destinations import DeliveryFailed, Destination, route, send
 from shared.core import health
 from shared.core.errors import PreconditionFailed
 from shared.core.storage import Store
@@ -88,7 +88,7 @@ def deliver_new(state: Store, destinations: list[Destination], alert_ids: Iterab
             client.close()
     for name in failed.keys() - already_open:
         _trip(state, name, failed[name], now)
-    report.errors = list(failed.values())
+    report.errors = list(failed.values()) + report.errors
     if report.undelivered:
         # Counted onto what the last run left: landing never lists the outbox. The timer's next run counts it exactly.
         before = health.previous(state, "detections", "delivery")
@@ -120,7 +120,7 @@ def deliver_pending(state: Store, destinations: list[Destination], now: datetime
             _trip(state, destination.name, failed[destination.name], now)
         else:
             _reset(state, destination.name)
-    report.errors = list(failed.values())
+    report.errors = list(failed.values()) + report.errors
     _record(state, report, now)
     return report
 
@@ -143,6 +143,18 @@ def _deliver_one(state: Store, name: str, destinations: list[Destination], now: 
     except PreconditionFailed:
         return False  # another instance claimed it first
     alert, delivered = doc["alert"], set(doc["delivered"])
+    # The rule's choice of destinations (destinations(), OutputIds), resolved against those configured now, so an
+    # alert queued while ALERT_DESTINATIONS was broken goes where the rule says once it is fixed.
+    routed, problems = route(alert, destinations)
+    for problem in problems:
+        if problem not in report.errors:
+            log.error("graphlake.detections %s", problem)
+            report.errors.append(problem)
+    destinations = [d for d in destinations if routed is None or d.name in routed]
+    if not destinations:
+        doc["claimed_until"], doc["last_error"] = None, problems[-1] if problems else "no destination"
+        state.write(name, orjson.dumps(doc, default=str), if_match=etag)
+        return False  # waits, and the delivery health record says why, until OutputIds or ALERT_DESTINATIONS change
     for destination in destinations:
         if destination.name in delivered or destination.name in failed or _out_of_time(deadline):
             continue

@@ -136,6 +136,31 @@ def parse_destinations(text: str, named_setting: Callable[[str], str | None]) ->
     return out
 
 
+def route(alert: Mapping[str, Any], destinations: list[Destination]) -> tuple[list[str] | None, list[str]]:
+    """The names of the destinations the alert goes to (None: every one; []: none, it is not sent) and what is wrong
+    with what the rule asked for. As Panther: `destinations()` returning [] sends nothing; naming a destination that
+    does not exist makes it fall back to the rule's default, its OutputIds (else every destination)."""
+    known = {d.name for d in destinations}
+    problems = []
+    asked = alert.get("destinations")
+    if asked is not None:
+        if not asked:
+            return [], []
+        unknown = [n for n in asked if n not in known]
+        if not unknown:
+            return list(dict.fromkeys(asked)), []
+        problems.append(f"rule {alert.get('rule_id')}: destinations() named unknown destination(s) "
+                        f"{', '.join(unknown)}; its OutputIds (else every destination) used instead")
+    output_ids = alert.get("output_ids") or []
+    if not output_ids:
+        return None, problems
+    unknown = [n for n in output_ids if n not in known]
+    if unknown:
+        problems.append(f"rule {alert.get('rule_id')}: OutputIds names unknown destination(s) {', '.join(unknown)}"
+                        " (ALERT_DESTINATIONS names: " + (", ".join(sorted(known)) or "none") + ")")
+    return [n for n in dict.fromkeys(output_ids) if n in known], problems
+
+
 def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client, *,
          deadline: float | None = None) -> None:
     """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff; with a

@@ -28,6 +28,8 @@ class Lookups:
         self.folders = tuple(folders)
         self._rows: dict[str, list[dict[str, str]]] = {}
         self._values: dict[tuple[str, str], frozenset[str]] = {}
+        self._keyed: dict[str, dict[str, dict[str, str]]] = {}
+        self._names: tuple[str, ...] | None = None
 
     def csv(self, name: str) -> list[dict[str, str]]:
         # Rules ask on every row: the folders are searched once per table, not once per row.
@@ -41,6 +43,26 @@ class Lookups:
             self._values[name, column] = frozenset(
                 v for row in self.csv(name) if (v := row.get(column, "").strip().lower()))
         return self._values[name, column]
+
+
+    def by_key(self, name: str) -> dict[str, dict[str, str]]:
+        """Table NAME (`.csv` optional) by its primary key, its first column, as `event.lookup` reads it; the
+        first row of a key wins (the user's folder's)."""
+        file_name = name if name.endswith(".csv") else f"{name}.csv"
+        if file_name not in self._keyed:
+            keyed: dict[str, dict[str, str]] = {}
+            for row in self.csv(file_name):
+                if row:
+                    keyed.setdefault(next(iter(row.values())), row)
+            self._keyed[file_name] = keyed
+        return self._keyed[file_name]
+
+    def table_names(self) -> tuple[str, ...]:
+        """The lookup tables there are (CSV file names without `.csv`), for `p_enrichment`."""
+        if self._names is None:
+            self._names = tuple(sorted({path.stem for folder in self.folders if folder.is_dir()
+                                        for path in folder.rglob("*.csv")}))
+        return self._names
 
 
 def lookup_csv(name: str) -> list[dict[str, str]]:

@@ -27,7 +27,7 @@ import importlib.util
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -36,12 +36,14 @@ from typing import Any
 import yaml
 
 from detections import helpers, match_conditions, simple_detection
+from detections.data_models import load_data_models
 from shared.core.errors import one_line
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: a checkout is ~1,400 YAML files
 
 PACK_DIR = Path(__file__).resolve().parent / "rules"
 APP_ROOT = PACK_DIR.parent.parent  # where function_app.py is
+BUILT_IN_DATA_MODELS = PACK_DIR / "data_models"
 
 # Log types a real-time rule may name, and the lake table whose rows it sees. Panther names alerts_v2
 # MicrosoftGraph.SecurityAlertV2 (panther-analysis PR #2042); its rules use alerts_v2's property names.
@@ -134,41 +136,6 @@ class Rule:
     summary_attributes: list[str] = field(default_factory=list)
     output_ids: list[str] = field(default_factory=list)
 
-    def _call(self, name: str, event: Any) -> Any:
-        function = getattr(self.module, name, None) if self.module is not None else None
-        return function(event) if callable(function) else None
-
-    def matches(self, event: Any) -> bool:
-        if self.module is None or not callable(getattr(self.module, "rule", None)):
-            return True  # a scheduled rule without Python: every result row is a match
-        if self.inline_filter is not None and not self.inline_filter(event):
-            return False
-        return bool(self.module.rule(event))
-
-    def title(self, event: Any) -> str:
-        found = self._call("title", event)
-        return str(found) if found not in (None, "") else self.display_name or self.rule_id
-
-    def dedup(self, event: Any, title: str) -> str:
-        found = self._call("dedup", event)
-        # Panther's default dedup string is the title.
-        return str(found) if found not in (None, "") else title
-
-    def alert_severity(self, event: Any) -> str:
-        found = self._call("severity", event)
-        if found is None or str(found).upper() == "DEFAULT":
-            return self.severity
-        return _SEVERITY_BY_LOWER.get(str(found).lower(), self.severity)
-
-    def alert_context(self, event: Any) -> dict[str, Any]:
-        found = self._call("alert_context", event)
-        return dict(found) if isinstance(found, Mapping) else {}
-
-    def text(self, name: str, event: Any, default: str) -> str:
-        """description / runbook / reference: the function's result if the rule defines one, else the YAML's."""
-        found = self._call(name, event)
-        return str(found) if found not in (None, "") else default
-
 
 @dataclass
 class Refusal:
@@ -188,6 +155,7 @@ class RuleSet:
     other_log_types: dict[str, int] = field(default_factory=dict)  # log type (or Panther table) -> rules passed over
     other_log_type_rules: int = 0  # rules passed over for their log types (one of several log types counts once)
     lookups: helpers.Lookups = field(default_factory=lambda: helpers.Lookups(()))
+    data_models: dict[str, Any] = field(default_factory=dict)  # log type -> detections.data_models.DataModel
 
     def enabled(self, kind: str) -> list[Rule]:
         return [r for r in self.rules if r.enabled and r.kind == kind]
@@ -217,6 +185,19 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
         with importable(helper_dirs(folder)):
             _load_folder(specs, by_id, rule_set, context)
     rule_set.rules = list(by_id.values())
+    # The pack's data models apply even without the pack's rules; the folders' own replace them.
+    with importable(helper_dirs(*folders)):
+        data_models, broken = load_data_models([BUILT_IN_DATA_MODELS, *(f for f in folders if f != PACK_DIR)],
+                                               LOG_TYPES)
+    rule_set.data_models = data_models
+    rule_set.refused += [Refusal(path, reason) for path, reason in broken]
+    # Data models for graphlake's log types are used (or refused), not passed over.
+    used = {m.path for m in data_models.values()} | {path for path, _ in broken}
+    passed_over = rule_set.passed_over
+    passed_over["datamodel"] = passed_over.get("datamodel", 0) - sum(
+        1 for path in used if any(folder in path.parents for folder in folders))
+    if passed_over["datamodel"] <= 0:
+        del passed_over["datamodel"]
     return rule_set
 
 
@@ -495,6 +476,7 @@ def _query_error(sql: str, context: _Context) -> str | None:
     if sql not in context.query_errors:
         context.query_errors[sql] = explain_error(sql)
     return context.query_errors[sql]
+
 
 
 def _required_text(spec: dict, key: str) -> str:

@@ -55,6 +55,15 @@ class Detector:
     def sends(self) -> bool:
         return bool(self.destinations) or self.destinations_error is not None
 
+    def unknown_output_ids(self) -> list[str]:
+        """Rules whose OutputIds name a destination ALERT_DESTINATIONS does not have: their alerts cannot go there."""
+        if not self.destinations:
+            return []
+        known = {d.name for d in self.destinations}
+        return [f"rule {r.rule_id}: OutputIds names unknown destination(s) "
+                f"{', '.join(n for n in r.output_ids if n not in known)}"
+                for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
+
     def detect(self, table: pa.Table, *, lake: Store, state: Store, now: datetime) -> DetectionResult | None:
         """The real-time rules on a table just landed (`shared.land.detect.Detector`)."""
         if not table.num_rows:
@@ -87,10 +96,10 @@ def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector
 
 def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: Store, state: Store,
                 now: datetime) -> DetectionResult:
-    from detections.engine import evaluate
+    from detections.engine import context_of, evaluate
     from detections.loader import RULE
 
-    evaluation = evaluate(detector.rules.enabled(RULE), rows)
+    evaluation = evaluate(detector.rules.enabled(RULE), rows, context_of(detector.rules))
     return settle(detector, evaluation, lake=lake, state=state, now=now, component_key="realtime")
 
 
@@ -111,27 +120,35 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
     from detections.delivery import deliver_new, enqueue, record_unsendable
     from detections.matched import mark, unmatched
     from detections.matches import write_matches
+    from detections.rule_errors import error_matches, write_errors
 
     result = DetectionResult(rows=evaluation.rows, matches=len(evaluation.matches), failures=evaluation.failures)
     fresh = unmatched(state, evaluation.matches)
     result.already_matched = len(evaluation.matches) - len(fresh)
-    queued = record_matches(state, fresh, now)
-    result.files = write_matches(lake, fresh, now)
+    errors = unmatched(state, error_matches(evaluation.failures, detector.rules.rules))
+    # CreateAlert: false: the match is recorded (rule_matches) and no alert is made.
+    queued = record_matches(state, [m for m in fresh if m.rule.create_alert] + errors, now)
+    result.files = write_matches(lake, fresh, now) + write_errors(lake, errors, now)
     waiting = []
     if detector.sends:
-        waiting = [item.alert["alert_id"] for item in queued if enqueue(state, item.alert)]
-        result.alerts_queued = len(queued)
+        for item in queued:
+            if item.alert.get("destinations") == []:
+                continue  # destinations() gave []: no alert sent, as Panther
+            if enqueue(state, item.alert):
+                waiting.append(item.alert["alert_id"])
+            result.alerts_queued += 1
     # Only now: a crash before this line leaves the matches unmarked, so the batch delivered again redoes them.
-    mark(state, fresh, now)
+    mark(state, fresh + errors, now)
     if detector.sends and deliver:
         if detector.destinations_error is not None:
             result.undelivered = record_unsendable(state, detector.destinations_error, now)
         else:
             result.undelivered = deliver_new(state, list(detector.destinations), waiting, now,
                                              budget_seconds=detector.delivery_budget_seconds).undelivered
+    misrouted = detector.unknown_output_ids()
     health.record(state, "detections", component_key, {
-        "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,
-        "matches": len(evaluation.matches), "already_matched": result.already_matched,
-        "rule_errors": len(evaluation.failures),
-        "errors": [str(f) for f in evaluation.failures[:10]]}, now=now)
+        "result": "config_errors" if misrouted else "rule_errors" if evaluation.failures else "ok",
+        "rows": evaluation.rows, "matches": len(evaluation.matches), "already_matched": result.already_matched,
+        "rule_errors": len(evaluation.failures), "config_errors": len(misrouted),
+        "errors": (misrouted + [str(f) for f in evaluation.failures])[:10]}, now=now)
     return result

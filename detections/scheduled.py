@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from detections.engine import Evaluation, RuleFailure, match_row
-from detections.event import RuleEvent
+from detections.event import EventContext, RuleEvent
+from detections.helpers import LOOKUPS
 from detections.loader import SCHEDULED_RULE, Rule
 from shared.core import health
 from shared.core.errors import GraphlakeError, one_line
@@ -55,14 +56,16 @@ def run_query(rule: Rule, connection: Any, since: datetime, until: datetime) -> 
 
 def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
     result = Evaluation()
+    # The rule set's lookup tables, which the loader gave the rule's module (`event.lookup`, `p_enrichment`).
+    context = EventContext(lookups=getattr(rule.module, LOOKUPS, None))
     for row in rows:
         result.rows += 1
-        try:
-            match = match_row(rule, RuleEvent(row), row)
-        except Exception as exc:  # noqa: BLE001 - the rule's Python failing on a row is reported, not fatal
-            result.failures.append(RuleFailure(rule.rule_id, _row_key(row), one_line(exc, with_type=True)))
-            continue
-        if match is not None:
+        # No data model: Panther gives none to scheduled rules, whose rows are a query's, not a log type's.
+        match, failure = match_row(rule, RuleEvent(row, context, data_model=None), row)
+        if failure is not None:
+            failure.alert_id = _row_key(row)
+            result.failures.append(failure)
+        elif match is not None:
             result.matches.append(match)
     return result
 

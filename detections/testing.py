@@ -1,11 +1,16 @@
-"""`graphlake rules test`: every rule's Tests, as panther_analysis_tool runs them.
+"""`graphlake rules test`: every rule's Tests, with panther_analysis_tool's verdicts.
 
 A real-time rule's test Log is a Graph alert: it goes through the normalizer first, so the rule sees exactly the
-row it would see in production (p_any_* lists, timestamps as datetimes, evidence parsed from the stored JSON). A
-test passes when rule() returns ExpectedResult and, when it matches, title/dedup/severity/alert_context run without
-raising. A scheduled rule's test gives `Logs`, the alerts of a small lake its query runs over; it passes when the
-rule matches at least one result row exactly when ExpectedResult is true. A Panther scheduled rule's test
-(`ScheduledQueries`) gives `Log`, one result row, and its Python runs on that row, as Panther tests it.
+event it would see in production (detections/event.py: p_any_* lists, timestamps as Panther renders them, evidence
+parsed, both spellings of `@odata.type`). The verdict is panther_analysis_tool's: every function of the rule runs;
+a test expecting a match passes when rule() returned True and no function raised or returned a wrong type; a test
+expecting none passes when rule() returned False (a rule that raises fails either). `Mocks` replace names of the
+rule's module for the test (`objectName` by a function returning `returnValue`), as panther_analysis_tool's
+`patch.multiple` does; a data model applies when the Log names its `p_log_type`, as there; `event.lookup` reads
+the Log's `_mocked_lookup_data_`. A scheduled rule's test gives `Logs`, the alerts of a small lake its query runs
+over; it passes when the rule matches at least one result row exactly when ExpectedResult is true. A Panther
+scheduled rule's test (`ScheduledQueries`) gives `Log`, one result row, and its Python runs on that row, as Panther
+tests it.
 
 Rule-level unit tests, Python `unittest` files named `*_test.py` anywhere in a rules folder (as panther-analysis
 keeps `global_helpers/global_helpers_test.py`), run too, with the folder's global helpers importable, each test
@@ -19,12 +24,15 @@ import hashlib
 import importlib.util
 import sys
 import unittest
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest.mock import MagicMock, patch
 
-from detections.engine import match_row
-from detections.event import RuleEvent
+from detections.engine import run_rule
+from detections.event import ENRICHMENT, MOCKED_LOOKUPS, EventContext, RuleEvent
 from detections.loader import RULE, Rule, RuleSet, RuleTest, helper_dirs, importable
 from shared.core.errors import one_line
 
@@ -49,7 +57,7 @@ def run_tests(rule_set: RuleSet) -> list[TestResult]:
     results = []
     for rule in sorted(rule_set.rules, key=lambda r: r.rule_id):
         for test in rule.tests:
-            results.append(run_test(rule, test))
+            results.append(run_test(rule, test, rule_set))
     for folder in rule_set.folders:
         results += run_unit_tests(folder)
     return results
@@ -123,26 +131,65 @@ def _last_line(trace: str) -> str:
     return one_line(lines[-1] if lines else "failed")
 
 
-def run_test(rule: Rule, test: RuleTest) -> TestResult:
+def run_test(rule: Rule, test: RuleTest, rule_set: RuleSet | None = None) -> TestResult:
+    if rule.kind == RULE:
+        return _realtime(rule, test, rule_set)
     try:
-        matched = _realtime(rule, test) if rule.kind == RULE else _scheduled(rule, test)
+        matched = _scheduled(rule, test)
     except Exception as exc:  # noqa: BLE001 - a test that raises fails, with the reason
         return TestResult(rule.rule_id, test.name, False, f"raised {one_line(exc, with_type=True)}")
     passed = matched == test.expected
     return TestResult(rule.rule_id, test.name, passed, f"expected {test.expected}, got {matched}")
 
 
-def _realtime(rule: Rule, test: RuleTest) -> bool:
+def _realtime(rule: Rule, test: RuleTest, rule_set: RuleSet | None) -> TestResult:
     from normalizers import normalize_alert
 
-    row = normalize_alert(test.log, source_id=None, source_label="rules test", parse_time=TEST_PARSE_TIME)
-    return match_row(rule, RuleEvent(row), row) is not None
+    def result(passed: bool, detail: str) -> TestResult:
+        return TestResult(rule.rule_id, test.name, passed, detail)
+
+    try:
+        row = normalize_alert(test.log, source_id=None, source_label="rules test", parse_time=TEST_PARSE_TIME)
+    except Exception as exc:  # noqa: BLE001 - a Log the normalizer refuses fails its test, with the reason
+        return result(False, f"Log is not an alert the normalizer takes: {one_line(exc, with_type=True)}")
+    models = rule_set.data_models if rule_set is not None else {}
+    mocked, enrichment = test.log.get(MOCKED_LOOKUPS), test.log.get(ENRICHMENT)
+    context = EventContext(models, rule_set.lookups if rule_set is not None else None,
+                           mocked if isinstance(mocked, dict) else {},
+                           enrichment if isinstance(enrichment, dict) else None)
+    log_type = test.log.get("p_log_type")
+    event = RuleEvent(row, context, data_model=models.get(log_type) if isinstance(log_type, str) else None)
+    missing = [m["objectName"] for m in test.mocks if "objectName" in m and not hasattr(rule.module, m["objectName"])]
+    if missing:  # patch.multiple refuses a name the module does not have: the test fails in Panther's tool too
+        return result(False, f"Mocks: {Path(rule.module.__file__ or '').name} has no name {', '.join(missing)}")
+    with _mocked(rule, test.mocks):
+        outcome = run_rule(rule, event, batch=False)
+    got = outcome.output
+    if outcome.error is not None:
+        return result(False, f"expected {test.expected}, rule raised {one_line(outcome.error, with_type=True)}")
+    if test.expected:
+        if outcome.errors:
+            name, exc = next(iter(outcome.errors.items()))
+            return result(False, f"expected True, got {got}; {name} raised {one_line(exc, with_type=True)}")
+        return result(outcome.triggered, f"expected True, got {got}")
+    return result(got is False, f"expected False, got {got}")
+
+
+@contextmanager
+def _mocked(rule: Rule, mocks: list[dict]) -> Iterator[None]:
+    replacements = {m["objectName"]: MagicMock(return_value=m["returnValue"]) for m in mocks
+                    if "objectName" in m and "returnValue" in m}
+    if not replacements or rule.module is None:
+        yield
+        return
+    with patch.multiple(rule.module, **replacements):
+        yield
 
 
 def _scheduled(rule: Rule, test: RuleTest) -> bool:
     from detections.scheduled import test_matches
 
     if isinstance(test.log, dict):  # Panther's: one result row, the rule's Python on it
-        return match_row(rule, RuleEvent(test.log), test.log) is not None
+        return run_rule(rule, RuleEvent(test.log), batch=True).triggered
 
     return bool(test_matches(rule, test.log, test.now))

@@ -180,7 +180,8 @@ def evidence_indicators(evidence: list, found: Found) -> None:
 
 
 def _declared_table(obj: dict) -> dict | None:
-    odata_type = obj.get("@odata.type")
+    # Panther's schema spells it at_sign_odata_type: test Logs written for Panther use that name.
+    odata_type = obj.get("@odata.type", obj.get("at_sign_odata_type"))
     # Not a string (a list, say): no type we know, and no reason to lose the alert over it.
     return _TABLE_BY_ODATA_TYPE.get(odata_type) if type(odata_type) is str else None
 

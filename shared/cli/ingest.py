@@ -156,7 +156,8 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
 
     A file holds one alert or a Graph page ({"value": [...]}) as a JSON object, a JSON array of alerts, or JSON
     lines of alerts or of pages; in UTF-8 (byte-order mark or not) or UTF-16 with a byte-order mark; gzip-compressed
-    or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was.
+    or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was, or if a rule
+    (--rules) raised on a row.
     """
     from shared.core.settings import RULES_SETTINGS, load_settings
     from shared.core.storage import open_store
@@ -192,7 +193,13 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
                 click.echo(f"{item.location}: {item.reason}")
         if held:
             click.echo(f"quarantined copies: {copies}")
-    sys.exit(1 if held else 0)
+    if landing.rule_errors:
+        # Rows landed, but rules failed on some: said last, with the exit code, so a script sees it.
+        for line in landing.rule_errors[:10]:
+            click.echo(f"graphlake: {line}", err=True)
+        click.echo(f"graphlake: {count(len(landing.rule_errors), 'rule error')} on the rows landed "
+                   "(rule_errors table; rule-error alerts queued)", err=True)
+    sys.exit(1 if held or landing.rule_errors else 0)
 
 
 @click.command()

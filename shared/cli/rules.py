@@ -42,7 +42,10 @@ def rules_test(rules_dir: str | None) -> None:
                                            "(default: RULES_DIR).")
 @click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL, else ./lake).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def rules_backtest(since: str, until: str | None, rules_dir: str | None, lake: str | None, fmt: str) -> None:
+@click.option("--alerts", "list_alerts", is_flag=True,
+              help="List the alerts each rule would have made: id, title, first and last match, matches.")
+def rules_backtest(since: str, until: str | None, rules_dir: str | None, lake: str | None, fmt: str,
+                   list_alerts: bool) -> None:
     """Backtest every rule (enabled or not) over the lake: matches and alerts per rule, nothing written or sent.
     Exit 1 if a rule raised or was refused."""
     from detections.commands import backtest_command
@@ -51,7 +54,7 @@ def rules_backtest(since: str, until: str | None, rules_dir: str | None, lake: s
     start = parse_time(since, "--since")
     lake_url = wiring.lake_url(lake)
     sys.exit(backtest_command(_rules_folder(rules_dir), lake_url, start, end, fmt, click.echo,
-                              access=wiring.lake_access(lake_url)))
+                              access=wiring.lake_access(lake_url), list_alerts=list_alerts))
 
 
 # The backtest's first name, kept working for scripts that use it; hidden, as "replay" is re-landing quarantined

@@ -313,6 +313,7 @@ class Landing:
     rows: int = 0
     duplicates: int = 0
     quarantined: list[Quarantined] = field(default_factory=list)
+    rule_errors: list[str] = field(default_factory=list)  # with rules on: what they raised on the rows, one line each
 
 
 def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[str, str],
@@ -336,7 +337,7 @@ def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[
             else:
                 events.append(InboundEvent(body=record.body, properties=properties, metadata=metadata))
     result = normalize_events(events, lake=lake, state=state, detector=detector)
-    landing.rows, landing.duplicates = result.rows, result.duplicates
+    landing.rows, landing.duplicates, landing.rule_errors = result.rows, result.duplicates, result.rule_errors
     seen: dict[str, dict] = {}
     for copy in result.quarantined:
         if copy not in seen:

@@ -18,4 +18,4 @@ if TYPE_CHECKING:
 class Detector(Protocol):
     def detect(self, table: pa.Table, *, lake: Store, state: Store, now: datetime) -> object:
         """Run on the rows of `table`, just landed in `lake`, before the batch is acknowledged; a storage failure
-        raises (the batch is delivered again), a rule's own failure must not."""
+        raises (the batch is delivered again), a rule's own failure must not: its result's `failures` lists them."""

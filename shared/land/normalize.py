@@ -47,6 +47,7 @@ class NormalizeResult:
     duplicates: int = 0
     files: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
+    rule_errors: list[str] = field(default_factory=list)  # what the rules raised on the batch's rows, one line each
 
 
 class BadEvent(Exception):
@@ -63,7 +64,8 @@ def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Stor
         result.rows = table.num_rows
         # Rules run on the rows just landed, before the caller acknowledges the batch (None: detections are off).
         if detector is not None:
-            detector.detect(table, lake=lake, state=state, now=datetime.now(UTC))
+            detected = detector.detect(table, lake=lake, state=state, now=datetime.now(UTC))
+            result.rule_errors = [str(f) for f in getattr(detected, "failures", None) or []]
     return result
 
 

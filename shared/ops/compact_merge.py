@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from normalizers.names import LEGACY_LOG_TYPE, LOG_TYPE
 from shared.core.errors import one_line
 from shared.core.lake_files import read_named
 from shared.land.lake_writer import check_lake_columns
@@ -224,8 +225,13 @@ def _unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
 
 def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
-    conformed = pa.Table.from_arrays([c.cast(f.type) if c.type != f.type else c for c, f in zip(columns, schema)],
-                                     schema=schema)
+    columns = [c.cast(f.type) if c.type != f.type else c for c, f in zip(columns, schema)]
+    if "p_log_type" in schema.names:
+        # Rows landed before the log type took Panther's name are written with it (the views already read them so).
+        at = schema.get_field_index("p_log_type")
+        if pa.types.is_string(schema.field(at).type):
+            columns[at] = pc.if_else(pc.equal(columns[at], LEGACY_LOG_TYPE), LOG_TYPE, columns[at])
+    conformed = pa.Table.from_arrays(columns, schema=schema)
     check_lake_columns(conformed)
     return conformed
 

@@ -189,6 +189,8 @@ def _reconcile(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def _detections(doc: dict[str, Any]) -> tuple[str, str]:
+    if doc.get("config_errors"):
+        return FAILING, f"{(doc.get('errors') or ['?'])[0]}; fix OutputIds or ALERT_DESTINATIONS"
     if doc.get("undelivered"):
         return FAILING, (f"{doc['undelivered']} alerts not delivered ({doc.get('error') or 'no details'}); they stay "
                          "queued and every run tries them again")

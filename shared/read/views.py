@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from normalizers.evidence_columns import ANY, COMMON_COLUMNS, EVIDENCE_COLUMNS, ROLES_PATH
+from normalizers.names import LEGACY_LOG_TYPE, LOG_TYPE
 from normalizers.names import TABLE as ALERTS_TABLE
 
 LATEST_VIEW = "security_alerts_latest"
@@ -45,12 +46,17 @@ def read_parquet(files: str | list[str]) -> str:
 
 
 def deduplicated(source: str, columns: set[str]) -> str:
-    """SELECT over `source` that keeps one row per p_row_id (the first parsed), if the table has row ids."""
+    """SELECT over `source` that keeps one row per p_row_id (the first parsed), if the table has row ids; rows landed
+    before the log type took Panther's name read with it."""
+    select = "SELECT *"
+    if "p_log_type" in columns:
+        select = (f"SELECT * REPLACE (CASE WHEN p_log_type = {quote_literal(LEGACY_LOG_TYPE)} THEN "
+                  f"{quote_literal(LOG_TYPE)} ELSE p_log_type END AS p_log_type)")
     if "p_row_id" not in columns:
-        return f"SELECT * FROM {source}"
+        return f"{select} FROM {source}"
     keys = ", ".join(["p_row_id", *(c for c in _SAME_PARTITION.split(", ") if c in columns)])
     order = " ORDER BY p_parse_time" if "p_parse_time" in columns else ""
-    return f"SELECT * FROM {source}\nQUALIFY row_number() OVER (PARTITION BY {keys}{order}) = 1"
+    return f"{select} FROM {source}\nQUALIFY row_number() OVER (PARTITION BY {keys}{order}) = 1"
 
 
 def table_view(name: str, source: str, columns: set[str]) -> str:

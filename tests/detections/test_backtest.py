@@ -71,3 +71,26 @@ def test_backtest_counts_matches_and_alerts_per_rule_and_changes_nothing(tmp_pat
 def test_replay_is_a_hidden_alias_of_backtest() -> None:
     listed = CliRunner().invoke(main, ["rules", "--help"], catch_exceptions=False).output
     assert "backtest" in listed and "replay" not in listed
+
+
+@pytest.mark.parametrize("command", ["backtest", "replay"])
+def test_backtest_lists_the_alerts_a_rule_would_have_made(tmp_path, command):
+    identity = orjson.loads((GOLDEN / "identity.input.json").read_bytes())
+    pth = identity[0]
+    # Three versions within an hour: one alert; a fourth three hours later opens a second period (DedupPeriod 60).
+    later = ["2026-06-02T09:45:00Z", "2026-06-02T09:50:00Z", "2026-06-02T13:00:00Z"]
+    versions = [pth] + [{**pth, "lastUpdateDateTime": t, "createdDateTime": t} for t in later]
+    lake = tmp_path / "lake"
+    normalize_events([InboundEvent(orjson.dumps(a)) for a in versions], lake=open_store(str(lake)),
+                     state=open_store(str(tmp_path / "state")))
+    args = ["rules", command, "--lake", str(lake), "--since", "2026-06-01", "--until", "2026-06-10", "--alerts"]
+    result = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
+    by_rule = {r["rule_id"]: r for r in map(orjson.loads, (l for l in result.output.splitlines() if l[:1] == "{"))}
+    made = by_rule["Microsoft.Graph.Passthrough"]["alert_list"]
+    assert [(a["matches"], a["first_match"][:19], a["last_match"][:19]) for a in made] == [
+        (3, "2026-06-02T09:41:12", "2026-06-02T09:50:00"), (1, "2026-06-02T13:00:00", "2026-06-02T13:00:00")]
+    assert {a["title"] for a in made} == {f"Microsoft Graph Alert ({pth['title']})"}
+    assert len({a["alert_id"] for a in made}) == 2 and by_rule["Microsoft.Graph.Passthrough"]["alerts"] == 2
+    table = CliRunner().invoke(main, args, catch_exceptions=False).output
+    assert f"Microsoft.Graph.Passthrough  {made[0]['alert_id']}  2026-06-02 09:41:12 .. 2026-06-02 09:50:00  3  " \
+           f"Microsoft Graph Alert ({pth['title']})" in table

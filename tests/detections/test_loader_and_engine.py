@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from detections.engine import run_rule
 from detections.event import RuleEvent, deep_get, deep_walk
 from detections.loader import PACK_DIR, load_rule, load_rules
 from detections.testing import run_tests
@@ -238,6 +239,6 @@ def test_each_rule_set_reads_the_lookup_tables_of_its_own_folders(tmp_path):
         folder.mkdir()
         (folder / "vip_users.csv").write_text(vips)
         sets[name] = load_rules(folder)
-    matched = {name: sets[name].by_id("Graphlake.VIP.UserAlert").matches(RuleEvent(vip_row)) for name in sets}
+    matched = {name: run_rule(sets[name].by_id("Graphlake.VIP.UserAlert"), RuleEvent(vip_row), batch=True).triggered for name in sets}
     assert matched == {"first": True, "second": False}
     assert load_rules(tmp_path / "first").lookups.values("vip_users.csv", "user") >= {"alice@contoso.com"}

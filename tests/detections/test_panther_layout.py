@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from detections.engine import match_row
+from detections.engine import match_row, run_rule
 from detections.event import RuleEvent
 from detections.loader import PACK_DIR, load_rules
 from detections.match_conditions import compile_expressions
@@ -46,25 +46,25 @@ def test_a_simple_detection_runs_as_its_yaml_says():
     row = {"id": "x", "tenantId": "t9", "title": "Pass-the-hash", "severity": "High",
            "serviceSource": "microsoftDefenderForIdentity", "p_any_ip_addresses": ["1.1.1.1"],
            "evidence": '[{"ipAddress": "1.1.1.1"}]'}
-    match = match_row(rule, RuleEvent(row), row)
+    match, _ = match_row(rule, RuleEvent(row), row)
     assert match is not None
     assert (match.title, match.dedup, match.severity, match.context) == (
         "High alert [Pass-the-hash] from microsoftDefenderForIdentity", "microsoftDefenderForIdentity:t9",
         "Critical", {"provider": "microsoftDefenderForIdentity", "first_ip": "1.1.1.1"})
     other = dict(row, serviceSource="microsoftDefenderForEndpoint")
-    assert match_row(rule, RuleEvent(other), other).severity == "Medium"  # no DynamicSeverity held: the YAML's
-    assert match_row(rule, RuleEvent(dict(row, title="[test] x")), row) is None  # None: [...]
+    assert match_row(rule, RuleEvent(other), other)[0].severity == "Medium"  # no DynamicSeverity held: the YAML's
+    assert match_row(rule, RuleEvent(dict(row, title="[test] x")), row) == (None, None)  # None: [...]
 
 
 def test_inline_filters_run_before_rule_and_a_missing_field_passes():
     rule = load_rules(TREE, with_pack=False).by_id("Acme.Admin.InAlert")
     base = {"title": "t", "status": "new", "serviceSource": "x",
             "evidence": '[{"userAccount": {"userPrincipalName": "adm-jo@acme.example"}}]'}
-    assert rule.matches(RuleEvent(dict(base, severity="high")))
-    assert not rule.matches(RuleEvent(dict(base, severity="low")))
-    assert not rule.matches(RuleEvent(dict(base, severity="high", status="resolved")))
+    assert run_rule(rule, RuleEvent(dict(base, severity="high")), batch=True).triggered
+    assert not run_rule(rule, RuleEvent(dict(base, severity="low")), batch=True).triggered
+    assert not run_rule(rule, RuleEvent(dict(base, severity="high", status="resolved")), batch=True).triggered
     # Panther: a filter on a field the event lacks passes (no severity, no status: rule() decides).
-    assert rule.matches(RuleEvent({k: v for k, v in base.items() if k != "status"} | {"severity": "high"}))
+    assert run_rule(rule, RuleEvent({k: v for k, v in base.items() if k != "status"} | {"severity": "high"}), batch=True).triggered
 
 
 @pytest.mark.parametrize(("expressions", "event", "expected"), [
@@ -142,7 +142,7 @@ def test_two_rule_sets_in_one_process_each_import_their_own_helpers(tmp_path):
     first, second = (load_rules(tmp_path / n, with_pack=False).by_id("Acme.Admin.InAlert") for n in ("first", "second"))
     event = RuleEvent({"severity": "high", "status": "new", "serviceSource": "x",
                        "evidence": '[{"userAccount": {"userPrincipalName": "root-jo@acme.example"}}]'})
-    assert not first.matches(event) and second.matches(event)
+    assert not run_rule(first, event, batch=True).triggered and run_rule(second, event, batch=True).triggered
     import sys
     assert "acme_helpers" not in sys.modules  # nothing left behind for the next rule set to pick up
 

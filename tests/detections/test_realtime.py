@@ -104,7 +104,14 @@ def test_rules_fire_in_the_cli_path_and_search_covers_rule_matches(tmp_path, use
     runner = CliRunner()
     result = runner.invoke(main, ["normalize", str(source), "--lake", lake, "--state", state,
                                   "--rules", str(user_rules)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    # user_rules holds a rule that raises on one alert: the rows land, and the exit code and last line say so.
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == \
+        "graphlake: 1 rule error on the rows landed (rule_errors table; rule-error alerts queued)"
+    errors = runner.invoke(main, ["query", "--lake", lake, "--format", "json",
+                                  "SELECT p_rule_id, id, error_type FROM rule_errors"], catch_exceptions=False)
+    assert [orjson.loads(line) for line in errors.output.splitlines() if line.startswith("{")] == [
+        {"p_rule_id": "Custom.Raising", "id": PASS_THE_HASH, "error_type": "KeyError"}]
     rows = matches_in(lake)
     assert {r["id"] for r in rows} == new_and_not_informational(alerts)
 

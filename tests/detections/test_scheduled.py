@@ -46,7 +46,7 @@ def test_scheduled_rules_on_azurite(azurite, receiver):  # noqa: F811
         rule_id for rule_id, n in EXPECTED.items() for _ in range(n))
     pth = next(a for a in receiver.received if a["rule_id"] == "Graphlake.Correlation.PassTheHashThenEndpoint")
     assert pth["alert_context"] == {"pass_the_hash_alert": "p1", "device": "ws-0107", "endpoint_alerts": ["p2"],
-                                    "first_endpoint_alert": "2026-06-02 09:40:00+00:00"}
+                                    "first_endpoint_alert": "2026-06-02 09:40:00.000000000"}
     user = next(a for a in receiver.received if a["rule_id"] == "Graphlake.Correlation.UserMultiProvider")
     assert user["title"] == "jordan.finance@contoso.com in alerts from 3 providers within an hour"
     matches = read_table(lake, MATCHES).to_pylist()

@@ -412,7 +412,7 @@ def test_input_that_is_not_an_alert_raises_not_an_alert(bad: object) -> None:
 
 def test_p_fields() -> None:
     row = normalize(minimal_alert())
-    assert row["p_log_type"] == LOG_TYPE == "MicrosoftGraph.SecurityAlert"
+    assert row["p_log_type"] == LOG_TYPE == "MicrosoftGraph.SecurityAlertV2"
     assert row["p_schema_version"] == SCHEMA_VERSION == 2
     assert row["p_event_time"] == datetime(2026, 6, 1, 10, 0, 0, 123456, tzinfo=UTC)
     assert row["p_parse_time"] == PARSE_TIME

@@ -96,7 +96,7 @@ def test_events_are_keyed_by_provider_and_keep_newer_enum_values(make_pipeline):
             assert alert["serviceSource"] == batch.partition_key == event.properties["provider"]
             assert event.properties["alert_id"] == alert["id"]
             assert event.properties["last_update"] == alert["lastUpdateDateTime"]
-            assert event.properties["schema"] == "MicrosoftGraph.SecurityAlert"
+            assert event.properties["schema"] == "MicrosoftGraph.SecurityAlertV2"
             assert event.properties["source_id"] == summary.source_id
     assert all(batch.hub == "graph-alerts" for batch in sink.batches)
 

@@ -5,7 +5,7 @@ def _honeytokens(event):
     """Accounts the alert's evidence marks as honeytokens (Defender for Identity tags them so)."""
     found = []
     for item in event.get("evidence") or []:
-        marks = [str(t).lower() for t in (item.get("tags") or []) + (item.get("detailedRoles") or [])]
+        marks = [str(t).lower() for t in [*(item.get("tags") or []), *(item.get("detailedRoles") or [])]]
         if "honeytoken" in marks:
             name = deep_get(item, "userAccount", "userPrincipalName") or deep_get(item, "userAccount", "accountName")
             found.append(str(name or "unknown").lower())

@@ -4,7 +4,7 @@ from detections.helpers import lookup_values
 def _vips_in(event):
     # vip_users.csv, column `user`: a UPN, email or account name per line; yours (in RULES_DIR) and the pack's.
     vips = lookup_values("vip_users.csv", "user")
-    return sorted({n for n in (event.get("p_any_usernames") or []) + (event.get("p_any_emails") or []) if n in vips})
+    return sorted({n for n in [*(event.get("p_any_usernames") or []), *(event.get("p_any_emails") or [])] if n in vips})
 
 
 def rule(event):
