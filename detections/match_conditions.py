@@ -221,10 +221,15 @@ def _path(item: Mapping, where: str) -> tuple[Any, ...]:
     return tuple(parts)
 
 
+def _is_list(obj: Any) -> bool:
+    # The event's lists are read-only sequences (detections/event.py), not `list`s.
+    return isinstance(obj, Sequence) and not isinstance(obj, str | bytes)
+
+
 def _resolve(obj: Any, path: Sequence[Any]) -> Any:
     for i, part in enumerate(path):
         if part is _WILDCARD:
-            if not isinstance(obj, list):
+            if not _is_list(obj):
                 return _MISSING
             found = _Found()
             for item in obj:
@@ -233,7 +238,7 @@ def _resolve(obj: Any, path: Sequence[Any]) -> Any:
                     continue
                 found.extend(value) if isinstance(value, _Found) else found.append(value)
             return found
-        if isinstance(part, int) and isinstance(obj, list):
+        if isinstance(part, int) and _is_list(obj):
             if not -len(obj) <= part < len(obj):
                 return _MISSING
             obj = obj[part]
@@ -368,7 +373,7 @@ def _elements(path: tuple[Any, ...], condition: str, expressions: Any, where: st
 
     def predicate(event: Any) -> bool:
         found = _resolve(event, path)
-        items = list(found) if isinstance(found, list) else []
+        items = list(found) if _is_list(found) else []
         hits = sum(1 for element in items if inner(element if isinstance(element, Mapping) else {}))
         if condition == "AnyElement":
             return hits > 0
