@@ -103,6 +103,15 @@ class DeliveryFailed(Exception):
     """A destination refused or could not be reached, after retries; the message is one line."""
 
 
+class AlertRefused(DeliveryFailed):
+    """The destination refused this alert for what it holds (or it cannot be put in a request): the destination
+    itself works, and the other alerts go on."""
+
+
+# Answers about the request's body rather than the destination (401, 403 and 404 are the destination's setup).
+_BODY_REFUSED = frozenset({400, 413, 422})
+
+
 def parse_destinations(text: str, named_setting: Callable[[str], str | None]) -> list[Destination]:
     """ALERT_DESTINATIONS' destinations; `named_setting` gives the settings it names (`Settings.named_setting`)."""
     if not text.strip():
@@ -140,7 +149,11 @@ def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Clien
          deadline: float | None = None) -> None:
     """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff; with a
     `deadline` (time.monotonic()), no request and no wait goes past it."""
-    body, headers = destination.request(alert)
+    try:
+        body, headers = destination.request(alert)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlertRefused(f"{destination.name} cannot be sent alert {alert.get('alert_id')}: "
+                           f"{one_line(exc, with_type=True)}") from None
     attempts, wait_seconds = destination.attempts, destination.backoff_seconds
     backoff = wait_exponential(multiplier=wait_seconds, max=30 * wait_seconds)
 
@@ -170,6 +183,9 @@ def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Clien
                 post()
     except _Status as exc:
         said = f": {one_line(exc.text)}" if exc.text.strip() else ""
+        if exc.status in _BODY_REFUSED:
+            raise AlertRefused(f"{destination.name} refused alert {alert.get('alert_id')} with HTTP {exc.status}"
+                               f"{said}") from None
         raise DeliveryFailed(f"{destination.name} answered HTTP {exc.status}{said}") from None
     except _OutOfTime:
         raise DeliveryFailed(f"{destination.name} did not answer within landing's time for deliveries") from None

@@ -117,17 +117,17 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
     result.already_matched = len(evaluation.matches) - len(fresh)
     queued = record_matches(state, fresh, now)
     result.files = write_matches(lake, fresh, now)
-    waiting = []
+    batch = None
     if detector.sends:
-        waiting = [item.alert["alert_id"] for item in queued if enqueue(state, item.alert)]
+        batch = enqueue(state, [item.alert for item in queued])
         result.alerts_queued = len(queued)
     # Only now: a crash before this line leaves the matches unmarked, so the batch delivered again redoes them.
     mark(state, fresh, now)
     if detector.sends and deliver:
         if detector.destinations_error is not None:
-            result.undelivered = record_unsendable(state, detector.destinations_error, now)
+            result.undelivered = record_unsendable(state, detector.destinations_error, now, len(queued))
         else:
-            result.undelivered = deliver_new(state, list(detector.destinations), waiting, now,
+            result.undelivered = deliver_new(state, list(detector.destinations), batch, len(queued), now,
                                              budget_seconds=detector.delivery_budget_seconds).undelivered
     health.record(state, "detections", component_key, {
         "result": "rule_errors" if evaluation.failures else "ok", "rows": evaluation.rows,

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 import function_app
 from detections.alerts import record_matches
-from detections.delivery import OUTBOX
+from detections.delivery import count_waiting
 from detections.destinations import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_destinations
 from detections.engine import Match, match_id
 from detections.loader import load_rules
@@ -43,12 +43,15 @@ SECRET = "hmac-test-key"
 
 @dataclass
 class Receiver:
-    """A real HTTP server on 127.0.0.1 recording every POST; answers 503 while `failing`."""
+    """A real HTTP server on 127.0.0.1 recording every POST; answers 503 while `failing`, and 400 (a body it will
+    not take) to the next `poisoned` POSTs."""
 
     url: str
     received: list[dict] = field(default_factory=list)  # accepted bodies
     refused: int = 0
     failing: bool = False
+    poisoned: int = 0
+    rejected: list[dict] = field(default_factory=list)  # bodies answered 400
     headers: list[dict] = field(default_factory=list)
 
 
@@ -62,6 +65,10 @@ def receiver() -> Iterator[Receiver]:
             if state.failing:
                 state.refused += 1
                 self.send_response(503)
+            elif state.poisoned:
+                state.poisoned -= 1
+                state.rejected.append(orjson.loads(body))
+                self.send_response(400)
             else:
                 state.received.append(orjson.loads(body))
                 state.headers.append({**dict(self.headers), "_body": body})
@@ -137,7 +144,7 @@ def test_a_webhook_receives_exactly_the_expected_alerts_once(tmp_path, monkeypat
     update["lastUpdateDateTime"] = "2026-06-02T09:50:00Z"
     land([update], lake, state)
     assert len(passthrough(receiver.received)) == len(expected_passthrough(alerts)) == len(receiver.received) - 1
-    assert list(open_store(state).list(OUTBOX)) == []
+    assert count_waiting(open_store(state)) == 0
 
 
 THRESHOLD_PY = """\
@@ -275,7 +282,7 @@ def test_a_failing_destination_keeps_its_alerts_until_a_later_run_delivers_them(
     land(alerts, lake, state)
     expected = expected_passthrough(alerts) | {"aa7d8e9f00-1122-4334-8556-778899aabbcc"}  # and the honeytoken
     assert receiver.received == [] and receiver.refused == 2  # two attempts, then the rest of the run skips it
-    assert len(list(open_store(state).list(OUTBOX))) == len(expected)
+    assert count_waiting(open_store(state)) == len(expected)
     record = health.load(open_store(state), "detections", "delivery")
     assert record["undelivered"] == len(expected) and "HTTP 503" in record["error"]
     status = CliRunner().invoke(main, ["status", "--state", state], catch_exceptions=False)
@@ -285,7 +292,7 @@ def test_a_failing_destination_keeps_its_alerts_until_a_later_run_delivers_them(
     receiver.failing = False
     function_app.run_scheduled_rules(TimerRequest())
     assert sorted(a["events"][0]["id"] for a in receiver.received) == sorted(expected)
-    assert list(open_store(state).list(OUTBOX)) == []
+    assert count_waiting(open_store(state)) == 0
     assert health.load(open_store(state), "detections", "delivery")["undelivered"] == 0
     function_app.run_scheduled_rules(TimerRequest())
     assert len(receiver.received) == len(expected), "delivered alerts are never sent again"
@@ -334,15 +341,15 @@ def test_unusable_destinations_never_stop_the_lake_and_their_alerts_wait(tmp_pat
     alerts = golden("identity")
     land(alerts, lake, state)
     assert len(read_table(open_store(lake), "security_alerts")) == len(alerts)
-    waiting = len(list(open_store(state).list(OUTBOX)))
-    assert waiting == len(expected_passthrough(alerts)) + 1  # and the honeytoken
+    queued = count_waiting(open_store(state))
+    assert queued == len(expected_passthrough(alerts)) + 1  # and the honeytoken
     status = CliRunner().invoke(main, ["status", "--state", state], catch_exceptions=False)
-    assert f"FAILING  detections/delivery: {waiting} alerts not delivered (ALERT_DESTINATIONS teams-1: no url" \
+    assert f"FAILING  detections/delivery: {queued} alerts not delivered (ALERT_DESTINATIONS teams-1: no url" \
         in status.output
 
     monkeypatch.setenv("ALERT_DESTINATIONS", destinations(receiver.url))  # fixed
     function_app.run_scheduled_rules(TimerRequest())
-    assert len(receiver.received) == waiting and list(open_store(state).list(OUTBOX)) == []
+    assert len(receiver.received) == queued and count_waiting(open_store(state)) == 0
 
 
 def test_two_normalizer_instances_at_once_send_one_alert_with_every_match_counted(tmp_path, monkeypatch, azurite,
