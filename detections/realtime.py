@@ -11,7 +11,7 @@ again (match files and alert counts are idempotent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -64,18 +64,17 @@ class Detector:
         return detect_rows(self, TableRows(table), lake=lake, state=state, now=now)
 
 
-def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector | None:
+def build_detector(settings: Settings, rules_dir: str | None = None, *,
+                   rule_sets: Callable[[str | None], RuleSet] | None = None) -> Detector | None:
     """The detector the settings ask for, or None when detections are off. `rules_dir` (the CLI's --rules) turns
-    them on with that folder, whatever RULES_ENABLED and RULES_DIR say."""
+    them on with that folder, whatever RULES_ENABLED and RULES_DIR say. `rule_sets` loads a folder's rules
+    (`load_rule_set`; the Function App keeps them between invocations)."""
     from detections.destinations import parse_destinations
-    from detections.loader import load_rules
     from shared.core.errors import ConfigError
 
     if not (settings.rules_enabled or rules_dir):
         return None
-    rule_set = load_rules(rules_dir or settings.rules_dir or None)
-    for refusal in rule_set.refused:
-        log.error("graphlake.detections rule refused: %s", refusal)
+    rule_set = (rule_sets or load_rule_set)(rules_dir or settings.rules_dir or None)
     budget = settings.alert_delivery_budget_seconds
     try:
         return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations, settings.named_setting)),
@@ -83,6 +82,16 @@ def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector
     except ConfigError as exc:
         log.error("graphlake.detections %s; alerts wait in the outbox until it is fixed", exc)
         return Detector(rule_set, (), str(exc), budget)
+
+
+def load_rule_set(folder: str | None) -> RuleSet:
+    """The rules of `folder` with the starter pack (the pack alone for None); each refusal logged."""
+    from detections.loader import load_rules
+
+    rule_set = load_rules(folder)
+    for refusal in rule_set.refused:
+        log.error("graphlake.detections rule refused: %s", refusal)
+    return rule_set
 
 
 def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: Store, state: Store,
