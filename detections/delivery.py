@@ -68,6 +68,11 @@ class _Run:
     failed: dict[str, str] = field(default_factory=dict)  # destination -> its error in this run
     refused: list[str] = field(default_factory=list)
     report: DeliveryReport = field(default_factory=DeliveryReport)
+    started: float = field(default_factory=time.monotonic)
+
+    def clock(self) -> datetime:
+        """`now` moved on by the time this run has taken: claims are dated from it."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
 
     def can_send(self) -> bool:
         return not (all(d.name in self.failed for d in self.destinations) or _out_of_time(self.deadline))
@@ -166,42 +171,63 @@ def _deliver_batch(state: Store, name: str, run: _Run) -> None:
     if found is None:
         return  # delivered by another instance meanwhile
     doc = orjson.loads(found.data)
+    entries = doc["entries"]
     claimed = doc.get("claimed_until")
-    if claimed and datetime.fromisoformat(claimed) > run.now:
-        run.report.undelivered += len(doc["entries"])
+    if claimed and datetime.fromisoformat(claimed) > run.clock():
+        run.report.undelivered += len(entries)
         return
-    doc["claimed_until"] = (run.now + CLAIM).isoformat()
     try:
-        etag = state.write(name, orjson.dumps(doc, default=str), if_match=found.etag)
+        etag = _write_back(state, name, doc, found.etag, run.clock() + CLAIM)
     except PreconditionFailed:
-        run.report.undelivered += len(doc["entries"])  # another instance claimed it first
+        run.report.undelivered += len(entries)  # another instance claimed it first
         return
-    entries, left = doc["entries"], []
-    for index, entry in enumerate(entries):
-        if not run.can_send():
+    renew_at = time.monotonic() + CLAIM.total_seconds() / 2
+    left: list[dict[str, Any]] = []
+    done = 0  # entries gone from the blob: sent now, or found sent
+    try:
+        for index, entry in enumerate(entries):
+            if not run.can_send():
+                left.append(entry)
+                continue
+            if time.monotonic() >= renew_at:
+                # A long drain keeps its claim: one that lapsed would let another instance send the same alerts.
+                doc["entries"] = left + entries[index:]
+                etag = _write_back(state, name, doc, etag, run.clock() + CLAIM)
+                renew_at = time.monotonic() + CLAIM.total_seconds() / 2
+            alert = entry["alert"]
+            if state.read(f"{SENT}{alert['alert_id']}.json") is not None:
+                done += 1  # sent by a run that died before writing this blob back, or by an earlier copy of the batch
+                continue
+            took = _send_entry(entry, run)
+            if all(d.name in entry["delivered"] for d in run.destinations):
+                state.write(f"{SENT}{alert['alert_id']}.json", orjson.dumps(
+                    {"alert_id": alert["alert_id"], "rule_id": alert["rule_id"], "delivered": entry["delivered"],
+                     "sent": run.now.isoformat()}))
+                run.report.delivered += 1
+                done += 1
+                continue
             left.append(entry)
-            continue
-        alert = entry["alert"]
-        if state.read(f"{SENT}{alert['alert_id']}.json") is not None:
-            continue  # sent by a run that died before writing this blob back, or queued again by a batch that came again
-        took = _send_entry(entry, run)
-        if all(d.name in entry["delivered"] for d in run.destinations):
-            state.write(f"{SENT}{alert['alert_id']}.json", orjson.dumps(
-                {"alert_id": alert["alert_id"], "rule_id": alert["rule_id"], "delivered": entry["delivered"],
-                 "sent": run.now.isoformat()}))
-            run.report.delivered += 1
-            continue
-        left.append(entry)
-        if took:
-            # One destination has it and another not yet: written now, so a run dying later cannot send it twice.
-            doc["entries"] = left + entries[index + 1:]
-            etag = state.write(name, orjson.dumps(doc, default=str), if_match=etag)
-    run.report.undelivered += len(left)
-    if not left:
-        state.delete(name)
+            if took:
+                # One destination has it and another not yet: written now, so a run dying later cannot send it
+                # to that one again.
+                doc["entries"] = left + entries[index + 1:]
+                etag = _write_back(state, name, doc, etag, datetime.fromisoformat(doc["claimed_until"]))
+        if not left:
+            state.delete(name)
+            return
+        doc["entries"] = left
+        _write_back(state, name, doc, etag, None)
+    except PreconditionFailed:
+        log.warning("graphlake.detections %s was taken over by another instance; it sends the rest", name)
+        run.report.undelivered += len(entries) - done
         return
-    doc["entries"], doc["claimed_until"] = left, None
-    state.write(name, orjson.dumps(doc, default=str), if_match=etag)
+    run.report.undelivered += len(left)
+
+
+def _write_back(state: Store, name: str, doc: dict[str, Any], etag: str, claimed_until: datetime | None) -> str:
+    """The batch blob as this run holds it (If-Match: only while no other instance took it); its new etag."""
+    doc["claimed_until"] = claimed_until.isoformat() if claimed_until else None
+    return state.write(name, orjson.dumps(doc, default=str), if_match=etag)
 
 
 def _send_entry(entry: dict[str, Any], run: _Run) -> bool:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from azure.functions.timer import TimerRequest
 from click.testing import CliRunner
 
 import function_app
+from detections import delivery
 from detections.delivery import CLAIM, OUTBOX, count_waiting, deliver_pending
 from detections.destinations import DELIVERY_HEADER, parse_destinations
 from shared.cli import main
@@ -42,8 +44,10 @@ class Killer:
     url: str = ""
     kill_at: int = 0
     victim: int | None = None
+    delay: float = 0.0  # seconds before each answer: a slow destination
     posts: list[str] = field(default_factory=list)  # delivery ids, every POST
     taken: list[str] = field(default_factory=list)  # delivery ids answered 202
+    seventh: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
@@ -57,7 +61,10 @@ def killer() -> Iterator[Killer]:
             if len(state.posts) == state.kill_at and state.victim is not None:
                 os.kill(state.victim, signal.SIGKILL)
                 return  # never answered
+            time.sleep(state.delay)
             state.taken.append(self.headers[DELIVERY_HEADER])
+            if len(state.taken) == 7:
+                state.seventh.set()
             self.send_response(202)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -149,3 +156,27 @@ def test_a_destination_that_took_an_alert_is_not_sent_it_again_while_another_cat
     report = deliver_pending(open_store(state), parse_destinations(both, {}.get), later)
     assert (report.delivered, report.undelivered) == (4, 0)
     assert len(receiver.received) == 4 and len(killer.posts) == 4  # soc got nothing twice
+
+
+def test_a_long_drain_keeps_its_claim_so_a_second_one_sends_nothing_twice(tmp_path, monkeypatch, receiver, killer):
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    use_detections(monkeypatch, lake, state, destinations(receiver.url))
+    receiver.failing = True
+    land(waiting_alerts(10, "slow"), lake, state)
+    assert count_waiting(open_store(state)) == 10
+
+    # A destination taking half a second an alert, and claims of 3 s: the drain outlives its first claim.
+    monkeypatch.setattr(delivery, "CLAIM", timedelta(seconds=3))
+    killer.delay = 0.5
+    hook = parse_destinations(destinations(killer.url), {}.get)
+    reports = []
+    first = threading.Thread(target=lambda: reports.append(
+        deliver_pending(open_store(state), hook, datetime.now(UTC))))
+    first.start()
+    assert killer.seventh.wait(timeout=60)  # 3.5 s into the first drain
+    second = deliver_pending(open_store(state), hook, datetime.now(UTC))
+    first.join(timeout=60)
+    # Held by the first: left alone, counted as waiting (as the blob stood at the first's last renewal).
+    assert second.delivered == 0 and 3 <= second.undelivered <= 10
+    assert (reports[0].delivered, reports[0].undelivered) == (10, 0)
+    assert len(killer.posts) == len(set(killer.posts)) == 10 and count_waiting(open_store(state)) == 0
