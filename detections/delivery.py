@@ -47,6 +47,8 @@ BREAKERS = "detections/breakers/"
 CLAIM = timedelta(minutes=5)
 # As long as the timer's default schedule: while it is open, the timer is the one trying the destination.
 COOLDOWN = timedelta(minutes=5)
+# Refusals named in the health record: a destination refusing every alert would otherwise write them all there.
+_REFUSALS_KEPT = 10
 log = logging.getLogger("graphlake.detections")
 
 
@@ -78,7 +80,7 @@ class _Run:
         return not (all(d.name in self.failed for d in self.destinations) or _out_of_time(self.deadline))
 
     def errors(self) -> list[str]:
-        return list(self.failed.values()) + self.refused
+        return list(self.failed.values()) + self.refused[:_REFUSALS_KEPT]
 
 
 def enqueue(state: Store, alerts: list[dict[str, Any]]) -> str | None:

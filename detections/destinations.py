@@ -104,8 +104,8 @@ class DeliveryFailed(Exception):
 
 
 class AlertRefused(DeliveryFailed):
-    """The destination refused this alert for what it holds (or it cannot be put in a request): the destination
-    itself works, and the other alerts go on."""
+    """The destination refused this alert for what it holds: the destination itself works, and the other alerts
+    go on."""
 
 
 # Answers about the request's body rather than the destination (401, 403 and 404 are the destination's setup).
@@ -149,11 +149,7 @@ def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Clien
          deadline: float | None = None) -> None:
     """POST the alert, retrying connection errors, timeouts, 408, 429 and 5xx with exponential backoff; with a
     `deadline` (time.monotonic()), no request and no wait goes past it."""
-    try:
-        body, headers = destination.request(alert)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AlertRefused(f"{destination.name} cannot be sent alert {alert.get('alert_id')}: "
-                           f"{one_line(exc, with_type=True)}") from None
+    body, headers = destination.request(alert)
     attempts, wait_seconds = destination.attempts, destination.backoff_seconds
     backoff = wait_exponential(multiplier=wait_seconds, max=30 * wait_seconds)
 

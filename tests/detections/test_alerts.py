@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import signal
 import time
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +47,8 @@ SECRET = "hmac-test-key"
 @dataclass
 class Receiver:
     """A real HTTP server on 127.0.0.1 recording every POST; answers 503 while `failing`, and 400 (a body it will
-    not take) to the next `poisoned` POSTs."""
+    not take) to the next `poisoned` POSTs. Waits `delay` seconds before each answer (a slow destination); its
+    `kill_at`-th POST SIGKILLs the process `victim` and is never answered (the sender dies waiting)."""
 
     url: str
     received: list[dict] = field(default_factory=list)  # accepted bodies
@@ -53,15 +57,24 @@ class Receiver:
     poisoned: int = 0
     rejected: list[dict] = field(default_factory=list)  # bodies answered 400
     headers: list[dict] = field(default_factory=list)
+    posts: list[str] = field(default_factory=list)  # the delivery id of every POST, answered or not
+    delay: float = 0.0
+    kill_at: int = 0
+    victim: int | None = None
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def serving() -> Iterator[Receiver]:
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.posts.append(self.headers.get(DELIVERY_HEADER, ""))
+            if len(state.posts) == state.kill_at and state.victim is not None:
+                os.kill(state.victim, signal.SIGKILL)
+                return
+            time.sleep(state.delay)
             if state.failing:
                 state.refused += 1
                 self.send_response(503)
@@ -83,9 +96,17 @@ def receiver() -> Iterator[Receiver]:
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving() as state:
+        yield state
 
 
 def golden(*providers: str) -> list[dict]:

@@ -13,9 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -26,64 +24,27 @@ from click.testing import CliRunner
 import function_app
 from detections import delivery
 from detections.delivery import CLAIM, OUTBOX, count_waiting, deliver_pending
-from detections.destinations import DELIVERY_HEADER, parse_destinations
+from detections.destinations import parse_destinations
 from shared.cli import main
 from shared.core import health
 from shared.core.storage import open_store
-from tests.detections.test_alerts import destinations, land, receiver, use_detections  # noqa: F401
+from tests.detections.test_alerts import (Receiver, destinations, land, receiver,  # noqa: F401
+                                          serving, use_detections)
 from tests.detections.test_landing_bound import waiting_alerts
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Killer:
-    """A real HTTP server on 127.0.0.1 that takes POSTs, and SIGKILLs `victim` when its `kill_at`-th POST comes in,
-    before answering it: the sender dies waiting, as a Function host recycled mid-run."""
-
-    url: str = ""
-    kill_at: int = 0
-    victim: int | None = None
-    delay: float = 0.0  # seconds before each answer: a slow destination
-    posts: list[str] = field(default_factory=list)  # delivery ids, every POST
-    taken: list[str] = field(default_factory=list)  # delivery ids answered 202
-    seventh: threading.Event = field(default_factory=threading.Event)
-
-
 @pytest.fixture
-def killer() -> Iterator[Killer]:
-    state = Killer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers["Content-Length"]))
-            state.posts.append(self.headers[DELIVERY_HEADER])
-            if len(state.posts) == state.kill_at and state.victim is not None:
-                os.kill(state.victim, signal.SIGKILL)
-                return  # never answered
-            time.sleep(state.delay)
-            state.taken.append(self.headers[DELIVERY_HEADER])
-            if len(state.taken) == 7:
-                state.seventh.set()
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+def second() -> Iterator[Receiver]:
+    """Another receiver, beside the `receiver` fixture's."""
+    with serving() as state:
+        yield state
 
 
 @pytest.mark.kill
 def test_a_drain_killed_halfway_through_a_batch_leaves_the_rest_to_be_sent_exactly_once(tmp_path, monkeypatch,
-                                                                                     receiver, killer):
+                                                                                     receiver, second):
     lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
     use_detections(monkeypatch, lake, state, destinations(receiver.url))
     receiver.failing = True
@@ -91,26 +52,27 @@ def test_a_drain_killed_halfway_through_a_batch_leaves_the_rest_to_be_sent_exact
     assert count_waiting(open_store(state)) == 8 and len(list(open_store(state).list(OUTBOX))) == 1
 
     # `graphlake normalize` drains the outbox at its end; it dies waiting for the answer to its fourth POST.
-    hook = destinations(killer.url)
+    hook = destinations(second.url)
     quiet = {**waiting_alerts(1, "quiet")[0], "severity": "informational"}  # matches no rule: nothing of its own
     (tmp_path / "quiet.json").write_bytes(orjson.dumps(quiet))
-    killer.kill_at = 4
+    second.kill_at = 4
     proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "normalize", str(tmp_path / "quiet.json"),
                              "--lake", lake, "--state", state], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO), "ALERT_DESTINATIONS": hook},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killer.victim = proc.pid
+    second.victim = proc.pid
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    assert len(killer.taken) == 3 and count_waiting(open_store(state)) == 8  # the blob is as the claim left it
+    assert len(second.received) == 3 and count_waiting(open_store(state)) == 8  # the blob is as the claim left it
 
     # The next drain, once the dead run's claim has expired: the five left, each once; the three taken, never again.
     later = datetime.now(UTC) + CLAIM + timedelta(minutes=1)
     report = deliver_pending(open_store(state), parse_destinations(hook, {}.get), later)
     assert (report.delivered, report.undelivered) == (5, 0)
-    assert len(killer.taken) == len(set(killer.taken)) == 8
+    taken = [a["delivery_id"] for a in second.received]
+    assert len(taken) == len(set(taken)) == 8
     # The one cut mid-request goes again, under the same delivery id, for the receiver to drop if it kept it.
-    assert killer.posts.count(killer.posts[3]) == 2 and len(killer.posts) == 9
+    assert second.posts.count(second.posts[3]) == 2 and len(second.posts) == 9
     assert count_waiting(open_store(state)) == 0 and list(open_store(state).list(OUTBOX)) == []
 
 
@@ -142,23 +104,23 @@ def test_an_alert_a_destination_refuses_waits_alone_while_the_rest_of_its_batch_
 
 
 def test_a_destination_that_took_an_alert_is_not_sent_it_again_while_another_catches_up(tmp_path, monkeypatch,
-                                                                                      receiver, killer):
+                                                                                      receiver, second):
     lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
     both = json.dumps([{"type": "webhook", "name": name, "url": url, "backoff_seconds": 0, "attempts": 1}
-                       for name, url in (("soc", killer.url), ("soar", receiver.url))])
+                       for name, url in (("soc", second.url), ("soar", receiver.url))])
     use_detections(monkeypatch, lake, state, both)
     receiver.failing = True  # soar is down; soc takes every alert
     land(waiting_alerts(4, "both"), lake, state)
-    assert len(killer.taken) == 4 and count_waiting(open_store(state)) == 4
+    assert len(second.received) == 4 and count_waiting(open_store(state)) == 4
 
     receiver.failing = False
     later = datetime.now(UTC) + timedelta(minutes=6)  # past soar's breaker
     report = deliver_pending(open_store(state), parse_destinations(both, {}.get), later)
     assert (report.delivered, report.undelivered) == (4, 0)
-    assert len(receiver.received) == 4 and len(killer.posts) == 4  # soc got nothing twice
+    assert len(receiver.received) == 4 and len(second.posts) == 4  # soc got nothing twice
 
 
-def test_a_long_drain_keeps_its_claim_so_a_second_one_sends_nothing_twice(tmp_path, monkeypatch, receiver, killer):
+def test_a_long_drain_keeps_its_claim_so_a_second_one_sends_nothing_twice(tmp_path, monkeypatch, receiver, second):
     lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
     use_detections(monkeypatch, lake, state, destinations(receiver.url))
     receiver.failing = True
@@ -167,16 +129,17 @@ def test_a_long_drain_keeps_its_claim_so_a_second_one_sends_nothing_twice(tmp_pa
 
     # A destination taking half a second an alert, and claims of 3 s: the drain outlives its first claim.
     monkeypatch.setattr(delivery, "CLAIM", timedelta(seconds=3))
-    killer.delay = 0.5
-    hook = parse_destinations(destinations(killer.url), {}.get)
+    second.delay = 0.5
+    hook = parse_destinations(destinations(second.url), {}.get)
     reports = []
     first = threading.Thread(target=lambda: reports.append(
         deliver_pending(open_store(state), hook, datetime.now(UTC))))
     first.start()
-    assert killer.seventh.wait(timeout=60)  # 3.5 s into the first drain
-    second = deliver_pending(open_store(state), hook, datetime.now(UTC))
+    while len(second.received) < 7 and first.is_alive():  # 3.5 s into the first drain
+        time.sleep(0.01)
+    again = deliver_pending(open_store(state), hook, datetime.now(UTC))
     first.join(timeout=60)
     # Held by the first: left alone, counted as waiting (as the blob stood at the first's last renewal).
-    assert second.delivered == 0 and 3 <= second.undelivered <= 10
+    assert again.delivered == 0 and 3 <= again.undelivered <= 10
     assert (reports[0].delivered, reports[0].undelivered) == (10, 0)
-    assert len(killer.posts) == len(set(killer.posts)) == 10 and count_waiting(open_store(state)) == 0
+    assert len(second.posts) == len(set(second.posts)) == 10 and count_waiting(open_store(state)) == 0
