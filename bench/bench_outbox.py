@@ -10,7 +10,7 @@ while 2,000 alerts wait.
   shared machine falls on all three alike. The hanging webhook is a TCP server on 127.0.0.1 that accepts and never
   answers; landing's default ALERT_DELIVERY_BUDGET_SECONDS (2 s) applies. Printed: median and first batch per
   setup, and the ratio of the medians to the no-destination one (the goal: hanging within 1.2x).
-- outbox writes: per batch of the hanging setup above; and --waiting alerts left in the outbox by a dead
+- outbox writes: per batch of the hanging setup above, with the time they took; and --waiting alerts left in the outbox by a dead
   destination, then one batch of one new alert; writes and deletes under detections/outbox/ counted by a LocalStore
   that counts them.
 
@@ -46,15 +46,27 @@ from shared.land.normalize import InboundEvent, normalize_events  # noqa: E402
 
 
 class CountingStore(LocalStore):
+    """Counts the writes and deletes under the outbox, and the time they take."""
+
     outbox_writes = 0
+    outbox_seconds = 0.0
 
     def write(self, name, data, **conditions):
-        self.outbox_writes += name.startswith(OUTBOX)
-        return super().write(name, data, **conditions)
+        started = time.perf_counter()
+        try:
+            return super().write(name, data, **conditions)
+        finally:
+            self._count(name, started)
 
     def delete(self, name):
-        self.outbox_writes += name.startswith(OUTBOX)
+        started = time.perf_counter()
         super().delete(name)
+        self._count(name, started)
+
+    def _count(self, name: str, started: float) -> None:
+        if name.startswith(OUTBOX):
+            self.outbox_writes += 1
+            self.outbox_seconds += time.perf_counter() - started
 
 
 def hanging_server() -> tuple[str, socket.socket]:
@@ -117,7 +129,7 @@ def main() -> None:
                 normalize_events([InboundEvent(body=b) for b in batch], lake=lake, state=state, detector=rules)
                 times[name].append(time.perf_counter() - started)
         waiting = {name: count_waiting(stores[name][1]) for name in setups}
-        hanging_writes = stores["a webhook that never answers"][1].outbox_writes
+        hanging_state = stores["a webhook that never answers"][1]
 
         print(f"{args.batches} normalize batches of {args.batch_size:,} alerts of the simulator's mix, real-time "
               "rules on, local lake and state, wall clock per batch")
@@ -126,8 +138,9 @@ def main() -> None:
             median = statistics.median(runs)
             print(f"  {name:30s} median {median * 1000:7.0f} ms  first {runs[0] * 1000:7.0f} ms  "
                   f"{median / base:5.2f}x  ({waiting[name]:,} alerts waiting after)")
-        print(f"  outbox blob writes of the hanging setup: {hanging_writes} in {args.batches} batches "
-              f"({waiting['a webhook that never answers']:,} alerts queued)")
+        print(f"  outbox blob writes of the hanging setup: {hanging_state.outbox_writes} in {args.batches} batches "
+              f"({waiting['a webhook that never answers']:,} alerts queued), "
+              f"{hanging_state.outbox_seconds * 1000 / args.batches:.0f} ms a batch")
 
         state = CountingStore(f"{work}/outbox/state")
         lake = LocalStore(f"{work}/outbox/lake")
