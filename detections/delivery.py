@@ -164,7 +164,18 @@ def _batches(state: Store) -> list[str]:
 
 def _count(state: Store, name: str) -> int:
     found = state.read(name)
-    return len(orjson.loads(found.data)["entries"]) if found is not None else 0
+    return len(_batch(found.data)["entries"]) if found is not None else 0
+
+
+def _batch(data: bytes) -> dict[str, Any]:
+    """A batch blob; one the per-alert outbox of earlier versions left (`detections/outbox/<alert id>.json`, one
+    alert at the top) is read as a batch of one, and written back as one."""
+    doc = orjson.loads(data)
+    if "entries" not in doc:
+        entry = {"alert": doc["alert"], "delivered": doc.get("delivered") or [], "attempts": doc.get("attempts") or 0,
+                 "last_error": doc.get("last_error")}
+        doc = {"entries": [entry], "claimed_until": doc.get("claimed_until")}
+    return doc
 
 
 def _deliver_batch(state: Store, name: str, run: _Run) -> None:
@@ -172,7 +183,7 @@ def _deliver_batch(state: Store, name: str, run: _Run) -> None:
     found = state.read(name)
     if found is None:
         return  # delivered by another instance meanwhile
-    doc = orjson.loads(found.data)
+    doc = _batch(found.data)
     entries = doc["entries"]
     claimed = doc.get("claimed_until")
     if claimed and datetime.fromisoformat(claimed) > run.clock():

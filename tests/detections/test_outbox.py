@@ -143,3 +143,18 @@ def test_a_long_drain_keeps_its_claim_so_a_second_one_sends_nothing_twice(tmp_pa
     assert again.delivered == 0 and 3 <= again.undelivered <= 12
     assert (reports[0].delivered, reports[0].undelivered) == (12, 0)
     assert len(second.posts) == len(set(second.posts)) == 12 and count_waiting(open_store(state)) == 0
+
+
+def test_alerts_the_per_alert_outbox_left_are_sent_after_an_upgrade(tmp_path, monkeypatch, receiver):
+    # A deployment upgraded with alerts waiting in the earlier layout: one blob per alert, the alert at the top.
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    use_detections(monkeypatch, lake, state, destinations(receiver.url))
+    for alert_id in ("old-1", "old-2"):
+        alert = {"alert_id": alert_id, "rule_id": "Microsoft.Graph.Passthrough", "title": "t", "severity": "High"}
+        open_store(state).write(f"{OUTBOX}{alert_id}.json", orjson.dumps(
+            {"alert": alert, "delivered": [], "attempts": 2, "last_error": "soc answered HTTP 503",
+             "claimed_until": None}))
+    assert count_waiting(open_store(state)) == 2
+    function_app.run_scheduled_rules(TimerRequest())
+    assert sorted(a["alert_id"] for a in receiver.received) == ["old-1", "old-2"]
+    assert count_waiting(open_store(state)) == 0
