@@ -18,6 +18,7 @@ from shared.land.retries import Batch, normalize_delivery
 from shared.pull.sinks import open_sink
 
 if TYPE_CHECKING:
+    from detections.loader import RuleSet
     from detections.realtime import Detector
 
 app = func.FunctionApp()
@@ -33,15 +34,19 @@ def _store(url: str) -> Store:
 
 
 def _detector(settings: Settings) -> Detector | None:
-    return _rules(settings.rules_enabled, settings.rules_dir, settings.alert_destinations)
+    from detections.realtime import build_detector
+
+    return build_detector(settings, rule_sets=_rule_set)
 
 
 @cache
-def _rules(enabled: bool, rules_dir: str, destinations: str) -> Detector | None:
-    # Loaded once per worker, keyed on the settings the rules depend on: loading them costs more than a batch.
-    from detections.realtime import build_detector
+def _rule_set(folder: str | None) -> RuleSet:
+    # Loaded once per worker and folder: loading rules costs more than a batch. The rest of the detector
+    # (destinations, the settings they name, the delivery budget) is built from each invocation's settings, so no
+    # cache key can miss one of them.
+    from detections.realtime import load_rule_set
 
-    return build_detector(load_settings())
+    return load_rule_set(folder)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%PULL_SCHEDULE%", run_on_startup=False, use_monitor=True)

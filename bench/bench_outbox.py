@@ -10,8 +10,9 @@ while 2,000 alerts wait.
   shared machine falls on all three alike. The hanging webhook is a TCP server on 127.0.0.1 that accepts and never
   answers; landing's default ALERT_DELIVERY_BUDGET_SECONDS (2 s) applies. Printed: median and first batch per
   setup, and the ratio of the medians to the no-destination one (the goal: hanging within 1.2x).
-- outbox writes: --waiting alerts left in the outbox by a dead destination, then one batch of one new alert;
-  writes and deletes under detections/outbox/ counted by a LocalStore that counts them.
+- outbox writes: per batch of the hanging setup above, with the time they took; and --waiting alerts left in the outbox by a dead
+  destination, then one batch of one new alert; writes and deletes under detections/outbox/ counted by a LocalStore
+  that counts them.
 
 Asserts nothing.
 """
@@ -37,7 +38,7 @@ sys.path.insert(0, str(BENCH))
 
 from bench_normalize import simulator_mix  # noqa: E402
 
-from detections.delivery import OUTBOX  # noqa: E402
+from detections.delivery import OUTBOX, count_waiting  # noqa: E402
 from detections.realtime import build_detector  # noqa: E402
 from shared.core.settings import load_settings  # noqa: E402
 from shared.core.storage import LocalStore  # noqa: E402
@@ -45,15 +46,27 @@ from shared.land.normalize import InboundEvent, normalize_events  # noqa: E402
 
 
 class CountingStore(LocalStore):
+    """Counts the writes and deletes under the outbox, and the time they take."""
+
     outbox_writes = 0
+    outbox_seconds = 0.0
 
     def write(self, name, data, **conditions):
-        self.outbox_writes += name.startswith(OUTBOX)
-        return super().write(name, data, **conditions)
+        started = time.perf_counter()
+        try:
+            return super().write(name, data, **conditions)
+        finally:
+            self._count(name, started)
 
     def delete(self, name):
-        self.outbox_writes += name.startswith(OUTBOX)
+        started = time.perf_counter()
         super().delete(name)
+        self._count(name, started)
+
+    def _count(self, name: str, started: float) -> None:
+        if name.startswith(OUTBOX):
+            self.outbox_writes += 1
+            self.outbox_seconds += time.perf_counter() - started
 
 
 def hanging_server() -> tuple[str, socket.socket]:
@@ -107,7 +120,7 @@ def main() -> None:
               "a webhook that never answers": detector(hanging_url)}
     times: dict[str, list[float]] = {name: [] for name in setups}
     with tempfile.TemporaryDirectory(prefix="graphlake-bench-outbox-") as work:
-        stores = {name: (LocalStore(f"{work}/{i}/lake"), LocalStore(f"{work}/{i}/state"))
+        stores = {name: (LocalStore(f"{work}/{i}/lake"), CountingStore(f"{work}/{i}/state"))
                   for i, name in enumerate(setups)}
         for batch in batches:
             for name, rules in setups.items():
@@ -115,7 +128,8 @@ def main() -> None:
                 started = time.perf_counter()
                 normalize_events([InboundEvent(body=b) for b in batch], lake=lake, state=state, detector=rules)
                 times[name].append(time.perf_counter() - started)
-        waiting = {name: sum(1 for _ in stores[name][1].list(OUTBOX)) for name in setups}
+        waiting = {name: count_waiting(stores[name][1]) for name in setups}
+        hanging_state = stores["a webhook that never answers"][1]
 
         print(f"{args.batches} normalize batches of {args.batch_size:,} alerts of the simulator's mix, real-time "
               "rules on, local lake and state, wall clock per batch")
@@ -124,6 +138,9 @@ def main() -> None:
             median = statistics.median(runs)
             print(f"  {name:30s} median {median * 1000:7.0f} ms  first {runs[0] * 1000:7.0f} ms  "
                   f"{median / base:5.2f}x  ({waiting[name]:,} alerts waiting after)")
+        print(f"  outbox blob writes of the hanging setup: {hanging_state.outbox_writes} in {args.batches} batches "
+              f"({waiting['a webhook that never answers']:,} alerts queued), "
+              f"{hanging_state.outbox_seconds * 1000 / args.batches:.0f} ms a batch")
 
         state = CountingStore(f"{work}/outbox/state")
         lake = LocalStore(f"{work}/outbox/lake")
@@ -133,10 +150,10 @@ def main() -> None:
                         if a.get("status") == "new" and a.get("severity") not in ("informational", None))
         backlog = [InboundEvent(orjson.dumps({**template, "id": f"waiting-{i}"})) for i in range(args.waiting + 1)]
         normalize_events(backlog[:-1], lake=lake, state=state, detector=dead)
-        before = sum(1 for _ in state.list(OUTBOX))
+        before = count_waiting(state)
         state.outbox_writes = 0
         normalize_events(backlog[-1:], lake=lake, state=state, detector=dead)
-        after = sum(1 for _ in state.list(OUTBOX))
+        after = count_waiting(state)
         print(f"one batch of one new alert with {before:,} alerts waiting (dead destination): "
               f"{state.outbox_writes} outbox blob writes, {after - before} alert queued")
     listener.close()

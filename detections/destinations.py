@@ -103,6 +103,15 @@ class DeliveryFailed(Exception):
     """A destination refused or could not be reached, after retries; the message is one line."""
 
 
+class AlertRefused(DeliveryFailed):
+    """The destination refused this alert for what it holds: the destination itself works, and the other alerts
+    go on."""
+
+
+# Answers about the request's body rather than the destination (401, 403 and 404 are the destination's setup).
+_BODY_REFUSED = frozenset({400, 413, 422})
+
+
 def parse_destinations(text: str, named_setting: Callable[[str], str | None]) -> list[Destination]:
     """ALERT_DESTINATIONS' destinations; `named_setting` gives the settings it names (`Settings.named_setting`)."""
     if not text.strip():
@@ -195,6 +204,9 @@ def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Clien
                 post()
     except _Status as exc:
         said = f": {one_line(exc.text)}" if exc.text.strip() else ""
+        if exc.status in _BODY_REFUSED:
+            raise AlertRefused(f"{destination.name} refused alert {alert.get('alert_id')} with HTTP {exc.status}"
+                               f"{said}") from None
         raise DeliveryFailed(f"{destination.name} answered HTTP {exc.status}{said}") from None
     except _OutOfTime:
         raise DeliveryFailed(f"{destination.name} did not answer within landing's time for deliveries") from None

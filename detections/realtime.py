@@ -11,7 +11,7 @@ again (match files and alert counts are idempotent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -73,18 +73,17 @@ class Detector:
         return detect_rows(self, TableRows(table), lake=lake, state=state, now=now)
 
 
-def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector | None:
+def build_detector(settings: Settings, rules_dir: str | None = None, *,
+                   rule_sets: Callable[[str | None], RuleSet] | None = None) -> Detector | None:
     """The detector the settings ask for, or None when detections are off. `rules_dir` (the CLI's --rules) turns
-    them on with that folder, whatever RULES_ENABLED and RULES_DIR say."""
+    them on with that folder, whatever RULES_ENABLED and RULES_DIR say. `rule_sets` loads a folder's rules
+    (`load_rule_set`; the Function App keeps them between invocations)."""
     from detections.destinations import parse_destinations
-    from detections.loader import load_rules
     from shared.core.errors import ConfigError
 
     if not (settings.rules_enabled or rules_dir):
         return None
-    rule_set = load_rules(rules_dir or settings.rules_dir or None)
-    for refusal in rule_set.refused:
-        log.error("graphlake.detections rule refused: %s", refusal)
+    rule_set = (rule_sets or load_rule_set)(rules_dir or settings.rules_dir or None)
     budget = settings.alert_delivery_budget_seconds
     try:
         return Detector(rule_set, tuple(parse_destinations(settings.alert_destinations, settings.named_setting)),
@@ -92,6 +91,16 @@ def build_detector(settings: Settings, rules_dir: str | None = None) -> Detector
     except ConfigError as exc:
         log.error("graphlake.detections %s; alerts wait in the outbox until it is fixed", exc)
         return Detector(rule_set, (), str(exc), budget)
+
+
+def load_rule_set(folder: str | None) -> RuleSet:
+    """The rules of `folder` with the starter pack (the pack alone for None); each refusal logged."""
+    from detections.loader import load_rules
+
+    rule_set = load_rules(folder)
+    for refusal in rule_set.refused:
+        log.error("graphlake.detections rule refused: %s", refusal)
+    return rule_set
 
 
 def detect_rows(detector: Detector, rows: Iterable[Mapping[str, Any]], *, lake: Store, state: Store,
@@ -129,21 +138,17 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
     # CreateAlert: false: the match is recorded (rule_matches) and no alert is made.
     queued = record_matches(state, [m for m in fresh if m.rule.create_alert] + errors, now)
     result.files = write_matches(lake, fresh, now) + write_errors(lake, errors, now)
-    waiting = []
-    if detector.sends:
-        for item in queued:
-            if item.alert.get("destinations") == []:
-                continue  # destinations() gave []: no alert sent, as Panther
-            if enqueue(state, item.alert):
-                waiting.append(item.alert["alert_id"])
-            result.alerts_queued += 1
+    # destinations() gave []: no alert sent, as Panther.
+    alerts = [item.alert for item in queued if item.alert.get("destinations") != []] if detector.sends else []
+    batch = enqueue(state, alerts) if alerts else None
+    result.alerts_queued = len(alerts)
     # Only now: a crash before this line leaves the matches unmarked, so the batch delivered again redoes them.
     mark(state, fresh + errors, now)
     if detector.sends and deliver:
         if detector.destinations_error is not None:
-            result.undelivered = record_unsendable(state, detector.destinations_error, now)
+            result.undelivered = record_unsendable(state, detector.destinations_error, now, len(alerts))
         else:
-            result.undelivered = deliver_new(state, list(detector.destinations), waiting, now,
+            result.undelivered = deliver_new(state, list(detector.destinations), batch, len(alerts), now,
                                              budget_seconds=detector.delivery_budget_seconds).undelivered
     misrouted = detector.unknown_output_ids()
     health.record(state, "detections", component_key, {

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -33,6 +32,7 @@ from normalizers.evidence import (
 from normalizers.names import LOG_TYPE
 from normalizers.providers import provider_for
 from normalizers.schema import SCHEMA, SCHEMA_VERSION, rows_to_table
+from shared.core.json_text import as_text, json_text
 from shared.core.timestamps import parse_graph_time
 
 _UTC = timezone.utc
@@ -98,7 +98,7 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
 
     row = _EMPTY_ROW.copy()  # Keys in SCHEMA's order.
     for name in STRING_PROPERTIES:
-        row[name] = _as_string(alert.get(name))
+        row[name] = as_text(alert.get(name))
     for name in STRING_LIST_PROPERTIES:
         row[name] = _as_string_list(alert.get(name))
     unreadable = {}
@@ -109,11 +109,11 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
             unreadable[name] = raw  # Kept in p_unmapped, not nulled away.
     for name in JSON_PROPERTIES:
         value = alert.get(name)
-        row[name] = None if value is None else _dumps(value)
+        row[name] = None if value is None else json_text(value)
     unmapped = ({} if alert.keys() <= _MAPPED_PROPERTIES
                 else {name: value for name, value in alert.items() if name not in _MAPPED_PROPERTIES})
     unmapped.update(unreadable)
-    row["p_unmapped"] = _dumps(unmapped) if unmapped else None
+    row["p_unmapped"] = json_text(unmapped) if unmapped else None
 
     event_time = next((row[name] for name in EVENT_TIME_PROPERTIES if row[name] is not None), None)
     if event_time is None:
@@ -121,7 +121,7 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
             f"{name} {raw!r}" for name, raw in unreadable.items()))
     tenant_id = row["tenantId"]
     row["p_log_type"] = LOG_TYPE
-    row["p_row_id"] = row_id(tenant_id, alert_id, _as_string(version), row["serviceSource"])
+    row["p_row_id"] = row_id(tenant_id, alert_id, as_text(version), row["serviceSource"])
     row["p_event_time"] = event_time
     row["p_parse_time"] = parse_time if parse_time.tzinfo is not None else parse_time.replace(tzinfo=_UTC)
     row["p_pull_time"] = pull_time
@@ -220,23 +220,10 @@ def canonical(kind: str, raw: str) -> tuple[tuple[str, str], ...]:
     raise ValueError(f"unknown indicator kind {kind!r}")
 
 
-def _dumps(value: object) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        # orjson refuses integers beyond 64 bits; the standard library keeps them exactly.
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _as_string(value: object) -> str | None:
-    """A value where Graph documents a string; anything else (a numeric incidentId) as its JSON text."""
-    return value if value is None or type(value) is str else _dumps(value)
-
-
 def _as_string_list(value: object) -> list[str] | None:
     if value is None:
         return None
-    return [_as_string(item) for item in (value if type(value) is list else [value]) if item is not None]
+    return [as_text(item) for item in (value if type(value) is list else [value]) if item is not None]
 
 
 class AlertBatch:

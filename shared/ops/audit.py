@@ -24,9 +24,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import orjson
 
-from normalizers.core import _as_string, legacy_row_id, row_id
+from normalizers.core import legacy_row_id, row_id
 from normalizers.names import TABLE
 from shared.core.errors import GraphlakeError, one_line
+from shared.core.json_text import as_text
 from shared.pull.confirmed import MAX_READS, AlertKey, ConfirmedReader, alert_key
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, hub_router
 from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
@@ -211,7 +212,7 @@ def graph_version(alert: object) -> GraphVersion | None:
     created = parse_graph_time(alert.get("createdDateTime"))
     new, legacy = expected_row_ids(alert)
     # The normalizer's spelling of serviceSource: it is compared with the lake's column.
-    source = _as_string(alert.get("serviceSource")) or ""
+    source = as_text(alert.get("serviceSource")) or ""
     return GraphVersion(key[0], str(last_update or ""), str(alert.get("serviceSource") or UNKNOWN_PROVIDER),
                         new, created.date() if created else None, source, legacy)
 
@@ -219,10 +220,10 @@ def graph_version(alert: object) -> GraphVersion | None:
 def expected_row_ids(alert: dict) -> tuple[str, str]:
     """The p_row_id the normalizer gives this version, and the one it gave before serviceSource was part of it;
     each field spelled as the normalizer spells it (an odd type as its JSON text)."""
-    tenant = _as_string(alert.get("tenantId"))
-    version = _as_string(alert.get("lastUpdateDateTime") or alert.get("createdDateTime"))
+    tenant = as_text(alert.get("tenantId"))
+    version = as_text(alert.get("lastUpdateDateTime") or alert.get("createdDateTime"))
     alert_id = alert["id"] if type(alert.get("id")) is str else str(alert.get("id"))
-    return (row_id(tenant, alert_id, version, _as_string(alert.get("serviceSource"))),
+    return (row_id(tenant, alert_id, version, as_text(alert.get("serviceSource"))),
             legacy_row_id(tenant, alert_id, version))
 
 

@@ -50,7 +50,6 @@ from shared.ops.compact_merge import (
     group_rows,
     sorted_runs,
     spool,
-    value_bytes,
     work_folder,
     write_files,
 )
@@ -327,12 +326,3 @@ def _write_locally(runs: Runs, partition: Partition, folder: Path, target_bytes:
     return {f"{partition.path}/{COMPACTED_PREFIX}{runs.digest}-{k}of{len(paths)}.parquet": path
             for k, path in enumerate(paths, 1)}
 
-
-def _row_group_rows(table: pa.Table) -> int:
-    """Rows per row group: ROW_GROUP_ROWS, fewer if that many rows hold more than ROW_GROUP_BYTES of values.
-
-    Measured on the values (string lengths, fixed widths), not on Arrow's buffers, so the same rows always give
-    the same groups however the input files were split.
-    """
-    return group_rows(sum(value_bytes(column) for column in table.columns), table.num_rows, ROW_GROUP_ROWS,
-                      ROW_GROUP_BYTES)

@@ -140,9 +140,10 @@ def _normalizer_lag(records: dict[tuple[str, str], dict[str, Any]], now: datetim
                     event_hub: bool) -> Finding | None:
     """LAGGING when the newest normalize record (any partition: a partition that was sent nothing keeps an old
     one) is older than the pulls' last send by more than NORMALIZER_LAG_WAITS trigger waits: the trigger stopped,
-    or reads another consumer group. The last send is the newest pull record that sent something."""
-    sends = [(datetime.fromisoformat(doc["updated"]), key, doc["sent"]) for (component, key), doc in records.items()
-             if component == "pull" and doc.get("updated") and int(doc.get("sent") or 0) > 0]
+    or reads another consumer group. The last send is each pull record's `last_sent`, the last run that sent
+    something, however many runs sent nothing since."""
+    pulls = (_last_send(key, doc) for (component, key), doc in records.items() if component == "pull")
+    sends = [send for send in pulls if send is not None]
     landings = [datetime.fromisoformat(doc["updated"]) for (component, _), doc in records.items()
                 if component == "normalize" and doc.get("updated")]
     if not sends or not (landings or event_hub):
@@ -159,6 +160,15 @@ def _normalizer_lag(records: dict[tuple[str, str], dict[str, Any]], now: datetim
                    f"the normalizer has not landed {since}, while pull/{source} sent {sent} versions by "
                    f"{sent_at.isoformat()}: its Event Hub trigger is stopped or behind, or reads another consumer "
                    "group")
+
+
+def _last_send(key: str, doc: dict[str, Any]) -> tuple[datetime, str, int] | None:
+    """When the source last sent versions, and how many; a record from before `last_sent` knows only its own run."""
+    if doc.get("last_sent"):
+        return datetime.fromisoformat(doc["last_sent"]), key, int(doc.get("last_sent_versions") or 0)
+    if doc.get("updated") and int(doc.get("sent") or 0) > 0:
+        return datetime.fromisoformat(doc["updated"]), key, int(doc["sent"])
+    return None
 
 
 def _reconcile(doc: dict[str, Any]) -> tuple[str, str]:

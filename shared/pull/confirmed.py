@@ -27,9 +27,9 @@ ever be complete and the watermark would stay before it for good.
 from __future__ import annotations
 
 from collections.abc import Callable
-import json
 from contextlib import aclosing
 
+from shared.core.json_text import as_text
 from shared.pull.graph import AlertsReader, CallStats
 from shared.pull.window import Window, cut_for_pages
 
@@ -115,9 +115,5 @@ def alert_key(alert: object) -> AlertKey | None:
 
 
 def service_source_of(alert: dict) -> str:
-    """serviceSource as text, "" when absent; a value that is not a string as its JSON text, as the normalizer keeps
-    it (the audit, which compares with the lake's column, takes the normalizer's own spelling)."""
-    source = alert.get("serviceSource")
-    if source is None or type(source) is str:
-        return source or ""
-    return json.dumps(source, ensure_ascii=False, separators=(",", ":"))
+    """serviceSource as the lake's column holds it (`json_text.as_text`), "" when absent."""
+    return as_text(alert.get("serviceSource")) or ""

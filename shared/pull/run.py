@@ -174,13 +174,18 @@ def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
     try:
         previous = health.previous(state, "pull", summary.source_id)
         failures = int(previous.get("consecutive_failures") or 0) + 1 if summary.error else 0
+        # The last run that sent anything, kept through the runs that send nothing: status judges the normalizer
+        # against it (a normalizer that stopped is no less stopped once the tenant goes quiet).
+        last_sent, last_sent_versions = ((now.isoformat(), summary.sent) if summary.sent else
+                                         (previous.get("last_sent"), previous.get("last_sent_versions")))
         health.record(state, "pull", summary.source_id, {
             "result": "failed" if summary.error else "ok", "consecutive_failures": failures,
             "error": summary.error, "watermark": summary.watermark_after, "lag_seconds": summary.lag_seconds,
             "unconfirmed_slices": summary.unconfirmed_slices, "sent": summary.sent,
             "window": summary.window, "slices_done": summary.slices_done, "slices_planned": summary.slices_planned,
             "unread_gap": summary.unread_gap, "watermark_ahead_seconds": summary.watermark_ahead_seconds,
-            "watermark_repaired_to": summary.watermark_repaired_to}, now=now)
+            "watermark_repaired_to": summary.watermark_repaired_to, "last_sent": last_sent,
+            "last_sent_versions": last_sent_versions}, now=now)
     except Exception:  # noqa: BLE001 - the state store failing is already the run's error; the summary still goes out
         log.exception("source %s: the health record could not be written", summary.source_id)
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import signal
 import time
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +25,7 @@ from click.testing import CliRunner
 
 import function_app
 from detections.alerts import record_matches
-from detections.delivery import OUTBOX
+from detections.delivery import count_waiting
 from detections.destinations import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_destinations
 from detections.engine import Match, match_id
 from detections.loader import load_rules
@@ -43,25 +46,42 @@ SECRET = "hmac-test-key"
 
 @dataclass
 class Receiver:
-    """A real HTTP server on 127.0.0.1 recording every POST; answers 503 while `failing`."""
+    """A real HTTP server on 127.0.0.1 recording every POST; answers 503 while `failing`, and 400 (a body it will
+    not take) to the next `poisoned` POSTs. Waits `delay` seconds before each answer (a slow destination); its
+    `kill_at`-th POST SIGKILLs the process `victim` and is never answered (the sender dies waiting)."""
 
     url: str
     received: list[dict] = field(default_factory=list)  # accepted bodies
     refused: int = 0
     failing: bool = False
+    poisoned: int = 0
+    rejected: list[dict] = field(default_factory=list)  # bodies answered 400
     headers: list[dict] = field(default_factory=list)
+    posts: list[str] = field(default_factory=list)  # the delivery id of every POST, answered or not
+    delay: float = 0.0
+    kill_at: int = 0
+    victim: int | None = None
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def serving() -> Iterator[Receiver]:
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.posts.append(self.headers.get(DELIVERY_HEADER, ""))
+            if len(state.posts) == state.kill_at and state.victim is not None:
+                os.kill(state.victim, signal.SIGKILL)
+                return
+            time.sleep(state.delay)
             if state.failing:
                 state.refused += 1
                 self.send_response(503)
+            elif state.poisoned:
+                state.poisoned -= 1
+                state.rejected.append(orjson.loads(body))
+                self.send_response(400)
             else:
                 state.received.append(orjson.loads(body))
                 state.headers.append({**dict(self.headers), "_body": body})
@@ -76,9 +96,17 @@ def receiver() -> Iterator[Receiver]:
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving() as state:
+        yield state
 
 
 def golden(*providers: str) -> list[dict]:
@@ -137,7 +165,7 @@ def test_a_webhook_receives_exactly_the_expected_alerts_once(tmp_path, monkeypat
     update["lastUpdateDateTime"] = "2026-06-02T09:50:00Z"
     land([update], lake, state)
     assert len(passthrough(receiver.received)) == len(expected_passthrough(alerts)) == len(receiver.received) - 1
-    assert list(open_store(state).list(OUTBOX)) == []
+    assert count_waiting(open_store(state)) == 0
 
 
 THRESHOLD_PY = """\
@@ -275,7 +303,7 @@ def test_a_failing_destination_keeps_its_alerts_until_a_later_run_delivers_them(
     land(alerts, lake, state)
     expected = expected_passthrough(alerts) | {"aa7d8e9f00-1122-4334-8556-778899aabbcc"}  # and the honeytoken
     assert receiver.received == [] and receiver.refused == 2  # two attempts, then the rest of the run skips it
-    assert len(list(open_store(state).list(OUTBOX))) == len(expected)
+    assert count_waiting(open_store(state)) == len(expected)
     record = health.load(open_store(state), "detections", "delivery")
     assert record["undelivered"] == len(expected) and "HTTP 503" in record["error"]
     status = CliRunner().invoke(main, ["status", "--state", state], catch_exceptions=False)
@@ -285,7 +313,7 @@ def test_a_failing_destination_keeps_its_alerts_until_a_later_run_delivers_them(
     receiver.failing = False
     function_app.run_scheduled_rules(TimerRequest())
     assert sorted(a["events"][0]["id"] for a in receiver.received) == sorted(expected)
-    assert list(open_store(state).list(OUTBOX)) == []
+    assert count_waiting(open_store(state)) == 0
     assert health.load(open_store(state), "detections", "delivery")["undelivered"] == 0
     function_app.run_scheduled_rules(TimerRequest())
     assert len(receiver.received) == len(expected), "delivered alerts are never sent again"
@@ -334,15 +362,15 @@ def test_unusable_destinations_never_stop_the_lake_and_their_alerts_wait(tmp_pat
     alerts = golden("identity")
     land(alerts, lake, state)
     assert len(read_table(open_store(lake), "security_alerts")) == len(alerts)
-    waiting = len(list(open_store(state).list(OUTBOX)))
-    assert waiting == len(expected_passthrough(alerts)) + 1  # and the honeytoken
+    queued = count_waiting(open_store(state))
+    assert queued == len(expected_passthrough(alerts)) + 1  # and the honeytoken
     status = CliRunner().invoke(main, ["status", "--state", state], catch_exceptions=False)
-    assert f"FAILING  detections/delivery: {waiting} alerts not delivered (ALERT_DESTINATIONS teams-1: no url" \
+    assert f"FAILING  detections/delivery: {queued} alerts not delivered (ALERT_DESTINATIONS teams-1: no url" \
         in status.output
 
     monkeypatch.setenv("ALERT_DESTINATIONS", destinations(receiver.url))  # fixed
     function_app.run_scheduled_rules(TimerRequest())
-    assert len(receiver.received) == waiting and list(open_store(state).list(OUTBOX)) == []
+    assert len(receiver.received) == queued and count_waiting(open_store(state)) == 0
 
 
 def test_two_normalizer_instances_at_once_send_one_alert_with_every_match_counted(tmp_path, monkeypatch, azurite,

@@ -149,3 +149,25 @@ def test_rules_fire_in_graphlake_pull(make_pipeline, user_rules, tmp_path):
     versions = read_table(open_store(lake), TABLE).to_pylist()
     expected = {(v["id"], v["p_row_id"]) for v in versions if v["status"] == "new" and v["severity"] != "informational"}
     assert expected and {(m["id"], m["p_matched_row_id"]) for m in matches_in(lake)} == expected
+
+
+def test_the_function_apps_detector_follows_every_setting_it_is_built_from(tmp_path, monkeypatch):
+    # The worker keeps its rules between invocations (loading them costs more than a batch); what else the detector
+    # holds (destinations, their named settings, landing's delivery budget) follows the settings as they are now.
+    from shared.core.settings import load_settings
+
+    hook = json.dumps([{"type": "webhook", "name": "soc", "url_setting": "SOC_HOOK_URL"}])
+    for name, value in {"RULES_ENABLED": "true", "RULES_DIR": "", "ALERT_DESTINATIONS": hook,
+                        "SOC_HOOK_URL": "http://127.0.0.1:9/one", "ALERT_DELIVERY_BUDGET_SECONDS": "2"}.items():
+        monkeypatch.setenv(name, value)
+    first = function_app._detector(load_settings())
+    assert (first.delivery_budget_seconds, first.destinations[0].url) == (2.0, "http://127.0.0.1:9/one")
+
+    monkeypatch.setenv("ALERT_DELIVERY_BUDGET_SECONDS", "0.5")
+    monkeypatch.setenv("SOC_HOOK_URL", "http://127.0.0.1:9/two")
+    second = function_app._detector(load_settings())
+    assert (second.delivery_budget_seconds, second.destinations[0].url) == (0.5, "http://127.0.0.1:9/two")
+    assert second.rules is first.rules  # loaded once
+
+    monkeypatch.setenv("RULES_ENABLED", "false")
+    assert function_app._detector(load_settings()) is None

@@ -14,8 +14,9 @@ from shared.cli import main
 from shared.land.local_sink import InProcessSink
 from shared.pull.run import pull_all, pull_source
 from shared.land.quarantine import quarantine
-from shared.ops.status import FAILING, LAGGING, OK, assess
+from shared.ops.status import FAILING, LAGGING, OK, assess, check
 from shared.core.storage import open_store
+from tests.doubles import RecordingSink
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -216,3 +217,26 @@ def test_a_reconciliation_that_compared_nothing_is_not_ok():
     records = record("reconcile", "s", result="ok", missing=0, repaired=0, late_found=0, landed=0, window="")
     [finding] = assess(records, 0, NOW, 900)
     assert finding.state == LAGGING and "nothing compared" in finding.reason
+
+
+def test_a_stopped_normalizer_stays_lagging_after_the_pulls_go_quiet(make_pipeline):
+    # A run sends, nothing consumes (Event Hubs takes it, the trigger is stopped), and the runs after it have
+    # nothing new to send: the normalizer is still behind that send.
+    pipe = make_pipeline(alerts=12)
+    settings = pipe.settings()
+    state = open_store(settings.state_url)
+    hub = RecordingSink()
+    sent_at = datetime.now(UTC)
+    [first] = asyncio.run(pull_all(settings, state, hub, now=sent_at))
+    assert first.sent == 12
+    for _ in range(2):
+        [quiet] = asyncio.run(pull_all(settings, state, hub, now=datetime.now(UTC)))
+        assert (quiet.error, quiet.sent) == (None, 0)
+    record = health.load(state, "pull", first.source_id)
+    assert (record["sent"], record["last_sent"], record["last_sent_versions"]) == (0, sent_at.isoformat(), 12)
+
+    findings = {(f.component, f.key): f for f in check(state, sent_at + timedelta(minutes=3), 3600,
+                                                         [first.source_id], event_hub=True)}
+    consumer = findings[("normalize", "consumer")]
+    assert consumer.state == LAGGING
+    assert f"pull/{first.source_id} sent 12 versions by {sent_at.isoformat()}" in consumer.reason
