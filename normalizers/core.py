@@ -109,11 +109,11 @@ def normalize_alert(alert: object, *, source_id: str | None, source_label: str, 
             unreadable[name] = raw  # Kept in p_unmapped, not nulled away.
     for name in JSON_PROPERTIES:
         value = alert.get(name)
-        row[name] = None if value is None else _dumps(value)
+        row[name] = None if value is None else json_text(value)
     unmapped = ({} if alert.keys() <= _MAPPED_PROPERTIES
                 else {name: value for name, value in alert.items() if name not in _MAPPED_PROPERTIES})
     unmapped.update(unreadable)
-    row["p_unmapped"] = _dumps(unmapped) if unmapped else None
+    row["p_unmapped"] = json_text(unmapped) if unmapped else None
 
     event_time = next((row[name] for name in EVENT_TIME_PROPERTIES if row[name] is not None), None)
     if event_time is None:
@@ -161,6 +161,12 @@ def _indicator_lists(alert: dict) -> dict[str, list[str]]:
         value = alert.get(name)
         if value:
             key_name_indicators(value, None, found)
+    return canonical_lists(found)
+
+
+def canonical_lists(found: Found) -> dict[str, list[str]]:
+    """The p_any columns of (kind, raw value) pairs: canonical, deduplicated and sorted; a column without values is
+    left out (None in the row, as Panther omits it)."""
     pairs: set[tuple[str, str]] = set()
     for kind, raw in found:
         pairs.update(canonical(kind, raw))
@@ -220,7 +226,7 @@ def canonical(kind: str, raw: str) -> tuple[tuple[str, str], ...]:
     raise ValueError(f"unknown indicator kind {kind!r}")
 
 
-def _dumps(value: object) -> str:
+def json_text(value: object) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:
@@ -230,7 +236,7 @@ def _dumps(value: object) -> str:
 
 def _as_string(value: object) -> str | None:
     """A value where Graph documents a string; anything else (a numeric incidentId) as its JSON text."""
-    return value if value is None or type(value) is str else _dumps(value)
+    return value if value is None or type(value) is str else json_text(value)
 
 
 def _as_string_list(value: object) -> list[str] | None:
