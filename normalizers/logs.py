@@ -47,6 +47,19 @@ ENVELOPE = {name.lower(): (name, kind) for name, kind in (
 FALLBACK_TIMES = ("createdDateTime", "activityDateTime", "detectedDateTime", "eventTimestamp")
 
 _EMPTY_ROW = dict.fromkeys(SCHEMA.names)
+# Each key a record spells, looked up once: records repeat the same dozen keys millions of times.
+_KEYS: dict[str, tuple[str, str] | None] = {}
+_KEYS_CACHED = 4096  # a bound, for records of odd keys
+
+
+def _envelope_key(key: str) -> tuple[str, str] | None:
+    try:
+        return _KEYS[key]
+    except KeyError:
+        mapped = ENVELOPE.get(key.lower()) if type(key) is str else None
+        if len(_KEYS) < _KEYS_CACHED:
+            _KEYS[key] = mapped
+        return mapped
 
 for _family in FAMILIES:
     check_table(_family.INDICATORS, _family.__name__)
@@ -56,11 +69,8 @@ class NotARecord(ValueError):
     """Not an Azure Monitor record graphlake lands (not an object, no or an unknown category, no time)."""
 
 
-def route(record: object) -> ModuleType:
-    """The mapping module of the record's table; NotARecord saying why there is none."""
-    if type(record) is not dict:
-        raise NotARecord(f"expected a JSON object (an Azure Monitor record), got {type(record).__name__}")
-    category = next((value for key, value in record.items() if key.lower() == "category"), None)
+def route(category: object) -> ModuleType:
+    """The mapping module of a record's table by its category; NotARecord saying why there is none."""
     if type(category) is not str or not category:
         raise NotARecord("the record has no category (Azure Monitor records name theirs, e.g. SignInLogs)")
     family = ROUTES.get(category.lower())
@@ -74,12 +84,14 @@ def normalize_record(record: object, *, source_id: str | None, source_label: str
                      parse_time: datetime) -> tuple[str, dict]:
     """(table, row) of one record; the row's keys are exactly SCHEMA's names, in its order. NotARecord for input
     that is not a record graphlake lands. `source_id` None takes the record's tenantId."""
-    family = route(record)
+    if type(record) is not dict:
+        raise NotARecord(f"expected a JSON object (an Azure Monitor record), got {type(record).__name__}")
     row = _EMPTY_ROW.copy()
     typed: dict = {}  # the envelope under its canonical names, for the indicator tables
     unmapped: dict = {}
+    properties: tuple[str, bytes] | None = None  # its key and canonical JSON, which the row id reuses
     for key, value in record.items():
-        mapped = ENVELOPE.get(key.lower())
+        mapped = _envelope_key(key)
         if mapped is None or (value is not None and mapped[0] in typed):
             unmapped[key] = value  # a property without a column, or a second spelling of one
             continue
@@ -91,17 +103,21 @@ def normalize_record(record: object, *, source_id: str | None, source_label: str
             row[column] = parse_graph_time(value)
         elif kind is INTEGER:
             row[column] = _integer(value)
+        elif column == "properties" and type(value) is not str:
+            properties = key, canonical_json(value)
+            row[column] = properties[1].decode()
         else:
             row[column] = value if type(value) is str else json_text(value)
         if row[column] is None:
             unmapped[key] = value  # kept as sent, not nulled away
+    family = route(typed.get("category"))
     row["p_unmapped"] = json_text(unmapped) if unmapped else None
 
     event_time = row["time"] or _fallback_time(typed.get("properties"))
     if event_time is None:
         raise NotARecord(f"{row['category']} record has no readable time (time {record.get('time')!r})")
     row["p_log_type"] = family.LOG_TYPE
-    row["p_row_id"] = row_id(record)
+    row["p_row_id"] = row_id(record, properties)
     row["p_event_time"] = event_time
     row["p_parse_time"] = parse_time if parse_time.tzinfo is not None else parse_time.replace(tzinfo=UTC)
     row["p_source_id"] = source_id or row["tenantId"] or ""
@@ -113,13 +129,26 @@ def normalize_record(record: object, *, source_id: str | None, source_label: str
     return family.TABLE, row
 
 
-def row_id(record: dict) -> str:
-    """Deterministic p_row_id: blake2b-128 of the record's canonical JSON (keys sorted, no whitespace)."""
+def row_id(record: dict, properties: tuple[str, bytes] | None = None) -> str:
+    """Deterministic p_row_id: blake2b-128 of the record's canonical JSON (keys sorted at every level, no whitespace).
+    `properties`: the record's properties key and their canonical JSON, already made for the column."""
     try:
-        canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        if properties is None:
+            canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        else:  # the properties' text is spliced in, not encoded a second time
+            key, text = properties
+            canonical = orjson.dumps({**record, key: orjson.Fragment(text)}, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # integers beyond 64 bits, which orjson refuses
-        canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+        canonical = canonical_json(record)
     return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def canonical_json(value: object) -> bytes:
+    """JSON with keys sorted at every level and no whitespace: one text for one value, whatever the writer's order."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits, which orjson refuses; the standard library keeps them exactly
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _integer(value: object) -> int | None:

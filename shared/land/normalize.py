@@ -24,7 +24,7 @@ import msgspec
 import pyarrow as pa
 
 from normalizers import AlertBatch, new_batch, log_schema, schema
-from normalizers.logs import LogBatch
+from normalizers.logs import LogBatch, canonical_json
 from normalizers.names import TABLE
 from shared.core.errors import one_line
 from shared.core.event_format import CLAIM_CHECK_KEY, CLAIM_CHECK_PREFIX
@@ -35,8 +35,6 @@ from shared.core.storage import Store
 
 DEFAULT_SOURCE_LABEL = "Microsoft Graph"
 _decode_json = msgspec.json.Decoder().decode
-_decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-_decode_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
 @dataclass
@@ -123,32 +121,30 @@ def _log_tables(family: Family, events: Sequence[InboundEvent], state: Store, pa
             result.quarantined.append(quarantine_event(state, event, str(exc), family))
             continue
         source_id, source_label = _source(event, family)
-        for index, raw in enumerate(records):
+        for index, record in enumerate(records):
             try:
-                if not batch.add(_decode_json(raw), source_id=source_id, source_label=source_label):
+                if not batch.add(record, source_id=source_id, source_label=source_label):
                     result.duplicates += 1
             except Exception as exc:  # noqa: BLE001 - the normalizer is pure: whatever it raises is this record's fault
                 reason = one_line(exc, with_type=True)
+                alone = len(records) == 1 and record is not None
                 result.quarantined.append(quarantine_event(
-                    state, event, reason if len(records) == 1 else f"record {index}: {reason}", family,
-                    raw=raw if raw is not event.body else None, record=index))
+                    state, event, reason if alone else f"record {index}: {reason}", family,
+                    raw=None if alone else canonical_json(record), record=index))
     return batch.tables()
 
 
-def _records_of(body: bytes) -> list[bytes]:
-    """The records of an event's body, each as its own JSON: Azure Monitor's `{"records": [...]}`, or one record on
-    its own (a record quarantined alone, replayed)."""
-    try:
-        doc = _decode_object(body)
-    except msgspec.DecodeError as exc:
-        raise BadEvent(f"body is not a JSON object: {exc}") from None
-    if "records" in doc and not any(key.lower() == "category" for key in doc):
-        try:
-            return [bytes(raw) for raw in _decode_array(bytes(doc["records"]))]
-        except msgspec.DecodeError:
-            raise BadEvent('body\'s "records" is not a list of records (Azure Monitor sends {"records": [...]})') \
-                from None
-    return [body]
+def _records_of(body: bytes) -> list[Any]:
+    """The records of an event's body: Azure Monitor's `{"records": [...]}`, or one record on its own (a record
+    quarantined alone, replayed)."""
+    doc = _parsed(body, "body")
+    if type(doc) is not dict:
+        raise BadEvent(f"body is a JSON {type(doc).__name__}, not an object (Azure Monitor sends {{\"records\": [...]}})")
+    if "records" in doc and not any(type(key) is str and key.lower() == "category" for key in doc):
+        if type(doc["records"]) is not list:
+            raise BadEvent('body\'s "records" is not a list of records (Azure Monitor sends {"records": [...]})')
+        return doc["records"]
+    return [doc]
 
 
 ALERTS = Family("alerts", "normalize", DEFAULT_SOURCE_LABEL, _alert_tables, schema.PARQUET_WRITE_OPTIONS)

@@ -44,9 +44,9 @@ def test_every_category_lands_in_its_table_and_a_bad_record_is_quarantined_alone
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
-    (b"not json {", "body is not a JSON object"),
+    (b"not json {", "body is not JSON"),
     (b'{"records": {"category": "AuditLogs"}}', '"records" is not a list'),
-    (b"[]", "body is not a JSON object"),
+    (b"[]", "body is a JSON list, not an object"),
 ])
 def test_an_event_that_holds_no_records_is_quarantined_whole(tmp_path, raw, reason):
     lake, state = open_store(str(tmp_path / "lake")), open_store(str(tmp_path / "state"))
