@@ -11,8 +11,9 @@ sign-ins.
    50 records, batches of 100 events, with the LOGS family (what normalize_logs gets); into an in-memory lake. The
    figure is records per second per core and its ratio to the alerts' (the issue's goal: 3x).
 2. day: --day-records sign-ins of one UTC day landed as normalize_logs lands them (batches of 100 events of 50
-   records: one file per batch), then `graphlake compact` of that day; each step in its own process, with its
-   seconds and peak RSS (os.wait4), the lake's files and bytes before and after.
+   records: one file per batch), then that day merged whole in memory (the baseline, bench_compact.py's) and
+   `graphlake compact` of it; each step in its own process, with its seconds and peak RSS (os.wait4), the lake's
+   files and bytes before and after.
 3. search: a lake of 30 days of alerts (--search-alerts of the simulator's mix, normalized and compacted) is searched
    for the IP of its newest pass-the-hash alert, in-process and as the `graphlake search` command; then
    --search-records sign-ins over the same 30 days (a million a day by default, written directly as compacted
@@ -48,6 +49,9 @@ PARSE_TIME = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
 EVENTS_PER_BATCH = 100
 RECORDS_PER_EVENT = 50
 ALERT_BATCH = 500
+# Row groups of the generated sign-in files: about what compaction writes for rows of ~1.4 KB uncompressed (its
+# groups are bounded by ROW_GROUP_BYTES too), and a modest amount of memory while generating.
+GROUP_ROWS = 40_000
 
 
 # --- 1. throughput ------------------------------------------------------------------------------------------------
@@ -160,10 +164,14 @@ def day(work: Path, count: int) -> None:
     files, size = _files(lake / "entra_signin_logs")
     print(f"landed {int(rows):,} sign-ins of one day in {seconds:.0f} s ({int(rows) / seconds:,.0f}/s, one process), "
           f"peak RSS {rss / 2**20:.0f} MB: {files} files, {size / 2**20:.0f} MB")
+    [partition] = {path.parent for path in (lake / "entra_signin_logs").rglob("*.parquet")}
+    seconds, whole_rss, kept = _child("whole", str(partition))
+    print(f"the baseline, that day merged whole in memory (bench_compact.py's): {int(kept):,} rows in {seconds:.0f} s, "
+          f"peak RSS {whole_rss / 2**20:.0f} MB")
     seconds, rss, _ = _child("compact", str(lake))
     files, size = _files(lake / "entra_signin_logs")
-    print(f"compacted that day in {seconds:.0f} s, peak RSS {rss / 2**20:.0f} MB: {files} files, {size / 2**20:.0f} MB"
-          f" ({size / int(rows):.0f} bytes a sign-in)")
+    print(f"compacted that day in {seconds:.0f} s, peak RSS {rss / 2**20:.0f} MB ({rss / whole_rss:.2f}x the "
+          f"baseline's): {files} files, {size / 2**20:.0f} MB ({size / int(rows):.0f} bytes a sign-in)")
     shutil.rmtree(lake, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
 
@@ -202,7 +210,6 @@ def write_sign_in_days(lake: Path, records: int, days: int, now: dt.datetime, ip
     from normalizers.log_schema import PARQUET_WRITE_OPTIONS, SCHEMA
     from normalizers.logs import normalize_record
     from shared.core.layout import partition_path
-    from shared.ops.compact import ROW_GROUP_ROWS
 
     import pyarrow.parquet as pq
 
@@ -223,8 +230,8 @@ def write_sign_in_days(lake: Path, records: int, days: int, now: dt.datetime, ip
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"compacted-{number:020x}-1of1.parquet"
         with pq.ParquetWriter(path, SCHEMA, **PARQUET_WRITE_OPTIONS) as writer:
-            for offset in range(0, per_day, ROW_GROUP_ROWS):
-                size = min(ROW_GROUP_ROWS, per_day - offset)
+            for offset in range(0, per_day, GROUP_ROWS):
+                size = min(GROUP_ROWS, per_day - offset)
                 chunk = template.take(pa.array(rng.integers(0, sample_size, size)))
                 seconds = np.sort(rng.integers(0, 86_400_000_000, size))
                 times = pa.array(start + seconds.astype("timedelta64[us]"), pa.timestamp("us", tz="UTC"))
@@ -238,7 +245,7 @@ def write_sign_in_days(lake: Path, records: int, days: int, now: dt.datetime, ip
                 columns = {"time": times, "p_event_time": times, "p_row_id": ids, "callerIpAddress": chosen,
                            "p_any_ip_addresses": ip_lists}
                 chunk = pa.table([columns.get(f.name, chunk[f.name]) for f in SCHEMA], schema=SCHEMA)
-                writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
+                writer.write_table(chunk, row_group_size=GROUP_ROWS)
     return planted
 
 
@@ -302,6 +309,10 @@ def main() -> None:
             land_day(args[0], args[1], int(args[2]), args[3])
         elif kind == "compact":
             compact_day(args[0])
+        elif kind == "whole":
+            from bench_compact import whole_partition
+
+            whole_partition(Path(args[0]))
         else:
             search_child(args[0], args[1], int(args[2]))
         return
