@@ -35,7 +35,7 @@ SCHEMA = pa.schema([
     pa.field("location", pa.string()),
     pa.field("tenantId", pa.string()),
     pa.field("resourceId", pa.string()),
-    # JSON text: the record's properties exactly as parsed, every one of them.
+    # JSON text: the record's properties, every one of them, keys sorted (the row id hashes the same text).
     pa.field("properties", pa.string()),
     # Top-level properties without a column, and envelope values that could not be typed; null when none.
     pa.field("p_unmapped", pa.string()),

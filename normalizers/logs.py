@@ -2,8 +2,9 @@
 
 The record's `category` routes it (`ROUTES`, from the mapping modules `entra_signin`, `entra_audit`, `entra_risk`,
 `azure_activity`); `ENVELOPE` types the common envelope, whatever case the writer gave its keys (`Level` and
-`level` both occur); `properties` is kept whole as JSON text; each mapping module's `INDICATORS` table (the evidence
-tables' format) says which values are indicators, canonicalised by the alerts' own rules (`normalizers.core`).
+`level` both occur); `properties` is kept whole as JSON text, keys sorted; each mapping module's `INDICATORS` table
+(the evidence tables' format) says which values are indicators, canonicalised by the alerts' own rules
+(`normalizers.core`).
 
 `p_row_id`: Azure Monitor records carry no one id (sign-ins and audits have `properties.id`, the Activity log
 and RiskyUsers do not), so the row id is a hash of the whole record in a canonical form (keys sorted, no

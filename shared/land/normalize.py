@@ -143,7 +143,8 @@ def _records_of(body: bytes) -> list[Any]:
     quarantined alone, replayed)."""
     doc = _parsed(body, "body")
     if type(doc) is not dict:
-        raise BadEvent(f"body is a JSON {type(doc).__name__}, not an object (Azure Monitor sends {{\"records\": [...]}})")
+        raise BadEvent(f"body is a JSON {type(doc).__name__}, not an object "
+                       '(Azure Monitor sends {"records": [...]})')
     if "records" in doc and not any(type(key) is str and key.lower() == "category" for key in doc):
         if type(doc["records"]) is not list:
             raise BadEvent('body\'s "records" is not a list of records (Azure Monitor sends {"records": [...]})')

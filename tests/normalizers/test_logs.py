@@ -100,7 +100,8 @@ def test_audit_p_fields_cover_who_did_it_and_to_whom() -> None:
     _, row = normalize(role_change)
     assert row["p_any_usernames"] == ["it.admin@contoso.com", "jordan.finance@contoso.com"]
     assert row["p_any_ip_addresses"] == ["198.51.100.23"]  # initiatedBy.user.ipAddress; "<null>" is none
-    assert set(row["p_any_actor_ids"]) == {"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "0b6c1b1e-5d2f-4c2d-9e3f-1a2b3c4d5e6f",
+    assert set(row["p_any_actor_ids"]) == {"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                                           "0b6c1b1e-5d2f-4c2d-9e3f-1a2b3c4d5e6f",
                                            "62e90394-69f5-4237-9190-012177145e10"}
     assert row["resultType"] is None and row["callerIpAddress"] == "<null>"
     _, row = normalize(credentials)
