@@ -7,7 +7,7 @@ Windows PowerShell 5.1 writes); gzip-compressed, told by its magic bytes, not it
 
 Azure Monitor's records (Entra sign-in, audit and risk logs, the Activity log) are read from the same forms: an Event
 Hub body `{"records": [...]}`, the JSON lines archive-to-storage writes (`PT1H.json`), an array, one record; a record
-is an object with a `category` and no `id`, and becomes a Record of the `logs` family, routed to its table by the
+is an object with a `category` and a `time` and no `id`, and becomes a Record of the `logs` family, routed to its table by the
 normalizer.
 
 Anything else becomes a `Record` with the reason it was refused, saying what it looked like (a wrapper object, a
@@ -76,6 +76,7 @@ class _Head(msgspec.Struct):
     lastUpdateDateTime: Any = None  # noqa: N815
     records: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # an Azure Monitor body's records, left undecoded
     category: Any = None  # an Azure Monitor record's
+    time: Any = None  # an Azure Monitor record's
 
 
 _decode_head = msgspec.json.Decoder(_Head).decode
@@ -263,7 +264,9 @@ def _log_body(doc: bytes, head: _Head, where: _Locator, name: str, line: int) ->
 
 
 def _is_log_record(head: _Head) -> bool:
-    return head.id is None and isinstance(head.category, str)
+    # Every Azure Monitor record has a time and a category; an alert that lost its id has neither `time` nor an id,
+    # and is refused as an alert.
+    return head.id is None and isinstance(head.category, str) and head.time is not None
 
 
 def _array(doc: bytes, where: _Locator, name: str, line: int) -> Iterator[Record]:

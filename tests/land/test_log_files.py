@@ -68,3 +68,11 @@ def test_a_body_whose_records_is_not_a_list_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert 'an Azure Monitor body whose "records" holds a JSON string, not a list of records' in result.output
     assert landed(tmp_path) == {"entra_risk_events": 4}
+
+
+def test_an_alert_without_its_id_is_refused_as_an_alert_not_routed_as_a_record(tmp_path: Path) -> None:
+    broken = {key: value for key, value in ALERT.items() if key != "id"}
+    (tmp_path / "broken.json").write_bytes(orjson.dumps(broken))
+    result = normalize(tmp_path, str(tmp_path / "broken.json"))
+    assert result.exit_code == 1
+    assert "alert has no id" in result.output and "not one graphlake lands" not in result.output
