@@ -1,4 +1,5 @@
-"""Azure Functions entry points (pull_alerts, normalize_alerts, compact_lake, reconcile_alerts, run_scheduled_rules).
+"""Azure Functions entry points (pull_alerts, normalize_alerts, normalize_logs, compact_lake, reconcile_alerts,
+run_scheduled_rules).
 Only wiring: the work happens in shared/, normalizers/ and detections/."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import azure.functions as func
 
 from shared.core.settings import Settings, load_settings, load_lake_access
 from shared.core.storage import Store, open_store
-from shared.land.normalize import InboundEvent
+from shared.land.normalize import ALERTS, LOGS, Family, InboundEvent
 from shared.land.retries import Batch, normalize_delivery
 from shared.pull.sinks import open_sink
 
@@ -73,13 +74,28 @@ def pull_alerts(timer: func.TimerRequest) -> None:
 def normalize_alerts(events: list[func.EventHubEvent]) -> None:
     # Retries forever on purpose, but only a storage outage keeps raising: a batch failing for any other reason is
     # quarantined whole after NORMALIZE_MAX_ATTEMPTS deliveries (shared/land/retries.py), so the partition moves on.
+    _land(events, ALERTS)
+
+
+@app.retry(strategy="exponential_backoff", max_retry_count="-1", minimum_interval="00:00:10",
+           maximum_interval="00:15:00")
+@app.event_hub_message_trigger(arg_name="events", event_hub_name="%LOGS_EVENTHUB_NAME%",
+                               connection="EventHubConnection", consumer_group="%LOGS_EVENTHUB_CONSUMER_GROUP%",
+                               cardinality=func.Cardinality.MANY, data_type=func.DataType.BINARY)
+def normalize_logs(events: list[func.EventHubEvent]) -> None:
+    # Azure Monitor's records ({"records": [...]} an event) land by the alerts' path and retry policy, each record
+    # routed by its category to its table; health records under normalize_logs.
+    _land(events, LOGS)
+
+
+def _land(events: list[func.EventHubEvent], family: Family) -> None:
     settings = load_settings()
     batch = _batch(events)
     result = normalize_delivery(
         [_inbound(event, index, batch.partition) for index, event in enumerate(events)], batch,
         lake=_store(settings.lake_url), state=_store(settings.state_url),
-        max_attempts=settings.normalize_max_attempts, detector=_detector(settings))
-    log.info("graphlake.normalize rows=%d duplicates=%d files=%d quarantined=%d",
+        max_attempts=settings.normalize_max_attempts, detector=_detector(settings), family=family)
+    log.info("graphlake.%s rows=%d duplicates=%d files=%d quarantined=%d", family.component,
              result.rows, result.duplicates, len(result.files), len(result.quarantined))
 
 

@@ -48,7 +48,8 @@ from detections.loader import RULE, SCHEDULED_RULE, load_rules  # noqa: E402
 from detections.realtime import Detector, build_detector, detect_rows  # noqa: E402
 from detections.scheduled import run_query  # noqa: E402
 from normalizers.core import canonical  # noqa: E402
-from shared.land.normalize import InboundEvent, _normalize_batch, NormalizeResult, normalize_events  # noqa: E402
+from normalizers.names import TABLE  # noqa: E402
+from shared.land.normalize import ALERTS, InboundEvent, NormalizeResult, normalize_events  # noqa: E402
 
 
 # A rule in panther-analysis's layout: helpers, udm (the pack's data model for Graph alerts), dynamic fields.
@@ -123,8 +124,8 @@ def main() -> None:
 
     lines = simulator_mix(args.count)
     batches = [lines[i:i + args.batch_size] for i in range(0, len(lines), args.batch_size)]
-    tables = [_normalize_batch([InboundEvent(body=b) for b in batch], MemoryStore(), PARSE_TIME, NormalizeResult())
-              for batch in batches]
+    tables = [ALERTS.tables(ALERTS, [InboundEvent(body=b) for b in batch], MemoryStore(), PARSE_TIME,
+                            NormalizeResult())[TABLE] for batch in batches]
     rule_set = load_rules()
     realtime = rule_set.enabled(RULE)
     detector = Detector(rule_set, ())

@@ -116,7 +116,7 @@ def stage_times(batches: list[list[bytes]], repeat: int) -> dict[str, float]:
     from normalizers.names import TABLE
     from normalizers.schema import PARQUET_WRITE_OPTIONS
     from shared.land.lake_writer import write_table
-    from shared.land.normalize import NormalizeResult, _normalize_batch
+    from shared.land.normalize import ALERTS, NormalizeResult
 
     best = {"parse + normalize into an Arrow table": float("inf"), "write zstd parquet": float("inf")}
     for _ in range(repeat):
@@ -126,7 +126,7 @@ def stage_times(batches: list[list[bytes]], repeat: int) -> dict[str, float]:
             events = [InboundEvent(body=line) for line in batch]
             gc.disable()
             started = time.process_time()
-            table = _normalize_batch(events, MemoryStore(), PARSE_TIME, NormalizeResult())
+            (table,) = ALERTS.tables(ALERTS, events, MemoryStore(), PARSE_TIME, NormalizeResult()).values()
             normalized = time.process_time()
             gc.enable()
             write_table(MemoryStore(), table, table_name=TABLE, parquet_options=PARQUET_WRITE_OPTIONS)

@@ -13,7 +13,9 @@
 7. what a dead destination costs a normalize batch, and the outbox writes of a batch while 2,000 alerts wait
    (bench_outbox.py);
 8. freshness, Graph showing a version to the lake holding it, on the production settings and cadence over a live
-   tenant for 5 minutes (bench_freshness.py).
+   tenant for 5 minutes (bench_freshness.py);
+9. the logs beside the alerts: sign-in records per core against alerts, a day of 1M sign-ins landed and compacted,
+   search over 30 days of alerts and 30M sign-ins (bench_logs.py; needs ~6 GB of disk in the temporary folder).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main() -> None:
     subprocess.run([sys.executable, str(BENCH / "bench_compact.py")], check=True)
     print("\n== freshness (python bench/bench_freshness.py --minutes 5)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_freshness.py"), "--minutes", "5"], check=True)
+    print("\n== the logs beside the alerts (python bench/bench_logs.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_logs.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -161,13 +161,17 @@ def _indicator_lists(alert: dict) -> dict[str, list[str]]:
         value = alert.get(name)
         if value:
             key_name_indicators(value, None, found)
-    pairs: set[tuple[str, str]] = set()
+    return canonical_lists(found)
+
+
+def canonical_lists(found: Found) -> dict[str, list[str]]:
+    """The p_any columns of (kind, raw value) pairs: canonical, deduplicated and sorted; a column without values is
+    left out (None in the row, as Panther omits it)."""
+    values: dict[str, set[str]] = {}
     for kind, raw in found:
-        pairs.update(canonical(kind, raw))
-    lists: dict[str, list[str]] = {}
-    for column, value in sorted(pairs):
-        lists.setdefault(column, []).append(value)
-    return lists
+        for column, value in canonical(kind, raw):
+            values.setdefault(column, set()).add(value)
+    return {column: sorted(found_values) for column, found_values in values.items()}
 
 
 # Alerts repeat the same hosts, users and addresses: each raw value is canonicalised once while it recurs.

@@ -179,6 +179,12 @@ def evidence_indicators(evidence: list, found: Found) -> None:
                 _walk(item, table, found)
 
 
+def table_indicators(obj: dict, table: dict[str, Rule], found: Found) -> None:
+    """Add to `found` the indicators of any JSON object read with a table in this module's format (the Azure
+    Monitor records' tables use it too)."""
+    _walk(obj, table, found)
+
+
 def _declared_table(obj: dict) -> dict | None:
     # Panther's schema spells it at_sign_odata_type: test Logs written for Panther use that name.
     odata_type = obj.get("@odata.type", obj.get("at_sign_odata_type"))
@@ -285,12 +291,12 @@ def key_name_indicators(value: object, kind: str | None, found: Found, depth: in
         _qualified_account(value, found)
 
 
-def _check(table: dict[str, Rule], where: str) -> None:
+def check_table(table: dict[str, Rule], where: str) -> None:
     """Fail at import, naming the property, on a rule the walk cannot read."""
     for name, rule in table.items():
         for part in rule if type(rule) is tuple else (rule,):
             if type(part) is dict:
-                _check(part, f"{where}.{name}")
+                check_table(part, f"{where}.{name}")
             elif type(part) is Nested:
                 if part.evidence_type not in EVIDENCE_INDICATORS:
                     raise ValueError(f"{where}.{name}: Nested({part.evidence_type!r}) is not in EVIDENCE_INDICATORS")
@@ -300,4 +306,4 @@ def _check(table: dict[str, Rule], where: str) -> None:
 
 
 for _name, _table in EVIDENCE_INDICATORS.items():
-    _check(_table, _name)
+    check_table(_table, _name)

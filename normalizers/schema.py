@@ -95,15 +95,13 @@ PARQUET_WRITE_OPTIONS = {
 }
 
 
-_ROW_VALUES = itemgetter(*SCHEMA.names)
-
-
-def rows_to_table(rows: list[dict]) -> pa.Table:
-    """Rows from `normalize_alert` (keys exactly SCHEMA's names) as one table with SCHEMA."""
+def rows_to_table(rows: list[dict], schema: pa.Schema = SCHEMA) -> pa.Table:
+    """Rows (keys exactly the schema's names: `normalize_alert`'s, or the log tables' with their schema) as one
+    table with that schema."""
     if not rows:
-        return SCHEMA.empty_table()
-    # Each row's values in SCHEMA's order, transposed into columns.
-    columns = zip(*map(_ROW_VALUES, rows))
+        return schema.empty_table()
+    # Each row's values in the schema's order, transposed into columns.
+    columns = zip(*map(itemgetter(*schema.names), rows))
     return pa.Table.from_arrays(
-        [pa.array(values, type=field.type) for values, field in zip(columns, SCHEMA)], schema=SCHEMA,
+        [pa.array(values, type=field.type) for values, field in zip(columns, schema)], schema=schema,
     )

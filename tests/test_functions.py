@@ -301,3 +301,58 @@ def test_the_compact_path_does_not_load_the_graph_sdk(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "LAKE_URL": str(tmp_path)})
     assert out.stdout.strip() == "[]"
+
+
+def test_normalize_logs_is_bound_to_its_own_hub_and_consumer_group_with_the_alerts_retry_policy():
+    normalize = FUNCTIONS["normalize_logs"]
+    trigger = json.loads(normalize.get_function_json())["bindings"][0]
+    assert (trigger["type"], trigger["cardinality"], trigger["dataType"]) == ("eventHubTrigger", "MANY", "BINARY")
+    assert trigger["connection"] == "EventHubConnection"
+    assert (trigger["eventHubName"], trigger["consumerGroup"]) == \
+        ("%LOGS_EVENTHUB_NAME%", "%LOGS_EVENTHUB_CONSUMER_GROUP%")
+    assert normalize.get_settings_dict("retry_policy") == FUNCTIONS["normalize_alerts"].get_settings_dict(
+        "retry_policy")
+
+
+@pytest.mark.parametrize("kind", ["local", "azurite"])
+def test_normalize_logs_lands_every_category_quarantines_bad_records_and_is_ok_in_status(make_store_url, monkeypatch,
+                                                                                          kind):
+    from click.testing import CliRunner
+
+    from normalizers.logs import TABLES
+    from shared.cli import main
+    from shared.core import health
+    from tests.log_records import body, every_category
+
+    records = every_category()
+    # As diagnostic settings send them: several records an event; one event not JSON, one with a bad record.
+    bodies = [body(records[:6]), body(records[6:12]), b"not json {",
+              body([*records[12:], {"category": "SignInLogs", "time": "never"}])]
+    lake, state = make_store_url(kind), make_store_url(kind)
+    monkeypatch.setenv("LAKE_URL", lake)
+    monkeypatch.setenv("STATE_URL", state)
+    for _ in range(2):  # delivered twice: at least once
+        function_app.normalize_logs(hub_events(bodies, [{}] * len(bodies), partition="2", first_sequence=900))
+    landed = sum(read_table(open_store(lake), table).num_rows for table in TABLES)
+    assert landed == len(records)
+    quarantined = [orjson.loads(open_store(state).read(n).data) for n in open_store(state).list("quarantine/")]
+    assert sorted(q["metadata"]["sequence_number"] for q in quarantined) == [902, 903]
+    assert any("no readable time" in q["error"] for q in quarantined)
+    record = health.load(open_store(state), "normalize_logs", "2")
+    assert (record["result"], record["rows"], record["duplicates"], record["quarantined"]) == \
+        ("ok", len(records), 0, 2)
+    result = CliRunner().invoke(main, ["status", "--state", state, "--format", "json"],
+                                env={"GRAPH_SOURCES": "", "GRAPH_TENANT_ID": ""})
+    findings = [orjson.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert ("normalize_logs", "2", "OK") in [(f["component"], f["key"], f["state"]) for f in findings]
+    assert ("quarantine", "state", "LAGGING") in [(f["component"], f["key"], f["state"]) for f in findings]
+
+
+def test_normalize_logs_raises_on_storage_outage_and_quarantines_nothing(monkeypatch, tmp_path):
+    from tests.log_records import body, golden
+
+    monkeypatch.setenv("LAKE_URL", "http://127.0.0.1:9/devstoreaccount1/lake")
+    monkeypatch.setenv("STATE_URL", str(tmp_path))
+    with pytest.raises(EndpointUnreachable):
+        function_app.normalize_logs(hub_events([body(golden("entra_audit_logs"))], [{}]))
+    assert list(open_store(str(tmp_path)).list("quarantine/")) == []

@@ -144,27 +144,29 @@ def _pull_once(settings, since: datetime | None, detector):
 @click.argument("sources", nargs=-1, required=True, metavar="FILE...")
 @click.option("--lake", help="Lake folder or blob URL (default: LAKE_URL, else ./lake).")
 @click.option("--state", help="Where quarantined input goes (default: STATE_URL, else ./state).")
-@click.option("--source-id", default="", help="p_source_id of the rows (default: each alert's tenantId).")
-@click.option("--source-label", default="Microsoft Graph", show_default=True, help="p_source_label of the rows.")
+@click.option("--source-id", default="", help="p_source_id of the rows (default: each row's tenantId).")
+@click.option("--source-label", default="",
+              help="p_source_label of the rows (default: Microsoft Graph for alerts, Azure Monitor for log records).")
 @click.option("-q", "--quiet", is_flag=True,
               help="Print nothing when every record landed; else one line on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="List every quarantined record: its location and reason.")
 @click.option("--rules", "rules_dir", help=RULES_HELP)
 def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, source_id: str, source_label: str, quiet: bool,
               verbose: bool, rules_dir: str | None) -> None:
-    """Normalize the alerts of each FILE (- for stdin) into the lake.
+    """Normalize the alerts and Azure Monitor records of each FILE (- for stdin) into the lake.
 
     A file holds one alert or a Graph page ({"value": [...]}) as a JSON object, a JSON array of alerts, or JSON
     lines of alerts or of pages; in UTF-8 (byte-order mark or not) or UTF-16 with a byte-order mark; gzip-compressed
-    or not. What is not an alert is quarantined under --state with its reason. Exit 1 if anything was, or if a rule
-    (--rules) raised on a row.
+    or not. Azure Monitor records (Entra sign-in, audit and risk logs, the Activity log) come the same ways, or as
+    Event Hub bodies ({"records": [...]}) and archive-to-storage JSON lines; each lands in its category's table.
+    What is neither is quarantined under --state with its reason. Exit 1 if anything was, or if a
+    rule (--rules) raised on a row.
     """
     from shared.core.settings import RULES_SETTINGS, load_settings
     from shared.core.storage import open_store
     from shared.land.alert_files import land_files
 
-    properties = {"source_id": source_id, "source_label": source_label} if source_id else \
-        {"source_label": source_label}
+    properties = {key: value for key, value in (("source_id", source_id), ("source_label", source_label)) if value}
     lake, state = wiring.lake_url(lake), wiring.state_url(state)
     state_store = open_store(state)
     # Only the rules' settings (and where the lake and state are): a bad setting of the pull's refuses no backfill.

@@ -5,6 +5,11 @@ Accepted: a JSON object (one alert, or a Graph response page `{"value": [...]}`)
 of alerts or of pages, pretty-printed or not; UTF-8 with or without a byte-order mark, or UTF-16 with one (what
 Windows PowerShell 5.1 writes); gzip-compressed, told by its magic bytes, not its name. Empty pages are fine.
 
+Azure Monitor's records (Entra sign-in, audit and risk logs, the Activity log) are read from the same forms: an Event
+Hub body `{"records": [...]}`, the JSON lines archive-to-storage writes (`PT1H.json`), an array, one record; a record
+is an object with a `category` and a `time` and no `id`, and becomes a Record of the `logs` family, routed to its table by the
+normalizer.
+
 Anything else becomes a `Record` with the reason it was refused, saying what it looked like (a wrapper object, a
 documentation template, a list of pages, a PowerShell object, ...), so that the caller quarantines it instead of
 landing it or dropping it. An alert's JSON is passed on as the file holds it (compacted when it was part of a
@@ -55,6 +60,7 @@ class Record:
     line: int
     body: bytes  # the alert's JSON; for a refused document, its text
     refused: str | None = None  # why it is not an alert
+    family: str = "alerts"  # or "logs": an Azure Monitor record (shared.land.normalize.FAMILIES)
 
     @property
     def location(self) -> str:
@@ -68,6 +74,9 @@ class _Head(msgspec.Struct):
     value: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # a page's alerts, left undecoded
     createdDateTime: Any = None  # noqa: N815 - Graph's names
     lastUpdateDateTime: Any = None  # noqa: N815
+    records: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # an Azure Monitor body's records, left undecoded
+    category: Any = None  # an Azure Monitor record's
+    time: Any = None  # an Azure Monitor record's
 
 
 _decode_head = msgspec.json.Decoder(_Head).decode
@@ -161,7 +170,8 @@ def _head_of(line: bytes) -> _Head | bool | None:
 
 
 def _is_alert_or_page(head: _Head) -> bool:
-    if head.value is not msgspec.UNSET and head.id is None:
+    if (head.value is not msgspec.UNSET or head.records is not msgspec.UNSET or _is_log_record(head)) \
+            and head.id is None:
         return True
     return head.id is not None and (head.createdDateTime is not None or head.lastUpdateDateTime is not None)
 
@@ -202,6 +212,8 @@ def _document(text: bytes, doc: bytes, offset: int | None, name: str, line: int 
             head = _decode_head(doc)
             if head.value is not msgspec.UNSET and head.id is None:
                 yield from _page(doc, head, where, name, start_line)
+            elif head.records is not msgspec.UNSET and head.id is None and head.category is None:
+                yield from _log_body(doc, head, where, name, start_line)
             else:
                 yield _alert(doc, name, start_line, head=head)
         elif first == b"[":
@@ -237,6 +249,26 @@ def _page(doc: bytes, head: _Head, where: _Locator, name: str, line: int) -> Ite
             yield Record(name, part_line, part, f"{_a(kind)} in a Graph page's value, not an alert")
 
 
+def _log_body(doc: bytes, head: _Head, where: _Locator, name: str, line: int) -> Iterator[Record]:
+    """The records of an Azure Monitor Event Hub body, `{"records": [...]}`, each located on its own line."""
+    if bytes(head.records)[:1] != b"[":
+        kind = _JSON_KINDS.get(type(_decode_any(bytes(head.records))).__name__, "value")
+        yield Record(name, line, doc, f"an Azure Monitor body whose \"records\" holds {_a(kind)}, not a list of "
+                                      "records", "logs")
+        return
+    for raw in _decode_array(bytes(head.records)):
+        part = bytes(raw)
+        part_line = where.line_of(part)
+        # Not judged here: the normalizer quarantines what is not a record it lands, with the reason.
+        yield Record(name, part_line, msgspec.json.format(part, indent=-1), None, "logs")
+
+
+def _is_log_record(head: _Head) -> bool:
+    # Every Azure Monitor record has a time and a category; an alert that lost its id has neither `time` nor an id,
+    # and is refused as an alert.
+    return head.id is None and isinstance(head.category, str) and head.time is not None
+
+
 def _array(doc: bytes, where: _Locator, name: str, line: int) -> Iterator[Record]:
     parts = [bytes(raw) for raw in _decode_array(doc)]
     heads = [_decode_head(part) if part[:1] == b"{" else _decode_any(part) for part in parts]
@@ -259,6 +291,8 @@ def _alert(doc: bytes, name: str, line: int, *, compact: bool = False, head: _He
     """A Record of the object `doc`: an alert, or refused as what it looks like. The normalizer decides the rest
     (an object without an id, of another @odata.type, ...)."""
     head = head or _decode_head(doc)
+    if _is_log_record(head):
+        return Record(name, line, msgspec.json.format(doc, indent=-1) if compact else doc, None, "logs")
     refused = _not_an_alert(doc, head)
     if refused is None and compact:
         # Part of a larger document: its indentation is the document's, not the alert's.
@@ -318,28 +352,36 @@ class Landing:
 
 def land_files(names: list[str], *, lake: Store, state: Store, properties: dict[str, str],
                detector: Detector | None = None) -> Landing:
-    """Normalize the alerts of the files `names` ("-" is stdin) into `lake`; quarantine in `state` every record
-    that is refused here or by the normalizer, with its reason and location."""
+    """Normalize the alerts and Azure Monitor records of the files `names` ("-" is stdin) into `lake`, each family
+    by its own path; quarantine in `state` every record that is refused here or by the normalizer, with its reason
+    and location."""
     # Imported here: the normalizer loads pyarrow, which reading a file does not need.
-    from shared.land.normalize import InboundEvent, normalize_events
+    from shared.land.normalize import FAMILIES, InboundEvent, normalize_events
     from shared.land.quarantine import quarantine
 
     landing = Landing(files=len(names))
-    events = []
+    events: dict[str, list[InboundEvent]] = {}
     for name in names:
         label = "stdin" if name == "-" else name
         for record in records(read_source(name), label):
             landing.records += 1
             metadata = {"file": record.file, "line": record.line}
             if record.refused:
-                copy = quarantine(state, raw=record.body, error=record.refused, metadata=metadata)
+                copy = quarantine(state, raw=record.body, error=record.refused,
+                                  metadata={**metadata, "family": record.family})
                 landing.quarantined.append(Quarantined(record.location, record.refused, copy))
             else:
-                events.append(InboundEvent(body=record.body, properties=properties, metadata=metadata))
-    result = normalize_events(events, lake=lake, state=state, detector=detector)
-    landing.rows, landing.duplicates, landing.rule_errors = result.rows, result.duplicates, result.rule_errors
+                events.setdefault(record.family, []).append(
+                    InboundEvent(body=record.body, properties=properties, metadata=metadata))
+    quarantined = []
+    for family, family_events in sorted(events.items()):
+        result = normalize_events(family_events, lake=lake, state=state, detector=detector, family=FAMILIES[family])
+        landing.rows += result.rows
+        landing.duplicates += result.duplicates
+        landing.rule_errors += result.rule_errors
+        quarantined += result.quarantined
     seen: dict[str, dict] = {}
-    for copy in result.quarantined:
+    for copy in quarantined:
         if copy not in seen:
             found = state.read(copy)
             seen[copy] = orjson.loads(found.data) if found else {"error": "quarantined", "metadata": {}}

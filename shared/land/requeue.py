@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from shared.land.detect import Detector
-from shared.land.normalize import InboundEvent, normalize_events
+from shared.land.normalize import InboundEvent, family_of, normalize_events
 from shared.land.quarantine import PREFIX
 from shared.core.storage import Store
 
@@ -68,10 +68,16 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
             origin.append(name)
         if not events:
             continue
-        # Raises (storage down) before anything is removed: every document of the batch stays.
-        result = normalize_events(events, lake=lake, state=state, detector=detector)
-        summary.rows += result.rows
-        again = {name.rsplit("/", 1)[1].removesuffix(".json"): name for name in result.quarantined}
+        # Each event lands the way its family does (alerts, or Azure Monitor records routed by category). Raises
+        # (storage down) before anything is removed: every document of the batch stays.
+        quarantined_again: list[str] = []
+        families = [family_of(event.metadata) for event in events]
+        for family in {family.name: family for family in families}.values():
+            result = normalize_events([e for e, f in zip(events, families) if f is family], lake=lake,
+                                      state=state, detector=detector, family=family)
+            summary.rows += result.rows
+            quarantined_again += result.quarantined
+        again = {name.rsplit("/", 1)[1].removesuffix(".json"): name for name in quarantined_again}
         for event, name, (first_error, first_at) in zip(events, origin, first_errors):
             new_name = again.get(_digest(event.body))
             if new_name:

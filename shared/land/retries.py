@@ -39,12 +39,11 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from shared.core import health
 from shared.core.errors import ConfigError, EndpointUnreachable, GraphlakeError, one_line
 from shared.land.detect import Detector
-from shared.land.normalize import InboundEvent, NormalizeResult, normalize_events, quarantine_event
+from shared.land.normalize import ALERTS, Family, InboundEvent, NormalizeResult, normalize_events, quarantine_event
 from shared.core.storage import Store
 
 log = logging.getLogger("graphlake.normalize")
 
-COMPONENT = "normalize"
 _TRANSIENT_STATUS = frozenset({408, 429})
 
 
@@ -88,11 +87,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: Store, state: Store,
-                       max_attempts: int, detector: Detector | None = None,
-                       now: datetime | None = None) -> NormalizeResult:
-    """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up."""
+                       max_attempts: int, detector: Detector | None = None, now: datetime | None = None,
+                       family: Family = ALERTS) -> NormalizeResult:
+    """Normalize the batch; raise while it should be delivered again; quarantine it whole once it gave up. The
+    partition's record is the family's (`normalize` for alerts, `normalize_logs` for Azure Monitor records)."""
     try:
-        previous = health.previous(state, COMPONENT, batch.partition)
+        previous = health.previous(state, family.component, batch.partition)
     except Exception as exc:  # noqa: BLE001 - whatever the store raised, the delivery cannot be judged without it
         raise StateUnavailable(f"partition {batch.partition}: the record holding the batch's in-flight mark could "
                                f"not be read: {one_line(exc, with_type=True)}") from exc
@@ -105,39 +105,39 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
         carried = {"result": "failed", "error": "the last delivery of this batch stopped without a result (its "
                                                 "process was killed or ran out of memory)"}
         if attempts >= max_attempts:
-            return _give_up(events, batch, state, now, carried["error"], attempts, failures)
+            return _give_up(events, batch, state, now, carried["error"], attempts, failures, family)
     # Cleared by whatever this delivery records at its end; still there if it dies.
-    _write_mark(state, batch, now, "in-flight mark", **{"result": "ok", "error": None, **carried},
+    _write_mark(state, batch, family, now, "in-flight mark", **{"result": "ok", "error": None, **carried},
                 consecutive_failures=failures, batch_attempts=attempts, in_flight=batch.first_sequence,
                 in_flight_by=_PROCESS_ID)
     try:
-        result = normalize_events(events, lake=lake, state=state, detector=detector)
+        result = normalize_events(events, lake=lake, state=state, detector=detector, family=family)
     except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
         error = one_line(exc, with_type=True)
         failures += 1
         if is_transient(exc):
-            _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
+            _record_quietly(state, batch, family, now, result="failed", consecutive_failures=failures, error=error,
                             batch_attempts=attempts)
             raise
         attempts += 1
         if attempts < max_attempts:
             # Not written in an outage: the mark stays, this process's own, so the attempt is not counted; the
             # outage decides, and an outage never gives a batch up.
-            _record_quietly(state, batch, now, result="failed", consecutive_failures=failures, error=error,
+            _record_quietly(state, batch, family, now, result="failed", consecutive_failures=failures, error=error,
                             batch_attempts=attempts)
             raise
-        return _give_up(events, batch, state, now, error, attempts, failures)
+        return _give_up(events, batch, state, now, error, attempts, failures, family)
     # The batch landed, but until the mark is cleared the next delivery of it cannot be judged: raise, and the
     # redelivery (its rows deduplicate) clears it once storage takes writes again.
-    _write_mark(state, batch, now, "in-flight mark's clearing", result="ok", consecutive_failures=0, error=None,
-                batch_attempts=0, rows=result.rows, duplicates=result.duplicates, files=len(result.files),
+    _write_mark(state, batch, family, now, "in-flight mark's clearing", result="ok", consecutive_failures=0,
+                error=None, batch_attempts=0, rows=result.rows, duplicates=result.duplicates, files=len(result.files),
                 quarantined=len(result.quarantined))
     return result
 
 
-def _write_mark(state: Store, batch: Batch, now: datetime | None, what: str, **doc: Any) -> None:
+def _write_mark(state: Store, batch: Batch, family: Family, now: datetime | None, what: str, **doc: Any) -> None:
     try:
-        _record(state, batch, now, **doc)
+        _record(state, batch, family, now, **doc)
     except Exception as exc:  # noqa: BLE001 - whatever the store raised, it is an outage of the state store here
         raise StateUnavailable(f"partition {batch.partition}: the batch's {what} could not be written "
                                f"({one_line(exc, with_type=True)}); the delivery is retried and not counted "
@@ -145,29 +145,31 @@ def _write_mark(state: Store, batch: Batch, now: datetime | None, what: str, **d
 
 
 def _give_up(events: Sequence[InboundEvent], batch: Batch, state: Store, now: datetime | None, error: str,
-             attempts: int, failures: int) -> NormalizeResult:
+             attempts: int, failures: int, family: Family) -> NormalizeResult:
     """Every event of the batch to quarantine with the reason; the delivery then succeeds and the partition moves
     on."""
     reason = f"batch of {len(events)} events given up after {attempts} attempts: {error}"
-    result = NormalizeResult(quarantined=[quarantine_event(state, event, reason) for event in events])
-    log.error("graphlake.normalize partition %s: %s", batch.partition, reason)
-    _record(state, batch, now, result="gave_up", consecutive_failures=failures, error=error, batch_attempts=attempts,
-            quarantined=len(result.quarantined))
+    result = NormalizeResult(quarantined=[quarantine_event(state, event, reason, family) for event in events])
+    log.error("graphlake.%s partition %s: %s", family.component, batch.partition, reason)
+    _record(state, batch, family, now, result="gave_up", consecutive_failures=failures, error=error,
+            batch_attempts=attempts, quarantined=len(result.quarantined))
     return result
 
 
-def _record(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> None:
+def _record(state: Store, batch: Batch, family: Family, now: datetime | None, **doc: Any) -> None:
     doc.setdefault("rows", 0)
     doc.setdefault("quarantined", 0)
     doc.setdefault("in_flight", None)
     doc.setdefault("in_flight_by", None)
-    health.record(state, COMPONENT, batch.partition, {**doc, "batch_first_sequence": batch.first_sequence}, now=now)
+    health.record(state, family.component, batch.partition, {**doc, "batch_first_sequence": batch.first_sequence},
+                  now=now)
 
 
-def _record_quietly(state: Store, batch: Batch, now: datetime | None, **doc: Any) -> None:
+def _record_quietly(state: Store, batch: Batch, family: Family, now: datetime | None, **doc: Any) -> None:
     """Record a failure without hiding it: if the record cannot be written either, the original error is raised."""
     try:
-        _record(state, batch, now, **doc)
+        _record(state, batch, family, now, **doc)
     except Exception:  # noqa: BLE001
-        log.warning("graphlake.normalize partition %s: health record not written", batch.partition, exc_info=True)
+        log.warning("graphlake.%s partition %s: health record not written", family.component, batch.partition,
+                    exc_info=True)
 

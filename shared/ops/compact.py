@@ -42,6 +42,8 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
+from normalizers import log_schema
+from normalizers.logs import TABLES as LOG_TABLES
 from normalizers.names import TABLE as ALERTS_TABLE
 from normalizers.schema import PARQUET_WRITE_OPTIONS
 from shared.ops.compact_merge import (
@@ -74,7 +76,8 @@ COMPACTED_PREFIX = "compacted-"
 
 _COMPACTED_RE = re.compile(rf"^{COMPACTED_PREFIX}(?P<digest>[0-9a-f]{{20}})-(?P<k>\d+)of(?P<n>\d+)\.parquet$")
 # Parquet options per table; tables of other producers get zstd with statistics on every column.
-_TABLE_OPTIONS = {ALERTS_TABLE: PARQUET_WRITE_OPTIONS}
+_TABLE_OPTIONS = {ALERTS_TABLE: PARQUET_WRITE_OPTIONS,
+                  **dict.fromkeys(LOG_TABLES, log_schema.PARQUET_WRITE_OPTIONS)}
 _DEFAULT_OPTIONS = {"compression": "zstd"}
 
 

@@ -63,8 +63,9 @@ def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now
     """Judges each record, and the normalizer as a whole against the pulls' last send. Without normalize records
     that needs `event_hub` (the deployment sends to Event Hubs): a pull into the in-process normalizer lands
     itself and writes none."""
-    judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize, "reconcile": _reconcile,
-              "detections": _detections}
+    # normalize_logs (Azure Monitor's records) keeps the same records as normalize, so it is judged the same way.
+    judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize,
+              "normalize_logs": _normalize, "reconcile": _reconcile, "detections": _detections}
     findings = []
     for (component, key), doc in sorted(records.items()):
         judge = judges.get(component)

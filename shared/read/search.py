@@ -130,12 +130,13 @@ class Terms:
 
 
 # What a hit shows, from whichever of these columns a table has (other producers name them their own way).
+# Azure Monitor's records (the log tables) show their correlationId, operationName, category, level and resultType.
 _SHOWN = {
-    "id": ("id", "eventID", "uuid", "event_id"),
-    "title": ("title", "summary", "eventName", "displayMessage", "message"),
-    "provider": ("serviceSource", "provider", "eventSource"),
-    "severity": ("severity",),
-    "status": ("status",),
+    "id": ("id", "eventID", "uuid", "event_id", "correlationId"),
+    "title": ("title", "summary", "eventName", "displayMessage", "message", "operationName"),
+    "provider": ("serviceSource", "provider", "eventSource", "category"),
+    "severity": ("severity", "level"),
+    "status": ("status", "resultType"),
     "lastUpdateDateTime": ("lastUpdateDateTime",),
 }
 HIT_COLUMNS = ("table", "p_event_time", "p_log_type", *_SHOWN, "matched")

@@ -171,3 +171,26 @@ def test_the_function_apps_detector_follows_every_setting_it_is_built_from(tmp_p
 
     monkeypatch.setenv("RULES_ENABLED", "false")
     assert function_app._detector(load_settings()) is None
+
+
+def test_alert_rules_do_not_run_on_the_logs_rows(tmp_path, monkeypatch):
+    # An alert rule that reads what every alert has and a sign-in has not: on a sign-in it would raise, and every
+    # batch of sign-ins would report rule errors. Until the rules know the log tables' LogTypes, they see none.
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "alerts_only.py").write_text("def rule(event):\n    return event['status'].lower() == 'new'\n")
+    (folder / "alerts_only.yml").write_text(RAISING_YML.replace("raising.py", "alerts_only.py")
+                                            .replace("Custom.Raising", "Custom.AlertsOnly"))
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    for name, value in {"LAKE_URL": lake, "STATE_URL": state, "RULES_ENABLED": "true",
+                        "RULES_DIR": str(folder)}.items():
+        monkeypatch.setenv(name, value)
+    from tests.log_records import body, every_category
+
+    records = every_category()
+    function_app.normalize_logs([func.EventHubEvent(body=body(records), sequence_number=0)])
+    assert sum(read_table(open_store(lake), t).num_rows for t in ("entra_signin_logs", "entra_audit_logs",
+                                                                   "entra_risk_events", "azure_activity_logs")) \
+        == len(records)
+    assert health.load(open_store(state), "detections", "realtime") is None
+    assert read_table(open_store(lake), MATCHES).num_rows == 0

@@ -123,6 +123,12 @@ def record(component: str, key: str, **doc) -> dict:
      (FAILING, "4 batches in a row failed: disk")),
     (record("normalize", "0", result="gave_up", error="bug", quarantined=12),
      (FAILING, "gave a batch up after retries (bug); its 12 events are in quarantine")),
+    # The Azure Monitor logs' normalizer keeps the same records, judged the same way.
+    (record("normalize_logs", "0", result="ok", rows=500, quarantined=0), (OK, "last batch: 500 rows, 0 quarantined")),
+    (record("normalize_logs", "0", result="failed", consecutive_failures=2, error="disk"),
+     (FAILING, "2 batches in a row failed: disk")),
+    (record("normalize_logs", "0", result="gave_up", error="bug", quarantined=3),
+     (FAILING, "gave a batch up after retries (bug); its 3 events are in quarantine")),
     (record("reconcile", "s", result="ok", missing=3, repaired=3, late_found=0),
      (OK, "lake complete against Graph (3 repaired)")),
     (record("reconcile", "s", result="ok", missing=3, repaired=3, late_found=2, resent=3, landed=3, unsent=0),
