@@ -19,7 +19,8 @@ readonly DIAGNOSTICS_TAG="graphlakeDiagnostics"
 readonly DIAGNOSTIC_SETTING="graphlake"
 readonly ACTIVITY_CATEGORIES_ALL="Administrative Security ServiceHealth Alert Recommendation Policy Autoscale ResourceHealth"
 readonly ACTIVITY_CATEGORIES_DEFAULT="Administrative,Security,Policy"
-readonly ENTRA_CATEGORIES_ALL="AuditLogs SignInLogs NonInteractiveUserSignInLogs ServicePrincipalSignInLogs ManagedIdentitySignInLogs ProvisioningLogs ADFSSignInLogs RiskyUsers UserRiskEvents RiskyServicePrincipals ServicePrincipalRiskEvents MicrosoftGraphActivityLogs NetworkAccessTrafficLogs"
+# Only the categories a graphlake table holds: any other would stream into quarantine.
+readonly ENTRA_CATEGORIES_ALL="SignInLogs NonInteractiveUserSignInLogs ServicePrincipalSignInLogs ManagedIdentitySignInLogs AuditLogs RiskyUsers UserRiskEvents"
 readonly ENTRA_CATEGORIES_DEFAULT="SignInLogs,NonInteractiveUserSignInLogs,ServicePrincipalSignInLogs,ManagedIdentitySignInLogs,AuditLogs,RiskyUsers,UserRiskEvents"
 readonly MIN_AZ_VERSION="2.60.0"
 
@@ -62,8 +63,8 @@ Creates or updates the resource group, deploys infra/main.bicep and publishes th
                              ${ACTIVITY_CATEGORIES_ALL// /, }
       --entra-logs[=CATS]    stream the tenant's Entra logs to the logs hub (a microsoft.aadiam diagnostic setting
                              named "$DIAGNOSTIC_SETTING"). Needs Security Administrator or Global Administrator in
-                             the tenant; without it, prints the command for one to run. CATS default
-                             $ENTRA_CATEGORIES_DEFAULT; any of: ${ENTRA_CATEGORIES_ALL// /, }
+                             the tenant; without it, prints the command for one to run. CATS default: all
+                             that a graphlake table holds, ${ENTRA_CATEGORIES_ALL// /, }
                              (sign-in logs need Entra ID P1 or P2).
                              Either flag creates the Send-only rule on the logs hub that Azure Monitor delivers
                              with, which needs the namespace to accept SAS (parameter diagnosticSettingsSendRule;
@@ -123,7 +124,7 @@ check_categories() {
   IFS=',' read -r -a categories <<<"$given"
   for category in "${categories[@]}"; do
     [[ " $allowed " == *" $category "* ]] \
-      || die "$flag: unknown category '$category'; the categories are: ${allowed// /, }"
+      || die "$flag: no graphlake table holds category '$category'; the categories are: ${allowed// /, }"
   done
 }
 [[ -z "$ACTIVITY_LOG" ]] || check_categories --activity-log "$ACTIVITY_LOG" "$ACTIVITY_CATEGORIES_ALL"

@@ -10,16 +10,20 @@ The records agree with the tenant's alerts, so a pivot from an alert finds its t
   - a pass-the-hash alert's address appears in sign-ins of the alert's user;
   - a user named by an Entra ID Protection alert is a risky user with risk events from the alert's address;
   - a "Suspicious additions to sensitive groups" alert (Defender for Identity) is preceded by the audit record of
-    its actor adding the added user to a directory role.
-Around them, background traffic from the tenant's users, apps and managed identities.
+    its actor adding the added user to a directory role;
+  - a Defender for Cloud alert on an Azure resource is preceded by an Activity log operation on that resource from
+    the alert's address.
+Around them, background traffic from the tenant's users, apps and managed identities. Some records carry the
+variations real ones do (`quirks`): a time with an offset instead of `Z`, `durationMs` and `Level` as a string or a
+number, `properties.createdDateTime` in a local offset; each still names the same instant.
 
 `event_hub_bodies` packs records as Azure Monitor sends them: `{"records": [...]}` bodies of one category each,
-under Event Hubs' event size limit.
+under Event Hubs' event size limit; `faulty_bodies` gives the bad bodies a reader must quarantine, some with good
+records beside the bad one.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ ANONYMOUS_IP_TITLE = "Anonymous IP address"
 PASS_THE_HASH_TITLE = "Suspected identity theft (pass-the-hash)"
 ROLE_CHANGE_TITLE = "Suspicious additions to sensitive groups"
 IDENTITY_PROTECTION = "azureAdIdentityProtection"
+DEFENDER_FOR_CLOUD = "microsoftDefenderForCloud"
 
 SIGN_IN_CATEGORIES = ("SignInLogs", "NonInteractiveUserSignInLogs", "ServicePrincipalSignInLogs",
                       "ManagedIdentitySignInLogs")
@@ -71,35 +76,42 @@ class Pivot:
     ip: str | None
     first_activity: int  # ticks
     target_upn: str | None = None
+    resource_id: str | None = None
 
 
 def pivots(tenant: Tenant) -> list[Pivot]:
     """The tenant's alerts as Graph serves them, reduced to what the logs must agree with."""
     found = []
-    for alert in tenant.query(top=max(tenant.alert_count, 1)).alerts:
+    # With Graph's evolvable enums in full: otherwise Defender for Cloud's serviceSource reads unknownFutureValue.
+    for alert in tenant.query(top=max(tenant.alert_count, 1), include_unknown_enum_members=True).alerts:
         evidence = alert.get("evidence") or []
         upns = [e["userAccount"]["userPrincipalName"] for e in evidence
                 if e.get("@odata.type", "").endswith("userEvidence")
                 and (e.get("userAccount") or {}).get("userPrincipalName")]
         ips = [e["ipAddress"] for e in evidence if e.get("@odata.type", "").endswith("ipEvidence")]
+        resources = [e["resourceId"] for e in evidence if e.get("@odata.type", "").endswith("azureResourceEvidence")
+                     and "attacked" in e.get("roles", [])]
         first = parse_literal(alert.get("firstActivityDateTime") or alert["createdDateTime"])
         found.append(Pivot(alert["id"], alert["title"], alert.get("serviceSource") or "",
                            upns[0] if upns else None, ips[0] if ips else None, first,
                            # A sensitive-group alert names its actor first, then the user added.
-                           upns[1] if alert["title"] == ROLE_CHANGE_TITLE and len(upns) > 1 else None))
+                           upns[1] if alert["title"] == ROLE_CHANGE_TITLE and len(upns) > 1 else None,
+                           resources[0] if resources else None))
     return found
 
 
 class MonitorLogs:
     """Diagnostic records of one tenant over the `days` before its clock; deterministic for a seed."""
 
-    def __init__(self, tenant: Tenant, seed: int = 11, days: float = 1.0, sign_ins_per_user: float = 4.0) -> None:
+    def __init__(self, tenant: Tenant, seed: int = 11, days: float = 1.0, sign_ins_per_user: float = 4.0,
+                 quirks: bool = True) -> None:
         self.tenant = tenant
         self.directory = tenant.directory
         self.rng = random.Random(seed)
         self.end = tenant.clock
         self.start = self.end - int(days * 24 * _HOUR)
         self.sign_ins_per_user = sign_ins_per_user
+        self.quirks = quirks
         self.resource_id = f"/tenants/{tenant.tenant_id}/providers/Microsoft.aadiam"
         self.subscription = f"/SUBSCRIPTIONS/{self.directory.subscription_id.upper()}"
         users = self.directory.users
@@ -117,13 +129,19 @@ class MonitorLogs:
         for pivot in pivots(self.tenant):
             out += self._for_alert(pivot)
         out += self._background()
-        out.sort(key=lambda r: r["time"])
+        out.sort(key=lambda r: parse_literal(r["time"]))
+        if self.quirks:
+            for record in out:
+                if self.rng.random() < 0.1:
+                    _vary(record, self.rng)
         return out
 
     def _for_alert(self, p: Pivot) -> list[dict]:
+        before = p.first_activity - self.rng.randrange(1, 30) * _MINUTE
+        if p.service_source == DEFENDER_FOR_CLOUD and p.resource_id and p.ip:
+            return [self.activity(self.rng.choice(self.directory.users), before, p.resource_id, p.ip)]
         if p.upn is None:
             return []
-        before = p.first_activity - self.rng.randrange(1, 30) * _MINUTE
         who = self._user(p.upn)
         if p.service_source == IDENTITY_PROTECTION and p.ip:
             risk = "anonymizedIPAddress" if p.title == ANONYMOUS_IP_TITLE else "unfamiliarFeatures"
@@ -280,17 +298,24 @@ class MonitorLogs:
 
     # --- Azure Activity log ------------------------------------------------------------------------------------
 
-    def activity(self, who: User, at: int) -> dict:
+    def activity(self, who: User, at: int, resource_id: str | None = None, ip: str | None = None) -> dict:
+        """An Activity log record; on `resource_id` from `ip` (an alert's), an Administrative operation on it."""
         rng = self.rng
         operation = rng.choice(_ADMIN_OPERATIONS)
-        category = rng.choices(ACTIVITY_CATEGORIES, (8, 1, 1))[0]
+        category = "Administrative" if resource_id else rng.choices(ACTIVITY_CATEGORIES, (8, 1, 1))[0]
         if category == "Security":
             operation = "MICROSOFT.SECURITY/LOCATIONS/ALERTS/ACTIVATE/ACTION"
         elif category == "Policy":
             operation = "MICROSOFT.AUTHORIZATION/POLICIES/AUDIT/ACTION"
-        provider, kind = operation.split("/")[0:2]
-        resource = f"{self.subscription}/RESOURCEGROUPS/RG-PROD/PROVIDERS/{provider}/{kind}/RES{rng.randrange(1, 40):02d}"
-        ip = rng.choice(_OFFICE_NETS) if rng.random() < 0.8 else external_ip(rng)
+        if resource_id:
+            # The Activity log writes resource ids upper case; the alert's evidence keeps Azure's own case.
+            resource = resource_id.upper()
+            provider, kind = resource.split("/PROVIDERS/", 1)[1].split("/")[:2]
+            operation = f"{provider}/{kind}/" + ("LISTKEYS/ACTION" if kind == "STORAGEACCOUNTS" else "WRITE")
+        else:
+            provider, kind = operation.split("/")[0:2]
+            resource = f"{self.subscription}/RESOURCEGROUPS/RG-PROD/PROVIDERS/{provider}/{kind}/RES{rng.randrange(1, 40):02d}"
+        ip = ip or (rng.choice(_OFFICE_NETS) if rng.random() < 0.8 else external_ip(rng))
         correlation = guid(rng)
         return {
             "time": format_ticks(at), "resourceId": resource, "operationName": operation, "category": category,
@@ -307,6 +332,47 @@ class MonitorLogs:
             "properties": {"statusCode": "OK", "serviceRequestId": guid(rng), "eventCategory": category,
                            "entity": resource, "message": operation.lower(), "hierarchy": self.tenant.tenant_id},
         }
+
+
+def _vary(record: dict, rng: random.Random) -> None:
+    """One of the variations real records carry, the instant and the value unchanged."""
+    kind = rng.randrange(4)
+    if kind == 0 and record["time"].endswith("Z"):
+        record["time"] = record["time"][:-1] + "+00:00"
+    elif kind == 1:
+        duration = record["durationMs"]
+        record["durationMs"] = int(duration) if isinstance(duration, str) else str(duration)
+    elif kind == 2 and "Level" in record:
+        record["Level"] = str(record["Level"])
+    elif kind == 3 and "createdDateTime" in record.get("properties", {}):
+        at = parse_literal(record["properties"]["createdDateTime"])
+        hours = rng.choice((-8, -5, 1, 2, 9))
+        local = format_ticks(at + hours * _HOUR)[:-1]
+        record["properties"]["createdDateTime"] = f"{local}{'+' if hours >= 0 else '-'}{abs(hours):02d}:00"
+
+
+def faulty_bodies(records: list[dict]) -> list[tuple[str, bytes, int]]:
+    """Bodies a reader of the logs hub must not trust, as (what is wrong, body, good records in it): whatever it does
+    with the bad, the good records beside it must land."""
+    good = records[:2]
+    assert len(good) == 2, "two records are needed to build the faulty bodies"
+
+    def body(*items: object) -> bytes:
+        return orjson.dumps({"records": list(items)})
+
+    no_time = {k: v for k, v in good[0].items() if k != "time"}
+    return [
+        ("not JSON (a body cut short)", body(*good)[:-7], 0),
+        ("no records array", orjson.dumps({"value": good}), 0),
+        ("records is not a list", orjson.dumps({"records": good[0]}), 0),
+        ("a record that is not an object, beside good ones", body(good[0], "SignInLogs", good[1]), 2),
+        ("a record without time, beside good ones", body(good[0], no_time, good[1]), 2),
+        ("a time that is no timestamp, beside good ones", body(good[0], {**good[1], "time": "yesterday"}, good[1]), 2),
+        ("a category no table holds, beside good ones", body(good[0], {**good[1], "category": "ProvisioningLogs"},
+                                                             good[1]), 2),
+        ("a record without category, beside good ones", body(good[0], {k: v for k, v in good[1].items()
+                                                                       if k != "category"}, good[1]), 2),
+    ]
 
 
 def event_hub_bodies(records: Iterable[dict], max_bytes: int = MAX_BODY_BYTES) -> Iterator[bytes]:
@@ -329,10 +395,5 @@ def event_hub_bodies(records: Iterable[dict], max_bytes: int = MAX_BODY_BYTES) -
             yield head + b",".join(batch) + tail
 
 
-def canonical_ip(text: str) -> str:
-    """The canonical form of an address, for comparing an alert's address with a record's."""
-    return str(ipaddress.ip_address(text.strip()))
-
-
-__all__ = ["ACTIVITY_CATEGORIES", "ENTRA_CATEGORIES", "MonitorLogs", "Pivot", "event_hub_bodies",
+__all__ = ["ACTIVITY_CATEGORIES", "ENTRA_CATEGORIES", "MonitorLogs", "Pivot", "event_hub_bodies", "faulty_bodies",
            "pivots"]

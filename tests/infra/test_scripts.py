@@ -370,7 +370,10 @@ def test_deploy_takes_the_categories_asked_for(fake_az: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--entra-logs=SignInLogs,SigninLogs", "--entra-logs: unknown category 'SigninLogs'; the categories are: "),
+    ("--entra-logs=SignInLogs,SigninLogs", "--entra-logs: no graphlake table holds category 'SigninLogs'; the "
+                                           "categories are: "),
+    ("--entra-logs=ProvisioningLogs", "--entra-logs: no graphlake table holds category 'ProvisioningLogs'"),
+    ("--activity-log=Administrative,Billing", "--activity-log: no graphlake table holds category 'Billing'"),
     ("--activity-log=Administrative,", "--activity-log=Administrative,: give category names separated by single"),
     ("--activity-log=", "--activity-log= names no category"),
 ])

@@ -11,9 +11,9 @@ import pytest
 from azure.eventhub import EventData, EventDataBatch
 
 from simulator import Tenant
-from simulator.monitor_logs import (ACTIVITY_CATEGORIES, ANONYMOUS_IP_TITLE, ENTRA_CATEGORIES, IDENTITY_PROTECTION,
-                                    MAX_BODY_BYTES, PASS_THE_HASH_TITLE, ROLE_CHANGE_TITLE, MonitorLogs,
-                                    event_hub_bodies)
+from simulator.monitor_logs import (ACTIVITY_CATEGORIES, ANONYMOUS_IP_TITLE, DEFENDER_FOR_CLOUD, ENTRA_CATEGORIES,
+                                    IDENTITY_PROTECTION, MAX_BODY_BYTES, PASS_THE_HASH_TITLE, ROLE_CHANGE_TITLE,
+                                    MonitorLogs, event_hub_bodies, faulty_bodies)
 from simulator.timefmt import parse_literal
 
 # Microsoft's Azure Monitor schema pages: the envelope every Entra record carries, and the Activity log's.
@@ -48,7 +48,7 @@ def _records() -> tuple[dict, ...]:
 
 def _alerts(title: str | None = None, source: str | None = None) -> list[dict]:
     tenant = _tenant()
-    found = [a for a in tenant.query(top=tenant.alert_count).alerts
+    found = [a for a in tenant.query(top=tenant.alert_count, include_unknown_enum_members=True).alerts
              if (title is None or a["title"] == title) and (source is None or a["serviceSource"] == source)]
     assert found, f"the tenant has no {title or source} alert: the promise would be tested on nothing"
     return found
@@ -213,3 +213,59 @@ def test_background_traffic_is_not_mistaken_for_the_alerts() -> None:
     named = {_evidence(a, "userEvidence")[0]["userAccount"]["userPrincipalName"]
              for a in _alerts(source=IDENTITY_PROTECTION)}
     assert risky == named
+
+
+def test_a_defender_for_cloud_alert_follows_an_operation_on_its_resource_from_its_address() -> None:
+    activity = [r for r in _records() if r["category"] == "Administrative"]
+    alerts = [a for a in _alerts(source=DEFENDER_FOR_CLOUD) if _evidence(a, "azureResourceEvidence")
+              and _evidence(a, "ipEvidence")]
+    assert alerts, "no Defender for Cloud alert on a resource"
+    for alert in alerts:
+        resource = _evidence(alert, "azureResourceEvidence")[0]["resourceId"]
+        (ip,) = _evidence(alert, "ipEvidence")
+        found = [r for r in activity if r["resourceId"].lower() == resource.lower()
+                 and _canonical(r["callerIpAddress"]) == _canonical(ip["ipAddress"])]
+        assert found and all(_before(r["time"], alert) for r in found), alert["id"]
+        assert all(r["operationName"].startswith(r["resourceId"].split("/PROVIDERS/")[1].rsplit("/", 1)[0])
+                   for r in found)
+
+
+# --- What real records do, and what a reader must survive -----------------------------------------------------------
+
+def test_quirks_vary_the_form_and_keep_the_instant() -> None:
+    records = _records()
+    assert any(r["time"].endswith("+00:00") for r in records)
+    assert any(isinstance(r["durationMs"], str) for r in records if r["category"] in ENTRA_CATEGORIES)
+    assert any(isinstance(r["durationMs"], int) for r in records if r["category"] in ACTIVITY_CATEGORIES)
+    assert any(r.get("Level") == "4" for r in records)
+    shifted = [r for r in records if r["category"] in ("SignInLogs", "NonInteractiveUserSignInLogs")
+               and not r["properties"]["createdDateTime"].endswith("Z")]
+    assert shifted
+    # A sign-in's createdDateTime is its record's time, whatever the offset either is written in.
+    for record in records:
+        if record["category"] in ("SignInLogs", "NonInteractiveUserSignInLogs"):
+            assert parse_literal(record["properties"]["createdDateTime"]) == parse_literal(record["time"])
+    plain = MonitorLogs(_tenant(), seed=3, quirks=False).records()
+    assert all(r["time"].endswith("Z") and r.get("Level", 4) == 4 for r in plain)
+
+
+def test_faulty_bodies_hold_the_good_records_they_claim() -> None:
+    records = list(_records()[:2])
+    faults = faulty_bodies(records)
+    assert len({reason for reason, _, _ in faults}) == len(faults)
+    for reason, body, good in faults:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            assert good == 0 and reason.startswith("not JSON")
+            continue
+        items = doc.get("records") if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            assert good == 0, reason
+            continue
+        assert sum(item in records for item in items) == good == 2, reason
+        bad = [item for item in items if item not in records]
+        assert len(bad) == 1, reason
+        item = bad[0]
+        assert (not isinstance(item, dict) or "time" not in item or item["time"] == "yesterday"
+                or item.get("category") not in ENTRA_CATEGORIES + ACTIVITY_CATEGORIES), reason
