@@ -44,7 +44,8 @@ SIGN_IN_CATEGORIES = ("SignInLogs", "NonInteractiveUserSignInLogs", "ServicePrin
                       "ManagedIdentitySignInLogs")
 ENTRA_CATEGORIES = (*SIGN_IN_CATEGORIES, "AuditLogs", "RiskyUsers", "UserRiskEvents")
 ACTIVITY_CATEGORIES = ("Administrative", "Security", "Policy")
-# Event Hubs Standard takes events of up to 1 MB; Azure Monitor stays well under it.
+# Azure Monitor sends a body of at most 256 KB, more bodies when a five-minute batch is larger ("Azure AD activity
+# logs in Azure Monitor", Event hub messages for activity logs); Event Hubs Standard would take 1 MB.
 MAX_BODY_BYTES = 256 * 1024
 
 _MINUTE = 60 * TICKS_PER_SECOND
@@ -107,6 +108,7 @@ class MonitorLogs:
                  quirks: bool = True) -> None:
         self.tenant = tenant
         self.directory = tenant.directory
+        self.seed = seed
         self.rng = random.Random(seed)
         self.end = tenant.clock
         self.start = self.end - int(days * 24 * _HOUR)
@@ -115,7 +117,7 @@ class MonitorLogs:
         self.resource_id = f"/tenants/{tenant.tenant_id}/providers/Microsoft.aadiam"
         self.subscription = f"/SUBSCRIPTIONS/{self.directory.subscription_id.upper()}"
         users = self.directory.users
-        self.apps = [(app_id, name) for app_id, name in _APPS]
+        self.apps = list(_APPS)
         self.service_principals = [(a.app_id, a.object_id, a.name) for a in self.directory.oauth_apps]
         self.managed_identities = [(guid(self.rng), guid(self.rng), name)
                                    for name in ("id-graphlake", "id-contoso-web", "id-backup-runner")]
@@ -124,7 +126,8 @@ class MonitorLogs:
     # --- the whole stream -----------------------------------------------------------------------------------
 
     def records(self) -> list[dict]:
-        """Every record, oldest first."""
+        """Every record, oldest first; the same ones on every call."""
+        self.rng = random.Random(self.seed)
         out: list[dict] = []
         for pivot in pivots(self.tenant):
             out += self._for_alert(pivot)

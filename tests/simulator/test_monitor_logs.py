@@ -146,8 +146,9 @@ def test_bodies_go_through_the_sdks_event_batch() -> None:
 
 
 def test_records_are_deterministic_for_a_seed() -> None:
-    again = MonitorLogs(_tenant(), seed=3).records()
-    assert [orjson.dumps(r) for r in again] == [orjson.dumps(r) for r in _records()]
+    logs = MonitorLogs(_tenant(), seed=3)
+    assert [orjson.dumps(r) for r in logs.records()] == [orjson.dumps(r) for r in _records()]
+    assert [orjson.dumps(r) for r in logs.records()] == [orjson.dumps(r) for r in _records()], "a second call differs"
     other = MonitorLogs(_tenant(), seed=4).records()
     assert [orjson.dumps(r) for r in other] != [orjson.dumps(r) for r in _records()]
 
