@@ -4,7 +4,9 @@
 #   1. create the resource group (or reuse it),
 #   2. deploy infra/main.bicep with infra/main.parameters.json,
 #   3. publish the function code (zip deploy with remote build, as Flex Consumption expects),
-#   4. print what to do next.
+#   4. on request (--activity-log, --entra-logs), point the subscription's Activity log and the tenant's Entra logs
+#      at the logs hub through Azure Monitor diagnostic settings,
+#   5. print what to do next.
 # Idempotent: ARM leaves unchanged resources alone, role assignments have deterministic names, and the code is
 # republished only when the package's SHA-256 (kept in the resource group tag graphlakePackage) changed or the
 # app has no functions.
@@ -12,6 +14,14 @@ set -euo pipefail
 
 readonly DEPLOYMENT_NAME="graphlake"
 readonly PACKAGE_TAG="graphlakePackage"
+# Set once diagnostic settings stream to this deployment's logs hub: later runs keep the Send rule they need.
+readonly DIAGNOSTICS_TAG="graphlakeDiagnostics"
+readonly DIAGNOSTIC_SETTING="graphlake"
+readonly ACTIVITY_CATEGORIES_ALL="Administrative Security ServiceHealth Alert Recommendation Policy Autoscale ResourceHealth"
+readonly ACTIVITY_CATEGORIES_DEFAULT="Administrative,Security,Policy"
+# Only the categories a graphlake table holds: any other would stream into quarantine.
+readonly ENTRA_CATEGORIES_ALL="SignInLogs NonInteractiveUserSignInLogs ServicePrincipalSignInLogs ManagedIdentitySignInLogs AuditLogs RiskyUsers UserRiskEvents"
+readonly ENTRA_CATEGORIES_DEFAULT="SignInLogs,NonInteractiveUserSignInLogs,ServicePrincipalSignInLogs,ManagedIdentitySignInLogs,AuditLogs,RiskyUsers,UserRiskEvents"
 readonly MIN_AZ_VERSION="2.60.0"
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,11 +37,14 @@ PARAMS=()
 SKIP_CODE=false
 FORCE_CODE=false
 WHAT_IF=false
+ACTIVITY_LOG=""
+ENTRA_LOGS=""
+NOT_DONE=()
 
 usage() {
   cat <<EOF
 Usage: infra/deploy.sh [-g RESOURCE_GROUP] [-l LOCATION] [-p NAME=VALUE]... [--what-if] [--skip-code]
-                       [--force-code]
+                       [--force-code] [--activity-log[=CATEGORIES]] [--entra-logs[=CATEGORIES]]
 
 Creates or updates the resource group, deploys infra/main.bicep and publishes the function code.
 
@@ -44,6 +57,18 @@ Creates or updates the resource group, deploys infra/main.bicep and publishes th
       --what-if              show what the deployment would change (az deployment group what-if), then stop
       --skip-code            deploy the infrastructure only
       --force-code           publish the code even if it did not change
+      --activity-log[=CATS]  stream the subscription's Activity log to the logs hub (a subscription diagnostic
+                             setting named "$DIAGNOSTIC_SETTING"). Needs Monitoring Contributor or Owner on the
+                             subscription. CATS, comma-separated, default $ACTIVITY_CATEGORIES_DEFAULT; any of:
+                             ${ACTIVITY_CATEGORIES_ALL// /, }
+      --entra-logs[=CATS]    stream the tenant's Entra logs to the logs hub (a microsoft.aadiam diagnostic setting
+                             named "$DIAGNOSTIC_SETTING"). Needs Security Administrator or Global Administrator in
+                             the tenant; without it, prints the command for one to run. CATS default: all
+                             that a graphlake table holds, ${ENTRA_CATEGORIES_ALL// /, }
+                             (sign-in logs need Entra ID P1 or P2).
+                             Either flag creates the Send-only rule on the logs hub that Azure Monitor delivers
+                             with, which needs the namespace to accept SAS (parameter diagnosticSettingsSendRule;
+                             see the README, "Logs beside the alerts").
   -h, --help                 show this help
 
 Environment: GRAPHLAKE_PUBLISH_TIMEOUT, the seconds one code publish attempt may take before it is stopped and
@@ -67,6 +92,10 @@ while [[ $# -gt 0 ]]; do
     --what-if) WHAT_IF=true; shift ;;
     --skip-code) SKIP_CODE=true; shift ;;
     --force-code) FORCE_CODE=true; shift ;;
+    --activity-log) ACTIVITY_LOG="$ACTIVITY_CATEGORIES_DEFAULT"; shift ;;
+    --activity-log=*) ACTIVITY_LOG="${1#*=}"; [[ -n "$ACTIVITY_LOG" ]] || die "--activity-log= names no category"; shift ;;
+    --entra-logs) ENTRA_LOGS="$ENTRA_CATEGORIES_DEFAULT"; shift ;;
+    --entra-logs=*) ENTRA_LOGS="${1#*=}"; [[ -n "$ENTRA_LOGS" ]] || die "--entra-logs= names no category"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -85,6 +114,21 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "python3 is needed to check the para
 
 "$PYTHON" "$INFRA_DIR/check_parameters.py" "$INFRA_DIR/main.parameters.json" ${PARAMS[@]+"${PARAMS[@]}"} \
   || die "parameters refused (above); nothing was deployed"
+
+# check_categories FLAG GIVEN ALLOWED: each of the comma-separated GIVEN is one of the space-separated ALLOWED.
+check_categories() {
+  local flag="$1" given="$2" allowed="$3" category
+  local -a categories
+  [[ "$given" =~ ^[A-Za-z]+(,[A-Za-z]+)*$ ]] \
+    || die "$flag=$given: give category names separated by single commas, e.g. ${allowed%% *}"
+  IFS=',' read -r -a categories <<<"$given"
+  for category in "${categories[@]}"; do
+    [[ " $allowed " == *" $category "* ]] \
+      || die "$flag: no graphlake table holds category '$category'; the categories are: ${allowed// /, }"
+  done
+}
+[[ -z "$ACTIVITY_LOG" ]] || check_categories --activity-log "$ACTIVITY_LOG" "$ACTIVITY_CATEGORIES_ALL"
+[[ -z "$ENTRA_LOGS" ]] || check_categories --entra-logs "$ENTRA_LOGS" "$ENTRA_CATEGORIES_ALL"
 
 [[ "$PUBLISH_TIMEOUT" =~ ^[1-9][0-9]*$ ]] \
   || die "GRAPHLAKE_PUBLISH_TIMEOUT is '$PUBLISH_TIMEOUT'; give a whole number of seconds, e.g. 1200"
@@ -127,6 +171,17 @@ fi
 
 # --- Infrastructure ------------------------------------------------------------------------------------------
 
+# Azure Monitor delivers with an authorization rule's key: the Send-only rule on the logs hub, which needs the
+# namespace to accept SAS. Asked for by a flag now, or by an earlier run whose diagnostic settings still stream here
+# (the group's tag): without the rule they would stop delivering.
+if [[ -n "$ACTIVITY_LOG$ENTRA_LOGS" ]]; then
+  PARAMS=("diagnosticSettingsSendRule=true" ${PARAMS[@]+"${PARAMS[@]}"})
+  info "the logs hub gets a Send-only rule for Azure Monitor, and the namespace accepts SAS for it"
+elif [[ "$(az group show --name "$RESOURCE_GROUP" --query "tags.$DIAGNOSTICS_TAG" -o tsv 2>/dev/null || true)" == "on" ]]; then
+  PARAMS=("diagnosticSettingsSendRule=true" ${PARAMS[@]+"${PARAMS[@]}"})
+  info "diagnostic settings stream here (tag $DIAGNOSTICS_TAG): keeping their Send-only rule on the logs hub"
+fi
+
 if [[ "$WHAT_IF" == true ]]; then
   info "what-if: what deploying infra/main.bicep to $RESOURCE_GROUP would change (nothing is changed)"
   az deployment group what-if \
@@ -160,6 +215,8 @@ LAKE_URL="$(output lakeUrl)"
 LAKE_CONTAINER_ID="$(output lakeContainerId)"
 EVENT_HUB="$(output eventHubNamespace)/$(output eventHubName)"
 APP_INSIGHTS="$(output appInsightsName)"
+LOGS_HUB="$(output logsEventHubName)"
+DIAGNOSTICS_RULE="$(output diagnosticsRuleId)"
 info "function app $APP_NAME, identity $IDENTITY_NAME"
 
 # --- Code ----------------------------------------------------------------------------------------------------
@@ -221,6 +278,77 @@ else
   fi
 fi
 
+# --- Azure Monitor diagnostic settings (--activity-log, --entra-logs) ----------------------------------------------
+
+# logs_json CATEGORIES: the diagnostic setting's logs, one enabled entry per comma-separated category.
+logs_json() {
+  local json="" category
+  local -a categories
+  IFS=',' read -r -a categories <<<"$1"
+  for category in "${categories[@]}"; do
+    json+="${json:+,}{\"category\":\"$category\",\"enabled\":true}"
+  done
+  echo "[$json]"
+}
+
+# quoted ARGS...: the command line, each argument quoted for a shell, to print for someone else to run.
+quoted() {
+  local out="" arg
+  for arg in "$@"; do out+="${out:+ }$(printf '%q' "$arg")"; done
+  echo "$out"
+}
+
+# diagnostic_setting WHAT ROLE COMMAND...: runs the command; refused for a missing role, prints it for someone who
+# holds the role and remembers it as not done; any other error stops the script.
+diagnostic_setting() {
+  local what="$1" role="$2" errors
+  shift 2
+  errors="$(mktemp)"
+  if "$@" -o none 2>"$errors"; then
+    rm -f "$errors"
+    info "$what: streams to $EVENT_HUB_NAMESPACE/$LOGS_HUB"
+    az group update --name "$RESOURCE_GROUP" --set "tags.$DIAGNOSTICS_TAG=on" -o none
+  elif grep -qiE 'AuthorizationFailed|Forbidden|does not have authorization|AccessDenied|insufficient privileges' \
+      "$errors"; then
+    cat "$errors" >&2
+    rm -f "$errors"
+    info "$what: not set. It needs $role, which you do not hold. Ask someone who does to run:"
+    echo "  $(quoted "$@")"
+    NOT_DONE+=("$what")
+  else
+    cat "$errors" >&2
+    rm -f "$errors"
+    die "$what: az failed (above)"
+  fi
+}
+
+if [[ -n "$ACTIVITY_LOG$ENTRA_LOGS" ]]; then
+  [[ -n "$DIAGNOSTICS_RULE" ]] \
+    || die "the deployment made no Send rule for Azure Monitor (-p diagnosticSettingsSendRule=false?): no diagnostic setting could deliver"
+  EVENT_HUB_NAMESPACE="$(output eventHubNamespace)"
+fi
+
+if [[ -n "$ACTIVITY_LOG" ]]; then
+  subscription_id="$(az account show --query id -o tsv)"
+  diagnostic_setting "the Activity log of subscription $subscription_id ($ACTIVITY_LOG)" \
+    "Monitoring Contributor (or Owner) on the subscription" \
+    az monitor diagnostic-settings subscription create --name "$DIAGNOSTIC_SETTING" --location "$LOCATION" \
+      --subscription "$subscription_id" --event-hub-name "$LOGS_HUB" --event-hub-auth-rule "$DIAGNOSTICS_RULE" \
+      --logs "$(logs_json "$ACTIVITY_LOG")"
+fi
+
+if [[ -n "$ENTRA_LOGS" ]]; then
+  # The tenant-scope resource microsoft.aadiam/diagnosticSettings, on this cloud's Resource Manager endpoint.
+  arm="$(az cloud show --query endpoints.resourceManager -o tsv 2>/dev/null || true)"
+  arm="${arm:-https://management.azure.com/}"
+  body="{\"properties\":{\"eventHubAuthorizationRuleId\":\"$DIAGNOSTICS_RULE\",\"eventHubName\":\"$LOGS_HUB\",\"logs\":$(logs_json "$ENTRA_LOGS")}}"
+  diagnostic_setting "the Entra logs of the tenant ($ENTRA_LOGS)" \
+    "Security Administrator (or Global Administrator) in the Entra tenant" \
+    az rest --method put \
+      --url "${arm%/}/providers/microsoft.aadiam/diagnosticSettings/$DIAGNOSTIC_SETTING?api-version=2017-04-01" \
+      --body "$body"
+fi
+
 # --- Next steps ----------------------------------------------------------------------------------------------
 
 cat <<EOF
@@ -247,4 +375,10 @@ Next:
          --scope $LAKE_CONTAINER_ID
   4. Tear everything down when done:
        az group delete --name $RESOURCE_GROUP
+     Diagnostic settings named "$DIAGNOSTIC_SETTING" on the subscription or the tenant outlive the group: delete them
+     with az monitor diagnostic-settings subscription delete, or az rest --method delete on the tenant's.
 EOF
+
+if [[ ${#NOT_DONE[@]} -gt 0 ]]; then
+  die "deployed, but not set (run the commands above): $(IFS=';'; echo "${NOT_DONE[*]}")"
+fi

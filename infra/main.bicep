@@ -4,7 +4,8 @@
 //   - a user-assigned managed identity, the only identity the app uses (host storage, lake and state blobs,
 //     Event Hubs send and receive, Application Insights, Microsoft Graph);
 //   - a storage account (shared keys off) with the lake, state and Flex deployment containers;
-//   - an Event Hubs namespace (SAS off) with the alerts hub and the normalizer's consumer group;
+//   - an Event Hubs namespace (SAS off unless diagnosticSettingsSendRule) with the alerts hub and the normalizer's
+//     consumer group, and the logs hub (Azure Monitor diagnostic settings) with normalize_logs's consumer group;
 //   - Log Analytics + Application Insights (Entra authentication only);
 //   - a Flex Consumption plan and the Python function app, with every app setting the code reads;
 //   - a lifecycle policy (claim checks, quarantine and ended detections state expire; the lake may move to cool,
@@ -15,7 +16,7 @@
 // This file holds the parameters, the names, the identity and the outputs, and composes the modules in
 // infra/modules/, as Microsoft's Flex Consumption samples compose theirs:
 //   storage.bicep      the storage account, its containers and the lifecycle policy;
-//   eventhubs.bicep    the Event Hubs namespace, the alerts hub and the consumer group;
+//   eventhubs.bicep    the Event Hubs namespace, the alerts and logs hubs and their consumer groups;
 //   monitoring.bicep   Log Analytics, Application Insights and the diagnostic settings;
 //   alerts.bicep       the alert rules and their action group;
 //   roles.bicep        the role assignments;
@@ -112,6 +113,11 @@ param lakeCoolAfterDays int = 0
 @maxValue(36500)
 param lakeDeleteAfterDays int = 0
 
+@description('Delete the log tables (entra_signin_logs, entra_audit_logs, entra_risk_events, azure_activity_logs) this many days after they were written; 0 (the default) keeps them as long as the rest of the lake (lakeDeleteAfterDays). Sign-ins are most of the volume: this keeps alerts longer than logs.')
+@minValue(0)
+@maxValue(36500)
+param logTablesDeleteAfterDays int = 0
+
 @description('Also send blob reads to the workspace (StorageRead). Off by default: the Functions host reads its lease blobs every few seconds, which is most of the volume; writes and deletes are always logged.')
 param logBlobReads bool = false
 
@@ -158,6 +164,19 @@ param eventHubRetentionDays int = 7
 @minLength(1)
 @maxLength(50)
 param eventHubConsumerGroupName string = 'normalizer'
+
+@description('Hub Azure Monitor diagnostic settings stream the Entra and Activity logs to, and normalize_logs reads (LOGS_EVENTHUB_NAME). Same namespace, partitions and retention as the alerts hub.')
+@minLength(1)
+@maxLength(256)
+param logsEventHubName string = 'azure-monitor-logs'
+
+@description('Consumer group of normalize_logs on the logs hub (LOGS_EVENTHUB_CONSUMER_GROUP).')
+@minLength(1)
+@maxLength(50)
+param logsEventHubConsumerGroupName string = 'graphlake-logs'
+
+@description('Create the Send-only authorization rule on the logs hub that Azure Monitor diagnostic settings deliver with, and let the namespace accept SAS for it (local auth). Off: the namespace refuses SAS and no diagnostic setting can deliver. deploy.sh turns it on with --activity-log or --entra-logs.')
+param diagnosticSettingsSendRule bool = false
 
 @description('EVENTHUB_PROVIDER_HUBS: optional JSON map serviceSource -> hub. Those hubs are not created here; the identity can send to any hub of the namespace.')
 param eventHubProviderHubs string = ''
@@ -317,6 +336,7 @@ module storage 'modules/storage.bicep' = {
     detectionStateRetentionDays: detectionStateRetentionDays
     lakeCoolAfterDays: lakeCoolAfterDays
     lakeDeleteAfterDays: lakeDeleteAfterDays
+    logTablesDeleteAfterDays: logTablesDeleteAfterDays
   }
 }
 
@@ -334,6 +354,9 @@ module eventHubs 'modules/eventhubs.bicep' = {
     eventHubPartitionCount: eventHubPartitionCount
     eventHubRetentionDays: eventHubRetentionDays
     eventHubConsumerGroupName: eventHubConsumerGroupName
+    logsEventHubName: logsEventHubName
+    logsEventHubConsumerGroupName: logsEventHubConsumerGroupName
+    diagnosticSettingsSendRule: diagnosticSettingsSendRule
   }
 }
 
@@ -383,6 +406,7 @@ module roleAssignments 'modules/roles.bicep' = {
     lakeContainerName: lakeContainerName
     eventHubNamespaceName: eventHubNamespaceName
     eventHubName: eventHubName
+    logsEventHubName: logsEventHubName
     appInsightsName: appInsightsName
     lakeReaderPrincipalIds: lakeReaderPrincipalIds
     lakeReaderPrincipalType: lakeReaderPrincipalType
@@ -413,6 +437,8 @@ module app 'modules/functionapp.bicep' = {
     eventHubFqdn: eventHubs.outputs.fullyQualifiedNamespace
     eventHubName: eventHubName
     eventHubConsumerGroupName: eventHubConsumerGroupName
+    logsEventHubName: logsEventHubName
+    logsEventHubConsumerGroupName: logsEventHubConsumerGroupName
     eventHubProviderHubs: eventHubProviderHubs
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
@@ -455,5 +481,7 @@ output lakeContainerId string = storage.outputs.lakeContainerId
 output stateUrl string = storage.outputs.stateUrl
 output eventHubNamespace string = eventHubs.outputs.fullyQualifiedNamespace
 output eventHubName string = eventHubs.outputs.eventHubName
+output logsEventHubName string = eventHubs.outputs.logsEventHubName
+output diagnosticsRuleId string = eventHubs.outputs.diagnosticsRuleId
 output appInsightsName string = monitoring.outputs.appInsightsName
 output graphEndpoint string = graphEndpoint

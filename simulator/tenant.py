@@ -83,6 +83,11 @@ class Tenant:
         return len(self._records)
 
     @property
+    def directory(self) -> Directory:
+        """The users, devices and apps the alerts are drawn from (simulator/monitor_logs.py draws its logs from them)."""
+        return self._directory
+
+    @property
     def now(self) -> datetime:
         """The tenant's clock as a datetime (microsecond precision)."""
         return to_datetime(self.clock)

@@ -85,6 +85,24 @@ var alertRules = [
     query: '${healthEvents}| where component == "normalize" | summarize quarantined = sum(toint(h.quarantined)) by key | where quarantined > 0 | project partition = key, quarantined'
   }
   {
+    name: 'normalize-logs-failing'
+    severity: 1
+    window: 'PT15M'
+    operator: 'GreaterThan'
+    dimension: 'partition'
+    description: 'normalize_logs failed on a partition of the logs hub, or gave up on a batch and quarantined it whole: Entra and Activity log records are not reaching the lake until it recovers (graphlake replay re-ingests the quarantined ones after a fix).'
+    query: '${healthEvents}| where component == "normalize_logs" and tostring(h.result) in ("failed", "gave_up") | summarize arg_max(TimeGenerated, h) by key | project partition = key, result = tostring(h.result), consecutive_failures = toint(h.consecutive_failures), error = tostring(h.error)'
+  }
+  {
+    name: 'logs-quarantine-growing'
+    severity: 2
+    window: 'PT15M'
+    operator: 'GreaterThan'
+    dimension: 'partition'
+    description: 'Azure Monitor records were quarantined by normalize_logs: a record it cannot read (a category or shape it does not know), or a batch it gave up on. graphlake replay re-ingests them after a fix.'
+    query: '${healthEvents}| where component == "normalize_logs" | summarize quarantined = sum(toint(h.quarantined)) by key | where quarantined > 0 | project partition = key, quarantined'
+  }
+  {
     name: 'reconcile-late-alerts'
     severity: 3
     window: 'PT1H'

@@ -20,6 +20,8 @@ param appInsightsName string
 param eventHubFqdn string
 param eventHubName string
 param eventHubConsumerGroupName string
+param logsEventHubName string
+param logsEventHubConsumerGroupName string
 param eventHubProviderHubs string
 param pythonVersion string
 param instanceMemoryMB int
@@ -96,6 +98,9 @@ var appSettings = {
   EVENTHUB_NAME: eventHubName
   EVENTHUB_CONSUMER_GROUP: eventHubConsumerGroupName
   EVENTHUB_PROVIDER_HUBS: eventHubProviderHubs
+  // normalize_logs's trigger: the logs hub, on the same EventHubConnection.
+  LOGS_EVENTHUB_NAME: logsEventHubName
+  LOGS_EVENTHUB_CONSUMER_GROUP: logsEventHubConsumerGroupName
   // SDK clients (Blob, Event Hubs) use DefaultAzureCredential with this client id.
   AZURE_CLIENT_ID: identity.properties.clientId
   // Where things are kept.

@@ -10,6 +10,7 @@ param storageAccountName string
 param lakeContainerName string
 param eventHubNamespaceName string
 param eventHubName string
+param logsEventHubName string
 param appInsightsName string
 param lakeReaderPrincipalIds array
 param lakeReaderPrincipalType string
@@ -48,6 +49,11 @@ resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing =
 resource eventHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
   parent: eventHubNamespace
   name: eventHubName
+}
+
+resource logsEventHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
+  parent: eventHubNamespace
+  name: logsEventHubName
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -91,6 +97,18 @@ resource eventHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
     description: 'graphlake: normalize_alerts reads alerts'
+  }
+}
+
+// normalize_logs reads only the logs hub. Nothing of graphlake sends there: Azure Monitor does, with its own rule.
+resource logsEventHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(logsEventHub.id, identity.id, roles.eventHubsDataReceiver)
+  scope: logsEventHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'graphlake: normalize_logs reads Azure Monitor logs'
   }
 }
 

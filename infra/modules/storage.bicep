@@ -20,6 +20,7 @@ param quarantineRetentionDays int
 param detectionStateRetentionDays int
 param lakeCoolAfterDays int
 param lakeDeleteAfterDays int
+param logTablesDeleteAfterDays int
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_43: the name is an expression checkov cannot evaluate: 'st' + namePrefix without hyphens + uniqueString(), lower-cased and cut to 24 characters (3-24 lowercase letters and digits for a prefix of letters, digits and hyphens).
@@ -116,6 +117,26 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 var resendDays = 8
 var matchedStateRetentionDays = max(lakeDeleteAfterDays, claimCheckRetentionDays + quarantineRetentionDays + resendDays) + 1
 
+// The tables normalize_logs lands Azure Monitor records in. Sign-ins are most of the lake's bytes (the README's cost
+// table), so they may go sooner than the alerts; their quarantine and health records are under the state prefixes
+// above, with the alerts'. A record deleted here cannot alert twice if it comes back: the matched markers follow
+// lakeDeleteAfterDays, never sooner.
+var logTables = [
+  'entra_signin_logs'
+  'entra_audit_logs'
+  'entra_risk_events'
+  'azure_activity_logs'
+]
+var logTableRules = [for table in logTables: {
+  name: 'logs-delete-${replace(table, '_', '-')}'
+  prefix: '${lakeContainerName}/${table}/'
+  action: {
+    delete: {
+      daysAfterModificationGreaterThan: logTablesDeleteAfterDays
+    }
+  }
+}]
+
 var lifecycleRules = concat([
   {
     name: 'claim-checks'
@@ -185,7 +206,7 @@ var lifecycleRules = concat([
       }
     }
   }
-] : [])
+] : [], logTablesDeleteAfterDays > 0 ? logTableRules : [])
 
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage

@@ -179,16 +179,15 @@ class Settings(BaseSettings):
     eventhub_name: str = Field("graph-alerts", alias="EVENTHUB_NAME", description="Hub that pull_alerts sends to.")
     eventhub_consumer_group: str = Field(
         "normalizer", alias="EVENTHUB_CONSUMER_GROUP", description="Consumer group of normalize_alerts.")
+    logs_eventhub_name: str = Field(
+        "azure-monitor-logs", alias="LOGS_EVENTHUB_NAME",
+        description="Hub Azure Monitor diagnostic settings stream Entra and Activity logs to; normalize_logs reads it.")
+    logs_eventhub_consumer_group: str = Field(
+        "graphlake-logs", alias="LOGS_EVENTHUB_CONSUMER_GROUP", description="Consumer group of normalize_logs.")
     eventhub_provider_hubs: str = Field(
         "", alias="EVENTHUB_PROVIDER_HUBS",
         description='Optional JSON map serviceSource -> hub, e.g. {"microsoftSentinel": "sentinel-alerts"}; '
                     "other providers go to EVENTHUB_NAME.")
-    logs_eventhub_name: str = Field(
-        "azure-monitor-logs", alias="LOGS_EVENTHUB_NAME",
-        description="Hub that Azure Monitor diagnostic settings (Entra sign-in, audit and risk logs, the Activity log) "
-                    "stream to and normalize_logs reads.")
-    logs_eventhub_consumer_group: str = Field(
-        "graphlake-logs", alias="LOGS_EVENTHUB_CONSUMER_GROUP", description="Consumer group of normalize_logs.")
 
     # --- Identity for Storage and Event Hubs SDK clients (Graph has its own above) ---
     azure_client_id: str = Field(

@@ -4,7 +4,10 @@
 tests/infra/test_scripts.py installs it as `az` on the scripts' PATH. Standard library only. Environment:
 FAKE_AZ_STATE, a folder for its state (calls.log, one JSON argument list a line; the resource group; what was
 published and granted); FAKE_AZ_LOGGED_OUT, FAKE_AZ_DENY and FAKE_AZ_DENY_READ make `az account show`, the Graph
-POST and the Graph read of the identity's assignments fail as Azure does; FAKE_AZ_HANG_PUBLISH=N makes the first N
+POST and the Graph read of the identity's assignments fail as Azure does; FAKE_AZ_DENY_ACTIVITY and
+FAKE_AZ_DENY_ENTRA refuse the subscription's and the tenant's diagnostic setting for a missing role, and
+FAKE_AZ_FAIL_ENTRA refuses the tenant's for another reason (the diagnostic settings made are kept in the state's
+diag.activity and diag.entra); FAKE_AZ_HANG_PUBLISH=N makes the first N
 config-zip calls hang, as az can in its health poll after the upload (each writes its process id to the state's
 hung file first; it gives up after 5 minutes, so a test that fails leaves nothing running for long).
 """
@@ -35,7 +38,11 @@ OUTPUTS = {"functionAppName": "func-graphlake-x", "identityName": "id-graphlake-
                               "stgraphlakex/blobServices/default/containers/lake",
            "stateUrl": "https://stgraphlakex.blob.core.windows.net/graphlake-state",
            "eventHubNamespace": "evhns-x.servicebus.windows.net", "eventHubName": "graph-alerts",
-           "appInsightsName": "appi-x", "graphEndpoint": "https://graph.microsoft.com"}
+           "appInsightsName": "appi-x", "graphEndpoint": "https://graph.microsoft.com",
+           "logsEventHubName": "azure-monitor-logs",
+           "diagnosticsRuleId": "/subscriptions/s/resourceGroups/rg-test/providers/Microsoft.EventHub/namespaces/"
+                                "evhns-x/eventhubs/azure-monitor-logs/authorizationRules/azure-monitor-send"}
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
 if args[:1] == ["version"]:
     print("2.70.0")
@@ -43,7 +50,7 @@ elif args[:2] == ["account", "show"]:
     if os.environ.get("FAKE_AZ_LOGGED_OUT"):
         print("ERROR: Please run 'az login' to setup account.", file=sys.stderr)
         sys.exit(1)
-    print("Test subscription\t00000000-0000-0000-0000-000000000000")
+    print(SUBSCRIPTION if opt("--query") == "id" else f"Test subscription\t{SUBSCRIPTION}")
 elif args[:2] == ["group", "exists"]:
     print("true" if state("group") else "false")
 elif args[:2] == ["group", "create"]:
@@ -53,9 +60,34 @@ elif args[:2] == ["group", "show"]:
     if query == "location":
         print(state("group"))
     elif query and query.startswith("tags."):
-        print(state("tag"))
+        print(state(f"tag.{query[5:]}"))
 elif args[:2] == ["group", "update"]:
-    put("tag", opt("--set").split("=", 1)[1])
+    name, value = opt("--set").removeprefix("tags.").split("=", 1)
+    put(f"tag.{name}", value)
+elif args[:2] == ["cloud", "show"]:
+    print("https://management.azure.com/")
+elif args[:4] == ["monitor", "diagnostic-settings", "subscription", "create"]:
+    assert opt("--subscription") == SUBSCRIPTION and opt("--location"), line
+    if os.environ.get("FAKE_AZ_DENY_ACTIVITY"):
+        print(f"ERROR: (AuthorizationFailed) The client 'deployer@contoso.com' does not have authorization to perform "
+              f"action 'microsoft.insights/diagnosticSettings/write' over scope '/subscriptions/{SUBSCRIPTION}'",
+              file=sys.stderr)
+        sys.exit(1)
+    put("diag.activity", json.dumps({"name": opt("--name"), "eventHubName": opt("--event-hub-name"),
+                                     "rule": opt("--event-hub-auth-rule"), "logs": json.loads(opt("--logs"))}))
+elif args[:1] == ["rest"] and opt("--url").startswith("https://management.azure.com/providers/microsoft.aadiam/"):
+    assert opt("--method") == "put" and opt("--url").endswith("?api-version=2017-04-01"), line
+    if os.environ.get("FAKE_AZ_DENY_ENTRA"):
+        print("ERROR: Forbidden({\"error\":{\"code\":\"AuthorizationFailed\",\"message\":\"The client "
+              "'deployer@contoso.com' does not have authorization to perform action "
+              "'microsoft.aadiam/diagnosticSettings/write' over scope '/providers/microsoft.aadiam'\"}})",
+              file=sys.stderr)
+        sys.exit(1)
+    if os.environ.get("FAKE_AZ_FAIL_ENTRA"):
+        print("ERROR: Bad Request({\"code\":\"BadRequest\",\"message\":\"The event hub namespace belongs to a "
+              "subscription of another tenant\"})", file=sys.stderr)
+        sys.exit(1)
+    put("diag.entra", json.dumps({"url": opt("--url"), **json.loads(opt("--body"))}))
 elif args[:3] == ["deployment", "group", "create"]:
     assert opt("--template-file").endswith("main.bicep")
     print(json.dumps({k: {"type": "String", "value": v} for k, v in OUTPUTS.items()}))

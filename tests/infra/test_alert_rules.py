@@ -23,6 +23,8 @@ HEALTH_FIELDS = {
     "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent",
              "watermark_ahead_seconds"},
     "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
+    # normalize_logs (the logs hub's trigger) writes the normalizer's record under its own component.
+    "normalize_logs": {"result", "consecutive_failures", "error", "rows", "quarantined"},
     "reconcile": {"result", "missing", "late_found", "repaired", "resent", "landed", "unsent", "pending",
                   "not_landed", "not_landed_since", "eventhub", "consumer_group", "error"},
     # Beyond the contract's list: the delivery record of detections/delivery.py.
@@ -139,6 +141,12 @@ def test_alert_rules_cover_the_health_model() -> None:
                    '"failed", "gave_up"', "sum(toint(h.quarantined))", "h.late_found) > 0", "toint(h.undelivered)",
                    "toint(h.not_landed) > 0"):
         assert needle in text, f"no alert rule on {needle}"
+    # The logs hub's normalizer is watched as the alerts' is: failures and quarantine, per partition.
+    queries = {r["name"]["value"]: r["query"]["text"] for r in _alert_rules()}
+    for alerts_rule, logs_rule in (("normalize-failing", "normalize-logs-failing"),
+                                   ("quarantine-growing", "logs-quarantine-growing")):
+        assert queries[logs_rule] == queries[alerts_rule].replace('component == "normalize"',
+                                                                  'component == "normalize_logs"'), logs_rule
     assert any(r["operator"]["value"] == "LessThan" and 'component == "pull"' in r["query"]["text"]
                for r in _alert_rules()), "no rule for a pull that stopped reporting"
 

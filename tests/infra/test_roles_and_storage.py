@@ -93,9 +93,34 @@ def test_storage_and_event_hubs_hardening_is_in_place() -> None:
     src = bicep_text()
     for needle in ("allowSharedKeyAccess: false", "allowBlobPublicAccess: false", "minimumTlsVersion: 'TLS1_2'",
                    "supportsHttpsTrafficOnly: true", "deleteRetentionPolicy: {\n      enabled: true",
-                   "disableLocalAuth: true", "minimumTlsVersion: '1.2'", "DisableLocalAuth: true",
+                   "disableLocalAuth: !diagnosticSettingsSendRule", "minimumTlsVersion: '1.2'", "DisableLocalAuth: true",
                    "tier: 'FlexConsumption'", "type: 'UserAssigned'", "httpsOnly: true"):
         assert needle in src, f"infra/*.bicep lack {needle!r}"
+    # The namespace refuses SAS unless the deployment asks for the diagnostic settings' rule.
+    assert bicep_facts()["params"]["diagnosticSettingsSendRule"]["default"]["value"] == "false"
+    assert main_param(var_file_of("Microsoft.EventHub/namespaces"), "diagnosticSettingsSendRule") == \
+        "diagnosticSettingsSendRule"
+
+
+def var_file_of(type_: str) -> str:
+    (resource,) = resources(type_)
+    return resource["file"]
+
+
+def test_azure_monitor_gets_send_only_on_the_logs_hub_alone() -> None:
+    # The one SAS rule: Send, on the logs hub (not the namespace, not the alerts hub), only when asked for.
+    assert not resources("Microsoft.EventHub/namespaces/authorizationRules"), "no namespace-wide SAS rule"
+    (rule,) = resources("Microsoft.EventHub/namespaces/eventhubs/authorizationRules")
+    body = rule["body"]["value"]
+    assert rule["condition"] == "(diagnosticSettingsSendRule)"
+    assert body["properties"]["value"]["rights"]["text"].split() == ["[", "'Send'", "]"]
+    parent = denotes(rule["file"], body["parent"]["text"])
+    assert parent and name_in_main(parent) == "logsEventHubName", parent
+    # The identity reads the logs hub, on that hub only; it sends nowhere there (Azure Monitor does).
+    receivers = [a for a in bicep_facts()["role_assignments"] if a["principalId"] == "identity.properties.principalId"
+                 and "eventHubsDataReceiver" in (a["roleDefinitionId"] or "")]
+    scopes = {name_in_main(denotes(a["file"], a["scope"])) for a in receivers}
+    assert scopes == {"eventHubName", "logsEventHubName"}, scopes
 
 
 # --- Storage lifecycle, diagnostics, names -----------------------------------------------------------------------
@@ -121,6 +146,21 @@ def test_lifecycle_expires_claim_checks_and_quarantine_and_keeps_the_lake() -> N
     for name in ("claimCheckRetentionDays", "quarantineRetentionDays", "lakeCoolAfterDays", "lakeDeleteAfterDays",
                  "lakeContainerName", "stateContainerName"):
         assert main_param(var_file("lifecycleRules"), name) == name, f"{var_file('lifecycleRules')}: param {name}"
+
+
+def test_lifecycle_covers_the_log_tables() -> None:
+    # The tables normalize_logs lands in: kept with the lake by default, deleted sooner when asked; their quarantine
+    # is the state's quarantine/ prefix, expired with the alerts' (above).
+    facts = bicep_facts()
+    tables = [v["value"] for v in facts["vars"]["logTables"]["value"]]
+    assert tables == ["entra_signin_logs", "entra_audit_logs", "entra_risk_events", "azure_activity_logs"]
+    rules = facts["vars"]["logTableRules"]["text"]
+    assert "prefix: '${lakeContainerName}/${table}/'" in rules
+    assert "daysAfterModificationGreaterThan: logTablesDeleteAfterDays" in rules
+    assert facts["vars"]["logTableRules"]["text"].startswith("[for table in logTables:")
+    assert "logTablesDeleteAfterDays > 0 ? logTableRules : []" in facts["vars"]["lifecycleRules"]["text"]
+    assert facts["params"]["logTablesDeleteAfterDays"]["default"]["value"] == "0"
+    assert main_param(var_file("lifecycleRules"), "logTablesDeleteAfterDays") == "logTablesDeleteAfterDays"
 
 
 def _deletes(rules: str, prefix: str, days: str) -> bool:
@@ -229,9 +269,12 @@ def test_name_parameters_have_the_lengths_azure_accepts() -> None:
         assert (decorator(name, "minLength"), decorator(name, "maxLength")) == (3, 63), name
     assert decorator("eventHubConsumerGroupName", "maxLength") <= 50
     assert decorator("eventHubName", "maxLength") <= 256
+    assert decorator("logsEventHubConsumerGroupName", "maxLength") <= 50
+    assert decorator("logsEventHubName", "maxLength") <= 256
     # Those parameters are the names the resources get (in a module: what main.bicep passes it).
     for type_, names in (("Microsoft.Storage/storageAccounts/blobServices/containers",
                           {"lakeContainerName", "stateContainerName", "deploymentContainerName"}),
-                         ("Microsoft.EventHub/namespaces/eventhubs", {"eventHubName"}),
-                         ("Microsoft.EventHub/namespaces/eventhubs/consumergroups", {"eventHubConsumerGroupName"})):
+                         ("Microsoft.EventHub/namespaces/eventhubs", {"eventHubName", "logsEventHubName"}),
+                         ("Microsoft.EventHub/namespaces/eventhubs/consumergroups",
+                          {"eventHubConsumerGroupName", "logsEventHubConsumerGroupName"})):
         assert {name_in_main(r) for r in resources(type_)} == names, type_

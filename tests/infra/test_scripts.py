@@ -313,3 +313,118 @@ def test_readme_deploy_section_covers_the_essentials() -> None:
     for needle in ("infra/deploy.sh", "infra/grant-graph-permission.sh", "az group delete", "43,200",
                    "SecurityAlert.Read.All", "@Microsoft.KeyVault(SecretUri=", "GRAPH_CREDENTIAL=client_secret"):
         assert needle in doc, f"the README's Deploy section should mention {needle!r}"
+
+
+# --- Azure Monitor diagnostic settings: --activity-log, --entra-logs ---------------------------------------------
+
+def _diag(env: dict[str, str], which: str) -> dict | None:
+    path = Path(env["FAKE_AZ_STATE"]) / f"diag.{which}"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _deployed_parameters(env: dict[str, str]) -> list[list[str]]:
+    return [c for c in _calls(env) if c[:3] == ["deployment", "group", "create"]]
+
+
+def test_deploy_streams_no_logs_and_keeps_sas_off_unless_asked(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "--skip-code")
+    assert proc.returncode == 0, proc.stderr
+    (deployment,) = _deployed_parameters(fake_az)
+    assert not any(a.startswith("diagnosticSettingsSendRule") for a in deployment), deployment
+    assert not [c for c in _calls(fake_az) if c[:1] == ["monitor"] or c[:1] == ["rest"]]
+
+
+def test_deploy_streams_the_activity_and_entra_logs_to_the_logs_hub(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "--skip-code", "--activity-log",
+                "--entra-logs")
+    assert proc.returncode == 0, proc.stderr
+    (deployment,) = _deployed_parameters(fake_az)
+    assert "diagnosticSettingsSendRule=true" in deployment
+    rule = ("/subscriptions/s/resourceGroups/rg-test/providers/Microsoft.EventHub/namespaces/evhns-x/eventhubs/"
+            "azure-monitor-logs/authorizationRules/azure-monitor-send")
+    activity = _diag(fake_az, "activity")
+    assert activity == {"name": "graphlake", "eventHubName": "azure-monitor-logs", "rule": rule,
+                        "logs": [{"category": c, "enabled": True} for c in ("Administrative", "Security", "Policy")]}
+    entra = _diag(fake_az, "entra")
+    assert entra["url"] == ("https://management.azure.com/providers/microsoft.aadiam/diagnosticSettings/graphlake"
+                            "?api-version=2017-04-01")
+    assert entra["properties"]["eventHubAuthorizationRuleId"] == rule
+    assert entra["properties"]["eventHubName"] == "azure-monitor-logs"
+    assert [log["category"] for log in entra["properties"]["logs"]] == [
+        "SignInLogs", "NonInteractiveUserSignInLogs", "ServicePrincipalSignInLogs", "ManagedIdentitySignInLogs",
+        "AuditLogs", "RiskyUsers", "UserRiskEvents"]
+
+    # A later run without the flags keeps the rule the settings deliver with (the group's tag says they exist).
+    again = _run("deploy.sh", fake_az, "-g", "rg-test", "--skip-code")
+    assert again.returncode == 0, again.stderr
+    assert "diagnosticSettingsSendRule=true" in _deployed_parameters(fake_az)[-1]
+    assert "keeping their Send-only rule" in again.stderr
+
+
+def test_deploy_takes_the_categories_asked_for(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", "--skip-code",
+                "--activity-log=Administrative", "--entra-logs=AuditLogs,SignInLogs")
+    assert proc.returncode == 0, proc.stderr
+    assert [log["category"] for log in _diag(fake_az, "activity")["logs"]] == ["Administrative"]
+    assert [log["category"] for log in _diag(fake_az, "entra")["properties"]["logs"]] == ["AuditLogs", "SignInLogs"]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--entra-logs=SignInLogs,SigninLogs", "--entra-logs: no graphlake table holds category 'SigninLogs'; the "
+                                           "categories are: "),
+    ("--entra-logs=ProvisioningLogs", "--entra-logs: no graphlake table holds category 'ProvisioningLogs'"),
+    ("--activity-log=Administrative,Billing", "--activity-log: no graphlake table holds category 'Billing'"),
+    ("--activity-log=Administrative,", "--activity-log=Administrative,: give category names separated by single"),
+    ("--activity-log=", "--activity-log= names no category"),
+])
+def test_deploy_refuses_an_unknown_category_before_deploying(fake_az: dict[str, str], flag: str, message: str) -> None:
+    proc = _run("deploy.sh", fake_az, "-g", "rg-test", "-l", "westeurope", flag)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("deploy.sh: error: "), proc.stderr
+    assert not [c for c in _calls(fake_az) if c[:1] == ["deployment"] or c[:2] == ["group", "create"]]
+
+
+def _printed_command(stdout: str, first_words: str) -> list[str]:
+    import shlex
+    (line,) = [line for line in stdout.splitlines() if line.strip().startswith(first_words)]
+    return shlex.split(line)
+
+
+def test_entra_logs_without_the_role_print_the_command_for_a_security_administrator(fake_az: dict[str, str]) -> None:
+    env = {**fake_az, "FAKE_AZ_DENY_ENTRA": "1"}
+    proc = _run("deploy.sh", env, "-g", "rg-test", "-l", "westeurope", "--skip-code", "--entra-logs", "--activity-log")
+    # The deployment and the Activity log are done; the Entra setting is not, and the exit code and last line say so.
+    assert proc.returncode != 0
+    assert _diag(env, "activity") is not None and _diag(env, "entra") is None
+    assert "It needs Security Administrator (or Global Administrator) in the Entra tenant" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("deploy.sh: error: deployed, but not set") and "Entra logs" in last, last
+    # The printed command is exactly the one refused: run by an administrator, it makes the setting.
+    printed = _printed_command(proc.stdout, "az rest")
+    (refused,) = [c for c in _calls(env) if c[:1] == ["rest"]]
+    assert printed[1:] == [*refused[:-2]], (printed, refused)
+    admin = {**fake_az}
+    subprocess.run([str(Path(fake_az["PATH"].split(os.pathsep)[0]) / "az"), *printed[1:]], env=admin, check=True,
+                   timeout=60)
+    assert _diag(admin, "entra")["properties"]["eventHubName"] == "azure-monitor-logs"
+
+
+def test_activity_log_without_the_role_prints_the_command(fake_az: dict[str, str]) -> None:
+    env = {**fake_az, "FAKE_AZ_DENY_ACTIVITY": "1"}
+    proc = _run("deploy.sh", env, "-g", "rg-test", "-l", "westeurope", "--skip-code", "--activity-log")
+    assert proc.returncode != 0
+    assert "It needs Monitoring Contributor (or Owner) on the subscription" in proc.stderr
+    printed = _printed_command(proc.stdout, "az monitor diagnostic-settings subscription create")
+    assert printed[printed.index("--logs") + 1] == \
+        '[{"category":"Administrative","enabled":true},{"category":"Security","enabled":true},' \
+        '{"category":"Policy","enabled":true}]'
+    assert "deployed, but not set" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_entra_logs_failing_for_another_reason_is_not_called_a_missing_role(fake_az: dict[str, str]) -> None:
+    proc = _run("deploy.sh", {**fake_az, "FAKE_AZ_FAIL_ENTRA": "1"}, "-g", "rg-test", "-l", "westeurope",
+                "--skip-code", "--entra-logs")
+    assert proc.returncode != 0
+    assert "another tenant" in proc.stderr and "Security Administrator" not in proc.stderr.replace(
+        "Needs Security Administrator", "")
+    assert proc.stderr.strip().splitlines()[-1].startswith("deploy.sh: error: the Entra logs"), proc.stderr

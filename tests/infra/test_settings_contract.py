@@ -78,6 +78,7 @@ def test_container_and_hub_defaults() -> None:
     params = bicep_facts()["params"]
     expected = {"lakeContainerName": "lake", "stateContainerName": "graphlake-state",
                 "eventHubName": "graph-alerts", "eventHubConsumerGroupName": "normalizer", "eventHubSku": "Standard",
+                "logsEventHubName": "azure-monitor-logs", "logsEventHubConsumerGroupName": "graphlake-logs",
                 "pythonVersion": "3.11", "graphEndpoint": "https://graph.microsoft.com"}
     for name, value in expected.items():
         assert params[name]["default"]["value"] == value, f"param {name}"
