@@ -156,6 +156,11 @@ def _health_writes() -> dict[str, set[str]]:
     tree: the keys of `doc` when it is a dict literal; when it is built elsewhere (a helper's result, **kwargs), every
     dict key and keyword argument of that module."""
     written: dict[str, set[str]] = {}
+    # The landing path writes under its Family's component (shared/land/normalize.py: Family(name, component, ...)).
+    families = {call.args[1].value for path in (ROOT / "shared" / "land").rglob("*.py")
+                for call in ast.walk(ast.parse(path.read_text())) if isinstance(call, ast.Call)
+                and ast.unparse(call.func) == "Family" and len(call.args) > 1 and isinstance(call.args[1], ast.Constant)}
+    assert families, "no Family(name, component, ...) found in shared/land"
     for path in sorted([*(ROOT / "shared").rglob("*.py"), *(ROOT / "detections").rglob("*.py")]):
         tree = ast.parse(path.read_text(), str(path))
         constants = {target.id: node.value.value for node in tree.body
@@ -168,7 +173,9 @@ def _health_writes() -> dict[str, set[str]]:
             assert len(call.args) >= 4, f"{where}: health.record(state, component, key, doc) expected"
             component = call.args[1]
             name = component.value if isinstance(component, ast.Constant) else constants.get(ast.unparse(component))
-            assert isinstance(name, str), f"{where}: the component should be a constant, not {ast.unparse(component)}"
+            names = sorted(families) if ast.unparse(component) == "family.component" else [name]
+            assert all(isinstance(n, str) for n in names), \
+                f"{where}: the component should be a constant or family.component, not {ast.unparse(component)}"
             doc = call.args[3]
             if isinstance(doc, ast.Dict) and None not in doc.keys:
                 fields = {key.value for key in doc.keys if isinstance(key, ast.Constant)}
@@ -177,7 +184,8 @@ def _health_writes() -> dict[str, set[str]]:
                           if isinstance(key, ast.Constant) and isinstance(key.value, str)}
                 fields |= {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
                            for kw in node.keywords if kw.arg}
-            written.setdefault(name, set()).update(fields)
+            for name in names:
+                written.setdefault(name, set()).update(fields)
     return written
 
 
