@@ -8,9 +8,12 @@ multi-key (`Condition` with `Values` a list of key specifiers), list comprehensi
 `AlwaysFalse`), and the combinators `All`, `Any`, `OnlyOne`, `None`; a list of expressions is `All`.
 
 Fields are read through the event's own `get`, so a rule's expressions see the same event its Python sees. Where
-Panther's documentation fixes the semantics they are Panther's: an inline filter passes when the event has no such
-field, and a field that is null fails a positive condition and passes its inverse. Enrichment expressions are
-refused (graphlake has no Panther enrichment to read). Anything else unknown raises `ValueError` with one line.
+Panther's documentation fixes the semantics they are Panther's (docs.panther.com, "How Inline Filters work"): an
+inline filter passes when the event does not contain the key; a key whose value is null fails a positive condition
+and passes its inverse, in an inline filter as in a Detection; a Detection's condition treats a missing key as null.
+A lake row holds every column of its table, so a null column is a key with a null value (Graph sends an alert's unset
+properties as null); missing is a key the row does not have, or a nested key its JSON lacks. Enrichment expressions
+are refused (graphlake has no Panther enrichment to read). Anything else unknown raises `ValueError` with one line.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | Sequence | Mapping) and len(value) == 0)
 
 
-# Conditions on the field alone (missing and null are one thing: a lake row holds null where Graph sent nothing).
+# Conditions on the field alone; outside an inline filter a missing key reaches them as null.
 _UNARY: dict[str, Callable[[Any], bool]] = {
     "Exists": lambda v: v is not None,
     "DoesNotExist": lambda v: v is None,
@@ -231,13 +234,14 @@ def _resolve(obj: Any, path: Sequence[Any]) -> Any:
         if part is _WILDCARD:
             if not _is_list(obj):
                 return _MISSING
-            found = _Found()
+            found, null = _Found(), False
             for item in obj:
                 value = _resolve(item, path[i + 1:])
                 if value is _MISSING or value is None:
+                    null = null or value is None
                     continue
                 found.extend(value) if isinstance(value, _Found) else found.append(value)
-            return found
+            return None if null and not found else found  # only nulls found: null, not missing
         if isinstance(part, int) and _is_list(obj):
             if not -len(obj) <= part < len(obj):
                 return _MISSING
@@ -343,12 +347,12 @@ def _field(path: tuple[Any, ...], check: Callable[[Any], bool], inline: bool, *,
            none_ok: bool = False) -> Predicate:
     def predicate(event: Any) -> bool:
         found = _resolve(event, path)
-        if found is _MISSING or found is None or (isinstance(found, _Found) and not found):
+        if found is _MISSING or (isinstance(found, _Found) and not found):
             if inline:
-                return True  # Panther: an inline filter on a field the event lacks passes
-            if not none_ok:
-                return negate  # null fails a positive condition and passes its inverse
+                return True  # Panther: an inline filter on a field the event does not contain passes
             found = None
+        if found is None and not none_ok:
+            return negate  # null fails a positive condition and passes its inverse (inline filters too)
         return check(found)
     return predicate
 

@@ -15,7 +15,8 @@ from detections.engine import match_row, run_rule
 from detections.event import RuleEvent
 from detections.loader import PACK_DIR, load_rules
 from detections.match_conditions import compile_expressions
-from detections.testing import run_tests
+from detections.testing import TEST_PARSE_TIME, run_tests
+from normalizers import normalize_alert
 from shared.cli import main
 
 TREE = Path(__file__).parent / "fixtures" / "panther_tree"
@@ -65,6 +66,81 @@ def test_inline_filters_run_before_rule_and_a_missing_field_passes():
     assert not run_rule(rule, RuleEvent(dict(base, severity="high", status="resolved")), batch=True).triggered
     # Panther: a filter on a field the event lacks passes (no severity, no status: rule() decides).
     assert run_rule(rule, RuleEvent({k: v for k, v in base.items() if k != "status"} | {"severity": "high"}), batch=True).triggered
+
+
+# Panther's docs (Inline Filters, "How Inline Filters work"): a filter on a field the event does not contain passes;
+# on a field whose value is null it is false for a positive comparator (or one that does not apply) and true for an
+# inverse one. Missing and null are two things here; a Detection's conditions fail on both alike.
+@pytest.mark.parametrize(("condition", "value", "missing", "null", "detection"), [
+    ("Equals", "x", True, False, False),
+    ("DoesNotEqual", "x", True, True, True),
+    ("IsIn", ["x"], True, False, False),
+    ("IsNotIn", ["x"], True, True, True),
+    ("Contains", "x", True, False, False),
+    ("IDoesNotContain", "x", True, True, True),
+    ("StartsWith", "x", True, False, False),
+    ("IsGreaterThan", 1, True, False, False),
+    ("IsIPAddressInCIDR", "10.0.0.0/8", True, False, False),
+    ("IsIPAddressNotInCIDR", "10.0.0.0/8", True, True, True),
+    ("IsIPAddressPrivate", None, True, False, False),
+    ("IsNull", None, True, True, True),
+    ("IsNotNull", None, True, False, False),
+    ("IsNullOrEmpty", None, True, True, True),
+    ("IsNotNullOrEmpty", None, True, False, False),
+])
+def test_inline_filters_tell_a_missing_key_from_a_null_value(condition, value, missing, null, detection):
+    expression = {"KeyPath": "a.b", "Condition": condition}
+    if isinstance(value, list):
+        expression["Values"] = value
+    elif value is not None:
+        expression["Value"] = value
+    inline = compile_expressions([expression], "InlineFilters", inline=True)
+    assert inline({"a": {}}) is missing and inline({}) is missing  # no b, no a: the filter passes
+    assert inline({"a": {"b": None}}) is null
+    assert compile_expressions([expression], "Detection")({"a": {"b": None}}) is detection
+    assert compile_expressions([expression], "Detection")({"a": {}}) is detection
+    # Through [*]: elements without the key are missing, elements holding null are null.
+    expression["KeyPath"] = "a[*].b"
+    inline = compile_expressions([expression], "InlineFilters", inline=True)
+    assert inline({"a": [{}, {}]}) is missing and inline({"a": [{"b": None}, {}]}) is null
+
+
+def test_an_inline_filter_on_a_null_column_of_a_lake_row_holds_the_rule_back(tmp_path):
+    # A Graph alert sends its unset properties as null (classification on a new alert): in the lake that is a null
+    # column, the event holds the key with None, and a positive filter on it keeps rule() from running, as Panther
+    # does for a null value. A key no row has (a misspelling, a field of another log type) is missing: it passes.
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.py").write_text("def rule(event):\n    return True\n")
+    (folder / "r.yml").write_text(textwrap.dedent("""\
+        AnalysisType: rule
+        Filename: r.py
+        RuleID: Custom.NullFilter
+        Enabled: true
+        LogTypes: [MicrosoftGraph.SecurityAlertV2]
+        Severity: Low
+        InlineFilters:
+          - KeyPath: classification
+            Condition: Equals
+            Value: truePositive
+          - KeyPath: noSuchField
+            Condition: Equals
+            Value: anything
+          - KeyPath: evidence[0].noSuchKey
+            Condition: Equals
+            Value: anything
+        """))
+    rule = load_rules(folder, with_pack=False).by_id("Custom.NullFilter")
+    alert = {"id": "n1", "tenantId": "t", "title": "x", "severity": "high", "status": "new",
+             "classification": None, "createdDateTime": "2026-06-02T09:00:00Z",
+             "lastUpdateDateTime": "2026-06-02T09:00:00Z",
+             "evidence": [{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "203.0.113.9"}]}
+    row = normalize_alert(alert, source_id=None, source_label="test", parse_time=TEST_PARSE_TIME)
+    assert row["classification"] is None
+    assert not run_rule(rule, RuleEvent(row), batch=True).triggered
+    classified = normalize_alert(dict(alert, classification="truePositive"), source_id=None, source_label="test",
+                                 parse_time=TEST_PARSE_TIME)
+    assert run_rule(rule, RuleEvent(classified), batch=True).triggered
 
 
 @pytest.mark.parametrize(("expressions", "event", "expected"), [
