@@ -440,3 +440,54 @@ def test_evidence_in_panthers_spelling_gives_the_same_indicators():
                 for a in (alert, {**alert, "evidence": panther_spelling(alert.get("evidence") or [])})]
         assert {k: v for k, v in rows[0].items() if k.startswith("p_any_")} == \
             {k: v for k, v in rows[1].items() if k.startswith("p_any_")}, alert["id"]
+
+
+def graph_alert(alert_id: str, **fields) -> dict:
+    return {"id": alert_id, "tenantId": "t", "title": "Suspicious sign-in", "severity": "high", "status": "new",
+            "serviceSource": "microsoftDefenderForEndpoint", "createdDateTime": "2026-06-02T09:00:00Z",
+            "lastUpdateDateTime": "2026-06-02T09:00:00Z",
+            "evidence": [{"@odata.type": "#microsoft.graph.security.userEvidence",
+                          "userAccount": {"userPrincipalName": "adm-jo@acme.example"}}], **fields}
+
+
+def test_a_panther_layout_folder_delivers_what_panther_would_through_the_real_path(tmp_path, receiver):
+    # The panther-analysis-shaped fixture tree as RULES_DIR: a rule importing a global helper behind InlineFilters,
+    # and a YAML-only simple detection, landed as the Event Hub function lands a batch, to a real local webhook.
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    rule_set = load_rules(Path(__file__).parent / "fixtures" / "panther_tree", with_pack=False)
+    assert rule_set.refused == []
+    detector = Detector(rule_set, tuple(parse_destinations(destinations(receiver.url), {}.get)))
+    alerts = [
+        graph_alert("kept"),  # high, open: the inline filters hold, rule() matches the helper's admin
+        graph_alert("low", severity="low"),  # neither a medium/high severity nor Identity: filtered out
+        graph_alert("resolved", status="resolved"),  # status DoesNotEqual resolved fails: filtered out
+        graph_alert("null-severity", severity=None),  # null: IsIn and Equals are false on it, so Any fails
+        graph_alert("identity-low", severity="low", serviceSource="microsoftDefenderForIdentity"),  # Any holds
+        graph_alert("pth", title="Pass-the-hash", serviceSource="microsoftDefenderForIdentity",
+                    evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "1.1.1.1"}]),
+        graph_alert("pth-private", title="Pass-the-hash", serviceSource="microsoftDefenderForIdentity",
+                    evidence=[{"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "10.1.2.3"}]),
+    ]
+    land(alerts, lake, state, detector)
+    by_rule: dict[str, list[dict]] = {}
+    for alert in receiver.received:
+        by_rule.setdefault(alert["rule_id"], []).append(alert)
+    assert set(by_rule) == {"Acme.Admin.InAlert", "Acme.PublicIp.HighAlert"}
+
+    # InlineFilters before rule(); the global helper's context and the rule's title in the payload. Both matches
+    # share the title, Panther's default dedup string, so they are one alert of two matches.
+    [admin] = by_rule["Acme.Admin.InAlert"]
+    assert sorted(e["id"] for e in admin["events"]) == ["identity-low", "kept"]
+    assert admin["match_count"] == 2 and admin["title"] == "ACME admin in Suspicious sign-in"
+    assert admin["alert_context"]["acme"] is True
+    assert sorted(admin["summary_attributes"]["serviceSource"]) == ["microsoftDefenderForEndpoint",
+                                                                    "microsoftDefenderForIdentity"]
+    # The simple detection: its Detection, AlertTitle, GroupBy, AlertContext and DynamicSeverities.
+    [public_ip] = by_rule["Acme.PublicIp.HighAlert"]
+    assert [e["id"] for e in public_ip["events"]] == ["pth"]
+    assert (public_ip["title"], public_ip["dedup"], public_ip["severity"]) == (
+        "High alert [Pass-the-hash] from microsoftDefenderForIdentity", "microsoftDefenderForIdentity:t", "Critical")
+    assert public_ip["alert_context"] == {"provider": "microsoftDefenderForIdentity", "first_ip": "1.1.1.1"}
+    matched = {(m["p_rule_id"], m["id"]) for m in read_table(open_store(lake), MATCHES).to_pylist()}
+    assert matched == {("Acme.Admin.InAlert", "kept"), ("Acme.Admin.InAlert", "identity-low"),
+                       ("Acme.PublicIp.HighAlert", "pth")}
