@@ -319,6 +319,8 @@ def _compile(item: Any, where: str, inline: bool) -> Predicate:
         negate = _WITH_VALUES[condition]
 
         def member(v: Any) -> bool:
+            if _is_list(v):  # panther-core's `in` on a list target: one of its items is a member
+                return any(_equal(item, x) for item in v for x in values)
             return any(_equal(v, x) for x in values)
         return _field(path, lambda v: _holds(member, v, negate), inline, negate=negate)
     if "Value" not in item or "Values" in item:

@@ -168,6 +168,10 @@ def test_an_inline_filter_on_a_null_column_of_a_lake_row_holds_the_rule_back(tmp
     ([{"OnlyOne": [{"Condition": "AlwaysTrue"}, {"Condition": "AlwaysTrue"}]}], {}, False),
     ([{"KeyPath": "c", "Condition": "IContains", "Value": "SPRAY"}], {"c": ["password spray"]}, False),
     ([{"KeyPath": "c", "Condition": "IContains", "Value": "SPRAY"}], {"c": "Password Spray"}, True),
+    # A list value is in Values when one of its items is (panther-core's `in` operator on a list target).
+    ([{"KeyPath": "c", "Condition": "IsIn", "Values": ["b", "z"]}], {"c": ["a", "b"]}, True),
+    ([{"KeyPath": "c", "Condition": "IsNotIn", "Values": ["b", "z"]}], {"c": ["a", "b"]}, False),
+    ([{"KeyPath": "c", "Condition": "IsNotIn", "Values": ["z"]}], {"c": ["a", "b"]}, True),
 ])
 def test_match_conditions(expressions, event, expected):
     assert compile_expressions(expressions, "Detection")(event) is expected
