@@ -68,6 +68,19 @@ def test_inline_filters_run_before_rule_and_a_missing_field_passes():
     assert run_rule(rule, RuleEvent({k: v for k, v in base.items() if k != "status"} | {"severity": "high"}), batch=True).triggered
 
 
+def matching_rule(folder: Path, addition: str) -> None:
+    """Rule Custom.R in Panther's layout, whose rule() matches every event, with YAML lines added."""
+    (folder / "r.py").write_text("def rule(event):\n    return True\n")
+    (folder / "r.yml").write_text(textwrap.dedent("""\
+        AnalysisType: rule
+        Filename: r.py
+        RuleID: Custom.R
+        Enabled: true
+        LogTypes: [MicrosoftGraph.SecurityAlertV2]
+        Severity: Low
+        """) + addition)
+
+
 # Panther's docs (Inline Filters, "How Inline Filters work"): a filter on a field the event does not contain passes;
 # on a field whose value is null it is false for a positive comparator (or one that does not apply) and true for an
 # inverse one. Missing and null are two things here; a Detection's conditions fail on both alike.
@@ -111,14 +124,7 @@ def test_an_inline_filter_on_a_null_column_of_a_lake_row_holds_the_rule_back(tmp
     # does for a null value. A key no row has (a misspelling, a field of another log type) is missing: it passes.
     folder = tmp_path / "rules"
     folder.mkdir()
-    (folder / "r.py").write_text("def rule(event):\n    return True\n")
-    (folder / "r.yml").write_text(textwrap.dedent("""\
-        AnalysisType: rule
-        Filename: r.py
-        RuleID: Custom.NullFilter
-        Enabled: true
-        LogTypes: [MicrosoftGraph.SecurityAlertV2]
-        Severity: Low
+    matching_rule(folder, textwrap.dedent("""\
         InlineFilters:
           - KeyPath: classification
             Condition: Equals
@@ -130,7 +136,7 @@ def test_an_inline_filter_on_a_null_column_of_a_lake_row_holds_the_rule_back(tmp
             Condition: Equals
             Value: anything
         """))
-    rule = load_rules(folder, with_pack=False).by_id("Custom.NullFilter")
+    rule = load_rules(folder, with_pack=False).by_id("Custom.R")
     alert = {"id": "n1", "tenantId": "t", "title": "x", "severity": "high", "status": "new",
              "classification": None, "createdDateTime": "2026-06-02T09:00:00Z",
              "lastUpdateDateTime": "2026-06-02T09:00:00Z",
@@ -192,15 +198,7 @@ def test_match_conditions(expressions, event, expected):
     ("ScheduledQueries: [Query.X]\n", "ScheduledQueries does not go with AnalysisType rule"),
 ])
 def test_every_other_key_is_refused_naming_the_key_and_the_file(tmp_path, addition, expected):
-    (tmp_path / "r.py").write_text("def rule(event):\n    return True\n")
-    (tmp_path / "r.yml").write_text(textwrap.dedent("""\
-        AnalysisType: rule
-        Filename: r.py
-        RuleID: Custom.R
-        Enabled: true
-        LogTypes: [MicrosoftGraph.SecurityAlertV2]
-        Severity: Low
-        """) + addition)
+    matching_rule(tmp_path, addition)
     result = rules_test("--rules", str(tmp_path))
     assert result.exit_code == 1
     assert f"rule refused: {tmp_path / 'r.yml'}: {expected}" in result.output
