@@ -65,6 +65,8 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
         click.echo(f"note: {kinds} are matched in alerts' evidence, which {', '.join(result.without_evidence)} "
                    f"{'does' if len(result.without_evidence) == 1 else 'do'} not hold: not searched for them there",
                    err=True)
+    for line in index_lines(result):
+        click.echo(line, err=notes)
     total = sum(hits.count for hits in result.tables)
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not result.in_range:
@@ -81,6 +83,19 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
         days = f", day partitions {result.days_read[0]} to {result.days_read[1]} read" if result.days_read else ""
         click.echo(f"0 hits in {'the' if len(result.searched) == 1 else 'all'} {count(len(result.searched), 'table')} "
                    f"searched {searched}{days}", err=notes)
+
+
+def index_lines(result: Any) -> list[str]:
+    """How the indicator index served each table of a search: days narrowed by it, days read whole and why, files
+    read of those in the range."""
+    lines = []
+    for table, use in sorted(result.index.items()):
+        scanned = sum(use.scanned.values())
+        why = ", ".join(f"{days} {reason}" for reason, days in sorted(use.scanned.items()))
+        whole = f", {count(scanned, 'day')} read whole ({why})" if scanned else ""
+        lines.append(f"index: {table} {use.from_index} of {count(use.days, 'day')} narrowed by the indicator index"
+                     f"{whole}; {use.files_read} of {count(use.files_in_range, 'file')} read")
+    return lines
 
 
 def print_audit(report: Any, limit: int) -> None:

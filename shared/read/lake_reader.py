@@ -79,6 +79,7 @@ class LakeFile:
     table: str
     day: dt.date
     path: str  # as DuckDB opens it: a local path, or abfs://<container>/<name>
+    size: int = -1  # bytes, as listed
 
 
 @dataclass
@@ -98,19 +99,29 @@ class Lake:
 
     def files(self) -> dict[str, list[LakeFile]]:
         """Every table's partition files, by table name, sorted by day then name."""
+        return self.listing()[0]
+
+    def listing(self) -> tuple[dict[str, list[LakeFile]], list[tuple[str, str]]]:
+        """One listing of the lake: every table's partition files (as `files`), and every other name as (name
+        relative to the lake root, path as DuckDB opens it), where the indicator indexes are."""
         if not self.is_local:
             self._check_reachable()
         try:
-            names = self.filesystem.find(self.root) if self.filesystem.exists(self.root) else []
+            found = self.filesystem.find(self.root, detail=True) if self.filesystem.exists(self.root) else {}
         except OSError as exc:
             raise EndpointUnreachable(f"cannot list the lake at {self.url}: {one_line(exc)}") from None
         tables: dict[str, list[LakeFile]] = defaultdict(list)
+        others: list[tuple[str, str]] = []
         prefix = self.root.rstrip("/") + "/"
-        for name in sorted(names):
-            found = parse_partition_file(name[len(prefix):] if name.startswith(prefix) else name)
-            if found is not None:
-                tables[found.table].append(LakeFile(found.table, found.day, f"{self.protocol}{name}"))
-        return dict(tables)
+        for name in sorted(found):
+            relative = name[len(prefix):] if name.startswith(prefix) else name
+            parsed = parse_partition_file(relative)
+            if parsed is not None:
+                tables[parsed.table].append(LakeFile(parsed.table, parsed.day, f"{self.protocol}{name}",
+                                                     int(found[name].get("size") or 0)))
+            else:
+                others.append((relative, f"{self.protocol}{name}"))
+        return dict(tables), others
 
     def _check_reachable(self) -> None:
         """Ask for one blob of the lake, without the SDK's retries (minutes of backoff against an address that

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from normalizers import indicators
-from shared.read import views
+from shared.read import indicator_index, views
 from shared.core.errors import ConfigError
 from shared.read.query import LakeConnection
 
 _UTC = dt.timezone.utc
+NO_INDEX_ASKED = "--no-index"
 
 
 def _hash_forms(value: str) -> dict[str, str] | None:
@@ -161,6 +162,7 @@ class SearchResult:
     lake_days: tuple[dt.date, dt.date] | None = None  # the first and last day partition of any table
     days_read: tuple[dt.date, dt.date] | None = None  # the first and last day partition of the tables searched
     without_evidence: list[str] = field(default_factory=list)  # in the range, but not searched for terms.evidence
+    index: dict[str, indicator_index.IndexUse] = field(default_factory=dict)  # per table in the range
 
 
 def _option(kind: str) -> str:
@@ -189,9 +191,11 @@ def terms_for(options: dict[str, list[str]]) -> Terms:
 
 
 def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: dt.datetime,
-           limit: int = 50, *, all_versions: bool = False) -> SearchResult:
+           limit: int = 50, *, all_versions: bool = False, use_index: bool = True) -> SearchResult:
     """Hits per table, newest first. A table of alert versions gives one row per alert (the latest version that
-    matches) unless `all_versions`."""
+    matches) unless `all_versions`. With `use_index`, the days of the range that have a trustworthy indicator index
+    are read only in the files it names for the terms (see shared/read/indicator_index.py); the same SQL runs on
+    them."""
     if since.tzinfo is None or until.tzinfo is None:
         raise ValueError("since and until must be aware datetimes")
     # Partitions are UTC days: an offset like -05:00 must not shift which days are read.
@@ -208,16 +212,28 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
         if not in_range:
             continue
         result.in_range.append(table)
-        source = views.read_parquet(connection.readable(in_range))
-        columns = connection.columns_of(source)
-        present = Terms({column: values for column, values in terms.indicators.items() if column in columns},
-                        terms.evidence if _holds_evidence(table, columns) else {})
-        if terms.evidence and not present.evidence:
+        if not use_index:
+            narrowed = indicator_index.scanned(in_range, NO_INDEX_ASKED)
+        elif terms.evidence and table == views.ALERTS_TABLE:
+            narrowed = indicator_index.scanned(in_range, indicator_index.NOT_INDEXED_KIND)
+        else:
+            narrowed = indicator_index.narrow(connection.con, in_range, connection.indexes, terms.indicators)
+        result.index[table] = narrowed.use
+        source = views.read_parquet(connection.readable(narrowed.files)) if narrowed.files else ""
+        columns = connection.columns_of(source) if source else set()
+        # Whether the table takes part: from the columns of every file of the range, those not read included.
+        known = columns | narrowed.columns
+        if terms.evidence and not _holds_evidence(table, known):
             result.without_evidence.append(table)
-        if "p_event_time" not in columns or not (present.indicators or present.evidence):
+        if "p_event_time" not in known or not (set(terms.indicators) & known
+                                                or terms.evidence and _holds_evidence(table, known)):
             continue
         result.searched.append(table)
         days_read += [f.day for f in in_range]
+        present = Terms({column: values for column, values in terms.indicators.items() if column in columns},
+                        terms.evidence if _holds_evidence(table, columns) else {})
+        if not source or "p_event_time" not in columns or not (present.indicators or present.evidence):
+            continue  # no file that can hold a hit
         latest = not all_versions and set(_VERSION_KEY) <= columns
         count, rows = _table_hits(connection, table, source, columns, present, since, until, limit, latest)
         if count:
