@@ -17,13 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shared.core.errors import one_line
@@ -34,12 +35,13 @@ from shared.read.indicator_index import INDICATOR_PREFIX, METADATA_KEY, Manifest
 log = logging.getLogger("graphlake.index")
 
 SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("file", pa.string()), ("row_group", pa.int32())])
-SORT_KEYS = [(name, "ascending") for name in SCHEMA.names]
-# Small row groups: a search reads the one or two groups of each day whose min/max span its value. 16,384 entries
-# are ~100-200 KB of values, read and decompressed per day a search touches.
+# Small row groups: a search reads the one or two groups of each day whose min/max span its value (~16,384 entries,
+# a few hundred KB of values).
 ROW_GROUP_ENTRIES = 16_384
 # Bloom filters on `value`: most days of a year-long sweep do not hold a rare indicator, yet one group's min/max
-# spans it; the filter lets a reader skip that group too (when it reads filters; DuckDB does for equality).
+# spans it; DuckDB reads the filter and skips that group too. 16,384 entries at 5% are a 16 KB filter a group
+# (Parquet rounds filters up to a power of two, so the real rate is lower): about one byte an entry.
+_BLOOM = {"value": {"ndv": ROW_GROUP_ENTRIES, "fpp": 0.05}}
 _WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["kind", "file"], "write_statistics": True,
                   "write_page_checksum": True,
                   "sorting_columns": [pq.SortingColumn(i) for i in range(len(SCHEMA))]}
@@ -71,46 +73,75 @@ class IndexSummary:
         return orjson.dumps(asdict(self)).decode()
 
 
-def entries(source: Source, name: str) -> tuple[pa.Table, list[str]]:
-    """(kind, value, file, row_group) of every p_any_* value of one data file, distinct, and the file's columns.
-    Read a row group at a time, p_any columns only."""
-    parquet = pq.ParquetFile(source if isinstance(source, Path) else io.BytesIO(source))
-    schema = parquet.schema_arrow
-    kinds = [f.name for f in schema if f.name.startswith(INDICATOR_PREFIX) and pa.types.is_list(f.type)
-             or f.name.startswith(INDICATOR_PREFIX) and pa.types.is_large_list(f.type)]
-    pieces = []
-    for group in range(parquet.metadata.num_row_groups) if kinds else ():
-        table = parquet.read_row_group(group, columns=kinds, use_threads=False)
-        for kind in kinds:
-            values = pc.list_flatten(table[kind]).cast(pa.string()).drop_null().unique()
-            if len(values):
-                pieces.append(pa.table([pa.repeat(kind, len(values)).cast(pa.string()), values,
-                                        pa.repeat(name, len(values)).cast(pa.string()),
-                                        pa.repeat(group, len(values)).cast(pa.int32())], schema=SCHEMA))
-    parquet.close()
-    found = pa.concat_tables(pieces) if pieces else SCHEMA.empty_table()
-    return found, schema.names
+def _row_group(sizes: list[int]) -> str:
+    """SQL giving the row group of `file_row_number` in a file of groups of these sizes: a division where every
+    group but a smaller last has one size (what compaction writes), else a count of the group starts at or before
+    the row."""
+    if sizes and sizes[0] and len(set(sizes[:-1])) <= 1 and sizes[-1] <= sizes[0]:
+        return f"CAST(file_row_number // {sizes[0]} AS INTEGER)"
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return f"CAST(len(list_filter({starts}, s -> s <= file_row_number)) - 1 AS INTEGER)"
 
 
-def build(table: str, day: dt.date, files: Iterable[tuple[str, Source, int]]) -> bytes:
-    """The index of a partition's files, given as (name in the partition, bytes or local path, size): parquet."""
-    pieces, sizes, columns = [], {}, []
-    for name, source, size in files:
-        found, names = entries(source, name)
-        pieces.append(found)
-        sizes[name] = size
-        columns += [c for c in names if c not in columns]
-    rows = pa.concat_tables(pieces) if pieces else SCHEMA.empty_table()
-    rows = rows.sort_by(SORT_KEYS)
-    manifest = Manifest(table, day, sizes, tuple(columns))
+def _kinds(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if f.name.startswith(INDICATOR_PREFIX)
+            and (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
+
+
+def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]) -> bytes:
+    """The index of a partition's files, given as (name in the partition, local path, size): parquet bytes.
+
+    DuckDB unnests every p_any_* list of every file (only those columns are read, in parallel) into distinct
+    (kind, value, file, row_group) and sorts them; pyarrow writes them with the bloom filters and the manifest."""
+    selects, columns, groups = [], [], {}
+    for name, path, _ in files:
+        metadata = pq.read_metadata(path)
+        groups[name] = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        schema = metadata.schema.to_arrow_schema()
+        columns += [c for c in schema.names if c not in columns]
+        group = _row_group(groups[name])
+        for kind in _kinds(schema):
+            selects.append(f"SELECT {_literal(kind)} AS kind, unnest({_identifier(kind)}) AS value, "
+                           f"{_literal(name)} AS file, {group} AS row_group "
+                           f"FROM read_parquet({_literal(str(path))}, file_row_number = true)")
+    manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups)
+    if selects:
+        sql = (f"SELECT DISTINCT kind, value, file, row_group\nFROM ({' UNION ALL '.join(selects)})\n"
+               f"WHERE value IS NOT NULL\nORDER BY ALL")
+        con = duckdb.connect()
+        try:
+            rows = con.sql(sql).to_arrow_table().cast(SCHEMA)
+        finally:
+            con.close()
+    else:
+        rows = SCHEMA.empty_table()
     out = io.BytesIO()
-    options = dict(_WRITE_OPTIONS)
-    if rows.num_rows:
-        options["bloom_filter_options"] = {"value": {"ndv": max(1, min(rows.num_rows, ROW_GROUP_ENTRIES)),
-                                                     "fpp": 0.01}}
+    options = dict(_WRITE_OPTIONS, bloom_filter_options=_BLOOM) if rows.num_rows else _WRITE_OPTIONS
     pq.write_table(rows.replace_schema_metadata({METADATA_KEY: manifest.to_json()}), out,
                    row_group_size=ROW_GROUP_ENTRIES, **options)
     return out.getvalue()
+
+
+def build(table: str, day: dt.date, files: Iterable[tuple[str, Source, int]]) -> bytes:
+    """The index of a partition's files, given as (name in the partition, bytes or local path, size); bytes are
+    put in a local work folder first, one file at a time."""
+    with tempfile.TemporaryDirectory(prefix="graphlake-index-") as work:
+        local = []
+        for number, (name, source, size) in enumerate(files):
+            if not isinstance(source, Path):
+                path = Path(work) / f"{number:06d}.parquet"
+                path.write_bytes(source)
+                source = path
+            local.append((name, source, size))
+        return build_local(table, day, local)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def write_index(store: Store, table: str, day: dt.date, files: Iterable[tuple[str, Source, int]]) -> str:

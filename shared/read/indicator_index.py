@@ -45,10 +45,12 @@ class Manifest:
     day: dt.date
     files: dict[str, int]  # data file name in the partition -> size in bytes
     columns: tuple[str, ...]  # the data files' columns
+    groups: dict[str, list[int]] = field(default_factory=dict)  # data file name -> rows of each row group
 
     def to_json(self) -> bytes:
         return orjson.dumps({"format": FORMAT, "table": self.table, "day": self.day.isoformat(),
-                             "files": dict(sorted(self.files.items())), "columns": list(self.columns)})
+                             "files": dict(sorted(self.files.items())), "columns": list(self.columns),
+                             "groups": dict(sorted(self.groups.items()))})
 
     @staticmethod
     def from_json(data: bytes | str) -> Manifest:
@@ -58,7 +60,8 @@ class Manifest:
             if doc.get("format") != FORMAT:
                 raise ValueError(f"index format {doc.get('format')!r}, not {FORMAT}")
             return Manifest(str(doc["table"]), dt.date.fromisoformat(doc["day"]),
-                            {str(k): int(v) for k, v in doc["files"].items()}, tuple(map(str, doc["columns"])))
+                            {str(k): int(v) for k, v in doc["files"].items()}, tuple(map(str, doc["columns"])),
+                            {str(k): [int(n) for n in v] for k, v in doc["groups"].items()})
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an index manifest: {exc}") from None
 
@@ -71,6 +74,7 @@ class IndexUse:
     scanned: Counter = field(default_factory=Counter)  # reason -> days whose files were all read
     files_in_range: int = 0
     files_read: int = 0
+    files_in_part: int = 0  # of those read, files read only in the row groups holding a value
 
 
 @dataclass
@@ -78,6 +82,7 @@ class Narrowed:
     files: list[LakeFile]  # to read
     columns: set[str]  # of every file of the range, from the manifests (those read are added by the search)
     use: IndexUse
+    rows: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # path -> row ranges to read, if not all
 
 
 def file_name(path: str) -> str:
@@ -104,20 +109,56 @@ def narrow(con: duckdb.DuckDBPyConnection, files: list[LakeFile], indexes: dict[
         else:
             reasons[day] = UNREADABLE if any(i.path in unreadable for i in found) else STALE if found else NO_INDEX
     hits, failed = _hits(con, [index for index, _ in chosen.values()], indicators)
-    columns: set[str] = set()
-    to_read: list[LakeFile] = []
+    narrowed = Narrowed([], set(), use)
     for day, day_files in sorted(by_day.items()):
         if day in chosen and chosen[day][0].path not in failed:
             index, manifest = chosen[day]
             use.from_index += 1
-            columns.update(manifest.columns)
-            held = hits.get(index.path, set())
-            to_read += [f for f in day_files if file_name(f.path) in held or file_name(f.path) not in manifest.files]
+            narrowed.columns.update(manifest.columns)
+            held = hits.get(index.path, {})
+            for f in day_files:
+                name = file_name(f.path)
+                if name not in manifest.files:
+                    narrowed.files.append(f)  # landed after the index was built: read whole
+                elif name in held:
+                    narrowed.files.append(f)
+                    ranges = _row_ranges(manifest.groups.get(name, []), held[name])
+                    if ranges is not None:
+                        narrowed.rows[f.path] = ranges
         else:
             use.scanned[reasons.get(day, UNREADABLE)] += 1
-            to_read += day_files
-    use.files_read = len(to_read)
-    return Narrowed(to_read, columns, use)
+            narrowed.files += day_files
+    use.files_read, use.files_in_part = len(narrowed.files), len(narrowed.rows)
+    return narrowed
+
+
+def _row_ranges(sizes: list[int], groups: set[int]) -> list[tuple[int, int]] | None:
+    """The first and last row of each run of the groups; None when that is every group (or the sizes are not
+    known)."""
+    if not sizes or any(g < 0 or g >= len(sizes) for g in groups) or len(groups) == len(sizes):
+        return None
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    ranges: list[tuple[int, int]] = []
+    for group in sorted(groups):
+        first, last = starts[group], starts[group] + sizes[group] - 1
+        if ranges and ranges[-1][1] + 1 == first:
+            ranges[-1] = (ranges[-1][0], last)
+        else:
+            ranges.append((first, last))
+    return ranges
+
+
+def source(paths: list[str], rows: dict[str, list[tuple[int, int]]]) -> str:
+    """A FROM-able of the files at `paths` (as DuckDB opens them), each read only in its `rows` ranges when it has
+    some: a scan of its own whose filter on file_row_number skips the other row groups."""
+    whole = [p for p in paths if p not in rows]
+    parts = [f"SELECT * FROM {views.read_parquet(whole)}"] if whole else []
+    for path in paths:
+        if path in rows:
+            ranges = " OR ".join(f"file_row_number BETWEEN {first} AND {last}" for first, last in rows[path])
+            parts.append(f"SELECT * EXCLUDE (file_row_number) FROM {views.read_parquet([path], row_numbers=True)} "
+                         f"WHERE {ranges}")
+    return views.read_parquet(paths) if len(parts) == 1 and whole else "(" + "\n  UNION ALL BY NAME ".join(parts) + ")"
 
 
 def scanned(files: list[LakeFile], reason: str) -> Narrowed:
@@ -160,17 +201,18 @@ def _manifests(con: duckdb.DuckDBPyConnection, indexes: list[LakeFile]) -> tuple
 
 
 def _hits(con: duckdb.DuckDBPyConnection, indexes: list[LakeFile],
-          indicators: dict[str, set[str]]) -> tuple[dict[str, set[str]], set[str]]:
-    """Per index path, the data file names holding a value; the paths of indexes whose rows did not read."""
+          indicators: dict[str, set[str]]) -> tuple[dict[str, dict[str, set[int]]], set[str]]:
+    """Per index path, the data file names holding a value, with their row groups holding it; the paths of indexes
+    whose rows did not read."""
     if not indexes or not indicators:
         return {}, set()
     condition = " OR ".join(
         f"(kind = {views.quote_literal(kind)} AND value IN ({', '.join(map(views.quote_literal, sorted(values)))}))"
         for kind, values in sorted(indicators.items()))
 
-    def read(paths: list[str]) -> list[tuple[str, str]]:
-        source = "[" + ", ".join(map(views.quote_literal, paths)) + "]"
-        return con.execute(f"SELECT DISTINCT filename, file FROM read_parquet({source}, filename = true) "
+    def read(paths: list[str]) -> list[tuple[str, str, int]]:
+        target = "[" + ", ".join(map(views.quote_literal, paths)) + "]"
+        return con.execute(f"SELECT DISTINCT filename, file, row_group FROM read_parquet({target}, filename = true) "
                            f"WHERE {condition}").fetchall()
 
     paths = [i.path for i in indexes]
@@ -184,9 +226,9 @@ def _hits(con: duckdb.DuckDBPyConnection, indexes: list[LakeFile],
                 rows += read([path])
             except duckdb.Error:
                 failed.add(path)
-    hits: dict[str, set[str]] = {}
-    for path, name in rows:
-        hits.setdefault(path, set()).add(name)
+    hits: dict[str, dict[str, set[int]]] = {}
+    for path, name, group in rows:
+        hits.setdefault(path, {}).setdefault(name, set()).add(group)
     return hits, failed
 
 

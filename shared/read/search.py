@@ -219,7 +219,7 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
         else:
             narrowed = indicator_index.narrow(connection.con, in_range, connection.indexes, terms.indicators)
         result.index[table] = narrowed.use
-        source = views.read_parquet(connection.readable(narrowed.files)) if narrowed.files else ""
+        source = _source(connection, narrowed)
         columns = connection.columns_of(source) if source else set()
         # Whether the table takes part: from the columns of every file of the range, those not read included.
         known = columns | narrowed.columns
@@ -241,6 +241,15 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
                                                                          latest)))
     result.days_read = (min(days_read), max(days_read)) if days_read else None
     return result
+
+
+def _source(connection: LakeConnection, narrowed: indicator_index.Narrowed) -> str:
+    """The FROM-able of the files to read ("" for none), each read whole or in the row groups the index names."""
+    if not narrowed.files:
+        return ""
+    paths = connection.readable(narrowed.files)
+    rows = {path: narrowed.rows[f.path] for f, path in zip(narrowed.files, paths) if f.path in narrowed.rows}
+    return indicator_index.source(paths, rows)
 
 
 def _holds_evidence(table: str, columns: set[str]) -> bool:
