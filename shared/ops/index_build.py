@@ -206,7 +206,8 @@ def check_index(store: Store, table: str, day: dt.date, names: Sequence[str],
         finding.state = MISSING
         return finding
     try:
-        stored = pq.read_table(io.BytesIO(blob.data), use_threads=False)
+        # Every page, its checksum verified: the damage a search's footer read cannot see.
+        stored = pq.read_table(io.BytesIO(blob.data), use_threads=False, page_checksum_verification=True)
         manifest = Manifest.from_json(stored.schema.metadata[METADATA_KEY.encode()])
     except (pa.ArrowException, ValueError, KeyError, TypeError, OSError) as exc:
         finding.state, finding.detail = UNREADABLE, one_line(exc)
