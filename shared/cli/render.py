@@ -52,6 +52,8 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
             writer.writerows(map(csv_row, hits.rows))
         click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
                    err=notes)
+    for line in index_lines(result):
+        click.echo(line, err=notes)
     for ip in sorted(result.terms.indicators.get("p_any_ip_addresses", ())):
         noise = address_noise(ip)
         if noise:
@@ -65,8 +67,6 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
         click.echo(f"note: {kinds} are matched in alerts' evidence, which {', '.join(result.without_evidence)} "
                    f"{'does' if len(result.without_evidence) == 1 else 'do'} not hold: not searched for them there",
                    err=True)
-    for line in index_lines(result):
-        click.echo(line, err=notes)
     total = sum(hits.count for hits in result.tables)
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not result.in_range:
@@ -86,10 +86,10 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
 
 
 def index_lines(result: Any) -> list[str]:
-    """How the indicator index served each table of a search: days narrowed by it, days read whole and why, files
+    """How the indicator index served each table searched: days narrowed by it, days read whole and why, files
     read of those in the range."""
     lines = []
-    for table, use in sorted(result.index.items()):
+    for table, use in sorted((t, u) for t, u in result.index.items() if t in result.searched):
         scanned = sum(use.scanned.values())
         why = ", ".join(f"{days} {reason}" for reason, days in sorted(use.scanned.items()))
         whole = f", {count(scanned, 'day')} read whole ({why})" if scanned else ""
