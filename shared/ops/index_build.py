@@ -230,7 +230,7 @@ def check_lake(store: Store, *, tables: Sequence[str] | None = None, days: Seque
                closed_before: dt.date, rebuild: bool = False, force: bool = False) -> IndexSummary:
     """Check (or with `force`, rewrite) the index of every closed partition (or of `days`); with `rebuild`, write
     again each that is not OK, and remove indexes whose partition holds no files."""
-    from shared.ops.compact import partitions
+    from shared.ops.compact import partitions  # compaction writes indexes: imported here, not at the top
 
     summary = IndexSummary(lake=store.url)
     indexes = listed_indexes(store, tables)

@@ -6,10 +6,11 @@ one row per (kind, value, file, row_group), `kind` a p_any_* column, `value` one
 name of a data file of the partition holding it in that row group; sorted by (kind, value) in small row groups, so
 a reader's filter on kind and value skips all but one or two row groups of each index by their min/max statistics.
 Its parquet key-value metadata (METADATA_KEY) holds the manifest: the data files it was built from with their
-sizes, and their columns.
+sizes and the row counts of their row groups, and their columns.
 
-An index only narrows which files a search reads; the search's own SQL then runs on them, so a search with the
-index and one without give the same hits as long as the index is right. It is trusted for a day only when it
+An index only narrows which files a search reads, and which row groups of them (a file read in part is a scan of
+its own, filtered on file_row_number, which DuckDB prunes row groups by); the search's own SQL then runs on them, so
+a search with the index and one without give the same hits as long as the index is right. It is trusted for a day only when it
 reads, its manifest is of this format and partition, and every file it names is in the listing with the size it
 had (compaction names files by their rows, so a re-compacted day has other names). Files the listing holds and
 the manifest does not (a late batch landed after the index) are read as well; any other disagreement, an index

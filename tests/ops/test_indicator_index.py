@@ -352,3 +352,22 @@ def test_index_names_parse_back_and_stay_outside_every_table() -> None:
     parsed = parse_index_file(name)
     assert (parsed.table, parsed.day) == (SIGNINS, CLOSED[0])
     assert parse_index_file(f"{partition_path(SIGNINS, CLOSED[0])}/x.parquet") is None
+
+
+def test_on_blob_storage_the_index_is_written_read_and_checked_the_same(make_store_url, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(compact_module, "ROW_GROUP_ROWS", 16)
+    url = make_store_url("azurite")
+    store = open_store(url)
+    build(store, open_store(str(tmp_path / "state")))
+    assert compact(store, now=NOW).indexes_written == len(CLOSED) + 3
+    late_file(store, CLOSED[1], "45.155.205.81")
+    for ip in [*SIGNIN_IPS, "45.155.205.81"]:
+        result = same_with_and_without(url, ip=[ip])
+        assert result.tables and result.index[SIGNINS].from_index == len(CLOSED)
+    assert same_with_and_without(url, ip=SIGNIN_IPS).index[SIGNINS].files_in_part
+    [name] = listed_indexes(store)[(SIGNINS, CLOSED[0])]
+    store.write(name, b"damaged")
+    assert same_with_and_without(url, ip=SIGNIN_IPS).index[SIGNINS].scanned[indicator_index.UNREADABLE] == 1
+    findings = check_lake(store, closed_before=OPEN, rebuild=True).findings
+    assert sorted((f.state, f.day) for f in findings) == [(STALE, CLOSED[1].isoformat()),
+                                                          (UNREADABLE, CLOSED[0].isoformat())]
