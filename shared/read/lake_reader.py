@@ -20,6 +20,7 @@ A table is a top-level folder holding `year=YYYY/month=MM/day=DD/<file>.parquet`
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -107,7 +108,10 @@ class Lake:
         if not self.is_local:
             self._check_reachable()
         try:
-            found = self.filesystem.find(self.root, detail=True) if self.filesystem.exists(self.root) else {}
+            if self.is_local:
+                found = _local_sizes(self.root)
+            else:
+                found = self.filesystem.find(self.root, detail=True) if self.filesystem.exists(self.root) else {}
         except OSError as exc:
             raise EndpointUnreachable(f"cannot list the lake at {self.url}: {one_line(exc)}") from None
         tables: dict[str, list[LakeFile]] = defaultdict(list)
@@ -178,6 +182,17 @@ class Lake:
     def table_glob(self, table: str) -> str:
         """The glob DuckDB expands to every partition file of `table`."""
         return f"{self.protocol}{self.root.rstrip('/')}/{table}/year=*/month=*/day=*/*.parquet"
+
+
+def _local_sizes(root: str) -> dict[str, dict]:
+    """Every file under a local folder with its size, as fsspec's find(detail=True) gives them: os.walk and one
+    stat a file, several times faster than fsspec's walk over a year of partitions (bench/bench_index.py)."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = f"{folder}/{name}"
+            found[path] = {"size": os.stat(path).st_size}
+    return found
 
 
 def open_lake(url: str, access: LakeAccess | None = None, timeouts: ReachTimeouts = ReachTimeouts()) -> Lake:
