@@ -16,6 +16,8 @@
    tenant for 5 minutes (bench_freshness.py);
 9. the logs beside the alerts: sign-in records per core against alerts, a day of 1M sign-ins landed and compacted,
    search over 30 days of alerts and 30M sign-ins (bench_logs.py; needs ~6 GB of disk in the temporary folder).
+10. the indicator index on a year of 100,000,000 generated alert and sign-in rows: a year-long IoC sweep with and
+   without it, its size, its share of compaction (bench_index.py; ~20 GB of disk, most of an hour).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def main() -> None:
     subprocess.run([sys.executable, str(BENCH / "bench_freshness.py"), "--minutes", "5"], check=True)
     print("\n== the logs beside the alerts (python bench/bench_logs.py)", flush=True)
     subprocess.run([sys.executable, str(BENCH / "bench_logs.py")], check=True)
+    print("\n== the indicator index (python bench/bench_index.py)", flush=True)
+    subprocess.run([sys.executable, str(BENCH / "bench_index.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def _register() -> None:
     from shared.cli import ingest, ops, read, rules
 
     for command in (ingest.demo, ingest.simulate, ingest.pull, ingest.normalize, read.query, read.search,
-                    ops.compact, ops.audit, ops.status, ingest.replay, rules.rules):
+                    ops.compact, ops.index, ops.audit, ops.status, ingest.replay, rules.rules):
         main.add_command(command)
 
 

@@ -120,3 +120,74 @@ def status(state: str | None, fmt: str) -> None:
         click.echo(f"graphlake: no health records in {state} yet: no pull, normalize or reconcile run has been "
                    "recorded there (the demo's are in .demo/state: graphlake status --state .demo/state)", err=True)
     sys.exit(0 if findings and worst(findings) == OK else 1)
+
+
+@click.group()
+def index() -> None:
+    """The indicator index of closed day partitions, which `graphlake search` reads to open only the files that hold
+    a value. Compaction writes it; these commands check it against its days and write it again from the lake."""
+
+
+def _index_run(lake: str | None, tables: tuple[str, ...], days: tuple[str, ...], grace_days: int | None, *,
+               rebuild: bool, force: bool) -> None:
+    from datetime import date, timedelta
+
+    from shared.core.errors import ConfigError
+    from shared.core.settings import load_settings
+    from shared.core.storage import LocalStore, open_store
+    from shared.ops.index_build import OK, check_lake
+
+    settings = load_settings()
+    store = open_store(wiring.lake_url(lake))
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        raise ConfigError(f"--lake {store.url}: no such folder")
+    try:
+        wanted = sorted({date.fromisoformat(day) for day in days})
+    except ValueError:
+        raise ConfigError(f"--day {', '.join(days)}: give days as YYYY-MM-DD") from None
+    grace = settings.compact_grace_days if grace_days is None else grace_days
+    closed_before = datetime.now(UTC).date() - timedelta(days=grace)
+    summary = check_lake(store, tables=list(tables) or None, days=wanted or None, closed_before=closed_before,
+                         rebuild=rebuild, force=force)
+    for finding in summary.findings:
+        action = " (rebuilt)" if finding.rebuilt and finding.state != "orphan" else \
+            " (removed)" if finding.rebuilt else ""
+        click.echo(f"{finding.state:<10} {finding.table} {finding.day}{': ' + finding.detail if finding.detail else ''}"
+                   f"{action}")
+    bad = [f for f in summary.findings if f.state != OK and not f.rebuilt]
+    last = (f"{summary.checked} closed partitions checked, {len(summary.findings)} indexes not OK, "
+            f"{summary.rebuilt} rebuilt, {summary.removed} removed")
+    click.echo(f"graphlake: {last}" if bad else last, err=bool(bad))
+    sys.exit(1 if bad else 0)
+
+
+_LAKE = click.option("--lake", help="Lake folder or blob container URL (default: LAKE_URL, else ./lake).")
+_TABLE = click.option("--table", "tables", multiple=True, help="Only this table (repeatable; default: every table).")
+_DAY = click.option("--day", "days", multiple=True, help="Only this day, YYYY-MM-DD (repeatable; default: every "
+                                                        "closed day).")
+_GRACE = click.option("--grace-days", type=click.IntRange(min=0),
+                      help="Days still open, as compaction counts them (default: COMPACT_GRACE_DAYS, 1).")
+
+
+@index.command("check")
+@_LAKE
+@_TABLE
+@_DAY
+@_GRACE
+@click.option("--repair", is_flag=True, help="Write again every index that is not OK; remove those of emptied days.")
+def index_check(lake: str | None, tables: tuple[str, ...], days: tuple[str, ...], grace_days: int | None,
+                repair: bool) -> None:
+    """Compare each closed partition's index with one built again from its files: missing, stale (built from
+    other files), unreadable, different, or an orphan (its day holds no files). Reads every file checked.
+    Exit 1 when one is not OK (and not repaired)."""
+    _index_run(lake, tables, days, grace_days, rebuild=repair, force=False)
+
+
+@index.command("rebuild")
+@_LAKE
+@_TABLE
+@_DAY
+@_GRACE
+def index_rebuild(lake: str | None, tables: tuple[str, ...], days: tuple[str, ...], grace_days: int | None) -> None:
+    """Write the index of every closed partition (or of --day) again from the lake, whatever the old one holds."""
+    _index_run(lake, tables, days, grace_days, rebuild=True, force=True)

@@ -70,15 +70,20 @@ def query(sql: str, lake: str | None, fmt: str, explain: bool, allow_local_files
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows shown per table.")
 @click.option("--all-versions", is_flag=True,
               help="Show every version of an alert that matches, not only the latest one.")
+@click.option("--no-index", is_flag=True,
+              help="Read every file of the range, not only those the indicator index names (to compare).")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
               help="table for reading; json (one object a line) or csv keep stdout for the hits alone.")
 def search(lake: str | None, ip, domain, user, email, hash_, url, actor, file_name, command_line, message_id, cloud_app,
-           app_id, resource_id, any_, since: str, until: str | None, limit: int, all_versions: bool, fmt: str) -> None:
+           app_id, resource_id, any_, since: str, until: str | None, limit: int, all_versions: bool, no_index: bool,
+           fmt: str) -> None:
     """Search indicators across every table of the lake that has p_any_* columns, newest first; file names,
     command lines, message ids, apps and Azure resources in the alerts' evidence.
 
     Several values are OR-ed. Each table's hits end with the SQL that returns them in `graphlake query`.
-    With --format json or csv only the hits go to stdout; the SQL and the summary go to stderr."""
+    Closed days are read only in the files their indicator index names (one line per table says how many);
+    --no-index reads them all. With --format json or csv only the hits go to stdout; the SQL and the summary go
+    to stderr."""
     from shared.read.query import connect
     from shared.read.search import search as search_lake
     from shared.read.search import terms_for
@@ -91,5 +96,5 @@ def search(lake: str | None, ip, domain, user, email, hash_, url, actor, file_na
     lake = wiring.lake_url(lake)
     result = search_lake(connect(lake, with_views=False, access=wiring.lake_access(lake)),
                          terms_for({kind: list(values) for kind, values in options.items() if values}), start, end,
-                         limit=limit, all_versions=all_versions)
+                         limit=limit, all_versions=all_versions, use_index=not no_index)
     print_search(result, lake, start, end, fmt)

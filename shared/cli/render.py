@@ -52,6 +52,8 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
             writer.writerows(map(csv_row, hits.rows))
         click.echo(f"-- the same rows, every column: graphlake query --lake {lake} \"<SQL>\"\n{hits.pivot_sql}\n",
                    err=notes)
+    for line in index_lines(result):
+        click.echo(line, err=notes)
     for ip in sorted(result.terms.indicators.get("p_any_ip_addresses", ())):
         noise = address_noise(ip)
         if noise:
@@ -81,6 +83,19 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
         days = f", day partitions {result.days_read[0]} to {result.days_read[1]} read" if result.days_read else ""
         click.echo(f"0 hits in {'the' if len(result.searched) == 1 else 'all'} {count(len(result.searched), 'table')} "
                    f"searched {searched}{days}", err=notes)
+
+
+def index_lines(result: Any) -> list[str]:
+    """How the indicator index served each table searched: days narrowed by it, days read whole and why, files
+    read of those in the range."""
+    lines = []
+    for table, use in sorted((t, u) for t, u in result.index.items() if t in result.searched):
+        scanned = sum(use.scanned.values())
+        why = ", ".join(f"{days} {reason}" for reason, days in sorted(use.scanned.items()))
+        whole = f", {count(scanned, 'day')} read whole ({why})" if scanned else ""
+        lines.append(f"index: {table} {use.from_index} of {count(use.days, 'day')} narrowed by the indicator index"
+                     f"{whole}; {use.files_read} of {count(use.files_in_range, 'file')} read")
+    return lines
 
 
 def print_audit(report: Any, limit: int) -> None:

@@ -1,16 +1,24 @@
 """The lake's layout, defined once: `<table>/year=YYYY/month=MM/day=DD/<file>.parquet`, keyed by the UTC day of
-p_event_time. The writer (shared.land.lake_writer), compaction and the readers (shared.read.lake_reader) all name and parse files
-here. Standard library only, so a reader that lists a lake imports nothing heavy for it."""
+p_event_time, and beside the tables each closed partition's indicator index,
+`_index/<table>/year=YYYY/month=MM/day=DD/indicators-<digest of the partition's file names>.parquet`: outside every
+table's folder, so a reader that globs a table's partitions never meets it, and in the lake's container, so the
+lifecycle policy that expires the lake's days expires their indexes too. The writer (shared.land.lake_writer),
+compaction, the index and the readers (shared.read.lake_reader) all name and parse files here. Standard library
+only, so a reader that lists a lake imports nothing heavy for it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 
 TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _PARTITION_FILE_RE = re.compile(r"^(?P<table>[A-Za-z0-9_][A-Za-z0-9_-]*)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/"
                                 r"day=(?P<day>\d{2})/(?P<file>[^/]+\.parquet)$")
+INDEX_FOLDER = "_index"
+_INDEX_FILE_RE = re.compile(rf"^{INDEX_FOLDER}/(?P<table>[A-Za-z0-9_][A-Za-z0-9_-]*)/year=(?P<year>\d{{4}})/"
+                            r"month=(?P<month>\d{2})/day=(?P<day>\d{2})/indicators-(?P<file>[0-9a-f]{20})\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,27 @@ def partition_path(table: str, day: dt.date) -> str:
 
 def parse_partition_file(name: str) -> PartitionFile | None:
     """The table, day and file of a name relative to the lake root; None for anything outside the layout."""
-    match = _PARTITION_FILE_RE.match(name)
+    return _parsed(_PARTITION_FILE_RE.match(name))
+
+
+def files_digest(names: list[str]) -> str:
+    """20 hex digits naming a set of a partition's files (their names inside the partition folder, in any order):
+    an index's name carries the digest of the files it was built from, so a listing alone shows it stale."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:20]
+
+
+def index_name(table: str, day: dt.date, file_names: list[str]) -> str:
+    """The name of the indicator index of these files of the partition (table, day)."""
+    return f"{INDEX_FOLDER}/{partition_path(table, day)}/indicators-{files_digest(file_names)}.parquet"
+
+
+def parse_index_file(name: str) -> PartitionFile | None:
+    """The table, day and digest (as `file`) of an indicator index's name relative to the lake root; None for any
+    other name."""
+    return _parsed(_INDEX_FILE_RE.match(name))
+
+
+def _parsed(match: re.Match | None) -> PartitionFile | None:
     if match is None:
         return None
     try:

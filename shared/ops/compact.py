@@ -24,6 +24,10 @@ normalizer writes into the partition meanwhile stays and is merged by the next r
 A partition is left alone when it holds one file, or exactly one complete set of compacted outputs (all k of n with
 one digest): that is the state a finished compaction leaves, so daily runs only touch partitions that got new files
 (late updates of old alerts land in their creation day's partition) or whose last compaction was interrupted.
+
+Every closed partition gets its indicator index (shared/ops/index_build.py): a compacted one from the files just
+written, after the inputs are deleted; one left alone, when its index is missing or was built from other files
+(its name tells, from the listing), from the lake.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from shared.ops.compact_merge import (
 from shared.core.errors import ConfigError, GraphlakeError, one_line
 from shared.core.layout import PartitionFile, check_table_name, parse_partition_file, partition_path
 from shared.core.storage import Store
+from shared.ops.index_build import index_from_lake, is_current, listed_indexes, write_index
 
 log = logging.getLogger("graphlake.compact")
 
@@ -147,6 +152,8 @@ class CompactSummary:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
+    indexes_written: int = 0  # of partitions compacted in this run
+    indexes_repaired: int = 0  # of partitions left alone whose index was missing or built from other files
     stopped_early: bool = False  # the time budget ran out; the next run continues
     tables: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -162,13 +169,14 @@ class CompactSummary:
 def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: int = 1,
             target_bytes: int = DEFAULT_TARGET_BYTES, now: dt.datetime | None = None,
             max_seconds: float | None = None, dry_run: bool = False,
-            memory_bytes: int = DEFAULT_MEMORY_BYTES) -> CompactSummary:
+            memory_bytes: int = DEFAULT_MEMORY_BYTES, index: bool = True) -> CompactSummary:
     """Compact every closed partition of the lake (or of the given tables) that has files to merge.
 
     A partition is closed when its UTC day is before today minus grace_days. With dry_run, partitions are read
     and merged in a local work folder and counted, but nothing is written or deleted. memory_bytes bounds
     the memory a partition's merge uses (see shared/ops/compact_merge.py). With max_seconds, no new partition is
-    started after that many seconds (the next run continues where this one stopped).
+    started after that many seconds (the next run continues where this one stopped). With index (the default),
+    every closed partition is left with its indicator index.
     """
     if grace_days < 0:
         raise ConfigError(f"grace days must be 0 or more, not {grace_days}")
@@ -186,6 +194,8 @@ def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: in
     closed_before = today - dt.timedelta(days=grace_days)
     summary = CompactSummary(lake=store.url, closed_before=closed_before.isoformat(), target_bytes=target_bytes,
                              dry_run=dry_run)
+    index = index and not dry_run
+    indexes = listed_indexes(store, tables) if index else {}
     for partition in partitions(store, tables):
         if partition.table not in summary.tables:
             summary.tables.append(partition.table)
@@ -193,14 +203,19 @@ def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: in
         if partition.day >= closed_before:
             summary.partitions_open += 1
             continue
-        if partition.settled():
+        settled = partition.settled()
+        if settled and (not index or is_current(indexes.get((partition.table, partition.day), []), partition.files)):
             continue
         if max_seconds is not None and time.monotonic() - started > max_seconds:
             summary.stopped_early = True
             break
         try:
+            if settled:
+                index_from_lake(store, partition.table, partition.day, partition.files)
+                summary.indexes_repaired += 1
+                continue
             done = compact_partition(store, partition, target_bytes=target_bytes, memory_bytes=memory_bytes,
-                                     dry_run=dry_run)
+                                     dry_run=dry_run, index=index)
         except (pa.ArrowException, ValueError) as exc:
             # The data's fault (files that cannot be merged, a file that is not parquet): leave the partition as it
             # is and go on. Storage errors are not caught: they are transient, and the next run retries.
@@ -211,6 +226,7 @@ def compact(store: Store, *, tables: Sequence[str] | None = None, grace_days: in
         if done is None:
             continue
         summary.partitions_compacted += 1
+        summary.indexes_written += index
         summary.files_in += len(done.inputs)
         summary.files_out += len(done.outputs)
         summary.rows_in += done.rows_in
@@ -249,8 +265,10 @@ def partitions(store: Store, tables: Sequence[str] | None = None) -> Iterator[Pa
 
 
 def compact_partition(store: Store, partition: Partition, *, target_bytes: int = DEFAULT_TARGET_BYTES,
-                      memory_bytes: int = DEFAULT_MEMORY_BYTES, dry_run: bool = False) -> Compaction | None:
-    """Merge, write every output, then delete the inputs; None if fewer than two files could be read."""
+                      memory_bytes: int = DEFAULT_MEMORY_BYTES, dry_run: bool = False,
+                      index: bool = True) -> Compaction | None:
+    """Merge, write every output, then delete the inputs, then write the index of the outputs; None if fewer than
+    two files could be read."""
     done = merge_partition(store, partition, target_bytes=target_bytes, memory_bytes=memory_bytes)
     if done is None:
         return None
@@ -258,6 +276,12 @@ def compact_partition(store: Store, partition: Partition, *, target_bytes: int =
         if not dry_run:
             write_outputs(store, done)
             delete_inputs(store, done)
+            if index:
+                # From the outputs, still in the work folder. A file landed meanwhile is not among them: the
+                # index's name then differs from the listing's digest, and the next run indexes the day again.
+                write_index(store, partition.table, partition.day,
+                            [(name.rsplit("/", 1)[1], path, path.stat().st_size)
+                             for name, path in sorted(done.outputs.items())])
     finally:
         done.close()
     return done

@@ -12,6 +12,7 @@ too.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import duckdb
 
 from shared.read import views
 from shared.core.errors import ConfigError, GraphlakeError, one_line
+from shared.read.indicator_index import index_files
 from shared.read.lake_reader import Lake, LakeFile, open_lake
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ class LakeConnection:
     lake: Lake
     con: duckdb.DuckDBPyConnection
     files: dict[str, list[LakeFile]]
+    # The indicator indexes of closed partitions, by (table, day) (shared/read/indicator_index.py).
+    indexes: dict[tuple[str, dt.date], list[LakeFile]] = field(default_factory=dict)
     columns: dict[str, set[str]] = field(default_factory=dict)  # per table, union over its files
     definitions: list[str] = field(default_factory=list)
     _scratch: tempfile.TemporaryDirectory | None = None
@@ -122,9 +126,12 @@ def connect(lake_url: str, *, with_views: bool = True, allow_local_files: bool =
     listing (a search reads only its days). `access`: see `open_lake`."""
     lake = open_lake(lake_url, access)
     con = duckdb.connect()
+    # A search reads each indicator index's footer twice (its manifest, then its rows): once from disk.
+    con.execute("SET parquet_metadata_cache = true")
     if not lake.is_local:
         con.register_filesystem(lake.filesystem)
-    connection = LakeConnection(lake, con, lake.files(), sandboxed=not allow_local_files)
+    tables, others = lake.listing()
+    connection = LakeConnection(lake, con, tables, index_files(others), sandboxed=not allow_local_files)
     if not allow_local_files:
         _sandbox(connection)
     if with_views:

@@ -26,9 +26,11 @@ from shared.read import views
 from shared.core.errors import ConfigError
 
 if TYPE_CHECKING:  # the Spark reader (shared.read.spark) builds the same SQL without DuckDB installed
+    from shared.read import indicator_index
     from shared.read.query import LakeConnection
 
 _UTC = dt.timezone.utc
+NO_INDEX_ASKED = "--no-index"
 
 
 def _hash_forms(value: str) -> dict[str, str] | None:
@@ -165,6 +167,7 @@ class SearchResult:
     lake_days: tuple[dt.date, dt.date] | None = None  # the first and last day partition of any table
     days_read: tuple[dt.date, dt.date] | None = None  # the first and last day partition of the tables searched
     without_evidence: list[str] = field(default_factory=list)  # in the range, but not searched for terms.evidence
+    index: dict[str, indicator_index.IndexUse] = field(default_factory=dict)  # per table in the range
 
 
 def _option(kind: str) -> str:
@@ -193,9 +196,13 @@ def terms_for(options: dict[str, list[str]]) -> Terms:
 
 
 def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: dt.datetime,
-           limit: int = 50, *, all_versions: bool = False) -> SearchResult:
+           limit: int = 50, *, all_versions: bool = False, use_index: bool = True) -> SearchResult:
     """Hits per table, newest first. A table of alert versions gives one row per alert (the latest version that
-    matches) unless `all_versions`."""
+    matches) unless `all_versions`. With `use_index`, the days of the range that have a trustworthy indicator index
+    are read only in the files it names for the terms (see shared/read/indicator_index.py); the same SQL runs on
+    them."""
+    from shared.read import indicator_index  # reads the index with DuckDB: imported here, as LakeConnection is
+
     since, until = utc_range(since, until)
     if not connection.files:
         raise ConfigError(f"the lake at {connection.lake.url} holds no tables (<table>/year=/month=/day=/*.parquet)")
@@ -207,12 +214,22 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
         if not in_range:
             continue
         result.in_range.append(table)
-        source = views.read_parquet(connection.readable(in_range))
-        columns = connection.columns_of(source)
-        present = table_terms(result, table, columns)
-        if present is None:
+        if not use_index:
+            narrowed = indicator_index.scanned(in_range, NO_INDEX_ASKED)
+        elif terms.evidence and table == views.ALERTS_TABLE:
+            narrowed = indicator_index.scanned(in_range, indicator_index.NOT_INDEXED_KIND)
+        else:
+            narrowed = indicator_index.narrow(connection.con, in_range, connection.indexes, terms.indicators)
+        result.index[table] = narrowed.use
+        source = _source(connection, narrowed)
+        columns = connection.columns_of(source) if source else set()
+        # Whether the table takes part: from the columns of every file of the range, those not read included.
+        if table_terms(result, table, columns | narrowed.columns) is None:
             continue
         days_read += [f.day for f in in_range]
+        present = _present(terms, table, columns)
+        if not source or "p_event_time" not in columns or not (present.indicators or present.evidence):
+            continue  # no file the index left to read can hold a hit
         latest = not all_versions and holds_versions(columns)
         sql = hits_sql(table, source, columns, present, since, until, limit, latest)
         add_hits(result, table, columns, present, latest, connection.execute(sql).fetchall())
@@ -235,14 +252,19 @@ def table_terms(result: SearchResult, table: str, columns: set[str]) -> Terms | 
     """The terms of `result` that `table` can hold, given its columns; None (noted in `result`) when it holds none
     of them and is not searched."""
     terms = result.terms
-    present = Terms({column: values for column, values in terms.indicators.items() if column in columns},
-                    terms.evidence if _holds_evidence(table, columns) else {})
+    present = _present(terms, table, columns)
     if terms.evidence and not present.evidence:
         result.without_evidence.append(table)
     if "p_event_time" not in columns or not (present.indicators or present.evidence):
         return None
     result.searched.append(table)
     return present
+
+
+def _present(terms: Terms, table: str, columns: set[str]) -> Terms:
+    """The terms a table with these columns can hold."""
+    return Terms({column: values for column, values in terms.indicators.items() if column in columns},
+                 terms.evidence if _holds_evidence(table, columns) else {})
 
 
 def holds_versions(columns: set[str]) -> bool:
@@ -256,6 +278,17 @@ def add_hits(result: SearchResult, table: str, columns: set[str], terms: Terms, 
     if rows:
         result.tables.append(TableHits(table, rows[0][-1], [tuple(row[:-1]) for row in rows],
                                        pivot_sql(table, terms, result.since, result.until, columns, latest)))
+
+
+def _source(connection: LakeConnection, narrowed: indicator_index.Narrowed) -> str:
+    """The FROM-able of the files to read ("" for none), each read whole or in the row groups the index names."""
+    from shared.read import indicator_index
+
+    if not narrowed.files:
+        return ""
+    paths = connection.readable(narrowed.files)
+    rows = {path: narrowed.rows[f.path] for f, path in zip(narrowed.files, paths) if f.path in narrowed.rows}
+    return indicator_index.source(paths, rows)
 
 
 def _holds_evidence(table: str, columns: set[str]) -> bool:

@@ -38,11 +38,14 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def read_parquet(files: str | list[str]) -> str:
-    """DuckDB's scan of a table's files (a glob or a list), with the hive keys typed as integers."""
+def read_parquet(files: str | list[str], *, row_numbers: bool = False) -> str:
+    """DuckDB's scan of a table's files (a glob or a list), with the hive keys typed as integers (and with
+    `row_numbers`, each row's number in its file as file_row_number)."""
     target = quote_literal(files) if isinstance(files, str) else "[" + ", ".join(map(quote_literal, files)) + "]"
+    numbers = ", file_row_number = true" if row_numbers else ""
     # union_by_name: files written before a column was added still read, with nulls there.
-    return f"read_parquet({target}, hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+    return (f"read_parquet({target}, hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES}"
+            f"{numbers})")
 
 
 def deduplicated(source: str, columns: set[str]) -> str:

@@ -163,6 +163,22 @@ def test_lifecycle_covers_the_log_tables() -> None:
     assert main_param(var_file("lifecycleRules"), "logTablesDeleteAfterDays") == "logTablesDeleteAfterDays"
 
 
+def test_the_indicator_index_lives_and_expires_with_the_lake() -> None:
+    # The index of a day is derived from it: it sits in the lake container, outside every table's folder, so the
+    # lake's own rules (cool, delete) take it with its day, by the same age (compaction writes both), and no rule
+    # of its own can keep it past its day or drop it before.
+    import datetime as dt
+
+    from shared.core.layout import INDEX_FOLDER, index_name, parse_partition_file
+
+    rules = bicep_facts()["vars"]["lifecycleRules"]["text"]
+    lake_prefixes = re.findall(r"prefix: '\$\{lakeContainerName\}/([^']*)'", rules)
+    assert lake_prefixes == ["", ""], "the lake's rules cover the whole container, indexes included"
+    assert INDEX_FOLDER not in rules, "the index has no rule of its own"
+    name = index_name("security_alerts", dt.date(2026, 3, 1), ["compacted-0-1of1.parquet"])
+    assert name.startswith(f"{INDEX_FOLDER}/") and parse_partition_file(name) is None
+
+
 def _deletes(rules: str, prefix: str, days: str) -> bool:
     """Whether the lifecycle rules delete blobs under `prefix` of the state container after the parameter `days`."""
     return re.search(rf"prefix: '\$\{{stateContainerName\}}/{re.escape(prefix)}'\s+action: \{{\s+delete: \{{\s+"

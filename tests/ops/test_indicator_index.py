@@ -1,0 +1,373 @@
+"""The indicator index (shared/ops/index_build.py writes it at compaction, shared/read/indicator_index.py reads it
+for `graphlake search`): a search with the index gives exactly the hits of one without it, whatever happened to the
+index or to its day after it was written (a file landed later, the day compacted again, a file rewritten, the index
+damaged, deleted or emptied), and the damage is found and repaired by compaction and `graphlake index check`.
+
+Two tables: real normalized alerts (their latest-version rule), and a sign-in table another producer writes in the
+lake's layout (the index is generic over p_any_* columns). Compaction writes row groups of a few rows here, so that
+search reads files in part, by the row groups the index names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from normalizers.names import TABLE as ALERTS
+from shared.cli import main
+from shared.core.layout import INDEX_FOLDER, index_name, parse_index_file, partition_path
+from shared.core.storage import Store, open_store
+from shared.land.lake_writer import write_table
+from shared.ops import compact as compact_module
+from shared.ops.compact import compact, partitions
+from shared.ops.index_build import DIFFERENT, MISSING, ORPHAN, STALE, UNREADABLE, check_lake, listed_indexes
+from shared.read import indicator_index
+from shared.read.query import connect
+from shared.read.search import search, terms_for
+from tests.ops.test_compact import NOW, alert_lake
+
+UTC = dt.UTC
+SIGNINS = "entra_signin_logs"
+CLOSED = [dt.date(2026, 3, d) for d in range(4, 9)]  # grace 1 day at NOW (10 March): 8 March and before are closed
+OPEN = dt.date(2026, 3, 9)
+SINCE, UNTIL = dt.datetime(2026, 3, 1, tzinfo=UTC), NOW + dt.timedelta(hours=1)
+
+
+def signin_rows(day: dt.date, start: int, count: int, seed: str) -> pa.Table:
+    rng = random.Random(f"{day}{start}{seed}")
+    base = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+    ips = [[f"203.0.113.{rng.randrange(40)}"] + ([f"198.51.100.{rng.randrange(10)}"] if rng.random() < 0.3 else [])
+           for _ in range(count)]
+    users = [[f"user{rng.randrange(25)}@contoso.com"] for _ in range(count)]
+    return pa.table({
+        "id": [f"{seed}-{day:%m%d}-{i}" for i in range(start, start + count)],
+        "p_row_id": [f"{seed}-{day:%m%d}-{i}" for i in range(start, start + count)],
+        "p_event_time": pa.array([base + dt.timedelta(seconds=rng.randrange(86_400)) for _ in range(count)],
+                                 pa.timestamp("us", tz="UTC")),
+        "userPrincipalName": [u[0] for u in users],
+        "p_any_ip_addresses": pa.array(ips, pa.list_(pa.string())),
+        "p_any_usernames": pa.array(users, pa.list_(pa.string())),
+    })
+
+
+def build(store: Store, state: Store) -> None:
+    alert_lake(store, state, alerts=240)
+    for day in [*CLOSED, OPEN]:
+        for k in range(3):
+            write_table(store, signin_rows(day, k * 40, 40, "s"), table_name=SIGNINS)
+
+
+@pytest.fixture
+def lake(tmp_path, monkeypatch) -> str:
+    """A lake of both tables, compacted (and indexed) at NOW with row groups of 16 rows."""
+    monkeypatch.setattr(compact_module, "ROW_GROUP_ROWS", 16)
+    url = str(tmp_path / "lake")
+    store = open_store(url)
+    build(store, open_store(str(tmp_path / "state")))
+    summary = compact(store, now=NOW)
+    assert not summary.errors and summary.indexes_written == summary.partitions_compacted > 0
+    return url
+
+
+def run(lake: str, use_index: bool = True, **options: list[str]):
+    return search(connect(lake, with_views=False), terms_for(options), SINCE, UNTIL, limit=10_000,
+                  use_index=use_index)
+
+
+def hits(result) -> list:
+    return sorted((t.table, t.count, tuple(map(str, row))) for t in result.tables for row in t.rows)
+
+
+def values(lake: str, column: str) -> list[str]:
+    con = connect(lake)
+    found = set()
+    for table in (ALERTS, SIGNINS):
+        found |= {v for (v,) in con.execute(f"SELECT DISTINCT unnest({column}) FROM {table}").fetchall()}
+    return sorted(found)
+
+
+def same_with_and_without(lake: str, **options: list[str]):
+    with_index, without = run(lake, True, **options), run(lake, False, **options)
+    assert hits(with_index) == hits(without), options
+    return with_index
+
+
+def day_files(store: Store, table: str, day: dt.date) -> list[str]:
+    return [n for n in store.list(f"{partition_path(table, day)}/") if n.endswith(".parquet")]
+
+
+# --- written by compaction, used by search -------------------------------------------------------------------------
+
+def test_every_closed_partition_gets_an_index_and_every_value_gives_the_hits_of_a_full_scan(lake: str) -> None:
+    store = open_store(lake)
+    indexed = listed_indexes(store)
+    closed = {(p.table, p.day) for p in partitions(store) if p.day < dt.date(2026, 3, 9)}
+    assert set(indexed) == closed and all(len(names) == 1 for names in indexed.values())
+    assert (SIGNINS, OPEN) not in indexed
+    ips = values(lake, "p_any_ip_addresses")
+    assert len(ips) > 40
+    partial = 0
+    for ip in ips[::4]:
+        result = same_with_and_without(lake, ip=[ip])
+        use = result.index[SIGNINS]
+        assert use.from_index == len(CLOSED) and use.scanned == {indicator_index.NO_INDEX: 1}
+        partial += use.files_in_part
+    assert partial, "no search read a file in part: the row groups were not used"
+    for user in values(lake, "p_any_usernames")[::6]:
+        same_with_and_without(lake, user=[user])
+    # Several values of several kinds at once, and --all-versions (the latest-version rule runs on the hits).
+    result = same_with_and_without(lake, ip=ips[:3], user=["user3@contoso.com"])
+    assert sum(t.count for t in result.tables)
+    assert hits(search(connect(lake, with_views=False), terms_for({"ip": ips[:5]}), SINCE, UNTIL, limit=10_000,
+                       all_versions=True)) == \
+        hits(search(connect(lake, with_views=False), terms_for({"ip": ips[:5]}), SINCE, UNTIL, limit=10_000,
+                    all_versions=True, use_index=False))
+
+
+def test_a_value_no_file_holds_reads_no_closed_day(lake: str) -> None:
+    result = same_with_and_without(lake, ip=["45.155.205.250"])
+    use = result.index[SIGNINS]
+    assert use.from_index == len(CLOSED)
+    assert use.files_read == len(day_files(open_store(lake), SIGNINS, OPEN))  # the open day's files only
+    assert sorted(result.searched) == sorted([ALERTS, SIGNINS])
+
+
+def test_evidence_kinds_read_the_alerts_whole(lake: str) -> None:
+    result = same_with_and_without(lake, file_name=["mimikatz.exe"], ip=["203.0.113.1"])
+    assert result.index[ALERTS].scanned == {indicator_index.NOT_INDEXED_KIND: result.index[ALERTS].days}
+    assert result.index[SIGNINS].from_index == len(CLOSED)
+
+
+def test_readers_that_do_not_know_the_index_never_meet_it(lake: str) -> None:
+    store = open_store(lake)
+    assert any(n.startswith(f"{INDEX_FOLDER}/") for n in store.list(""))
+    con = connect(lake)
+    assert set(con.files) == {ALERTS, SIGNINS} and not any(INDEX_FOLDER in d for d in con.definitions[:2])
+    for table in (ALERTS, SIGNINS):
+        files = duckdb.connect().execute(f"SELECT DISTINCT filename FROM read_parquet('{con.lake.table_glob(table)}',"
+                                         " filename = true)").fetchall()
+        assert files and not any(INDEX_FOLDER in f for (f,) in files)
+    assert all(not p.table.startswith("_") for p in partitions(store))
+
+
+# --- an index that no longer tells the truth -----------------------------------------------------------------------
+
+def late_file(store: Store, day: dt.date, ip: str) -> str:
+    """A batch landed in a closed, indexed day: one row with an IP no other row has."""
+    late = signin_rows(day, 1000, 1, "late").set_column(4, "p_any_ip_addresses",
+                                                        pa.array([[ip]], pa.list_(pa.string())))
+    [name] = write_table(store, late, table_name=SIGNINS)
+    return name
+
+
+def test_a_file_landed_after_the_index_is_read_whole(lake: str) -> None:
+    store = open_store(lake)
+    late_file(store, CLOSED[1], "45.155.205.77")
+    result = same_with_and_without(lake, ip=["45.155.205.77"])
+    assert [(t.table, t.count) for t in result.tables] == [(SIGNINS, 1)]
+    assert result.index[SIGNINS].from_index == len(CLOSED)  # the index still serves the files it names
+    # The next compaction merges the late file and indexes the day again.
+    assert compact(store, now=NOW).indexes_written == 1
+    result = same_with_and_without(lake, ip=["45.155.205.77"])
+    assert result.index[SIGNINS].files_read == 1 + len(day_files(store, SIGNINS, OPEN))
+
+
+def test_a_day_compacted_again_without_its_index_is_read_whole(lake: str) -> None:
+    store = open_store(lake)
+    late_file(store, CLOSED[2], "45.155.205.78")
+    # Compacted without writing the index (as an older graphlake would): the old index names files gone now.
+    assert compact(store, now=NOW, index=False).partitions_compacted == 1
+    result = same_with_and_without(lake, ip=["45.155.205.78"])
+    assert [(t.table, t.count) for t in result.tables] == [(SIGNINS, 1)]
+    assert result.index[SIGNINS].scanned[indicator_index.STALE] == 1
+
+
+def test_a_file_rewritten_under_its_name_makes_the_index_stale(lake: str) -> None:
+    store = open_store(lake)
+    [name] = day_files(store, SIGNINS, CLOSED[0])
+    table = pq.read_table(io.BytesIO(store.read(name).data))
+    extra = signin_rows(CLOSED[0], 2000, 1, "x").set_column(4, "p_any_ip_addresses",
+                                                             pa.array([["45.155.205.79"]], pa.list_(pa.string())))
+    out = io.BytesIO()
+    pq.write_table(pa.concat_tables([table, extra.cast(table.schema)]), out)
+    store.write(name, out.getvalue())
+    result = same_with_and_without(lake, ip=["45.155.205.79"])
+    assert [(t.table, t.count) for t in result.tables] == [(SIGNINS, 1)]
+    assert result.index[SIGNINS].scanned[indicator_index.STALE] == 1
+
+
+def _garbage(data: bytes, start: int, end: int) -> bytes:
+    rng = random.Random(1)
+    return data[:start] + bytes(rng.randrange(256) for _ in range(end - start)) + data[end:]
+
+
+def _pages_damaged(data: bytes) -> bytes:
+    """Garbage over the column chunks' pages, the footer intact: the file still opens."""
+    footer = int.from_bytes(data[-8:-4], "little")
+    return _garbage(data, 4, len(data) - footer - 8)
+
+
+SIGNIN_IPS = ["203.0.113.1", "203.0.113.2", "198.51.100.3"]
+
+
+def _damage(store: Store, damage: str) -> None:
+    for (table, day), [name] in listed_indexes(store).items():
+        data = store.read(name).data
+        store.write(name, {"truncated": data[: len(data) // 2], "not parquet": b"{}", "empty": b"",
+                           "garbage inside": _garbage(data, 4, len(data) - 4),
+                           "pages": _pages_damaged(data)}[damage])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage inside", "not parquet", "empty"])
+def test_a_damaged_index_is_not_trusted(lake: str, damage: str) -> None:
+    store = open_store(lake)
+    _damage(store, damage)
+    for ip in SIGNIN_IPS:
+        result = same_with_and_without(lake, ip=[ip])
+        assert result.tables and result.index[SIGNINS].scanned[indicator_index.UNREADABLE] == len(CLOSED)
+    findings = check_lake(store, closed_before=OPEN).findings
+    assert {f.state for f in findings} == {UNREADABLE} and len(findings) == len(listed_indexes(store))
+
+
+def test_damage_inside_an_index_whose_footer_reads_is_found_by_the_check(lake: str) -> None:
+    # The search reads an index's footer and the one or two row groups its value falls in; damage elsewhere in
+    # the file (or in a bloom filter) can pass unseen there. The check reads every page, with its checksum.
+    store = open_store(lake)
+    _damage(store, "pages")
+    findings = check_lake(store, closed_before=OPEN, rebuild=True).findings
+    assert {f.state for f in findings} <= {UNREADABLE, DIFFERENT}
+    assert len(findings) == len(listed_indexes(store)) and all(f.rebuilt for f in findings)
+    for ip in SIGNIN_IPS:
+        result = same_with_and_without(lake, ip=[ip])
+        assert result.tables and result.index[SIGNINS].from_index == len(CLOSED)
+
+
+def test_one_damaged_index_among_good_ones_costs_only_its_day(lake: str) -> None:
+    store = open_store(lake)
+    [name] = listed_indexes(store)[(SIGNINS, CLOSED[3])]
+    store.write(name, store.read(name).data[:100])
+    for ip in SIGNIN_IPS:
+        use = same_with_and_without(lake, ip=[ip]).index[SIGNINS]
+        assert use.scanned[indicator_index.UNREADABLE] == 1 and use.from_index == len(CLOSED) - 1
+
+
+def test_a_missing_index_is_scanned_then_written_by_the_next_compaction(lake: str) -> None:
+    store = open_store(lake)
+    [name] = listed_indexes(store)[(SIGNINS, CLOSED[0])]
+    store.delete(name)
+    result = same_with_and_without(lake, ip=values(lake, "p_any_ip_addresses")[:4])
+    assert result.index[SIGNINS].scanned[indicator_index.NO_INDEX] == 2  # that day and the open one
+    summary = compact(store, now=NOW)
+    assert summary.indexes_repaired == 1 and summary.partitions_compacted == 0
+    assert compact(store, now=NOW).indexes_repaired == 0
+    assert run(lake, ip=["203.0.113.1"]).index[SIGNINS].from_index == len(CLOSED)
+
+
+def test_index_check_names_each_fault_and_repair_rebuilds_it(lake: str) -> None:
+    store = open_store(lake)
+    indexes = listed_indexes(store)
+    # missing
+    [missing] = indexes[(SIGNINS, CLOSED[0])]
+    store.delete(missing)
+    # unreadable
+    [broken] = indexes[(SIGNINS, CLOSED[1])]
+    store.write(broken, b"PAR1 not an index")
+    # different: entries lost, manifest intact, so search trusts it: only the check can tell
+    [emptied] = indexes[(SIGNINS, CLOSED[2])]
+    table = pq.read_table(io.BytesIO(store.read(emptied).data))
+    out = io.BytesIO()
+    pq.write_table(table.slice(0, table.num_rows // 2), out)
+    store.write(emptied, out.getvalue())
+    # stale: a file landed after the index
+    late_file(store, CLOSED[3], "45.155.205.80")
+    # orphan: an index whose day holds no files any more
+    orphan = index_name(SIGNINS, dt.date(2026, 2, 1), ["gone.parquet"])
+    store.write(orphan, store.read(indexes[(SIGNINS, CLOSED[4])][0]).data)
+
+    lake_args = ["--lake", lake, "--grace-days", "0"]
+    result = CliRunner().invoke(main, ["index", "check", *lake_args])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    for state, day in ((MISSING, CLOSED[0]), (UNREADABLE, CLOSED[1]), (DIFFERENT, CLOSED[2]), (STALE, CLOSED[3]),
+                       (ORPHAN, dt.date(2026, 2, 1))):
+        assert any(line.startswith(state) and f"{SIGNINS} {day}" in line for line in lines), (state, lines)
+    assert "indexes not OK" in lines[-1]
+    # grace 0 counts 9 March as closed too: it has no index yet.
+    assert any(line.startswith(MISSING) and f"{SIGNINS} {OPEN}" in line for line in lines)
+
+    repaired = CliRunner().invoke(main, ["index", "check", *lake_args, "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert "(rebuilt)" in repaired.output and "(removed)" in repaired.output
+    assert store.read(orphan) is None
+    again = CliRunner().invoke(main, ["index", "check", *lake_args])
+    assert again.exit_code == 0 and again.output.splitlines()[-1].startswith("11 closed partitions checked, 0 ")
+    result = same_with_and_without(lake, ip=["45.155.205.80"])
+    assert result.index[SIGNINS].from_index == len(CLOSED) + 1
+
+
+def test_index_rebuild_writes_every_closed_day_again(lake: str) -> None:
+    store = open_store(lake)
+    before = listed_indexes(store)
+    [name] = before[(ALERTS, CLOSED[-1])]
+    store.delete(name)
+    result = CliRunner().invoke(main, ["index", "rebuild", "--lake", lake, "--table", SIGNINS, "--day",
+                                       CLOSED[0].isoformat()])
+    assert result.exit_code == 0 and "1 closed partitions checked, 0 indexes not OK, 1 rebuilt" in result.output
+    assert (ALERTS, CLOSED[-1]) not in listed_indexes(store)
+    result = CliRunner().invoke(main, ["index", "rebuild", "--lake", lake])
+    assert result.exit_code == 0, result.output
+    # The same indexes again (names are digests of the files), and those of the days open at NOW but closed by now.
+    after = listed_indexes(store)
+    assert {key: after[key] for key in before} == before and len(after) == len(before) + 3
+    bad = CliRunner().invoke(main, ["index", "rebuild", "--lake", lake, "--day", "March"])
+    assert bad.exit_code == 2 and "--day March: give days as YYYY-MM-DD" in bad.output
+
+
+def test_search_says_how_the_index_served(lake: str) -> None:
+    args = ["search", "--lake", lake, "--ip", "203.0.113.1", "--since", SINCE.isoformat(), "--until",
+            UNTIL.isoformat()]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith(f"index: {SIGNINS}"))
+    assert line.startswith(f"index: {SIGNINS} {len(CLOSED)} of {len(CLOSED) + 1} days narrowed by the indicator "
+                           "index, 1 day read whole (1 no index (open or not yet indexed));")
+    plain = CliRunner().invoke(main, [*args, "--no-index"])
+    assert f"index: {SIGNINS} 0 of {len(CLOSED) + 1} days narrowed by the indicator index, {len(CLOSED) + 1} days " \
+           f"read whole ({len(CLOSED) + 1} --no-index)" in plain.output
+    hit_lines = [line for line in result.output.splitlines() if not line.startswith("index:")]
+    assert hit_lines == [line for line in plain.output.splitlines() if not line.startswith("index:")]
+
+
+def test_index_names_parse_back_and_stay_outside_every_table() -> None:
+    name = index_name(SIGNINS, CLOSED[0], ["b.parquet", "a.parquet"])
+    assert name == index_name(SIGNINS, CLOSED[0], ["a.parquet", "b.parquet"])
+    assert name.startswith(f"{INDEX_FOLDER}/{partition_path(SIGNINS, CLOSED[0])}/indicators-")
+    parsed = parse_index_file(name)
+    assert (parsed.table, parsed.day) == (SIGNINS, CLOSED[0])
+    assert parse_index_file(f"{partition_path(SIGNINS, CLOSED[0])}/x.parquet") is None
+
+
+def test_on_blob_storage_the_index_is_written_read_and_checked_the_same(make_store_url, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(compact_module, "ROW_GROUP_ROWS", 16)
+    url = make_store_url("azurite")
+    store = open_store(url)
+    build(store, open_store(str(tmp_path / "state")))
+    assert compact(store, now=NOW).indexes_written == len(CLOSED) + 3
+    late_file(store, CLOSED[1], "45.155.205.81")
+    for ip in [*SIGNIN_IPS, "45.155.205.81"]:
+        result = same_with_and_without(url, ip=[ip])
+        assert result.tables and result.index[SIGNINS].from_index == len(CLOSED)
+    assert same_with_and_without(url, ip=SIGNIN_IPS).index[SIGNINS].files_in_part
+    [name] = listed_indexes(store)[(SIGNINS, CLOSED[0])]
+    store.write(name, b"damaged")
+    assert same_with_and_without(url, ip=SIGNIN_IPS).index[SIGNINS].scanned[indicator_index.UNREADABLE] == 1
+    findings = check_lake(store, closed_before=OPEN, rebuild=True).findings
+    assert sorted((f.state, f.day) for f in findings) == [(STALE, CLOSED[1].isoformat()),
+                                                          (UNREADABLE, CLOSED[0].isoformat())]
