@@ -114,12 +114,7 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
     started = time.perf_counter()
     batches = send_bodies(sink, settings.logs_eventhub_name, bodies)
     sink.close()
-    logs = sink.logs_result
-    say(f"Streamed {len(records)} Azure Monitor records (Entra sign-in, audit and risk logs; the Activity log), "
-        f"consistent with the alerts, in {len(bodies)} events, {batches} batches, to hub "
-        f"{settings.logs_eventhub_name}; landed as normalize_logs lands them in {time.perf_counter() - started:.1f} "
-        f"s: {logs.rows} rows in {len(set(logs.files))} parquet files ({len(logs.quarantined)} quarantined), "
-        f"health records under normalize_logs.\n")
+    logs, took = sink.logs_result, time.perf_counter() - started
     con = connect(lake_dir)
     matches = con.execute(MATCHES_SQL).fetchall() if "rule_matches" in con.files else []
     say(f"Detections: the starter pack's real-time rules matched {sum(n for _, n in matches)} alert versions "
@@ -127,9 +122,13 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
         "no alert anywhere: ALERT_DESTINATIONS and RULES_* of this shell are not read.\n")
     cursor = con.execute(SUMMARY_SQL)
     show([d[0] for d in cursor.description], cursor.fetchall())
+    say(f"\nThe tenant's diagnostic settings streamed {len(records)} Azure Monitor records (Entra sign-in, audit and "
+        f"risk logs; the Activity log), consistent with its alerts, in {len(bodies)} events and {batches} batches to "
+        f"hub {settings.logs_eventhub_name}. They landed as normalize_logs lands them, in {took:.1f} s: {logs.rows} "
+        f"rows in {len(set(logs.files))} parquet files ({len(logs.quarantined)} quarantined), health records under "
+        "normalize_logs.\n")
     tables = [table for table in LOG_TABLES if table in con.files]
     if tables:
-        say("")
         cursor = con.execute("\nUNION ALL\n".join(
             LOG_SUMMARY_SQL.format(name=quote_literal(table), table=quote_identifier(table)) for table in tables))
         show([d[0] for d in cursor.description], cursor.fetchall())

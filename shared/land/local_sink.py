@@ -4,9 +4,10 @@ Batches are still cut by the SDK's EventDataBatch at Event Hubs' 1 MB limit, so 
 check path as Azure.
 
 The alerts' batches land as part of the pull that sent them, which writes no normalize record (status.py judges the
-pull's). The logs hub, when one is named (the demo, whose simulated tenant streams Azure Monitor records), has no pull in front of
-it: each batch sent to it is one delivery to the landing path as normalize_logs's trigger makes it, with its retry
-policy and its health record (partition `local`), so `graphlake status` judges it as it judges the function.
+pull's). The logs hub, when one is named (the demo's simulated tenant streams Azure Monitor records to it), has no
+pull in front of it: each batch sent to it is one delivery to the landing path as normalize_logs's trigger makes it,
+with its retry policy and its health record (partition `local`), so `graphlake status` judges it as it judges the
+function.
 """
 
 from __future__ import annotations
