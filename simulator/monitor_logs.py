@@ -18,8 +18,8 @@ variations real ones do (`quirks`): a time with an offset instead of `Z`, `durat
 number, `properties.createdDateTime` in a local offset; each still names the same instant.
 
 `event_hub_bodies` packs records as Azure Monitor sends them: `{"records": [...]}` bodies of one category each,
-under Event Hubs' event size limit; `faulty_bodies` gives the bad bodies a reader must quarantine, some with good
-records beside the bad one.
+under Event Hubs' event size limit, and `send_bodies` sends them to an Event Hub sink, one event a body;
+`faulty_bodies` gives the bad bodies a reader must quarantine, some with good records beside the bad one.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
+from azure.eventhub import EventData
 
 from simulator.directory import User, country, external_ip, guid
 from simulator.tenant import Tenant
@@ -101,6 +103,13 @@ def pivots(tenant: Tenant) -> list[Pivot]:
     return found
 
 
+def pass_the_hash(alerts: list[Pivot]) -> Pivot | None:
+    """The newest pass-the-hash alert whose address and user the logs show signing in (see `records`): where the
+    seed document's investigation starts."""
+    found = [p for p in alerts if p.title == PASS_THE_HASH_TITLE and p.ip and p.upn]
+    return max(found, key=lambda p: p.first_activity, default=None)
+
+
 class MonitorLogs:
     """Diagnostic records of one tenant over the `days` before its clock; deterministic for a seed."""
 
@@ -125,11 +134,12 @@ class MonitorLogs:
 
     # --- the whole stream -----------------------------------------------------------------------------------
 
-    def records(self) -> list[dict]:
-        """Every record, oldest first; the same ones on every call."""
+    def records(self, alerts: list[Pivot] | None = None) -> list[dict]:
+        """Every record, oldest first; the same ones on every call. `alerts`: the tenant's `pivots`, when the caller
+        has them already."""
         self.rng = random.Random(self.seed)
         out: list[dict] = []
-        for pivot in pivots(self.tenant):
+        for pivot in pivots(self.tenant) if alerts is None else alerts:
             out += self._for_alert(pivot)
         out += self._background()
         out.sort(key=lambda r: parse_literal(r["time"]))
@@ -363,14 +373,21 @@ def faulty_bodies(records: list[dict]) -> list[tuple[str, bytes, int]]:
     def body(*items: object) -> bytes:
         return orjson.dumps({"records": list(items)})
 
-    no_time = {k: v for k, v in good[0].items() if k != "time"}
+    def timeless(record: dict, **envelope: object) -> dict:
+        # Without its properties' own times too: a reader rightly falls back on those (createdDateTime, ...) when
+        # the envelope's time is missing or unreadable, and the record is bad only when it has none.
+        properties = {k: v for k, v in (record.get("properties") or {}).items() if not k.endswith("DateTime")}
+        return {**{k: v for k, v in record.items() if k != "time"}, **envelope, "properties": properties}
+
+    no_time = timeless(good[0])
     return [
         ("not JSON (a body cut short)", body(*good)[:-7], 0),
         ("no records array", orjson.dumps({"value": good}), 0),
         ("records is not a list", orjson.dumps({"records": good[0]}), 0),
         ("a record that is not an object, beside good ones", body(good[0], "SignInLogs", good[1]), 2),
         ("a record without time, beside good ones", body(good[0], no_time, good[1]), 2),
-        ("a time that is no timestamp, beside good ones", body(good[0], {**good[1], "time": "yesterday"}, good[1]), 2),
+        ("a time that is no timestamp, beside good ones", body(good[0], timeless(good[1], time="yesterday"), good[1]),
+         2),
         ("a category no table holds, beside good ones", body(good[0], {**good[1], "category": "ProvisioningLogs"},
                                                              good[1]), 2),
         ("a record without category, beside good ones", body(good[0], {k: v for k, v in good[1].items()
@@ -398,5 +415,24 @@ def event_hub_bodies(records: Iterable[dict], max_bytes: int = MAX_BODY_BYTES) -
             yield head + b",".join(batch) + tail
 
 
+def send_bodies(sink: Any, hub: str, bodies: Iterable[bytes]) -> int:
+    """Send the bodies to `hub` of `sink` (an Event Hub sink: `create_batch(hub, partition_key)`, `send(hub,
+    batch)`) as a diagnostic setting does: one event a body, no partition key, in the sink's own batches, each sent
+    when the next body would not fit it. The number of batches sent."""
+    sent, batch = 0, sink.create_batch(hub, None)
+    for body in bodies:
+        event = EventData(body)
+        try:
+            batch.add(event)
+        except ValueError:  # full: a body is at most MAX_BODY_BYTES, which an empty batch holds
+            sink.send(hub, batch)
+            sent, batch = sent + 1, sink.create_batch(hub, None)
+            batch.add(event)
+    if len(batch):
+        sink.send(hub, batch)
+        sent += 1
+    return sent
+
+
 __all__ = ["ACTIVITY_CATEGORIES", "ENTRA_CATEGORIES", "MonitorLogs", "Pivot", "event_hub_bodies", "faulty_bodies",
-           "pivots"]
+           "pass_the_hash", "pivots", "send_bodies"]

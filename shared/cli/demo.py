@@ -2,7 +2,10 @@
 
 It runs the same code as the Function App: the real msgraph-sdk and azure-identity (a client-credentials token
 from the simulator's TLS endpoint), the pull with its window and watermark, batches cut by the Event Hubs SDK, the
-normalizer and the parquet writer. Only Event Hubs itself is replaced by the in-process sink.
+normalizer and the parquet writer. Only Event Hubs itself is replaced by the in-process sink. The tenant's Azure
+Monitor records (Entra sign-in, audit and risk logs, the Activity log), consistent with its alerts, go to the same
+sink's logs hub as its diagnostic settings would stream them, and land as normalize_logs lands them (quarantine and
+health records included), so the demo ends with a search that pivots from an alert's IP into the logs.
 
 It works in folders of its own (.demo/lake and .demo/state) and empties them on every run, so its figures repeat. It
 never empties a folder it did not make: each folder it creates carries a marker file, and a folder that holds
@@ -20,12 +23,15 @@ from pathlib import Path
 from azure.identity import ClientSecretCredential
 
 from detections.realtime import build_detector
+from normalizers.logs import TABLES as LOG_TABLES
 from shared.core.errors import ConfigError
 from shared.core.settings import load_settings
 from shared.core.storage import open_store
 from shared.pull.run import pull_source
 from shared.pull.sinks import open_in_process_sink
 from shared.read.query import connect
+from shared.read.views import quote_identifier, quote_literal
+from simulator.monitor_logs import MonitorLogs, Pivot, event_hub_bodies, pass_the_hash, pivots, send_bodies
 from simulator.server import GraphSimulator
 from simulator.tenant import Tenant
 
@@ -41,12 +47,16 @@ SELECT serviceSource AS provider,
 FROM security_alerts GROUP BY ALL ORDER BY versions DESC
 """.strip()
 
-# The seed document's investigation: take the IP from a Defender for Identity pass-the-hash alert and find it in
-# every source.
-PIVOT_SQL = """
-SELECT p_any_ip_addresses[1] FROM security_alerts
-WHERE serviceSource = 'microsoftDefenderForIdentity' AND title ILIKE '%pass-the-hash%' AND len(p_any_ip_addresses) > 0
-ORDER BY p_event_time DESC LIMIT 1
+# One row per log table; the rows are the table's view (deduplicated on p_row_id), as search and query read them.
+LOG_SUMMARY_SQL = """
+SELECT {name} AS "table",
+       count(*) AS records,
+       string_agg(DISTINCT category, ', ' ORDER BY category) AS categories,
+       coalesce(sum(len(p_any_ip_addresses)), 0) AS ips,
+       coalesce(sum(len(p_any_usernames)), 0) AS users,
+       min(p_event_time)::DATE AS first,
+       max(p_event_time)::DATE AS last
+FROM {table}
 """.strip()
 
 MATCHES_SQL = "SELECT p_rule_id, count(*) FROM rule_matches GROUP BY ALL ORDER BY 2 DESC, 1"
@@ -60,12 +70,14 @@ MARKER = ".graphlake-demo"
 
 
 def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printer,
-             say: Callable[[str], None]) -> str | None:
-    """Pull, normalize and summarise; return the IP to search for (from a pass-the-hash alert), if any."""
+             say: Callable[[str], None]) -> Pivot | None:
+    """Pull, stream the logs, normalize and summarise; return the pass-the-hash alert to search for (the seed
+    document's investigation starts from its IP), if the tenant has one whose address the logs show."""
     for folder in (Path(lake_dir), Path(state_dir)):
         _start_empty(folder)
     say(f"Simulating a tenant: {alerts} alerts over the last 7 days from every Microsoft security product...")
-    with GraphSimulator(Tenant(seed=seed, alerts=alerts, days=7.0)) as sim:
+    tenant = Tenant(seed=seed, alerts=alerts, days=7.0)
+    with GraphSimulator(tenant) as sim:
         # The simulator's settings alone, not this shell's: the demo's tenant is the simulator whatever is set.
         # The starter pack runs on every batch, into the demo's own rule_matches; ALERT_DESTINATIONS is the demo's
         # (none), so a shell set up for production never receives simulated alerts.
@@ -74,7 +86,8 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
         [source] = settings.sources()
         state, lake = open_store(state_dir), open_store(lake_dir)
         # There is no Event Hub in the demo: batches land in this process, whatever EventHubConnection__ says.
-        sink = open_in_process_sink(lake=lake, state=state, detector=build_detector(settings))
+        sink = open_in_process_sink(lake=lake, state=state, detector=build_detector(settings),
+                                    logs_hub=settings.logs_eventhub_name, max_attempts=settings.normalize_max_attempts)
         # The token endpoint's certificate is the simulator's own: trusted for this credential only, so the
         # process's environment is left alone.
         credential = ClientSecretCredential(
@@ -86,7 +99,7 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
             summary = asyncio.run(pull_source(source, settings, state, sink, credential=credential))
         finally:
             credential.close()
-        sink.close()
+        sink.flush()
         took = time.perf_counter() - started
     if summary.error:
         raise RuntimeError(summary.error)
@@ -94,6 +107,14 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
         f"pages, {summary.slices_done} slices; watermark {summary.watermark_after}.")
     say(f"Wrote {sink.result.rows} rows in {len(set(sink.result.files))} parquet files under {lake_dir}/security_alerts "
         f"({len(sink.result.quarantined)} quarantined).\n")
+    # Meanwhile the tenant's diagnostic settings stream its Azure Monitor records to the logs hub.
+    found = pivots(tenant)
+    records = MonitorLogs(tenant).records(found)
+    bodies = list(event_hub_bodies(records))
+    started = time.perf_counter()
+    batches = send_bodies(sink, settings.logs_eventhub_name, bodies)
+    sink.close()
+    logs, took = sink.logs_result, time.perf_counter() - started
     con = connect(lake_dir)
     matches = con.execute(MATCHES_SQL).fetchall() if "rule_matches" in con.files else []
     say(f"Detections: the starter pack's real-time rules matched {sum(n for _, n in matches)} alert versions "
@@ -101,8 +122,17 @@ def run_demo(lake_dir: str, state_dir: str, alerts: int, seed: int, show: Printe
         "no alert anywhere: ALERT_DESTINATIONS and RULES_* of this shell are not read.\n")
     cursor = con.execute(SUMMARY_SQL)
     show([d[0] for d in cursor.description], cursor.fetchall())
-    pivot = con.execute(PIVOT_SQL).fetchone()
-    return pivot[0] if pivot else None
+    say(f"\nThe tenant's diagnostic settings streamed {len(records)} Azure Monitor records (Entra sign-in, audit and "
+        f"risk logs; the Activity log), consistent with its alerts, in {len(bodies)} events and {batches} batches to "
+        f"hub {settings.logs_eventhub_name}. They landed as normalize_logs lands them, in {took:.1f} s: {logs.rows} "
+        f"rows in {len(set(logs.files))} parquet files ({len(logs.quarantined)} quarantined), health records under "
+        "normalize_logs.\n")
+    tables = [table for table in LOG_TABLES if table in con.files]
+    if tables:
+        cursor = con.execute("\nUNION ALL\n".join(
+            LOG_SUMMARY_SQL.format(name=quote_literal(table), table=quote_identifier(table)) for table in tables))
+        show([d[0] for d in cursor.description], cursor.fetchall())
+    return pass_the_hash(found)
 
 
 def _start_empty(folder: Path) -> None:

@@ -27,20 +27,23 @@ RULES_HELP = ("Run the detection rules of this folder (and the starter pack) on 
 @click.option("--alerts", default=3000, show_default=True, help="Alerts in the simulated tenant.")
 @click.option("--seed", default=7, show_default=True, help="Seed of the simulated tenant: same seed, same alerts.")
 def demo(lake: str, state: str, alerts: int, seed: int) -> None:
-    """Pull a simulated tenant into a local lake, then summarise it and run one indicator search."""
+    """Pull a simulated tenant and stream its Azure Monitor logs into a local lake, then summarise it and run one
+    cross-source indicator search."""
     from shared.cli.demo import run_demo
     from shared.read.query import connect
     from shared.read.search import search, terms_for
 
-    ip = run_demo(lake, state, alerts, seed, show=lambda columns, rows: print_rows(columns, rows, "table"),
-                  say=click.echo)
-    if ip:
-        click.echo(f"\nIndicator search: where else did {ip}, from a pass-the-hash alert, show up?\n"
-                   f"$ graphlake search --lake {lake} --ip {ip}\n")
+    pivot = run_demo(lake, state, alerts, seed, show=lambda columns, rows: print_rows(columns, rows, "table"),
+                     say=click.echo)
+    if pivot:
+        click.echo(f"\nCross-source search: where else did {pivot.ip}, from a pass-the-hash alert on {pivot.upn}, "
+                   f"show up, in the alerts and in the logs beside them?\n"
+                   f"$ graphlake search --lake {lake} --ip {pivot.ip}\n")
         start, end = datetime.now(UTC) - timedelta(days=30), datetime.now(UTC)
-        result = search(connect(lake, with_views=False), terms_for({"ip": [ip]}), start, end, limit=10)
+        result = search(connect(lake, with_views=False), terms_for({"ip": [pivot.ip]}), start, end, limit=10)
         print_search(result, lake, start, end, "table")
-    click.echo(f"\nExplore: graphlake query --lake {lake} \"SELECT * FROM security_alerts_latest LIMIT 5\"")
+    click.echo(f"\nExplore: graphlake query --lake {lake} \"SELECT * FROM security_alerts_latest LIMIT 5\"\n"
+               f"Health: graphlake status --state {state}")
 
 
 @click.command()

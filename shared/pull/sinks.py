@@ -34,8 +34,10 @@ def open_sink(settings: Settings, *, state: Store, detector: Detector | None, la
     return open_in_process_sink(lake=lake or open_store(settings.lake_url), state=state, detector=detector)
 
 
-def open_in_process_sink(*, lake: Store, state: Store, detector: Detector | None) -> InProcessSink:
-    """The in-process normalizer alone, whatever the settings say (the demo, which has no Event Hub)."""
+def open_in_process_sink(*, lake: Store, state: Store, detector: Detector | None, logs_hub: str | None = None,
+                         max_attempts: int = 1) -> InProcessSink:
+    """The in-process normalizer alone, whatever the settings say (the demo, which has no Event Hub). `logs_hub`:
+    the hub whose batches land as normalize_logs lands them (the demo's Azure Monitor records)."""
     from shared.land.local_sink import InProcessSink
 
-    return InProcessSink(lake, state, detector)
+    return InProcessSink(lake, state, detector, logs_hub=logs_hub, max_attempts=max_attempts)

@@ -1,20 +1,27 @@
 """Landing Azure Monitor records (shared/land with the LOGS family): every category to its table, a bad record
 quarantined alone while the rest of its event lands, re-delivery idempotent, replay by family, the retry policy's
-health records under normalize_logs."""
+health records under normalize_logs, also for the in-process logs hub the demo streams to."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from normalizers.logs import TABLES
+from collections import Counter
+from datetime import UTC, datetime
+
+from normalizers.logs import TABLES, route
 from shared.core import health
 from shared.core.storage import open_store
 from shared.land.lake_writer import read_table
+from shared.land.local_sink import InProcessSink
 from shared.land.normalize import LOGS, InboundEvent, normalize_events
 from shared.land.requeue import replay
 from shared.land.retries import Batch, normalize_delivery
+from shared.ops.status import FAILING, LAGGING, OK, check
 from shared.read.query import connect
+from simulator import Tenant
+from simulator.monitor_logs import MonitorLogs, event_hub_bodies, faulty_bodies, send_bodies
 from tests.log_records import body, every_category, golden
 
 BAD_CATEGORY = {"time": "2026-06-02T09:00:00Z", "category": "StorageRead", "properties": {}}
@@ -108,3 +115,52 @@ def test_replay_keeps_a_record_of_an_unknown_category_with_its_reason(tmp_path):
     (reason,) = summary.stayed
     assert "category 'StorageRead'" in reason
     assert read_table(lake, "entra_audit_logs").num_rows == 2
+
+
+LOGS_HUB = "azure-monitor-logs"
+
+
+def test_the_in_process_logs_hub_lands_each_batch_as_normalize_logs_does(tmp_path):
+    """The demo's seam: the simulated tenant's bodies, good and bad, sent to the logs hub of the in-process sink land
+    in their tables, the bad ones quarantined, and each batch keeps normalize_logs's health record, which status
+    judges."""
+    lake, state = open_store(str(tmp_path / "lake")), open_store(str(tmp_path / "state"))
+    records = MonitorLogs(Tenant(seed=7, alerts=40, days=2.0), days=0.25).records()
+    faulty = faulty_bodies(records)
+    sink = InProcessSink(lake, state, logs_hub=LOGS_HUB, max_attempts=3)
+    batches = send_bodies(sink, LOGS_HUB, [*event_hub_bodies(records, max_bytes=64 * 1024),
+                                           *(raw for _, raw, _ in faulty)])
+    sink.close()
+    assert batches > 1  # several deliveries, so the sequence numbers below are tested on more than one
+    con = connect(str(tmp_path / "lake"))
+    landed = {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in con.files}
+    assert landed == dict(Counter(route(record["category"]).TABLE for record in records))
+    docs = quarantined_docs(state)
+    # One quarantined document for each body that holds no records and for each bad record beside good ones.
+    assert len(docs) == len(faulty) and len(sink.logs_result.quarantined) == len(faulty)
+    assert {doc["metadata"]["family"] for doc in docs} == {"logs"}
+    assert {doc["metadata"]["partition"] for doc in docs} == {"local"}
+    assert len({doc["metadata"]["sequence_number"] for doc in docs}) == len(faulty)
+    record = health.load(state, "normalize_logs", "local")
+    assert record["result"] == "ok" and record["batch_first_sequence"] > 0 and record["in_flight"] is None
+    assert health.load(state, "normalize", "local") is None and sink.result.rows == 0  # the alerts' path untouched
+    findings = {(f.component, f.key): f for f in check(state, datetime.now(UTC), 900)}
+    assert findings["normalize_logs", "local"].state == OK
+    assert findings["quarantine", "state"].state == LAGGING  # the bad records wait for graphlake replay
+
+
+def test_an_in_process_logs_batch_that_cannot_land_is_given_up_and_status_says_so(make_store_url, tmp_path):
+    from tests.storage_faults import leased_blob
+
+    records = golden("entra_audit_logs")
+    lake_url, state = make_store_url("azurite"), open_store(str(tmp_path / "state"))
+    scratch = normalize_events([InboundEvent(body(records))], lake=open_store(str(tmp_path / "scratch")),
+                               state=state, family=LOGS)
+    leased_blob(lake_url, scratch.files[0])  # a permanent 4xx: the batch's file cannot be written
+    sink = InProcessSink(open_store(lake_url), state, logs_hub=LOGS_HUB, max_attempts=1)
+    send_bodies(sink, LOGS_HUB, [body(records)])
+    sink.close()
+    assert len(sink.logs_result.quarantined) == 1 and sink.logs_result.rows == 0
+    findings = {(f.component, f.key): f for f in check(state, datetime.now(UTC), 900)}
+    assert findings["normalize_logs", "local"].state == FAILING
+    assert "gave a batch up" in findings["normalize_logs", "local"].reason
