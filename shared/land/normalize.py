@@ -82,10 +82,9 @@ def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Stor
         result.rows += table.num_rows
     # Rules run on the rows just landed, before the caller acknowledges the batch (None: detections are off); each
     # rule on the rows of its LogTypes only (detections/engine.py), so every family's tables go to the detector.
-    if detector is not None:
-        for _, table in landed:
-            detected = detector.detect(table, lake=lake, state=state, now=datetime.now(UTC))
-            result.rule_errors += [str(f) for f in getattr(detected, "failures", None) or []]
+    if detector is not None and landed:
+        detected = detector.detect([table for _, table in landed], lake=lake, state=state, now=datetime.now(UTC))
+        result.rule_errors += [str(f) for f in getattr(detected, "failures", None) or []]
     return result
 
 
