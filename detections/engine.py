@@ -59,6 +59,9 @@ class RuleFailure:
 
     def __str__(self) -> str:
         if self.alert_id is None:
+            record = self.row.get("p_row_id") if self.row is not None else None
+            if record is not None:  # a log record: no alert id, its row id says which
+                return f"rule {self.rule_id} raised on {self.row.get('p_log_type')} record {record}: {self.error}"
             return f"rule {self.rule_id} failed: {self.error}"
         return f"rule {self.rule_id} raised on alert {self.alert_id}: {self.error}"
 

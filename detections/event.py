@@ -377,11 +377,18 @@ class RuleEvent(_CaseInsensitive):
         return value
 
     def udm_path(self, key: str) -> str | None:
+        """panther-core's: the full path of the field the key's JSONPath finds in this event (`properties.ipAddress`,
+        the key p_enrichment files a match under), else the key's Method's name, else None."""
         model = self.data_model
         if model is None:
             raise ValueError(f"a data model hasn't been specified for log type {self._row.get('p_log_type')}")
-        if key in model.paths:
-            return str(model.paths[key])
+        path = model.paths.get(key)
+        if path is not None:
+            matches = path.find(self.container())
+            if len(matches) > 1:
+                raise ValueError(f"JSONPath [{path}] in DataModel [{model.data_model_id}], matched multiple fields.")
+            if matches:
+                return str(matches[0].full_path)
         method = model.methods.get(key)
         return getattr(method, "__name__", repr(method)) if method is not None else None
 

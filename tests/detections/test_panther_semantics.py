@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -103,6 +104,32 @@ def test_udm_reads_the_built_in_data_model_and_a_users_replaces_it(tmp_path):
     event = RuleEvent(row, context_of(rule_set))
     assert event.udm("source_ip") == " 198.51.100.23 "
     assert event.udm("actor_user") is None  # the user's model replaced the pack's whole
+
+
+def test_udm_path_is_the_full_path_of_the_field_found_as_panther_core_gives_it(tmp_path):
+    # Panther's rules key p_enrichment by it (Standard.SignInFromRogueState: p_enrichment.ipinfo_location
+    # ["properties.ipAddress"]): the path of the match, not the mapping's pattern "$.properties.ipAddress".
+    from normalizers.logs import normalize_record
+    from tests.log_records import golden as log_golden
+
+    write(tmp_path, {"signin_model.yml": """\
+        AnalysisType: datamodel
+        DataModelID: Contoso.Azure.SignIn
+        Enabled: true
+        LogTypes: [Azure.Audit]
+        Mappings:
+          - Name: source_ip
+            Path: $.properties.ipAddress
+          - Name: risky_ips
+            Path: $.evidence[*].ipAddress
+        """})
+    rule_set = load_rules(tmp_path)
+    _, row = normalize_record(log_golden("entra_signin_logs")[0], source_id=None, source_label="t",
+                              parse_time=datetime(2026, 6, 2, tzinfo=UTC))
+    event = RuleEvent(row, context_of(rule_set))
+    assert event.udm_path("source_ip") == "properties.ipAddress"
+    assert event.udm("source_ip") == "198.51.100.23"
+    assert event.udm_path("risky_ips") is None  # a path that finds nothing in this event, as panther-core
 
 
 def test_lookup_and_p_enrichment_read_the_rules_folders_tables(tmp_path):
