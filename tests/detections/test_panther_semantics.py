@@ -467,3 +467,59 @@ def test_evidence_in_panthers_spelling_gives_the_same_indicators():
                 for a in (alert, {**alert, "evidence": panther_spelling(alert.get("evidence") or [])})]
         assert {k: v for k, v in rows[0].items() if k.startswith("p_any_")} == \
             {k: v for k, v in rows[1].items() if k.startswith("p_any_")}, alert["id"]
+
+
+def test_a_log_record_reads_as_panther_gives_it():
+    # What Panther's Azure rules read: lower-case envelope keys (its stored spelling), `properties` and the Activity
+    # log's `identity` as objects, an exported `operationName` object, and the record's keys without a column.
+    from normalizers.logs import normalize_record
+    from tests.log_records import golden as log_golden
+
+    def event_of(record: dict) -> RuleEvent:
+        return RuleEvent(normalize_record(record, source_id=None, source_label="t",
+                                          parse_time=datetime(2026, 6, 2, tzinfo=UTC))[1])
+
+    activity = log_golden("azure_activity_logs")[0]
+    exported = {**activity, "operationName": {"value": "Microsoft.Authorization/elevateAccess/action",
+                                              "localizedValue": "Assigns the caller to User Access Administrator"},
+                "status": {"value": "Succeeded"}, "Caller": "it.admin@contoso.com"}
+    event = event_of(exported)
+    assert event.deep_get("operationName", "value") == "Microsoft.Authorization/elevateAccess/action"
+    assert event.deep_get("status", "value") == "Succeeded" and event.get("caller") == "it.admin@contoso.com"
+    assert event.deep_get("identity", "claims", "ipaddr") == "198.51.100.23"
+    assert event.get("calleripaddress") == activity["callerIpAddress"] and event.get("resulttype") == "Success"
+    assert event.get("ReleaseVersion") == activity["ReleaseVersion"]  # kept in p_unmapped, read as sent
+    assert event.get("time") == "2026-06-02 08:30:00.123456000"  # as Panther renders timestamps (the lake keeps µs)
+
+    signin = event_of(log_golden("entra_signin_logs")[1])
+    assert signin["properties"]["riskLevelDuringSignIn"] == "medium"
+    assert signin.deep_get("properties", "status", "errorCode") == 50126
+    assert signin.get("identity") == "Alex Wilber"  # an Entra record's identity is a name: text
+    with pytest.raises(TypeError):
+        signin["properties"]["new"] = 1  # read-only, as Panther's
+
+    # An alert's p_unmapped keys stay where they are: an alert's row is its schema's.
+    assert RuleEvent({"p_log_type": "MicrosoftGraph.SecurityAlertV2", "p_unmapped": '{"extra": 1}'}).get("extra") \
+        is None
+
+
+def test_a_rule_raising_on_a_log_record_names_the_record(tmp_path):
+    # A log record has no alert id: the rule error says which record (log type and p_row_id), not "failed" alone.
+    from detections.engine import evaluate
+    from normalizers.logs import normalize_record
+    from tests.log_records import golden as log_golden
+
+    write(tmp_path, {"raises.py": "def rule(event):\n    return event['no_such_key'] == 1\n",
+                     "raises.yml": """\
+        AnalysisType: rule
+        Filename: raises.py
+        RuleID: Test.RaisesOnSignIns
+        LogTypes: [Azure.Audit]
+        Severity: Low
+        """})
+    rule_set = load_rules(tmp_path, with_pack=False)
+    _, row = normalize_record(log_golden("entra_signin_logs")[0], source_id=None, source_label="t",
+                              parse_time=TEST_PARSE_TIME)
+    [failure] = evaluate(rule_set.rules, [row], context_of(rule_set)).failures
+    assert str(failure) == (f"rule Test.RaisesOnSignIns raised on Azure.Audit record {row['p_row_id']}: "
+                            "KeyError: 'no_such_key'")
