@@ -1,6 +1,6 @@
 """`graphlake rules backtest`: the rules run over the lake, to tune a rule before it is enabled.
 
-Real-time rules see every row (every version of every alert) of `security_alerts` in the range, as the
+Real-time rules see every row (every version of every alert) of the tables of their LogTypes in the range, as the
 normalizer would have shown them; scheduled rules run once over the whole range. For each rule: the matches, and
 the alerts they would have made under its dedup string, DedupPeriodMinutes and Threshold (detections/dedup.py, the
 live alerts' grouping, with periods counted in event time). Nothing is written and nothing is sent: the lake, the alert state and the destinations are untouched.
@@ -19,7 +19,7 @@ from detections.alerts import alert_id
 from detections.dedup import alert_periods
 from detections.engine import Match, RuleFailure, context_of, evaluate
 from detections.event import TableRows
-from detections.loader import RULE, SCHEDULED_RULE, RuleSet
+from detections.loader import LOG_TYPES, RULE, SCHEDULED_RULE, RuleSet
 from shared.core.errors import GraphlakeError, one_line
 
 if TYPE_CHECKING:
@@ -64,20 +64,21 @@ class Backtest:
 def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime, *,
              access: LakeAccess | None = None) -> Backtest:
     """Every rule of the set, enabled or not (a rule is backtested to decide whether to enable it)."""
-    from detections.scheduled import evaluate_rows, run_query
+    from detections.scheduled import evaluate_rows, run_query, with_empty_tables
     from shared.read.query import connect
 
     result = Backtest(since, until)
-    connection = connect(lake_url, access=access)
+    connection = with_empty_tables(connect(lake_url, access=access))
     realtime = [r for r in rule_set.rules if r.kind == RULE]
     matches: dict[str, list[Match]] = defaultdict(list)
-    if realtime and "security_alerts" in connection.files:
+    tables = sorted({t for r in realtime for log_type in r.log_types for t in LOG_TYPES.get(log_type, ())})
+    for table in (t for t in tables if t in connection.files):
         try:
-            reader = connection.con.sql("SELECT * FROM security_alerts WHERE p_event_time >= $since AND "
+            reader = connection.con.sql(f"SELECT * FROM {table} WHERE p_event_time >= $since AND "
                                         "p_event_time < $until", params={"since": since, "until": until}
                                         ).to_arrow_reader(ROWS_PER_BATCH)
         except duckdb.Error as exc:
-            raise GraphlakeError(f"cannot read security_alerts: {one_line(exc)}") from None
+            raise GraphlakeError(f"cannot read {table}: {one_line(exc)}") from None
         for batch in reader:
             result.rows += batch.num_rows
             evaluation = evaluate(realtime, TableRows(batch), context_of(rule_set))

@@ -36,10 +36,13 @@ def test_command(rules_dir: str | None, say: Say) -> int:
     for result in results:
         say(result.line())
     failed = sum(not r.passed and not r.skipped for r in results)
-    skipped = sum(r.skipped for r in results)
+    skipped_units = sum(r.skipped and r.rule_id == "unit" for r in results)
+    skipped_tests = sum(r.skipped and r.rule_id != "unit" for r in results)
     untested = [r.rule_id for r in rule_set.rules if not r.tests]
     say(f"{sum(r.passed for r in results)} passed, {failed} failed, "
-        + (f"{skipped} unit test files not run (they import packages not installed), " if skipped else "")
+        + (f"{skipped_tests} tests not run (their Log is of a log type graphlake does not hold), "
+           if skipped_tests else "")
+        + (f"{skipped_units} unit test files not run (they import packages not installed), " if skipped_units else "")
         + f"{len(rule_set.refused)} rules refused, {len(rule_set.rules)} rules loaded"
         + (f"; without tests: {', '.join(sorted(untested))}" if untested else ""))
     return 1 if failed or rule_set.refused else 0

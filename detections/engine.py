@@ -59,6 +59,9 @@ class RuleFailure:
 
     def __str__(self) -> str:
         if self.alert_id is None:
+            record = self.row.get("p_row_id") if self.row is not None else None
+            if record is not None:  # a log record: no alert id, its row id says which
+                return f"rule {self.rule_id} raised on {self.row.get('p_log_type')} record {record}: {self.error}"
             return f"rule {self.rule_id} failed: {self.error}"
         return f"rule {self.rule_id} raised on alert {self.alert_id}: {self.error}"
 
@@ -86,11 +89,20 @@ class FunctionReturnTypeError(TypeError):
 
 
 def evaluate(rules: list[Rule], rows: Iterable[Mapping[str, Any]], context: EventContext | None = None) -> Evaluation:
+    """The rules on the rows; a rule runs only on rows whose p_log_type is one of its LogTypes, as in Panther (an
+    alert rule never meets a sign-in)."""
     result = Evaluation()
+    by_log_type: dict[Any, list[Rule]] = {}
     for row in rows:
         result.rows += 1
+        log_type = row.get("p_log_type")
+        applicable = by_log_type.get(log_type)
+        if applicable is None:
+            applicable = by_log_type[log_type] = [r for r in rules if log_type in r.log_types]
+        if not applicable:
+            continue
         event = RuleEvent(row, context)
-        for rule in rules:
+        for rule in applicable:
             match, failure = match_row(rule, event, row)
             if failure is not None:
                 log.error("graphlake.detections %s", failure)

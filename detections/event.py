@@ -7,8 +7,9 @@ read the rule set's lookup tables. Timestamps are typed in the lake and rendered
 them, `2026-06-02 09:41:12.000000000`. Evidence's `@odata.type` is also `at_sign_odata_type`, the name
 Panther's MicrosoftGraph.SecurityAlertV2 schema gives it, so rules written for either spelling read it.
 
-JSON text columns (`evidence`, `comments`, `additionalData`, `customDetails`, `p_unmapped`) are parsed on first
-access, so a rule that never reads evidence never pays for parsing it.
+JSON text columns (`evidence`, `comments`, `additionalData`, `customDetails`, `p_unmapped`, and the log tables'
+`properties` and object `identity`) are parsed on first access, so a rule that never reads evidence never pays for
+parsing it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from normalizers import azure_activity, entra_signin
+
 if TYPE_CHECKING:
     from detections.data_models import DataModel
     from detections.helpers import Lookups
 
-JSON_COLUMNS = frozenset({"evidence", "comments", "additionalData", "customDetails", "p_unmapped"})
+# `properties` is the Azure Monitor log tables' (Panther's Azure.Audit and Azure.MonitorActivity give it as an object).
+JSON_COLUMNS = frozenset({"evidence", "comments", "additionalData", "customDetails", "p_unmapped", "properties"})
+# Log-table columns that hold an object as its JSON text when the record sent one (the Activity log's `identity` of
+# claims, `operationName` as {value, localizedValue} in exports) and plain text otherwise (an Entra display name).
+JSON_OBJECT_COLUMNS = frozenset({"identity", "operationName"})
+# Log types whose records' other top-level keys (kept in p_unmapped) a rule reads as the record's own, as sent.
+RECORD_LOG_TYPES = frozenset({entra_signin.LOG_TYPE, azure_activity.LOG_TYPE})
 ODATA_TYPE, PANTHER_ODATA_TYPE = "@odata.type", "at_sign_odata_type"
 ENRICHMENT = "p_enrichment"
 # Panther's key for lookup data a test gives in its Log (panther-core's PantherEvent.lookup without a lookup function).
@@ -206,7 +215,7 @@ _NO_CONTEXT = EventContext()
 class RuleEvent(_CaseInsensitive):
     """A row as rules read it, with PantherEvent's methods: `get`, `deep_get`, `deep_walk`, `udm`, `lookup`."""
 
-    __slots__ = ("_row", "_parsed", "_context", "_whole", "data_model")
+    __slots__ = ("_row", "_parsed", "_context", "_whole", "_sent", "data_model")
 
     def __init__(self, row: Mapping[str, Any], context: EventContext | None = None, *,
                  data_model: DataModel | None | object = _MISSING) -> None:
@@ -214,6 +223,7 @@ class RuleEvent(_CaseInsensitive):
         self._parsed: dict[str, Any] = {}
         self._context = context or _NO_CONTEXT
         self._whole: dict[str, Any] | None = None
+        self._sent: dict[str, Any] | None = None
         if data_model is _MISSING:
             log_type = row.get("p_log_type")
             data_model = self._context.data_models.get(log_type) if isinstance(log_type, str) else None
@@ -234,6 +244,8 @@ class RuleEvent(_CaseInsensitive):
             else:
                 if key in JSON_COLUMNS:
                     value = parsed[key] = _both_spellings(_parse(value))
+                elif key in JSON_OBJECT_COLUMNS and isinstance(value, str) and value.startswith("{"):
+                    value = parsed[key] = _parse(value)
                 elif type(value) is datetime:
                     value = parsed[key] = panther_time(value)
                 else:
@@ -248,8 +260,15 @@ class RuleEvent(_CaseInsensitive):
         except KeyError:
             original = self._original(key)
             if original is None or original == key:
-                raise KeyError(key) from None
-            value = self.raw(original)
+                sent = self.sent_keys()
+                if not sent:
+                    raise KeyError(key) from None
+                found = lower_keys(sent).get(key.lower()) if isinstance(key, str) else None
+                if found is None:
+                    raise KeyError(key) from None
+                value = sent[found]
+            else:
+                value = self.raw(original)
         kind = type(value)
         if kind is dict:
             return FrozenDict(value)
@@ -261,6 +280,17 @@ class RuleEvent(_CaseInsensitive):
         yield from self._row
         if ENRICHMENT not in self._row:
             yield ENRICHMENT
+
+    def sent_keys(self) -> dict[str, Any]:
+        """An Azure Monitor record's top-level keys without a column of their own (p_unmapped: `status`, `result`,
+        `Caller`), as the record sent them; none for alerts, whose rows are the schema's."""
+        if self._sent is None:
+            self._sent = {}
+            if self._row.get("p_log_type") in RECORD_LOG_TYPES and self._row.get("p_unmapped") is not None:
+                unmapped = self.raw("p_unmapped")
+                if isinstance(unmapped, dict):
+                    self._sent = {k: v for k, v in unmapped.items() if self._row.get(k) is None}
+        return self._sent
 
     def _original(self, key: str) -> str | None:
         shared = getattr(self._row, "lower_names", None)  # a batch's rows share their columns' map
@@ -291,7 +321,7 @@ class RuleEvent(_CaseInsensitive):
         """The whole event as plain Python (shared, not copied): what data model paths are matched against. Built
         once per event: every Path mapping of every rule reads it."""
         if self._whole is None:
-            out = {key: self.raw(key) for key in self._row}
+            out = {**self.sent_keys(), **{key: self.raw(key) for key in self._row}}
             if ENRICHMENT not in out and self.get(ENRICHMENT) is not None:
                 out[ENRICHMENT] = self.raw(ENRICHMENT)
             self._whole = out
@@ -347,11 +377,18 @@ class RuleEvent(_CaseInsensitive):
         return value
 
     def udm_path(self, key: str) -> str | None:
+        """panther-core's: the full path of the field the key's JSONPath finds in this event (`properties.ipAddress`,
+        the key p_enrichment files a match under), else the key's Method's name, else None."""
         model = self.data_model
         if model is None:
             raise ValueError(f"a data model hasn't been specified for log type {self._row.get('p_log_type')}")
-        if key in model.paths:
-            return str(model.paths[key])
+        path = model.paths.get(key)
+        if path is not None:
+            matches = path.find(self.container())
+            if len(matches) > 1:
+                raise ValueError(f"JSONPath [{path}] in DataModel [{model.data_model_id}], matched multiple fields.")
+            if matches:
+                return str(matches[0].full_path)
         method = model.methods.get(key)
         return getattr(method, "__name__", repr(method)) if method is not None else None
 

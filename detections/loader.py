@@ -37,6 +37,7 @@ import yaml
 
 from detections import helpers, match_conditions, simple_detection
 from detections.data_models import load_data_models
+from normalizers import azure_activity, entra_audit, entra_risk, entra_signin, names
 from shared.core.errors import one_line
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: a checkout is ~1,400 YAML files
@@ -45,9 +46,13 @@ PACK_DIR = Path(__file__).resolve().parent / "rules"
 APP_ROOT = PACK_DIR.parent.parent  # where function_app.py is
 BUILT_IN_DATA_MODELS = PACK_DIR / "data_models"
 
-# Log types a real-time rule may name, and the lake table whose rows it sees. Panther names alerts_v2
-# MicrosoftGraph.SecurityAlertV2 (panther-analysis PR #2042); its rules use alerts_v2's property names.
-LOG_TYPES = {"MicrosoftGraph.SecurityAlertV2": "security_alerts"}
+# Log types a real-time rule may name, and the lake tables whose rows carry that p_log_type: a rule runs only on
+# rows of its LogTypes, as in Panther. Panther names alerts_v2 MicrosoftGraph.SecurityAlertV2 (panther-analysis PR
+# #2042); Azure.Audit is Entra's records as Azure Monitor streams them (sign-ins, audit, risk), Azure.MonitorActivity
+# the Activity log (normalizers/logs.py lands both, each category in its table).
+LOG_TYPES: dict[str, tuple[str, ...]] = {names.LOG_TYPE: (names.TABLE,)}
+for _family in (entra_signin, entra_audit, entra_risk, azure_activity):
+    LOG_TYPES[_family.LOG_TYPE] = (*LOG_TYPES.get(_family.LOG_TYPE, ()), _family.TABLE)
 _LEGACY_LOG_TYPES = {
     "MicrosoftGraph.SecurityAlert": "is the legacy /security/alerts schema (userStates, vendorInformation); "
                                     "graphlake holds alerts_v2: use MicrosoftGraph.SecurityAlertV2 and its fields",

@@ -11,7 +11,7 @@ again (match files and alert counts are idempotent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -64,13 +64,18 @@ class Detector:
                 f"{', '.join(n for n in r.output_ids if n not in known)}"
                 for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
 
-    def detect(self, table: pa.Table, *, lake: Store, state: Store, now: datetime) -> DetectionResult | None:
-        """The real-time rules on a table just landed (`shared.land.detect.Detector`)."""
-        if not table.num_rows:
-            return None
+    def detect(self, tables: pa.Table | Sequence[pa.Table], *, lake: Store, state: Store,
+               now: datetime) -> DetectionResult | None:
+        """The real-time rules on the tables a batch just landed (`shared.land.detect.Detector`), in one evaluation:
+        one health record for the batch, whatever tables its rows went to."""
+        from itertools import chain
+
         from detections.event import TableRows
 
-        return detect_rows(self, TableRows(table), lake=lake, state=state, now=now)
+        landed = [t for t in ([tables] if hasattr(tables, "num_rows") else tables) if t.num_rows]
+        if not landed:
+            return None
+        return detect_rows(self, chain.from_iterable(TableRows(t) for t in landed), lake=lake, state=state, now=now)
 
 
 def build_detector(settings: Settings, rules_dir: str | None = None, *,

@@ -24,7 +24,7 @@ import orjson
 from detections.engine import Evaluation, RuleFailure, match_row
 from detections.event import EventContext, RuleEvent
 from detections.helpers import LOOKUPS
-from detections.loader import SCHEDULED_RULE, Rule
+from detections.loader import LOG_TYPES, SCHEDULED_RULE, Rule
 from shared.core import health
 from shared.core.errors import GraphlakeError, one_line
 from shared.core.storage import Store
@@ -52,6 +52,20 @@ def run_query(rule: Rule, connection: Any, since: datetime, until: datetime) -> 
     cursor = connection.run(rule.sql, parameters or None)
     columns = [d[0] for d in cursor.description or []]
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def with_empty_tables(connection: Any) -> Any:
+    """The connection with every table of graphlake's log types that the lake has not landed yet (a tenant that
+    streams no risk events, or alerts only) as an empty table of its schema: a correlation over it finds nothing,
+    which is not the rule's failure."""
+    from normalizers import log_schema, schema
+    from normalizers.names import TABLE
+
+    for tables in LOG_TYPES.values():
+        for table in tables:
+            if table not in connection.files:
+                connection.con.register(table, (schema.SCHEMA if table == TABLE else log_schema.SCHEMA).empty_table())
+    return connection
 
 
 def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
@@ -82,7 +96,7 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
     connection = None
     for rule in due:
         try:
-            connection = connection or connect(lake_url, access=access)
+            connection = connection or with_empty_tables(connect(lake_url, access=access))
             if not connection.files:
                 break  # an empty lake (nothing landed yet): nothing to correlate, and not a rule's failure
             rows = run_query(rule, connection, now - timedelta(minutes=rule.lookback_minutes), now)
@@ -110,9 +124,9 @@ def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
     with _test_lake(logs) as connection:
         if now:
             until = datetime.fromisoformat(now)
-        else:  # just after the latest alert of the test
-            until = connection.execute("SELECT max(p_event_time) FROM security_alerts").fetchone()[0] + \
-                timedelta(minutes=1)
+        else:  # just after the latest alert or record of the test
+            until = max(connection.execute(f"SELECT max(p_event_time) FROM {table}").fetchone()[0]
+                        for table in connection.files) + timedelta(minutes=1)
         rows = run_query(rule, connection, until - timedelta(minutes=rule.lookback_minutes), until)
     evaluation = evaluate_rows(rule, rows)
     if evaluation.failures:
@@ -140,19 +154,26 @@ def explain_error(sql: str) -> str | None:
 @contextlib.contextmanager
 def _test_lake(logs: list[dict]) -> Iterator[Any]:
     """A sandboxed connection to a throwaway lake of `logs` (Graph alerts), landed by the normalizer."""
-    from detections.testing import TEST_PARSE_TIME
-    from shared.land.normalize import InboundEvent, normalize_events
+    from detections.testing import TEST_PARSE_TIME, is_log_record
+    from shared.land.normalize import LOGS, InboundEvent, normalize_events
     from shared.read.query import connect
     from shared.core.storage import LocalStore
 
     with tempfile.TemporaryDirectory(prefix="graphlake-rule-test-") as work:
-        lake = LocalStore(f"{work}/lake")
+        lake, state = LocalStore(f"{work}/lake"), LocalStore(f"{work}/state")
+        records = [log for log in logs if isinstance(log, dict) and is_log_record(log, list(LOG_TYPES))]
+        alerts = [log for log in logs if not any(log is r for r in records)]
         # No detector: a rule's test lake runs no rules while it lands.
-        result = normalize_events([InboundEvent(orjson.dumps(log)) for log in logs], lake=lake,
-                                  state=LocalStore(f"{work}/state"), parse_time=TEST_PARSE_TIME)
-        if result.quarantined or not result.rows:
-            raise ValueError(f"{len(result.quarantined)} of the test's Logs are not alerts the normalizer takes")
-        yield connect(lake.url)
+        landed = [normalize_events([InboundEvent(orjson.dumps(log)) for log in alerts], lake=lake, state=state,
+                                   parse_time=TEST_PARSE_TIME)]
+        if records:
+            landed.append(normalize_events([InboundEvent(orjson.dumps({"records": records}))], lake=lake,
+                                           state=state, parse_time=TEST_PARSE_TIME, family=LOGS))
+        quarantined = sum(len(result.quarantined) for result in landed)
+        if quarantined or not sum(result.rows for result in landed):
+            raise ValueError(f"{quarantined} of the test's Logs are not alerts or Azure Monitor records the "
+                             "normalizers take")
+        yield with_empty_tables(connect(lake.url))
 
 
 def _is_due(state: Store, rule: Rule, now: datetime) -> bool:

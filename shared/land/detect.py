@@ -6,6 +6,7 @@ The land stage never imports `detections/` (that package imports the stages); th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 
 class Detector(Protocol):
-    def detect(self, table: pa.Table, *, lake: Store, state: Store, now: datetime) -> object:
-        """Run on the rows of `table`, just landed in `lake`, before the batch is acknowledged; a storage failure
-        raises (the batch is delivered again), a rule's own failure must not: its result's `failures` lists them."""
+    def detect(self, tables: Sequence[pa.Table], *, lake: Store, state: Store, now: datetime) -> object:
+        """Run once on the rows of `tables`, the batch's, just landed in `lake`, before the batch is acknowledged; a
+        storage failure raises (the batch is delivered again), a rule's own failure must not: its result's
+        `failures` lists them."""

@@ -68,10 +68,6 @@ class Family:
     # The tables of a batch's good events, by table name; bad events quarantined and counted into the result.
     tables: Callable[[Family, Sequence[InboundEvent], Store, datetime, NormalizeResult], dict[str, pa.Table]]
     parquet_options: Mapping[str, Any]
-    # Whether the real-time rules see its rows. Not the logs' yet: the rules' loader knows only the alerts' log type
-    # and the engine runs every enabled rule on every row, so alert rules would meet sign-ins they were not written
-    # for; Panther's Azure rules (issue 20, item 3) bring the log types and the filter.
-    detected: bool = True
 
 
 def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Store, detector: Detector | None = None,
@@ -84,11 +80,11 @@ def normalize_events(events: Sequence[InboundEvent], *, lake: Store, state: Stor
     for name, table in landed:
         result.files += write_table(lake, table, table_name=name, parquet_options=family.parquet_options)
         result.rows += table.num_rows
-    # Rules run on the rows just landed, before the caller acknowledges the batch (None: detections are off).
-    if detector is not None and family.detected:
-        for _, table in landed:
-            detected = detector.detect(table, lake=lake, state=state, now=datetime.now(UTC))
-            result.rule_errors += [str(f) for f in getattr(detected, "failures", None) or []]
+    # Rules run on the rows just landed, before the caller acknowledges the batch (None: detections are off); each
+    # rule on the rows of its LogTypes only (detections/engine.py), so every family's tables go to the detector.
+    if detector is not None and landed:
+        detected = detector.detect([table for _, table in landed], lake=lake, state=state, now=datetime.now(UTC))
+        result.rule_errors += [str(f) for f in getattr(detected, "failures", None) or []]
     return result
 
 
@@ -155,8 +151,7 @@ def _records_of(body: bytes) -> list[Any]:
 
 
 ALERTS = Family("alerts", "normalize", DEFAULT_SOURCE_LABEL, _alert_tables, schema.PARQUET_WRITE_OPTIONS)
-LOGS = Family("logs", "normalize_logs", "Azure Monitor", _log_tables, log_schema.PARQUET_WRITE_OPTIONS,
-              detected=False)
+LOGS = Family("logs", "normalize_logs", "Azure Monitor", _log_tables, log_schema.PARQUET_WRITE_OPTIONS)
 FAMILIES = {family.name: family for family in (ALERTS, LOGS)}
 
 

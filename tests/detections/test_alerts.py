@@ -199,7 +199,8 @@ def burst_rules(tmp_path: Path) -> Path:
 
 def identity_rows(count: int, start: int) -> list[dict]:
     return [{"id": f"alert-{i}", "p_row_id": f"row-{i}", "serviceSource": "microsoftDefenderForIdentity",
-             "p_event_time": T0, "title": "x"} for i in range(start, start + count)]
+             "p_event_time": T0, "title": "x", "p_log_type": "MicrosoftGraph.SecurityAlertV2"}
+            for i in range(start, start + count)]
 
 
 def test_one_alert_per_dedup_and_period_sent_once_the_threshold_is_reached(tmp_path, receiver):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -103,6 +104,32 @@ def test_udm_reads_the_built_in_data_model_and_a_users_replaces_it(tmp_path):
     event = RuleEvent(row, context_of(rule_set))
     assert event.udm("source_ip") == " 198.51.100.23 "
     assert event.udm("actor_user") is None  # the user's model replaced the pack's whole
+
+
+def test_udm_path_is_the_full_path_of_the_field_found_as_panther_core_gives_it(tmp_path):
+    # Panther's rules key p_enrichment by it (Standard.SignInFromRogueState: p_enrichment.ipinfo_location
+    # ["properties.ipAddress"]): the path of the match, not the mapping's pattern "$.properties.ipAddress".
+    from normalizers.logs import normalize_record
+    from tests.log_records import golden as log_golden
+
+    write(tmp_path, {"signin_model.yml": """\
+        AnalysisType: datamodel
+        DataModelID: Contoso.Azure.SignIn
+        Enabled: true
+        LogTypes: [Azure.Audit]
+        Mappings:
+          - Name: source_ip
+            Path: $.properties.ipAddress
+          - Name: risky_ips
+            Path: $.evidence[*].ipAddress
+        """})
+    rule_set = load_rules(tmp_path)
+    _, row = normalize_record(log_golden("entra_signin_logs")[0], source_id=None, source_label="t",
+                              parse_time=datetime(2026, 6, 2, tzinfo=UTC))
+    event = RuleEvent(row, context_of(rule_set))
+    assert event.udm_path("source_ip") == "properties.ipAddress"
+    assert event.udm("source_ip") == "198.51.100.23"
+    assert event.udm_path("risky_ips") is None  # a path that finds nothing in this event, as panther-core
 
 
 def test_lookup_and_p_enrichment_read_the_rules_folders_tables(tmp_path):
@@ -491,3 +518,59 @@ def test_a_panther_layout_folder_delivers_what_panther_would_through_the_real_pa
     matched = {(m["p_rule_id"], m["id"]) for m in read_table(open_store(lake), MATCHES).to_pylist()}
     assert matched == {("Acme.Admin.InAlert", "kept"), ("Acme.Admin.InAlert", "identity-low"),
                        ("Acme.PublicIp.HighAlert", "pth")}
+
+
+def test_a_log_record_reads_as_panther_gives_it():
+    # What Panther's Azure rules read: lower-case envelope keys (its stored spelling), `properties` and the Activity
+    # log's `identity` as objects, an exported `operationName` object, and the record's keys without a column.
+    from normalizers.logs import normalize_record
+    from tests.log_records import golden as log_golden
+
+    def event_of(record: dict) -> RuleEvent:
+        return RuleEvent(normalize_record(record, source_id=None, source_label="t",
+                                          parse_time=datetime(2026, 6, 2, tzinfo=UTC))[1])
+
+    activity = log_golden("azure_activity_logs")[0]
+    exported = {**activity, "operationName": {"value": "Microsoft.Authorization/elevateAccess/action",
+                                              "localizedValue": "Assigns the caller to User Access Administrator"},
+                "status": {"value": "Succeeded"}, "Caller": "it.admin@contoso.com"}
+    event = event_of(exported)
+    assert event.deep_get("operationName", "value") == "Microsoft.Authorization/elevateAccess/action"
+    assert event.deep_get("status", "value") == "Succeeded" and event.get("caller") == "it.admin@contoso.com"
+    assert event.deep_get("identity", "claims", "ipaddr") == "198.51.100.23"
+    assert event.get("calleripaddress") == activity["callerIpAddress"] and event.get("resulttype") == "Success"
+    assert event.get("ReleaseVersion") == activity["ReleaseVersion"]  # kept in p_unmapped, read as sent
+    assert event.get("time") == "2026-06-02 08:30:00.123456000"  # as Panther renders timestamps (the lake keeps µs)
+
+    signin = event_of(log_golden("entra_signin_logs")[1])
+    assert signin["properties"]["riskLevelDuringSignIn"] == "medium"
+    assert signin.deep_get("properties", "status", "errorCode") == 50126
+    assert signin.get("identity") == "Alex Wilber"  # an Entra record's identity is a name: text
+    with pytest.raises(TypeError):
+        signin["properties"]["new"] = 1  # read-only, as Panther's
+
+    # An alert's p_unmapped keys stay where they are: an alert's row is its schema's.
+    assert RuleEvent({"p_log_type": "MicrosoftGraph.SecurityAlertV2", "p_unmapped": '{"extra": 1}'}).get("extra") \
+        is None
+
+
+def test_a_rule_raising_on_a_log_record_names_the_record(tmp_path):
+    # A log record has no alert id: the rule error says which record (log type and p_row_id), not "failed" alone.
+    from detections.engine import evaluate
+    from normalizers.logs import normalize_record
+    from tests.log_records import golden as log_golden
+
+    write(tmp_path, {"raises.py": "def rule(event):\n    return event['no_such_key'] == 1\n",
+                     "raises.yml": """\
+        AnalysisType: rule
+        Filename: raises.py
+        RuleID: Test.RaisesOnSignIns
+        LogTypes: [Azure.Audit]
+        Severity: Low
+        """})
+    rule_set = load_rules(tmp_path, with_pack=False)
+    _, row = normalize_record(log_golden("entra_signin_logs")[0], source_id=None, source_label="t",
+                              parse_time=TEST_PARSE_TIME)
+    [failure] = evaluate(rule_set.rules, [row], context_of(rule_set)).failures
+    assert str(failure) == (f"rule Test.RaisesOnSignIns raised on Azure.Audit record {row['p_row_id']}: "
+                            "KeyError: 'no_such_key'")

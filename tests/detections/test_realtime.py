@@ -173,24 +173,39 @@ def test_the_function_apps_detector_follows_every_setting_it_is_built_from(tmp_p
     assert function_app._detector(load_settings()) is None
 
 
-def test_alert_rules_do_not_run_on_the_logs_rows(tmp_path, monkeypatch):
-    # An alert rule that reads what every alert has and a sign-in has not: on a sign-in it would raise, and every
-    # batch of sign-ins would report rule errors. Until the rules know the log tables' LogTypes, they see none.
-    folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "alerts_only.py").write_text("def rule(event):\n    return event['status'].lower() == 'new'\n")
-    (folder / "alerts_only.yml").write_text(RAISING_YML.replace("raising.py", "alerts_only.py")
-                                            .replace("Custom.Raising", "Custom.AlertsOnly"))
-    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
-    for name, value in {"LAKE_URL": lake, "STATE_URL": state, "RULES_ENABLED": "true",
-                        "RULES_DIR": str(folder)}.items():
-        monkeypatch.setenv(name, value)
+AZURE_RULES = Path(__file__).resolve().parent / "fixtures" / "azure_rules"
+
+
+@pytest.mark.parametrize("kind", ["local", "azurite"])
+def test_each_rule_sees_only_rows_of_its_log_types_through_both_event_hub_functions(make_store_url, monkeypatch,
+                                                                                     kind):
+    # Panther-layout rules of our own, one per table kind: sign-ins and audit records (Azure.Audit), the Activity log
+    # (Azure.MonitorActivity), and an alert rule that would raise on any log record (it reads event["status"]).
+    # Every row goes to the detector; each rule runs on the rows of its LogTypes only, as in Panther.
     from tests.log_records import body, every_category
 
+    lake, state = make_store_url(kind), make_store_url(kind)
+    for name, value in {"LAKE_URL": lake, "STATE_URL": state, "RULES_ENABLED": "true",
+                        "RULES_DIR": str(AZURE_RULES)}.items():
+        monkeypatch.setenv(name, value)
     records = every_category()
     function_app.normalize_logs([func.EventHubEvent(body=body(records), sequence_number=0)])
-    assert sum(read_table(open_store(lake), t).num_rows for t in ("entra_signin_logs", "entra_audit_logs",
-                                                                   "entra_risk_events", "azure_activity_logs")) \
-        == len(records)
-    assert health.load(open_store(state), "detections", "realtime") is None
-    assert read_table(open_store(lake), MATCHES).num_rows == 0
+    after_logs = health.load(open_store(state), "detections", "realtime")
+    assert (after_logs["rows"], after_logs["rule_errors"]) == (len(records), 0), after_logs["errors"]
+    function_app.normalize_alerts(delivery(golden("identity")))
+    after_alerts = health.load(open_store(state), "detections", "realtime")
+    assert after_alerts["rule_errors"] == 0, after_alerts["errors"]
+    risky = matches_in(lake, "Contoso.Azure.RiskySignIn")
+    assert [(m["p_log_type"], m["title"]) for m in risky] == [
+        ("Azure.Audit", "Risky sign-in by alex.wilber@contoso.com from 2001:DB8:0:0:8:800:200C:417A")]
+    assert risky[0]["p_any_usernames"] == ["alex.wilber@contoso.com"]
+    admin = matches_in(lake, "Contoso.Azure.GlobalAdminAdded")
+    assert [m["title"] for m in admin] == ["it.admin@contoso.com made Jordan.Finance@contoso.com a Global Administrator"]
+    role = matches_in(lake, "Contoso.Azure.RoleAssignmentWrite")
+    assert [(m["p_log_type"], m["title"]) for m in role] == [
+        ("Azure.MonitorActivity", "it.admin@contoso.com assigned a role from 198.51.100.23")]
+    new = matches_in(lake, "Contoso.Graph.NewAlert")
+    assert {m["p_log_type"] for m in new} == {"MicrosoftGraph.SecurityAlertV2"}
+    assert {m["id"] for m in new} == {a["id"] for a in golden("identity") if a["status"] == "new"}
+    # The log rules never saw an alert: not one of their matches is an alert's row.
+    assert all(m["p_log_type"] != "MicrosoftGraph.SecurityAlertV2" for m in risky + admin + role)

@@ -11,32 +11,43 @@ import orjson
 from click.testing import CliRunner
 
 from detections.destinations import parse_destinations
-from detections.loader import SCHEDULED_RULE, load_rules
+from detections.loader import LOG_TYPES, SCHEDULED_RULE, load_rules
 from detections.matches import TABLE as MATCHES
 from detections.realtime import Detector
 from detections.scheduled import run_due
+from detections.testing import is_log_record
 from shared.cli import main
 from shared.land.lake_writer import read_table
-from shared.land.normalize import InboundEvent, normalize_events
+from shared.land.normalize import LOGS, InboundEvent, normalize_events
 from shared.core.storage import open_store
 from tests.detections.test_alerts import receiver  # noqa: F401 - the fixture
 
 NOW = datetime(2026, 6, 2, 9, 45, tzinfo=UTC)
 EXPECTED = {"Graphlake.Correlation.UserMultiProvider": 1, "Graphlake.Correlation.IpMultiProvider": 1,
-            "Graphlake.Correlation.PassTheHashThenEndpoint": 1, "Graphlake.Alert.ReopenedOrEscalated": 2}
+            "Graphlake.Correlation.PassTheHashThenEndpoint": 1, "Graphlake.Alert.ReopenedOrEscalated": 2,
+            "Graphlake.Correlation.RiskySignInThenAlert": 1, "Graphlake.Correlation.SignInFromAlertIp": 1}
 
 
 def positive_logs(rule_set) -> list[dict]:
-    """The alerts of every positive test of the pack's scheduled rules, in one lake."""
+    """The alerts and Azure Monitor records of every positive test of the pack's scheduled rules."""
     return [log for rule in rule_set.enabled(SCHEDULED_RULE) for test in rule.tests if test.expected
             for log in test.log]
+
+
+def land_positive_logs(rule_set, lake, state) -> None:
+    """Every positive test's Logs in one lake: alerts by the alerts' path, records by the logs'."""
+    logs = positive_logs(rule_set)
+    records = [log for log in logs if is_log_record(log, list(LOG_TYPES))]
+    alerts = [log for log in logs if log not in records]
+    normalize_events([InboundEvent(orjson.dumps(a)) for a in alerts], lake=lake, state=state)
+    normalize_events([InboundEvent(orjson.dumps({"records": records}))], lake=lake, state=state, family=LOGS)
 
 
 def test_scheduled_rules_on_azurite(azurite, receiver):  # noqa: F811
     rule_set = load_rules()
     lake_url, state_url = azurite.container_url(), azurite.container_url()
     lake, state = open_store(lake_url), open_store(state_url)
-    normalize_events([InboundEvent(orjson.dumps(a)) for a in positive_logs(rule_set)], lake=lake, state=state)
+    land_positive_logs(rule_set, lake, state)
     hooks = json.dumps([{"type": "webhook", "url": receiver.url, "backoff_seconds": 0}])
     detector = Detector(rule_set, tuple(parse_destinations(hooks, {}.get)))
 
@@ -75,7 +86,7 @@ def test_a_scheduled_rule_whose_sql_fails_is_reported_and_the_others_run(tmp_pat
     rule_set = load_rules(folder)
     lake_url, state_url = str(tmp_path / "lake"), str(tmp_path / "state")
     lake, state = open_store(lake_url), open_store(state_url)
-    normalize_events([InboundEvent(orjson.dumps(a)) for a in positive_logs(rule_set)], lake=lake, state=state)
+    land_positive_logs(rule_set, lake, state)
     report = run_due(Detector(rule_set, ()), lake_url, state, lake, NOW)
     [failure] = report.failures
     assert failure.rule_id == "Custom.Broken" and "no_such_table" in failure.error
