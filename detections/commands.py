@@ -40,7 +40,7 @@ def test_command(rules_dir: str | None, say: Say) -> int:
     skipped_tests = sum(r.skipped and r.rule_id != "unit" for r in results)
     untested = [r.rule_id for r in rule_set.rules if not r.tests]
     say(f"{sum(r.passed for r in results)} passed, {failed} failed, "
-        + (f"{skipped_tests} tests not run (their Log is of a log type graphlake does not hold), "
+        + (f"{skipped_tests} tests not run (their Log is of a log type or a category graphlake does not land), "
            if skipped_tests else "")
         + (f"{skipped_units} unit test files not run (they import packages not installed), " if skipped_units else "")
         + f"{len(rule_set.refused)} rules refused, {len(rule_set.rules)} rules loaded"

@@ -178,6 +178,15 @@ def _realtime(rule: Rule, test: RuleTest, rule_set: RuleSet | None) -> TestResul
         # lands: no row of that log type ever reaches the rule here. Not run, said, counted, never passed.
         return TestResult(rule.rule_id, test.name, False, f"not run: its Log is {named}, a log type graphlake does "
                           "not hold", skipped=True)
+    category = test.log.get("category")
+    if isinstance(category, str) and category and is_log_record(test.log, rule.log_types):
+        from normalizers.logs import lands
+
+        if not lands(category):
+            # Production never hands the rule such a record (it is quarantined with its reason): not run, said,
+            # counted, never passed.
+            return TestResult(rule.rule_id, test.name, False, f"not run: its Log is a record of category "
+                              f"{category!r}, which graphlake does not land", skipped=True)
     try:
         row = test_row(test.log, rule.log_types)
     except Exception as exc:  # noqa: BLE001 - a Log the normalizer refuses fails its test, with the reason

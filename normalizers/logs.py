@@ -71,6 +71,11 @@ class NotARecord(ValueError):
     """Not an Azure Monitor record graphlake lands (not an object, no or an unknown category, no time)."""
 
 
+def lands(category: str) -> bool:
+    """Whether records of this category have a table."""
+    return category.lower() in ROUTES
+
+
 def route(category: object) -> ModuleType:
     """The mapping module of a record's table by its category; NotARecord saying why there is none."""
     if type(category) is not str or not category:

@@ -295,3 +295,35 @@ def test_a_second_file_with_the_same_rule_id_is_refused_and_the_first_keeps_its_
     assert rule_set.by_id("Microsoft.Graph.Passthrough").path == tmp_path / "a.yml"
     [refusal] = rule_set.refused
     assert str(refusal) == f"{tmp_path / 'b.yml'}: RuleID Microsoft.Graph.Passthrough is also in {tmp_path / 'a.yml'}"
+
+
+def test_a_test_whose_log_graphlake_never_lands_is_not_run_and_one_it_would_quarantine_fails(tmp_path):
+    # Panther files storage accounts' resource logs (StorageRead) and EKS audit under log types graphlake holds only
+    # partly: such a Log never reaches the rule here, so its test is neither passed nor failed; a record graphlake
+    # would quarantine (no category) fails, as it would never become a row either.
+    import json
+
+    from tests.log_records import golden as log_golden
+
+    activity = log_golden("azure_activity_logs")[0]
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "ops.py").write_text("def rule(event):\n    return event.get('category') == 'Administrative'\n")
+    tests = [
+        {"Name": "activity", "ExpectedResult": True, "Log": activity},
+        {"Name": "storage", "ExpectedResult": True, "Log": {**activity, "category": "StorageRead"}},
+        {"Name": "eks", "ExpectedResult": True, "Log": {"p_log_type": "Amazon.EKS.Audit", "verb": "get"}},
+        {"Name": "no category", "ExpectedResult": False,
+         "Log": {k: v for k, v in activity.items() if k != "category"}},
+    ]
+    (folder / "ops.yml").write_text(json.dumps({
+        "AnalysisType": "rule", "Filename": "ops.py", "RuleID": "Acme.Ops", "Enabled": True, "Severity": "Low",
+        "LogTypes": ["Azure.MonitorActivity", "Amazon.EKS.Audit"], "Tests": tests}))
+    result = CliRunner().invoke(main, ["rules", "test", "--rules", str(folder)])
+    lines = {line.split("  ")[1]: line for line in result.output.splitlines() if line.startswith(("PASS", "FAIL",
+                                                                                                  "SKIP"))}
+    assert lines["Acme.Ops: activity"].startswith("PASS")
+    assert lines["Acme.Ops: storage"].startswith("SKIP") and "category 'StorageRead'" in lines["Acme.Ops: storage"]
+    assert lines["Acme.Ops: eks"].startswith("SKIP") and "Amazon.EKS.Audit" in lines["Acme.Ops: eks"]
+    assert lines["Acme.Ops: no category"].startswith("FAIL") and "no category" in lines["Acme.Ops: no category"]
+    assert result.exit_code == 1 and "2 tests not run" in result.output.splitlines()[-1]
