@@ -201,7 +201,7 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
     matches) unless `all_versions`. With `use_index`, the days of the range that have a trustworthy indicator index
     are read only in the files it names for the terms (see shared/read/indicator_index.py); the same SQL runs on
     them."""
-    from shared.read import indicator_index  # reads the index with DuckDB: imported here, as LakeConnection is
+    from shared.read import indicator_index  # imported here, as LakeConnection is
 
     since, until = utc_range(since, until)
     if not connection.files:
@@ -219,7 +219,7 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
         elif terms.evidence and table == views.ALERTS_TABLE:
             narrowed = indicator_index.scanned(in_range, indicator_index.NOT_INDEXED_KIND)
         else:
-            narrowed = indicator_index.narrow(connection.con, in_range, connection.indexes, terms.indicators)
+            narrowed = indicator_index.narrow(connection.lake.open_file, in_range, connection.indexes, terms.indicators)
         result.index[table] = narrowed.use
         source = _source(connection, narrowed)
         columns = connection.columns_of(source) if source else set()
