@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
 
 from shared.core.layout import INDEX_FOLDER, footer_digest, parse_index_file
 from shared.read import views
-from shared.read.lake_reader import LakeFile
+
+if TYPE_CHECKING:  # lake_reader imports fsspec: the Spark reader imports this module without it
+    from shared.read.lake_reader import LakeFile
 
 FORMAT = 1
 METADATA_KEY = "graphlake.indicator_index"
@@ -111,9 +114,13 @@ def narrow(open_file: Opener, files: list[LakeFile], indexes: dict[tuple[str, dt
         by_day.setdefault(f.day, []).append(f)
     use = IndexUse(days=len(by_day), files_in_range=len(files))
     narrowed = Narrowed([], set(), use)
-    for day, day_files in sorted(by_day.items()):
-        listed = {file_name(f.path): f.size for f in day_files}
-        served = read_day(open_file, indexes.get((day_files[0].table, day), []), listed, indicators)
+    days = sorted(by_day.items())
+    # Indexes read side by side: pyarrow decodes and checks pages without the GIL, and a remote read waits.
+    with ThreadPoolExecutor(max_workers=_READERS) as pool:
+        served_days = list(pool.map(lambda item: read_day(
+            open_file, indexes.get((item[1][0].table, item[0]), []), {file_name(f.path): f.size for f in item[1]},
+            indicators), days))
+    for (day, day_files), served in zip(days, served_days, strict=True):
         if isinstance(served, str):
             use.scanned[served] += 1
             narrowed.files += day_files
@@ -183,25 +190,38 @@ def _read(open_file: Opener, index: LakeFile, listed: dict[str, int],
             groups = _groups(metadata, indicators)
             if not groups or not indicators:
                 return manifest, {}
-            # Only the row groups whose statistics (verified with the footer) span a value; every page of them
-            # checked against its CRC.
-            rows = pq.ParquetFile(handle, metadata=metadata, page_checksum_verification=True).read_row_groups(
-                groups, columns=["kind", "value", "file", "row_group"], use_threads=False)
+            # Only the row groups whose statistics (verified with the footer) span a value; every page read checked
+            # against its CRC. First the values alone (and the kinds where a group holds several), then the files
+            # and row groups of the entries that match, if any: most days of a sweep hold none.
+            reader = pq.ParquetFile(handle, metadata=metadata, page_checksum_verification=True)
+            held: dict[str, set[int]] = {}
+            for number in groups:
+                kinds = metadata.row_group(number).column(0).statistics
+                one_kind = kinds is not None and kinds.has_min_max and kinds.min == kinds.max
+                rows = reader.read_row_group(number, columns=["value"] if one_kind else ["kind", "value"],
+                                             use_threads=False)
+                wanted = None
+                for kind, values in indicators.items():
+                    if one_kind and kind != kinds.min:
+                        continue
+                    match = pc.is_in(rows["value"], pa.array(sorted(values), pa.string()))
+                    if not one_kind:
+                        match = pc.and_(pc.equal(rows["kind"], kind), match)
+                    wanted = match if wanted is None else pc.or_(wanted, match)
+                if wanted is None or not pc.any(wanted).as_py():
+                    continue
+                where = reader.read_row_group(number, columns=["file", "row_group"], use_threads=False).filter(wanted)
+                for name, group in zip(*where.to_pydict().values(), strict=True):
+                    held.setdefault(name, set()).add(group)
     except Damaged:
         raise
     except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as exc:
         raise Damaged(str(exc)) from None
-    wanted = None
-    for kind, values in indicators.items():
-        match = pc.and_(pc.equal(rows["kind"], kind), pc.is_in(rows["value"], pa.array(sorted(values), pa.string())))
-        wanted = match if wanted is None else pc.or_(wanted, match)
-    held: dict[str, set[int]] = {}
-    for name, group in zip(*rows.filter(wanted).select(["file", "row_group"]).to_pydict().values(), strict=True):
-        held.setdefault(name, set()).add(group)
     return manifest, held
 
 
 _MAGIC = b"PAR1"
+_READERS = 4
 _TAIL = 64 * 1024  # one read holds the footer of a day's index (a few KB a hundred row groups)
 
 
@@ -284,6 +304,8 @@ def _holds(manifest: Manifest, index: LakeFile, listed: dict[str, int]) -> bool:
 
 def index_files(names: list[tuple[str, str]]) -> dict[tuple[str, dt.date], list[LakeFile]]:
     """The indexes among (name relative to the lake root, path as DuckDB opens it), by (table, day)."""
+    from shared.read.lake_reader import LakeFile
+
     found: dict[tuple[str, dt.date], list[LakeFile]] = {}
     for name, path in names:
         parsed = parse_index_file(name)
