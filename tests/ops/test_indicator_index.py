@@ -28,6 +28,7 @@ from shared.land.lake_writer import write_table
 from shared.ops import compact as compact_module
 from shared.ops.compact import compact, partitions
 from shared.ops.index_build import DIFFERENT, MISSING, ORPHAN, STALE, UNREADABLE, check_lake, listed_indexes
+from shared.ops.status import check as check_status
 from shared.read import indicator_index
 from shared.read.query import connect
 from shared.read.search import search, terms_for
@@ -268,6 +269,27 @@ def test_a_missing_index_is_scanned_then_written_by_the_next_compaction(lake: st
     assert summary.indexes_repaired == 1 and summary.partitions_compacted == 0
     assert compact(store, now=NOW).indexes_repaired == 0
     assert run(lake, ip=["203.0.113.1"]).index[SIGNINS].from_index == len(CLOSED)
+
+
+def test_an_index_of_the_first_format_is_not_trusted_and_the_timer_record_counts_its_repair(lake: str,
+                                                                                               tmp_path) -> None:
+    # Its name carries no footer digest: nothing to verify its footer by.
+    store = open_store(lake)
+    [name] = listed_indexes(store)[(SIGNINS, CLOSED[0])]
+    first_format = name[:-len("-" + "0" * 20 + ".parquet")] + ".parquet"
+    store.write(first_format, store.read(name).data)
+    store.delete(name)
+    result = same_with_and_without(lake, ip=SIGNIN_IPS)
+    assert result.index[SIGNINS].scanned[indicator_index.STALE] == 1
+    summary = compact(store, now=NOW)
+    assert summary.indexes_repaired == 1 and store.read(first_format) is None
+    state = open_store(str(tmp_path / "health-state"))
+    compact_module.record_health(state, summary)
+    [finding] = check_status(state, NOW, 900)
+    assert (finding.component, finding.state) == ("compact", "OK")
+    assert finding.reason.endswith("indexes: 0 written with their partitions, 1 found missing or stale and written "
+                                   "again"), finding.reason
+    assert same_with_and_without(lake, ip=SIGNIN_IPS).index[SIGNINS].from_index == len(CLOSED)
 
 
 def test_index_check_names_each_fault_and_repair_rebuilds_it(lake: str) -> None:
