@@ -1,9 +1,8 @@
 """The lake's layout, defined once: `<table>/year=YYYY/month=MM/day=DD/<file>.parquet`, keyed by the UTC day of
 p_event_time, and beside the tables each closed partition's indicator index,
 `_index/<table>/year=YYYY/month=MM/day=DD/indicators-<digest of the partition's file names>-<digest of its footer>.parquet`:
-outside every
-table's folder, so a reader that globs a table's partitions never meets it, and in the lake's container, so the
-lifecycle policy that expires the lake's days expires their indexes too. The writer (shared.land.lake_writer),
+outside every table's folder, so a reader that globs a table's partitions never meets it, and in the lake's
+container, so the lifecycle policy that expires the lake's days expires their indexes too. The writer (shared.land.lake_writer),
 compaction, the index and the readers (shared.read.lake_reader) all name and parse files here. Standard library
 only, so a reader that lists a lake imports nothing heavy for it."""
 
