@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shared.core.errors import ConfigError
-from shared.core.layout import TABLE_NAME_RE, parse_index_file, parse_partition_file
+from shared.core.layout import INDEX_FOLDER, TABLE_NAME_RE, parse_index_file, parse_partition_file
 from shared.read import views
 from shared.read.search import (
     KINDS,
@@ -321,7 +321,8 @@ def _files_to_read(root: str, table: str, in_range: list[tuple[dt.date, str]], t
         filesystem, base = fsspec.core.url_to_fs(root)
         base = base.rstrip("/")
         listing = filesystem.find(f"{base}/{table}", detail=True)
-        indexes = filesystem.find(f"{base}/_index/{table}", detail=True)
+        folder = f"{base}/{INDEX_FOLDER}/{table}"
+        indexes = filesystem.find(folder, detail=True) if filesystem.exists(folder) else {}
     except Exception as exc:  # any failure to reach the lake this way leaves Spark's own reading as it is
         return paths, _whole(days, len(paths), f"index not read: {type(exc).__name__}: {exc}"[:200]), set()
     sizes = {name[len(base) + 1:]: int(info.get("size") or 0) for name, info in listing.items()}
