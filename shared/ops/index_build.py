@@ -102,7 +102,6 @@ def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]
             selects.append(f"SELECT {_literal(kind)} AS kind, unnest({_identifier(kind)}) AS value, "
                            f"{_literal(name)} AS file, {group} AS row_group "
                            f"FROM read_parquet({_literal(str(path))}, file_row_number = true)")
-    manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups)
     if selects:
         # Sorted whole, not only by (kind, value) as readers prune: the same files give the same bytes, so a
         # compaction run again after a crash leaves the lake exactly as one that was not stopped.
@@ -115,6 +114,12 @@ def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]
             con.close()
     else:
         rows = SCHEMA.empty_table()
+    starts = list(range(0, rows.num_rows, ROW_GROUP_ENTRIES))
+    lasts = [min(start + ROW_GROUP_ENTRIES, rows.num_rows) - 1 for start in starts]
+    edges = rows.select(["kind", "value"]).take(pa.array(starts + lasts, pa.int64())).to_pylist()
+    bounds = tuple((first["kind"], first["value"], last["kind"], last["value"])
+                   for first, last in zip(edges[:len(starts)], edges[len(starts):], strict=True))
+    manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups, bounds)
     out = io.BytesIO()
     pq.write_table(rows.replace_schema_metadata({METADATA_KEY: manifest.to_json()}), out,
                    row_group_size=ROW_GROUP_ENTRIES, **_WRITE_OPTIONS)

@@ -62,11 +62,15 @@ class Manifest:
     files: dict[str, int]  # data file name in the partition -> size in bytes
     columns: tuple[str, ...]  # the data files' columns
     groups: dict[str, list[int]] = field(default_factory=dict)  # data file name -> rows of each row group
+    # The index's own row groups: the first and last (kind, value) of each, as [kind, value, kind, value]. Column
+    # statistics give a group's least kind and least value separately, so a group across two kinds spans every
+    # value; these bounds take a lookup to the one group its (kind, value) falls in.
+    bounds: tuple[tuple[str, str, str, str], ...] = ()
 
     def to_json(self) -> bytes:
         return orjson.dumps({"format": FORMAT, "table": self.table, "day": self.day.isoformat(),
                              "files": dict(sorted(self.files.items())), "columns": list(self.columns),
-                             "groups": dict(sorted(self.groups.items()))})
+                             "groups": dict(sorted(self.groups.items())), "bounds": [list(b) for b in self.bounds]})
 
     @staticmethod
     def from_json(data: bytes | str) -> Manifest:
@@ -77,7 +81,8 @@ class Manifest:
                 raise ValueError(f"index format {doc.get('format')!r}, not {FORMAT}")
             return Manifest(str(doc["table"]), dt.date.fromisoformat(doc["day"]),
                             {str(k): int(v) for k, v in doc["files"].items()}, tuple(map(str, doc["columns"])),
-                            {str(k): [int(n) for n in v] for k, v in doc["groups"].items()})
+                            {str(k): [int(n) for n in v] for k, v in doc["groups"].items()},
+                            tuple(tuple(map(str, b)) for b in doc.get("bounds", [])))
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an index manifest: {exc}") from None
 
@@ -187,7 +192,7 @@ def _read(open_file: Opener, index: LakeFile, listed: dict[str, int],
             manifest = Manifest.from_json((metadata.metadata or {})[METADATA_KEY.encode()])
             if not _holds(manifest, index, listed):
                 return None
-            groups = _groups(metadata, indicators)
+            groups = _groups(metadata, manifest, indicators)
             if not groups or not indicators:
                 return manifest, {}
             # Only the row groups whose statistics (verified with the footer) span a value; every page read checked
@@ -242,9 +247,14 @@ def _footer(handle: BinaryIO) -> bytes:
     return tail[len(tail) - 8 - length:]
 
 
-def _groups(metadata, indicators: dict[str, set[str]]) -> list[int]:
-    """The row groups whose (kind, value) statistics can hold one of the values. Entries are sorted by (kind, value),
-    so a group of one kind spans a value range, and one across kinds is read."""
+def _groups(metadata, manifest: Manifest, indicators: dict[str, set[str]]) -> list[int]:
+    """The row groups that can hold one of the values: by the manifest's bounds of each (entries are sorted by
+    (kind, value)), else by the column statistics, where a group of one kind spans a value range and one across
+    kinds is read."""
+    if len(manifest.bounds) == metadata.num_row_groups:
+        wanted = [(kind, value) for kind, values in indicators.items() for value in values]
+        return [number for number, (first_kind, first, last_kind, last) in enumerate(manifest.bounds)
+                if any((first_kind, first) <= pair <= (last_kind, last) for pair in wanted)]
     groups = []
     for number in range(metadata.num_row_groups):
         group = metadata.row_group(number)
