@@ -26,6 +26,7 @@ from shared.core.layout import INDEX_FOLDER, footer_digest, index_name, parse_in
 from shared.core.storage import Store, open_store
 from shared.land.lake_writer import write_table
 from shared.ops import compact as compact_module
+from shared.ops import index_build
 from shared.ops.compact import compact, partitions
 from shared.ops.index_build import DIFFERENT, MISSING, ORPHAN, STALE, UNREADABLE, check_lake, listed_indexes
 from shared.ops.status import check as check_status
@@ -67,8 +68,10 @@ def build(store: Store, state: Store) -> None:
 
 @pytest.fixture
 def lake(tmp_path, monkeypatch) -> str:
-    """A lake of both tables, compacted (and indexed) at NOW with row groups of 16 rows."""
+    """A lake of both tables, compacted (and indexed) at NOW with row groups of 16 rows, and indexes in row groups of
+    64 entries (so lookups pick groups by their bounds, across kinds)."""
     monkeypatch.setattr(compact_module, "ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr(index_build, "ROW_GROUP_ENTRIES", 64)
     url = str(tmp_path / "lake")
     store = open_store(url)
     build(store, open_store(str(tmp_path / "state")))
@@ -112,6 +115,7 @@ def test_every_closed_partition_gets_an_index_and_every_value_gives_the_hits_of_
     closed = {(p.table, p.day) for p in partitions(store) if p.day < dt.date(2026, 3, 9)}
     assert set(indexed) == closed and all(len(names) == 1 for names in indexed.values())
     assert (SIGNINS, OPEN) not in indexed
+    assert pq.read_metadata(io.BytesIO(store.read(indexed[(SIGNINS, CLOSED[0])][0]).data)).num_row_groups > 1
     ips = values(lake, "p_any_ip_addresses")
     assert len(ips) > 40
     partial = 0
