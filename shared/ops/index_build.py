@@ -35,7 +35,7 @@ from shared.read.indicator_index import INDICATOR_PREFIX, METADATA_KEY, Manifest
 log = logging.getLogger("graphlake.index")
 
 SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("file", pa.string()), ("row_group", pa.int32())])
-# Small row groups: a search reads the one or two groups of each day whose min/max span its value (~16,384 entries,
+# Small row groups: a search reads the one group of each day its value falls in (~16,384 entries,
 # a few hundred KB of values). No bloom filters: a reader could not verify one (it has no checksum), and a damaged
 # filter would hide the hits of its group; the page checksums cover every page a reader uses, and the footer (the
 # statistics, the manifest) is verified by the digest the index's name carries.

@@ -4,9 +4,9 @@ Compaction writes one index per closed partition (shared/ops/index_build.py), at
 `_index/<table>/year=/month=/day=/indicators-<digest of the partition's file names>-<digest of its footer>.parquet`
 (shared/core/layout.py): one row per (kind, value, file, row_group), `kind` a p_any_* column, `value` one canonical
 value of it, `file` the name of a data file of the partition holding it in that row group; sorted by (kind, value) in
-small row groups, so a reader's filter on kind and value skips all but one or two row groups of each index by their
-min/max statistics. Its parquet key-value metadata (METADATA_KEY) holds the manifest: the data files it was built
-from with their sizes and the row counts of their row groups, and their columns.
+small row groups, so a lookup reads the one row group of each index its (kind, value) falls in. Its parquet
+key-value metadata (METADATA_KEY) holds the manifest: the data files it was built from with their sizes and the row
+counts of their row groups, their columns, and the first and last (kind, value) of each of the index's row groups.
 
 Every byte a search uses is verified, so damage makes it read the day whole, never miss a hit: the footer (the
 statistics that choose the row groups, the manifest) against the digest in the index's name, then each page of the
