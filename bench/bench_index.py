@@ -344,6 +344,9 @@ def main() -> None:
     parser.add_argument("--population", type=float, default=1.0,
                         help="the tenant's users, addresses, hashes and domains, as a share of the default sizes")
     parser.add_argument("--work", help="folder for the lakes (default: a temporary one)")
+    parser.add_argument("--lake", help="a lake this bench generated before (same --rows, --days, --seed, --population;"
+                                       " without indexes), used instead of generating one: generation takes most of"
+                                       " the full run")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(dir=args.work, prefix="bench-index-") as work:
@@ -351,11 +354,17 @@ def main() -> None:
         print(f"{args.rows:,} rows over {args.days} days ({ALERT_SHARE:.0%} {ALERTS}, the rest {SIGNINS}); "
               f"IoC {IOC}", flush=True)
         pools = Pools(np.random.default_rng(args.seed), args.population)
-        lake = work / "lake"
-        seconds, planted = build_lake(lake, pools, args.rows, args.days, args.seed)
+        if args.lake:
+            lake = Path(args.lake)
+            if (lake / "_index").exists():
+                raise SystemExit(f"{lake} holds indexes already: give a lake as this bench generates it")
+            seconds, planted = 0.0, min(12, args.days)
+        else:
+            lake = work / "lake"
+            seconds, planted = build_lake(lake, pools, args.rows, args.days, args.seed)
         data = size(lake)
-        print(f"  generated in {seconds:.0f} s: {data / 1e9:,.2f} GB of parquet in {args.days * 2} files; "
-              f"IoC planted on {planted} days", flush=True)
+        print(f"  {'given' if args.lake else f'generated in {seconds:.0f} s'}: {data / 1e9:,.2f} GB of parquet in "
+              f"{args.days * 2} files; IoC planted on {planted} days", flush=True)
 
         last = FIRST_DAY + dt.timedelta(days=args.days - 1)
         now = dt.datetime(last.year, last.month, last.day, tzinfo=UTC) + dt.timedelta(days=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from normalizers.names import TABLE
 from shared.core.errors import EndpointUnreachable
 from shared.land.lake_writer import read_table
 from shared.core.storage import open_store
+from shared.ops.status import FAILING, OK, check
 from shared.pull.watermark import WatermarkStore
 from tests.conftest import REPO
 from tests.doubles import RecordingSink
@@ -272,6 +274,7 @@ def test_compact_lake_merges_closed_partitions_with_the_app_settings(make_store_
     _small_files(store, old)
     _small_files(store, recent)
     monkeypatch.setenv("LAKE_URL", lake)
+    monkeypatch.setenv("STATE_URL", make_store_url(kind))
     monkeypatch.setenv("COMPACT_GRACE_DAYS", "3")
     function_app.compact_lake(TimerRequest(past_due=False))
     by_day = {}
@@ -281,6 +284,11 @@ def test_compact_lake_merges_closed_partitions_with_the_app_settings(make_store_
     [compacted] = by_day[f"okta_events/year={old.year}/month={old.month:02d}/day={old.day:02d}"]
     assert compacted.startswith("compacted-")
     assert read_table(store, "okta_events").num_rows == 24
+    state = open_store(os.environ["STATE_URL"])
+    [finding] = check(state, datetime.now(UTC), 900)
+    assert (finding.component, finding.key, finding.state) == ("compact", "lake", OK)
+    assert finding.reason == ("last run: 1 partitions compacted; indexes: 1 written with their partitions, "
+                              "0 found missing or stale and written again"), finding.reason
 
 
 def test_compact_lake_raises_when_a_partition_cannot_be_merged(monkeypatch, tmp_path):
@@ -289,9 +297,12 @@ def test_compact_lake_raises_when_a_partition_cannot_be_merged(monkeypatch, tmp_
     store = open_store(str(tmp_path))
     _small_files(store, date(2020, 1, 4), values=([1, 2], ["one", "two"]))
     monkeypatch.setenv("LAKE_URL", str(tmp_path))
+    monkeypatch.setenv("STATE_URL", str(tmp_path / "state"))
     with pytest.raises(CompactFailed, match="not compacted"):
         function_app.compact_lake(TimerRequest())
     assert len(list(store.list("okta_events/"))) == 2
+    [finding] = check(open_store(str(tmp_path / "state")), datetime.now(UTC), 900)
+    assert finding.state == FAILING and finding.reason.startswith("1 partitions not compacted, first: okta_events/")
 
 
 def test_the_compact_path_does_not_load_the_graph_sdk(tmp_path):
@@ -299,7 +310,7 @@ def test_the_compact_path_does_not_load_the_graph_sdk(tmp_path):
              "function_app.compact_lake(TimerRequest()); "
              "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('msgraph', 'kiota'))}))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "LAKE_URL": str(tmp_path)})
+                         env={**__import__("os").environ, "LAKE_URL": str(tmp_path), "STATE_URL": str(tmp_path)})
     assert out.stdout.strip() == "[]"
 
 

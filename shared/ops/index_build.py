@@ -28,20 +28,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shared.core.errors import one_line
-from shared.core.layout import INDEX_FOLDER, files_digest, index_name, parse_index_file
+from shared.core.layout import INDEX_FOLDER, files_digest, footer_digest, index_folder, index_name, parse_index_file
 from shared.core.storage import Store
 from shared.read.indicator_index import INDICATOR_PREFIX, METADATA_KEY, Manifest
 
 log = logging.getLogger("graphlake.index")
 
 SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("file", pa.string()), ("row_group", pa.int32())])
-# Small row groups: a search reads the one or two groups of each day whose min/max span its value (~16,384 entries,
-# a few hundred KB of values).
+# Small row groups: a search reads the one group of each day its value falls in (~16,384 entries,
+# a few hundred KB of values). No bloom filters: a reader could not verify one (it has no checksum), and a damaged
+# filter would hide the hits of its group; the page checksums cover every page a reader uses, and the footer (the
+# statistics, the manifest) is verified by the digest the index's name carries.
 ROW_GROUP_ENTRIES = 16_384
-# Bloom filters on `value`: most days of a year-long sweep do not hold a rare indicator, yet one group's min/max
-# spans it; DuckDB reads the filter and skips that group too. 16,384 entries at 5% are a 16 KB filter a group
-# (Parquet rounds filters up to a power of two, so the real rate is lower): about one byte an entry.
-_BLOOM = {"value": {"ndv": ROW_GROUP_ENTRIES, "fpp": 0.05}}
 _WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["kind", "file"], "write_statistics": True,
                   "write_page_checksum": True,
                   "sorting_columns": [pq.SortingColumn(i) for i in range(len(SCHEMA))]}
@@ -92,7 +90,7 @@ def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]
     """The index of a partition's files, given as (name in the partition, local path, size): parquet bytes.
 
     DuckDB unnests every p_any_* list of every file (only those columns are read, in parallel) into distinct
-    (kind, value, file, row_group) and sorts them; pyarrow writes them with the bloom filters and the manifest."""
+    (kind, value, file, row_group) and sorts them; pyarrow writes them with page checksums and the manifest."""
     selects, columns, groups = [], [], {}
     for name, path, _ in files:
         metadata = pq.read_metadata(path)
@@ -104,7 +102,6 @@ def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]
             selects.append(f"SELECT {_literal(kind)} AS kind, unnest({_identifier(kind)}) AS value, "
                            f"{_literal(name)} AS file, {group} AS row_group "
                            f"FROM read_parquet({_literal(str(path))}, file_row_number = true)")
-    manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups)
     if selects:
         # Sorted whole, not only by (kind, value) as readers prune: the same files give the same bytes, so a
         # compaction run again after a crash leaves the lake exactly as one that was not stopped.
@@ -117,10 +114,15 @@ def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]
             con.close()
     else:
         rows = SCHEMA.empty_table()
+    starts = list(range(0, rows.num_rows, ROW_GROUP_ENTRIES))
+    lasts = [min(start + ROW_GROUP_ENTRIES, rows.num_rows) - 1 for start in starts]
+    edges = rows.select(["kind", "value"]).take(pa.array(starts + lasts, pa.int64())).to_pylist()
+    bounds = tuple((first["kind"], first["value"], last["kind"], last["value"])
+                   for first, last in zip(edges[:len(starts)], edges[len(starts):], strict=True))
+    manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups, bounds)
     out = io.BytesIO()
-    options = dict(_WRITE_OPTIONS, bloom_filter_options=_BLOOM) if rows.num_rows else _WRITE_OPTIONS
     pq.write_table(rows.replace_schema_metadata({METADATA_KEY: manifest.to_json()}), out,
-                   row_group_size=ROW_GROUP_ENTRIES, **options)
+                   row_group_size=ROW_GROUP_ENTRIES, **_WRITE_OPTIONS)
     return out.getvalue()
 
 
@@ -149,8 +151,9 @@ def _identifier(name: str) -> str:
 def write_index(store: Store, table: str, day: dt.date, files: Iterable[tuple[str, Source, int]]) -> str:
     """Build and write the partition's index, then delete its other indexes. The index's name."""
     files = list(files)
-    name = index_name(table, day, [n for n, _, _ in files])
-    store.write(name, build(table, day, files))
+    data = build(table, day, files)
+    name = index_name(table, day, [n for n, _, _ in files], footer_digest(data))
+    store.write(name, data)
     for old in partition_indexes(store, table, day):
         if old != name:
             store.delete(old)
@@ -158,8 +161,7 @@ def write_index(store: Store, table: str, day: dt.date, files: Iterable[tuple[st
 
 
 def partition_indexes(store: Store, table: str, day: dt.date) -> list[str]:
-    folder = index_name(table, day, []).rsplit("/", 1)[0] + "/"
-    return [n for n in store.list(folder) if parse_index_file(n) is not None]
+    return [n for n in store.list(index_folder(table, day)) if parse_index_file(n) is not None]
 
 
 def index_from_lake(store: Store, table: str, day: dt.date, names: Sequence[str]) -> str:
@@ -173,9 +175,14 @@ def index_from_lake(store: Store, table: str, day: dt.date, names: Sequence[str]
 
 
 def is_current(index_names: Sequence[str], names: Sequence[str]) -> bool:
-    """Whether one of the partition's indexes was built from exactly these files (full names), by its name."""
+    """Whether one of the partition's indexes was built from exactly these files (full names), by its name (one of
+    the first format, whose name carries no footer digest, is not: readers do not trust it)."""
+    return bool(_current(index_names, names))
+
+
+def _current(index_names: Sequence[str], names: Sequence[str]) -> list[str]:
     digest = files_digest([n.rsplit("/", 1)[1] for n in names])
-    return any(parse_index_file(n).file == digest for n in index_names)
+    return [n for n in index_names if parse_index_file(n).files == digest and parse_index_file(n).footer]
 
 
 def listed_indexes(store: Store, tables: Sequence[str] | None = None) -> dict[tuple[str, dt.date], list[str]]:
@@ -195,14 +202,17 @@ def check_index(store: Store, table: str, day: dt.date, names: Sequence[str],
     """The partition's index against its files: missing, stale (built from other files), unreadable, different
     (its entries or manifest are not what its files give), or OK. Reads the files."""
     finding = IndexFinding(table, day.isoformat(), OK)
-    digest = files_digest([n.rsplit("/", 1)[1] for n in names])
-    current = [n for n in index_names if parse_index_file(n).file == digest]
+    current = _current(index_names, names)
     if not current:
-        finding.state, finding.detail = (STALE, "built from other files") if index_names else (MISSING, "")
+        finding.state, finding.detail = (STALE, "built from other files, or of an older format") if index_names \
+            else (MISSING, "")
         return finding
     blob = store.read(current[0])
     if blob is None:
         finding.state = MISSING
+        return finding
+    if footer_digest(blob.data) != parse_index_file(current[0]).footer:
+        finding.state, finding.detail = UNREADABLE, "its footer is not the one its name carries"
         return finding
     try:
         # Every page, its checksum verified: the damage a search's footer read cannot see.

@@ -1,4 +1,4 @@
-"""`graphlake status`: every health record (pull, normalize, reconcile) and the quarantine, judged OK / LAGGING /
+"""`graphlake status`: every health record (pull, normalize, reconcile, compact) and the quarantine, judged OK / LAGGING /
 FAILING with the reason, so an operator sees an unattended deployment's state without reading logs.
 
 FAILING: the last run failed (or gave a batch up, or the reconciliation found versions it could not repair), or a
@@ -65,7 +65,7 @@ def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now
     itself and writes none."""
     # normalize_logs (Azure Monitor's records) keeps the same records as normalize, so it is judged the same way.
     judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize,
-              "normalize_logs": _normalize, "reconcile": _reconcile, "detections": _detections}
+              "normalize_logs": _normalize, "reconcile": _reconcile, "detections": _detections, "compact": _compact}
     findings = []
     for (component, key), doc in sorted(records.items()):
         judge = judges.get(component)
@@ -197,6 +197,18 @@ def _reconcile(doc: dict[str, Any]) -> tuple[str, str]:
     if "landed" in doc:
         return OK, f"lake complete against Graph ({landed} re-sent versions landed)"
     return OK, f"lake complete against Graph ({repaired} repaired)"
+
+
+def _compact(doc: dict[str, Any]) -> tuple[str, str]:
+    indexes = (f"indexes: {doc.get('indexes_written', 0)} written with their partitions, "
+               f"{doc.get('indexes_repaired', 0)} found missing or stale and written again")
+    if doc.get("partitions_failed"):
+        return FAILING, (f"{doc['partitions_failed']} partitions not compacted, first: "
+                         f"{(doc.get('errors') or ['?'])[0]}; {indexes}")
+    if doc.get("stopped_early"):
+        return LAGGING, (f"the last run stopped at COMPACT_MAX_RUN_SECONDS with closed partitions left to compact or "
+                         f"index (the next run continues; until then search reads their days whole); {indexes}")
+    return OK, f"last run: {doc.get('partitions_compacted', 0)} partitions compacted; {indexes}"
 
 
 def _detections(doc: dict[str, Any]) -> tuple[str, str]:

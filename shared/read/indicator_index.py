@@ -1,34 +1,46 @@
 """The indicator index: which files of a closed day partition hold an indicator value, read to narrow a search.
 
 Compaction writes one index per closed partition (shared/ops/index_build.py), at
-`_index/<table>/year=/month=/day=/indicators-<digest of the partition's file names>.parquet` (shared/core/layout.py):
-one row per (kind, value, file, row_group), `kind` a p_any_* column, `value` one canonical value of it, `file` the
-name of a data file of the partition holding it in that row group; sorted by (kind, value) in small row groups, so
-a reader's filter on kind and value skips all but one or two row groups of each index by their min/max statistics.
-Its parquet key-value metadata (METADATA_KEY) holds the manifest: the data files it was built from with their
-sizes and the row counts of their row groups, and their columns.
+`_index/<table>/year=/month=/day=/indicators-<digest of the partition's file names>-<digest of its footer>.parquet`
+(shared/core/layout.py): one row per (kind, value, file, row_group), `kind` a p_any_* column, `value` one canonical
+value of it, `file` the name of a data file of the partition holding it in that row group; sorted by (kind, value) in
+small row groups, so a lookup reads the one row group of each index its (kind, value) falls in. Its parquet
+key-value metadata (METADATA_KEY) holds the manifest: the data files it was built from with their sizes and the row
+counts of their row groups, their columns, and the first and last (kind, value) of each of the index's row groups.
+
+Every byte a search uses is verified, so damage makes it read the day whole, never miss a hit: the footer (the
+statistics that choose the row groups, the manifest) against the digest in the index's name, then each page of the
+row groups read against its CRC (pyarrow; DuckDB does not check page checksums). An index whose name carries no
+footer digest (the first format) is not trusted. What is not read (other row groups) is not verified here;
+`graphlake index check` reads it all.
 
 An index only narrows which files a search reads, and which row groups of them (a file read in part is a scan of
 its own, filtered on file_row_number, which DuckDB prunes row groups by); the search's own SQL then runs on them, so
-a search with the index and one without give the same hits as long as the index is right. It is trusted for a day only when it
-reads, its manifest is of this format and partition, and every file it names is in the listing with the size it
-had (compaction names files by their rows, so a re-compacted day has other names). Files the listing holds and
-the manifest does not (a late batch landed after the index) are read as well; any other disagreement, an index
-that does not read, or none at all, and the day's files are all read, as without an index.
+a search with the index and one without give the same hits as long as the index is right. It is trusted for a day
+only when it verifies, its manifest is of this format and partition, and every file it names is in the listing with
+the size it had (compaction names files by their rows, so a re-compacted day has other names). Files the listing
+holds and the manifest does not (a late batch landed after the index) are read as well; any other disagreement, a
+damaged index, or none at all, and the day's files are all read, as without an index. Needs pyarrow, not DuckDB:
+the Spark reader (shared.read.spark) reads the index with it too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import duckdb
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO
+
 import orjson
 
-from shared.core.layout import parse_index_file
+from shared.core.layout import INDEX_FOLDER, footer_digest, parse_index_file
 from shared.read import views
-from shared.read.lake_reader import LakeFile
+
+if TYPE_CHECKING:  # lake_reader imports fsspec: the Spark reader imports this module without it
+    from shared.read.lake_reader import LakeFile
 
 FORMAT = 1
 METADATA_KEY = "graphlake.indicator_index"
@@ -36,8 +48,11 @@ INDICATOR_PREFIX = "p_any_"
 # Why a day's files were all read: the reasons a search prints.
 NO_INDEX = "no index (open or not yet indexed)"
 STALE = "index stale (files changed since it was built)"
-UNREADABLE = "index unreadable"
+UNREADABLE = "index damaged (unreadable, or not what was written)"
 NOT_INDEXED_KIND = "evidence kinds are not indexed"
+
+# Opens a file by its path as listed (LakeFile.path) for reading: a seekable binary file pyarrow reads.
+Opener = Callable[[str], BinaryIO]
 
 
 @dataclass(frozen=True)
@@ -47,11 +62,15 @@ class Manifest:
     files: dict[str, int]  # data file name in the partition -> size in bytes
     columns: tuple[str, ...]  # the data files' columns
     groups: dict[str, list[int]] = field(default_factory=dict)  # data file name -> rows of each row group
+    # The index's own row groups: the first and last (kind, value) of each, as [kind, value, kind, value]. Column
+    # statistics give a group's least kind and least value separately, so a group across two kinds spans every
+    # value; these bounds take a lookup to the one group its (kind, value) falls in.
+    bounds: tuple[tuple[str, str, str, str], ...] = ()
 
     def to_json(self) -> bytes:
         return orjson.dumps({"format": FORMAT, "table": self.table, "day": self.day.isoformat(),
                              "files": dict(sorted(self.files.items())), "columns": list(self.columns),
-                             "groups": dict(sorted(self.groups.items()))})
+                             "groups": dict(sorted(self.groups.items())), "bounds": [list(b) for b in self.bounds]})
 
     @staticmethod
     def from_json(data: bytes | str) -> Manifest:
@@ -62,7 +81,8 @@ class Manifest:
                 raise ValueError(f"index format {doc.get('format')!r}, not {FORMAT}")
             return Manifest(str(doc["table"]), dt.date.fromisoformat(doc["day"]),
                             {str(k): int(v) for k, v in doc["files"].items()}, tuple(map(str, doc["columns"])),
-                            {str(k): [int(n) for n in v] for k, v in doc["groups"].items()})
+                            {str(k): [int(n) for n in v] for k, v in doc["groups"].items()},
+                            tuple(tuple(map(str, b)) for b in doc.get("bounds", [])))
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an index manifest: {exc}") from None
 
@@ -90,47 +110,164 @@ def file_name(path: str) -> str:
     return path.rsplit("/", 1)[1]
 
 
-def narrow(con: duckdb.DuckDBPyConnection, files: list[LakeFile], indexes: dict[tuple[str, dt.date], list[LakeFile]],
+def narrow(open_file: Opener, files: list[LakeFile], indexes: dict[tuple[str, dt.date], list[LakeFile]],
            indicators: dict[str, set[str]]) -> Narrowed:
-    """The files of one table's range that can hold a row matching `indicators` (p_any column -> values)."""
+    """The files of one table's range that can hold a row matching `indicators` (p_any column -> values).
+    `open_file` opens an index's path (as listed) for reading."""
     by_day: dict[dt.date, list[LakeFile]] = {}
     for f in files:
         by_day.setdefault(f.day, []).append(f)
     use = IndexUse(days=len(by_day), files_in_range=len(files))
-    candidates = {day: indexes.get((day_files[0].table, day), []) for day, day_files in by_day.items()}
-    manifests, unreadable = _manifests(con, [i for found in candidates.values() for i in found])
-    chosen: dict[dt.date, tuple[LakeFile, Manifest]] = {}
-    reasons: dict[dt.date, str] = {}
-    for day, found in candidates.items():
-        listed = {file_name(f.path): f.size for f in by_day[day]}
-        trusted = [(index, manifests[index.path]) for index in found if index.path in manifests
-                   and _holds(manifests[index.path], index, listed)]
-        if trusted:
-            chosen[day] = max(trusted, key=lambda pair: len(pair[1].files))
-        else:
-            reasons[day] = UNREADABLE if any(i.path in unreadable for i in found) else STALE if found else NO_INDEX
-    hits, failed = _hits(con, [index for index, _ in chosen.values()], indicators)
     narrowed = Narrowed([], set(), use)
-    for day, day_files in sorted(by_day.items()):
-        if day in chosen and chosen[day][0].path not in failed:
-            index, manifest = chosen[day]
-            use.from_index += 1
-            narrowed.columns.update(manifest.columns)
-            held = hits.get(index.path, {})
-            for f in day_files:
-                name = file_name(f.path)
-                if name not in manifest.files:
-                    narrowed.files.append(f)  # landed after the index was built: read whole
-                elif name in held:
-                    narrowed.files.append(f)
-                    ranges = _row_ranges(manifest.groups.get(name, []), held[name])
-                    if ranges is not None:
-                        narrowed.rows[f.path] = ranges
-        else:
-            use.scanned[reasons.get(day, UNREADABLE)] += 1
+    days = sorted(by_day.items())
+    # Indexes read side by side: pyarrow decodes and checks pages without the GIL, and a remote read waits.
+    with ThreadPoolExecutor(max_workers=_READERS) as pool:
+        served_days = list(pool.map(lambda item: read_day(
+            open_file, indexes.get((item[1][0].table, item[0]), []), {file_name(f.path): f.size for f in item[1]},
+            indicators), days))
+    for (day, day_files), served in zip(days, served_days, strict=True):
+        if isinstance(served, str):
+            use.scanned[served] += 1
             narrowed.files += day_files
+            continue
+        manifest, held = served
+        use.from_index += 1
+        narrowed.columns.update(manifest.columns)
+        for f in day_files:
+            name = file_name(f.path)
+            if name not in manifest.files:
+                narrowed.files.append(f)  # landed after the index was built: read whole
+            elif name in held:
+                narrowed.files.append(f)
+                ranges = _row_ranges(manifest.groups.get(name, []), held[name])
+                if ranges is not None:
+                    narrowed.rows[f.path] = ranges
     use.files_read, use.files_in_part = len(narrowed.files), len(narrowed.rows)
     return narrowed
+
+
+def read_day(open_file: Opener, found: list[LakeFile], listed: dict[str, int],
+             indicators: dict[str, set[str]]) -> tuple[Manifest, dict[str, set[int]]] | str:
+    """What a day's index says of `indicators`: its manifest and, per data file name, the row groups holding a
+    value; or why the day is to be read whole (NO_INDEX, STALE, UNREADABLE). `found`: the day's indexes as listed;
+    `listed`: the day's data files, name -> size. Of several indexes that hold, the one of the most files."""
+    if not found:
+        return NO_INDEX
+    served: list[tuple[Manifest, dict[str, set[int]]]] = []
+    damaged = False
+    for index in found:
+        try:
+            result = _read(open_file, index, listed, indicators)
+        except Damaged:
+            damaged = True
+            continue
+        if result is not None:
+            served.append(result)
+    if served:
+        return max(served, key=lambda pair: len(pair[0].files))
+    return UNREADABLE if damaged else STALE
+
+
+class Damaged(Exception):
+    """An index that does not read, or is not what was written (its footer against its name, a page against its
+    checksum)."""
+
+
+def _read(open_file: Opener, index: LakeFile, listed: dict[str, int],
+          indicators: dict[str, set[str]]) -> tuple[Manifest, dict[str, set[int]]] | None:
+    """The index's manifest and hits, every byte used verified; None when it does not hold for the listing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    parsed = parse_index_file(index.path[index.path.rfind(INDEX_FOLDER + "/"):])
+    if parsed is None or not parsed.footer:
+        return None  # a name of the first format carries no footer digest: nothing to verify it by
+    try:
+        with open_file(index.path) as handle:
+            footer = _footer(handle)
+            if footer_digest(footer) != parsed.footer:
+                raise Damaged("its footer is not the one its name carries")
+            metadata = pq.read_metadata(pa.BufferReader(_MAGIC + footer))
+            manifest = Manifest.from_json((metadata.metadata or {})[METADATA_KEY.encode()])
+            if not _holds(manifest, index, listed):
+                return None
+            groups = _groups(metadata, manifest, indicators)
+            if not groups or not indicators:
+                return manifest, {}
+            # Only the row groups whose statistics (verified with the footer) span a value; every page read checked
+            # against its CRC. First the values alone (and the kinds where a group holds several), then the files
+            # and row groups of the entries that match, if any: most days of a sweep hold none.
+            reader = pq.ParquetFile(handle, metadata=metadata, page_checksum_verification=True)
+            held: dict[str, set[int]] = {}
+            for number in groups:
+                kinds = metadata.row_group(number).column(0).statistics
+                one_kind = kinds is not None and kinds.has_min_max and kinds.min == kinds.max
+                rows = reader.read_row_group(number, columns=["value"] if one_kind else ["kind", "value"],
+                                             use_threads=False)
+                wanted = None
+                for kind, values in indicators.items():
+                    if one_kind and kind != kinds.min:
+                        continue
+                    match = pc.is_in(rows["value"], pa.array(sorted(values), pa.string()))
+                    if not one_kind:
+                        match = pc.and_(pc.equal(rows["kind"], kind), match)
+                    wanted = match if wanted is None else pc.or_(wanted, match)
+                if wanted is None or not pc.any(wanted).as_py():
+                    continue
+                where = reader.read_row_group(number, columns=["file", "row_group"], use_threads=False).filter(wanted)
+                for name, group in zip(*where.to_pydict().values(), strict=True):
+                    held.setdefault(name, set()).add(group)
+    except Damaged:
+        raise
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as exc:
+        raise Damaged(str(exc)) from None
+    return manifest, held
+
+
+_MAGIC = b"PAR1"
+_READERS = 4
+_TAIL = 64 * 1024  # one read holds the footer of a day's index (a few KB a hundred row groups)
+
+
+def _footer(handle: BinaryIO) -> bytes:
+    """The file's footer: its metadata, length and magic."""
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(max(size - _TAIL, 0))
+    tail = handle.read()
+    if len(tail) < 8 or tail[-4:] != _MAGIC:
+        raise Damaged("not parquet")
+    length = int.from_bytes(tail[-8:-4], "little")
+    if length + 8 > size - len(_MAGIC):
+        raise Damaged("its footer is longer than the file")
+    if length + 8 > len(tail):
+        handle.seek(size - 8 - length)
+        tail = handle.read(length + 8)
+    return tail[len(tail) - 8 - length:]
+
+
+def _groups(metadata, manifest: Manifest, indicators: dict[str, set[str]]) -> list[int]:
+    """The row groups that can hold one of the values: by the manifest's bounds of each (entries are sorted by
+    (kind, value)), else by the column statistics, where a group of one kind spans a value range and one across
+    kinds is read."""
+    if len(manifest.bounds) == metadata.num_row_groups:
+        wanted = [(kind, value) for kind, values in indicators.items() for value in values]
+        return [number for number, (first_kind, first, last_kind, last) in enumerate(manifest.bounds)
+                if any((first_kind, first) <= pair <= (last_kind, last) for pair in wanted)]
+    groups = []
+    for number in range(metadata.num_row_groups):
+        group = metadata.row_group(number)
+        kinds, values = group.column(0).statistics, group.column(1).statistics
+        if kinds is None or values is None or not kinds.has_min_max or not values.has_min_max:
+            groups.append(number)
+            continue
+        for kind, wanted in indicators.items():
+            if kinds.min <= kind <= kinds.max and (
+                    kinds.min != kinds.max or any(values.min <= value <= values.max for value in wanted)):
+                groups.append(number)
+                break
+    return groups
 
 
 def _row_ranges(sizes: list[int], groups: set[int]) -> list[tuple[int, int]] | None:
@@ -175,66 +312,10 @@ def _holds(manifest: Manifest, index: LakeFile, listed: dict[str, int]) -> bool:
             and all(listed.get(name, -2) == size for name, size in manifest.files.items()))
 
 
-def _manifests(con: duckdb.DuckDBPyConnection, indexes: list[LakeFile]) -> tuple[dict[str, Manifest], set[str]]:
-    """Each readable index's manifest by path; the paths of those that do not read or hold none."""
-    if not indexes:
-        return {}, set()
-    paths = [i.path for i in indexes]
-    try:
-        rows = con.execute("SELECT file_name, value FROM parquet_kv_metadata(?) WHERE key = ?",
-                           [paths, METADATA_KEY.encode()]).fetchall()
-    except duckdb.Error:
-        # One damaged index fails the whole read: find it by reading each alone.
-        rows = []
-        for path in paths:
-            try:
-                rows += con.execute("SELECT file_name, value FROM parquet_kv_metadata(?) WHERE key = ?",
-                                    [path, METADATA_KEY.encode()]).fetchall()
-            except duckdb.Error:
-                pass
-    manifests: dict[str, Manifest] = {}
-    for path, value in rows:
-        try:
-            manifests[path] = Manifest.from_json(bytes(value))
-        except ValueError:
-            pass
-    return manifests, set(paths) - set(manifests)
-
-
-def _hits(con: duckdb.DuckDBPyConnection, indexes: list[LakeFile],
-          indicators: dict[str, set[str]]) -> tuple[dict[str, dict[str, set[int]]], set[str]]:
-    """Per index path, the data file names holding a value, with their row groups holding it; the paths of indexes
-    whose rows did not read."""
-    if not indexes or not indicators:
-        return {}, set()
-    condition = " OR ".join(
-        f"(kind = {views.quote_literal(kind)} AND value IN ({', '.join(map(views.quote_literal, sorted(values)))}))"
-        for kind, values in sorted(indicators.items()))
-
-    def read(paths: list[str]) -> list[tuple[str, str, int]]:
-        target = "[" + ", ".join(map(views.quote_literal, paths)) + "]"
-        return con.execute(f"SELECT DISTINCT filename, file, row_group FROM read_parquet({target}, filename = true) "
-                           f"WHERE {condition}").fetchall()
-
-    paths = [i.path for i in indexes]
-    failed: set[str] = set()
-    try:
-        rows = read(paths)
-    except duckdb.Error:
-        rows = []
-        for path in paths:
-            try:
-                rows += read([path])
-            except duckdb.Error:
-                failed.add(path)
-    hits: dict[str, dict[str, set[int]]] = {}
-    for path, name, group in rows:
-        hits.setdefault(path, {}).setdefault(name, set()).add(group)
-    return hits, failed
-
-
 def index_files(names: list[tuple[str, str]]) -> dict[tuple[str, dt.date], list[LakeFile]]:
     """The indexes among (name relative to the lake root, path as DuckDB opens it), by (table, day)."""
+    from shared.read.lake_reader import LakeFile
+
     found: dict[tuple[str, dt.date], list[LakeFile]] = {}
     for name, path in names:
         parsed = parse_index_file(name)

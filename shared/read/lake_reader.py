@@ -24,7 +24,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import fsspec
@@ -97,6 +97,14 @@ class Lake:
     @property
     def is_local(self) -> bool:
         return not self.protocol
+
+    def open_file(self, path: str) -> BinaryIO:
+        """A file of the lake by its path as listed (LakeFile.path), opened for reading."""
+        if self.is_local:
+            import pyarrow as pa  # its own file: no Python call per read
+
+            return pa.OSFile(path)
+        return self.filesystem.open(path, "rb")
 
     def files(self) -> dict[str, list[LakeFile]]:
         """Every table's partition files, by table name, sorted by day then name."""

@@ -126,8 +126,6 @@ def connect(lake_url: str, *, with_views: bool = True, allow_local_files: bool =
     listing (a search reads only its days). `access`: see `open_lake`."""
     lake = open_lake(lake_url, access)
     con = duckdb.connect()
-    # A search reads each indicator index's footer twice (its manifest, then its rows): once from disk.
-    con.execute("SET parquet_metadata_cache = true")
     if not lake.is_local:
         con.register_filesystem(lake.filesystem)
     tables, others = lake.listing()

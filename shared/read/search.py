@@ -201,7 +201,7 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
     matches) unless `all_versions`. With `use_index`, the days of the range that have a trustworthy indicator index
     are read only in the files it names for the terms (see shared/read/indicator_index.py); the same SQL runs on
     them."""
-    from shared.read import indicator_index  # reads the index with DuckDB: imported here, as LakeConnection is
+    from shared.read import indicator_index  # imported here, as LakeConnection is
 
     since, until = utc_range(since, until)
     if not connection.files:
@@ -219,7 +219,7 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
         elif terms.evidence and table == views.ALERTS_TABLE:
             narrowed = indicator_index.scanned(in_range, indicator_index.NOT_INDEXED_KIND)
         else:
-            narrowed = indicator_index.narrow(connection.con, in_range, connection.indexes, terms.indicators)
+            narrowed = indicator_index.narrow(connection.lake.open_file, in_range, connection.indexes, terms.indicators)
         result.index[table] = narrowed.use
         source = _source(connection, narrowed)
         columns = connection.columns_of(source) if source else set()
@@ -227,7 +227,7 @@ def search(connection: LakeConnection, terms: Terms, since: dt.datetime, until: 
         if table_terms(result, table, columns | narrowed.columns) is None:
             continue
         days_read += [f.day for f in in_range]
-        present = _present(terms, table, columns)
+        present = present_terms(terms, table, columns)
         if not source or "p_event_time" not in columns or not (present.indicators or present.evidence):
             continue  # no file the index left to read can hold a hit
         latest = not all_versions and holds_versions(columns)
@@ -252,7 +252,7 @@ def table_terms(result: SearchResult, table: str, columns: set[str]) -> Terms | 
     """The terms of `result` that `table` can hold, given its columns; None (noted in `result`) when it holds none
     of them and is not searched."""
     terms = result.terms
-    present = _present(terms, table, columns)
+    present = present_terms(terms, table, columns)
     if terms.evidence and not present.evidence:
         result.without_evidence.append(table)
     if "p_event_time" not in columns or not (present.indicators or present.evidence):
@@ -261,7 +261,7 @@ def table_terms(result: SearchResult, table: str, columns: set[str]) -> Terms | 
     return present
 
 
-def _present(terms: Terms, table: str, columns: set[str]) -> Terms:
+def present_terms(terms: Terms, table: str, columns: set[str]) -> Terms:
     """The terms a table with these columns can hold."""
     return Terms({column: values for column, values in terms.indicators.items() if column in columns},
                  terms.evidence if _holds_evidence(table, columns) else {})

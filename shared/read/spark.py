@@ -26,15 +26,18 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shared.core.errors import ConfigError
-from shared.core.layout import TABLE_NAME_RE, parse_partition_file
+from shared.core.layout import INDEX_FOLDER, TABLE_NAME_RE, parse_index_file, parse_partition_file
 from shared.read import views
 from shared.read.search import (
     KINDS,
+    NO_INDEX_ASKED,
     PIVOTS,
     SearchResult,
+    Terms,
     add_hits,
     hits_sql,
     holds_versions,
+    present_terms,
     table_terms,
     terms_for,
     utc_range,
@@ -43,6 +46,8 @@ from shared.read.search import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from sqlglot import exp
+
+    from shared.read.indicator_index import IndexUse
 
 _UTC = dt.timezone.utc
 _PARTITION_FILES = "year=*/month=*/day=*/*.parquet"
@@ -220,7 +225,7 @@ def _spark_name(name: str) -> str:
 # --- Indicator search -----------------------------------------------------------------------------------------------
 
 def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
-           limit: int = 50, all_versions: bool = False, tables: Iterable[str] | None = None,
+           limit: int = 50, all_versions: bool = False, tables: Iterable[str] | None = None, use_index: bool = True,
            **values: str | Iterable[str]) -> SearchResult:
     """`graphlake search` on Spark: `search(spark, lake, ip="203.0.113.7", file_name=["a.exe", "b.dll"])`, with the
     options of the command as keywords (ip, domain, user, email, hash, url, actor, file_name, command_line,
@@ -229,7 +234,9 @@ def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = N
     The result is graphlake search's, field for field: per table its hit count, at most `limit` rows
     (search.HIT_COLUMNS, newest first; an alert's latest matching version unless `all_versions`) and `pivot_sql`, here
     Spark SQL over the views `register_views` makes (which this calls, so the pivots run as they are). As in DuckDB,
-    only the files of the range's days are read, and a table takes part with the columns those files have."""
+    only the files of the range's days are read, and a table takes part with the columns those files have. Closed days
+    with a trustworthy indicator index are read only in the files it names for the values (`use_index=False` reads
+    them all, to compare); `result.index` says per table how the index served and why days were read whole."""
     unknown = sorted(set(values) - set(KINDS) - set(PIVOTS))
     if unknown:
         raise ConfigError(f"unknown search kind {', '.join(unknown)}: use {', '.join([*KINDS, *PIVOTS])}")
@@ -248,19 +255,25 @@ def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = N
     result = SearchResult(terms, since, until, lake_days=(min(days), max(days)))
     days_read: list[dt.date] = []
     for table in names:
-        in_range = _files_to_read(files[table], since, until)
+        in_range = [(day, path) for day, path in files[table] if since.date() <= day <= until.date()]
         if not in_range:
             continue
         result.in_range.append(table)
+        to_read, result.index[table], indexed_columns = _files_to_read(root, table, in_range, terms, use_index)
         source = _RANGE_VIEW.format(table)
-        range_files = (spark.read.option("mergeSchema", "true").option("basePath", f"{root}/{table}")
-                       .parquet(*[path for _, path in in_range]))
-        range_files.createOrReplaceTempView(_spark_name(source))
-        columns = set(range_files.columns)
-        present = table_terms(result, table, columns)
-        if present is None:
+        columns: set[str] = set()
+        if to_read:
+            range_files = (spark.read.option("mergeSchema", "true").option("basePath", f"{root}/{table}")
+                           .parquet(*to_read))
+            range_files.createOrReplaceTempView(_spark_name(source))
+            columns = set(range_files.columns)
+        # Whether the table takes part: from the columns of every file of the range, those not read included.
+        if table_terms(result, table, columns | indexed_columns) is None:
             continue
         days_read += [day for day, _ in in_range]
+        present = present_terms(terms, table, columns)
+        if not to_read or "p_event_time" not in columns or not (present.indicators or present.evidence):
+            continue  # no file the index left to read can hold a hit
         latest = not all_versions and holds_versions(columns)
         sql = hits_sql(table, views.quote_identifier(source), columns, present, since, until, limit, latest)
         rows = [tuple(_aware(value) for value in row) for row in spark.sql(spark_sql(sql)).collect()]
@@ -269,7 +282,6 @@ def search(spark: SparkSession, lake_path: str, *, since: dt.datetime | None = N
             result.tables[-1].pivot_sql = spark_sql(result.tables[-1].pivot_sql)
     result.days_read = (min(days_read), max(days_read)) if days_read else None
     return result
-
 
 
 def _partition_files(paths: Iterable[str], table: str) -> list[tuple[dt.date, str]]:
@@ -283,11 +295,74 @@ def _partition_files(paths: Iterable[str], table: str) -> list[tuple[dt.date, st
     return sorted(found)
 
 
-def _files_to_read(files: list[tuple[dt.date, str]], since: dt.datetime,
-                   until: dt.datetime) -> list[tuple[dt.date, str]]:
-    """The files a search reads: those of the range's days, as DuckDB's search reads. The indicator index written at
-    compaction (issue 21, part 1) is to narrow them here to the files that hold a hit, once it is in the lake."""
-    return [(day, path) for day, path in files if since.date() <= day <= until.date()]
+def _files_to_read(root: str, table: str, in_range: list[tuple[dt.date, str]], terms: Terms,
+                   use_index: bool) -> tuple[list[str], IndexUse, set[str]]:
+    """The files of the range's days a search reads (as Spark names them), how the indicator index served, and the
+    columns of the files it left unread. A day's index is used by the rule DuckDB's search follows
+    (shared.read.indicator_index.read_day: its footer against its name, its manifest against the day's listing with
+    sizes, each page read against its checksum), read with pyarrow through fsspec (adlfs for abfss://, with the
+    driver's credential); where that cannot be done (not installed, no access) every day is read whole, and the
+    reason says why. Files are read whole (Spark has no row-number filter that skips row groups)."""
+    from shared.read import indicator_index
+    from shared.read.lake_reader import LakeFile
+
+    paths = [path for _, path in in_range]
+    days = len({day for day, _ in in_range})
+    if not use_index:
+        return paths, _whole(days, len(paths), NO_INDEX_ASKED), set()
+    if terms.evidence and table == views.ALERTS_TABLE:
+        return paths, _whole(days, len(paths), indicator_index.NOT_INDEXED_KIND), set()
+    try:
+        import fsspec
+        import pyarrow  # noqa: F401  (the index's reader)
+    except ImportError as exc:  # a cluster without them
+        return paths, _whole(days, len(paths), f"index not read: {exc.name} is not installed"), set()
+    try:
+        filesystem, base = fsspec.core.url_to_fs(root)
+        base = base.rstrip("/")
+        listing = filesystem.find(f"{base}/{table}", detail=True)
+        folder = f"{base}/{INDEX_FOLDER}/{table}"
+        indexes = filesystem.find(folder, detail=True) if filesystem.exists(folder) else {}
+    except Exception as exc:  # any failure to reach the lake this way leaves Spark's own reading as it is
+        return paths, _whole(days, len(paths), f"index not read: {type(exc).__name__}: {exc}"[:200]), set()
+    sizes = {name[len(base) + 1:]: int(info.get("size") or 0) for name, info in listing.items()}
+    found: dict[dt.date, list] = {}
+    for name in indexes:
+        parsed = parse_index_file(name[len(base) + 1:])
+        if parsed is not None and parsed.table == table:
+            found.setdefault(parsed.day, []).append(LakeFile(table, parsed.day, name))
+    by_day: dict[dt.date, list[str]] = {}
+    for day, path in in_range:
+        by_day.setdefault(day, []).append(path)
+    use = indicator_index.IndexUse(days=len(by_day), files_in_range=len(paths))
+    to_read: list[str] = []
+    columns: set[str] = set()
+    for day, day_paths in sorted(by_day.items()):
+        relative = {path: path[path.rfind(f"/{table}/year=") + 1:] for path in day_paths}
+        if any(name not in sizes for name in relative.values()):
+            served = indicator_index.STALE  # Spark lists a file fsspec does not: the day is not what was indexed
+        else:
+            listed = {name.rsplit("/", 1)[1]: sizes[name] for name in relative.values()}
+            served = indicator_index.read_day(filesystem.open, found.get(day, []), listed, terms.indicators)
+        if isinstance(served, str):
+            use.scanned[served] += 1
+            to_read += day_paths
+            continue
+        manifest, held = served
+        use.from_index += 1
+        columns.update(manifest.columns)
+        to_read += [path for path, name in relative.items()
+                    if name.rsplit("/", 1)[1] not in manifest.files or name.rsplit("/", 1)[1] in held]
+    use.files_read = len(to_read)
+    return to_read, use, columns
+
+
+def _whole(days: int, files: int, reason: str) -> IndexUse:
+    from collections import Counter
+
+    from shared.read.indicator_index import IndexUse
+
+    return IndexUse(days=days, scanned=Counter({reason: days}), files_in_range=files, files_read=files)
 
 
 def _aware(value: Any) -> Any:

@@ -175,7 +175,7 @@ def test_the_indicator_index_lives_and_expires_with_the_lake() -> None:
     lake_prefixes = re.findall(r"prefix: '\$\{lakeContainerName\}/([^']*)'", rules)
     assert lake_prefixes == ["", ""], "the lake's rules cover the whole container, indexes included"
     assert INDEX_FOLDER not in rules, "the index has no rule of its own"
-    name = index_name("security_alerts", dt.date(2026, 3, 1), ["compacted-0-1of1.parquet"])
+    name = index_name("security_alerts", dt.date(2026, 3, 1), ["compacted-0-1of1.parquet"], "0" * 20)
     assert name.startswith(f"{INDEX_FOLDER}/") and parse_partition_file(name) is None
 
 

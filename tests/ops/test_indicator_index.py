@@ -22,12 +22,14 @@ from click.testing import CliRunner
 
 from normalizers.names import TABLE as ALERTS
 from shared.cli import main
-from shared.core.layout import INDEX_FOLDER, index_name, parse_index_file, partition_path
+from shared.core.layout import INDEX_FOLDER, footer_digest, index_name, parse_index_file, partition_path
 from shared.core.storage import Store, open_store
 from shared.land.lake_writer import write_table
 from shared.ops import compact as compact_module
+from shared.ops import index_build
 from shared.ops.compact import compact, partitions
 from shared.ops.index_build import DIFFERENT, MISSING, ORPHAN, STALE, UNREADABLE, check_lake, listed_indexes
+from shared.ops.status import check as check_status
 from shared.read import indicator_index
 from shared.read.query import connect
 from shared.read.search import search, terms_for
@@ -66,8 +68,10 @@ def build(store: Store, state: Store) -> None:
 
 @pytest.fixture
 def lake(tmp_path, monkeypatch) -> str:
-    """A lake of both tables, compacted (and indexed) at NOW with row groups of 16 rows."""
+    """A lake of both tables, compacted (and indexed) at NOW with row groups of 16 rows, and indexes in row groups of
+    64 entries (so lookups pick groups by their bounds, across kinds)."""
     monkeypatch.setattr(compact_module, "ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr(index_build, "ROW_GROUP_ENTRIES", 64)
     url = str(tmp_path / "lake")
     store = open_store(url)
     build(store, open_store(str(tmp_path / "state")))
@@ -111,6 +115,7 @@ def test_every_closed_partition_gets_an_index_and_every_value_gives_the_hits_of_
     closed = {(p.table, p.day) for p in partitions(store) if p.day < dt.date(2026, 3, 9)}
     assert set(indexed) == closed and all(len(names) == 1 for names in indexed.values())
     assert (SIGNINS, OPEN) not in indexed
+    assert pq.read_metadata(io.BytesIO(store.read(indexed[(SIGNINS, CLOSED[0])][0]).data)).num_row_groups > 1
     ips = values(lake, "p_any_ip_addresses")
     assert len(ips) > 40
     partial = 0
@@ -270,6 +275,27 @@ def test_a_missing_index_is_scanned_then_written_by_the_next_compaction(lake: st
     assert run(lake, ip=["203.0.113.1"]).index[SIGNINS].from_index == len(CLOSED)
 
 
+def test_an_index_of_the_first_format_is_not_trusted_and_the_timer_record_counts_its_repair(lake: str,
+                                                                                               tmp_path) -> None:
+    # Its name carries no footer digest: nothing to verify its footer by.
+    store = open_store(lake)
+    [name] = listed_indexes(store)[(SIGNINS, CLOSED[0])]
+    first_format = name[:-len("-" + "0" * 20 + ".parquet")] + ".parquet"
+    store.write(first_format, store.read(name).data)
+    store.delete(name)
+    result = same_with_and_without(lake, ip=SIGNIN_IPS)
+    assert result.index[SIGNINS].scanned[indicator_index.STALE] == 1
+    summary = compact(store, now=NOW)
+    assert summary.indexes_repaired == 1 and store.read(first_format) is None
+    state = open_store(str(tmp_path / "health-state"))
+    compact_module.record_health(state, summary)
+    [finding] = check_status(state, NOW, 900)
+    assert (finding.component, finding.state) == ("compact", "OK")
+    assert finding.reason.endswith("indexes: 0 written with their partitions, 1 found missing or stale and written "
+                                   "again"), finding.reason
+    assert same_with_and_without(lake, ip=SIGNIN_IPS).index[SIGNINS].from_index == len(CLOSED)
+
+
 def test_index_check_names_each_fault_and_repair_rebuilds_it(lake: str) -> None:
     store = open_store(lake)
     indexes = listed_indexes(store)
@@ -279,16 +305,18 @@ def test_index_check_names_each_fault_and_repair_rebuilds_it(lake: str) -> None:
     # unreadable
     [broken] = indexes[(SIGNINS, CLOSED[1])]
     store.write(broken, b"PAR1 not an index")
-    # different: entries lost, manifest intact, so search trusts it: only the check can tell
+    # different: a writer lost entries, and named what it wrote by its footer, so search trusts it: only the check
+    # can tell
     [emptied] = indexes[(SIGNINS, CLOSED[2])]
     table = pq.read_table(io.BytesIO(store.read(emptied).data))
     out = io.BytesIO()
     pq.write_table(table.slice(0, table.num_rows // 2), out)
-    store.write(emptied, out.getvalue())
+    store.delete(emptied)
+    store.write(_named_for(emptied, out.getvalue()), out.getvalue())
     # stale: a file landed after the index
     late_file(store, CLOSED[3], "45.155.205.80")
     # orphan: an index whose day holds no files any more
-    orphan = index_name(SIGNINS, dt.date(2026, 2, 1), ["gone.parquet"])
+    orphan = index_name(SIGNINS, dt.date(2026, 2, 1), ["gone.parquet"], "0" * 20)
     store.write(orphan, store.read(indexes[(SIGNINS, CLOSED[4])][0]).data)
 
     lake_args = ["--lake", lake, "--grace-days", "0"]
@@ -346,8 +374,8 @@ def test_search_says_how_the_index_served(lake: str) -> None:
 
 
 def test_index_names_parse_back_and_stay_outside_every_table() -> None:
-    name = index_name(SIGNINS, CLOSED[0], ["b.parquet", "a.parquet"])
-    assert name == index_name(SIGNINS, CLOSED[0], ["a.parquet", "b.parquet"])
+    name = index_name(SIGNINS, CLOSED[0], ["b.parquet", "a.parquet"], "f" * 20)
+    assert name == index_name(SIGNINS, CLOSED[0], ["a.parquet", "b.parquet"], "f" * 20)
     assert name.startswith(f"{INDEX_FOLDER}/{partition_path(SIGNINS, CLOSED[0])}/indicators-")
     parsed = parse_index_file(name)
     assert (parsed.table, parsed.day) == (SIGNINS, CLOSED[0])
@@ -371,3 +399,59 @@ def test_on_blob_storage_the_index_is_written_read_and_checked_the_same(make_sto
     findings = check_lake(store, closed_before=OPEN, rebuild=True).findings
     assert sorted((f.state, f.day) for f in findings) == [(STALE, CLOSED[1].isoformat()),
                                                           (UNREADABLE, CLOSED[0].isoformat())]
+
+
+# --- damage the footer read does not show: every read of the index verifies what it uses ---------------------------
+
+def _footer(data: bytes) -> tuple[int, int]:
+    """Where the footer (thrift metadata) starts and ends."""
+    length = int.from_bytes(data[-8:-4], "little")
+    return len(data) - 8 - length, len(data) - 8
+
+
+def _in_footer(data: bytes, old: bytes, new: bytes) -> bytes:
+    start, end = _footer(data)
+    assert data[start:end].count(old), old
+    return data[:start] + data[start:end].replace(old, new) + data[end:]
+
+
+def _page_value_changed(data: bytes, old: bytes, new: bytes) -> bytes:
+    """The index written again with uncompressed pages (as a writer may), then `old` changed to `new` in its pages:
+    they still decode, to other values."""
+    table = pq.read_table(io.BytesIO(data))
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="none", use_dictionary=False, write_page_checksum=True)
+    plain = out.getvalue()
+    start, _ = _footer(plain)
+    assert plain[:start].count(old), old
+    return plain[:start].replace(old, new) + plain[start:]
+
+
+HIDDEN_IP = "203.0.113.1"
+
+
+@pytest.mark.parametrize("damage", ["page", "statistic", "manifest"])
+def test_damage_the_footer_read_passes_never_hides_a_hit(lake: str, damage: str) -> None:
+    # Each damage leaves a file that opens and reads; without verification the search believes it and misses hits.
+    store = open_store(lake)
+    for (table, day), [name] in listed_indexes(store).items():
+        if table != SIGNINS:
+            continue
+        data = store.read(name).data
+        if damage == "page":  # the value's entries now name another value
+            data = _page_value_changed(data, b"\x0b\x00\x00\x00" + HIDDEN_IP.encode(), b"\x0b\x00\x00\x00203.0.113.9")
+        elif damage == "statistic":  # the row group's minimum above the value: a reader skips the group
+            data = _in_footer(data, b"198.51.100.0", b"299.51.100.0")
+        else:  # the manifest's row groups: the hits are looked for in other rows
+            data = _in_footer(data, b'":[16,', b'":[61,')
+        store.delete(name)
+        store.write(_named_for(name, data) if damage == "page" else name, data)
+    result = same_with_and_without(lake, ip=[HIDDEN_IP])
+    assert result.tables
+    assert result.index[SIGNINS].scanned[indicator_index.UNREADABLE] == len(CLOSED)
+
+
+def _named_for(name: str, data: bytes) -> str:
+    """The index's name with the digest of this footer: pages damaged after it was written, their checksums alone
+    can tell."""
+    return f"{name[:-len('0' * 20 + '.parquet')]}{footer_digest(data)}.parquet"

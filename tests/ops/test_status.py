@@ -153,6 +153,16 @@ def record(component: str, key: str, **doc) -> dict:
             not_landed=0), (OK, "lake complete against Graph (4 re-sent versions landed)")),
     (record("reconcile", "s", result="failed", consecutive_failures=2, error="429"),
      (FAILING, "2 runs in a row failed: 429")),
+    (record("compact", "lake", result="ok", partitions_compacted=2, indexes_written=2, indexes_repaired=3),
+     (OK, "last run: 2 partitions compacted; indexes: 2 written with their partitions, 3 found missing or stale and "
+          "written again")),
+    (record("compact", "lake", result="ok", stopped_early=True, indexes_repaired=40),
+     (LAGGING, "the last run stopped at COMPACT_MAX_RUN_SECONDS with closed partitions left to compact or index (the "
+               "next run continues; until then search reads their days whole); indexes: 0 written with their "
+               "partitions, 40 found missing or stale and written again")),
+    (record("compact", "lake", result="failed", partitions_failed=1, errors=["t/year=2026/month=03/day=01: bad"]),
+     (FAILING, "1 partitions not compacted, first: t/year=2026/month=03/day=01: bad; indexes: 0 written with their "
+               "partitions, 0 found missing or stale and written again")),
 ])
 def test_each_component_is_judged_with_its_reason(records, expected):
     [finding] = assess(records, 0, NOW, 900)

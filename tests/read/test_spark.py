@@ -233,3 +233,51 @@ def test_named_tables_are_the_ones_registered_and_searched(spark, lake):
     assert list(register_views(spark, lake["path"], tables=[LOGS])) == [LOGS]
     found = spark_search(spark, lake["path"], tables=[LOGS], ip=lake["values"]["ip"], until=lake["until"])
     assert found.searched == [LOGS] and [(t.table, t.count) for t in found.tables] == [(LOGS, 2)]
+
+
+def _index_hits(result) -> list:
+    return [(t.table, t.count, _rows(t.rows)) for t in result.tables]
+
+
+def test_the_index_narrows_the_files_and_gives_the_same_hits(spark, lake):
+    from shared.read.spark import search as spark_search
+
+    ip = lake["values"]["ip"]
+    since = lake["until"] - dt.timedelta(days=30)
+    with_index = spark_search(spark, lake["path"], since=since, until=lake["until"], limit=1000, ip=ip)
+    without = spark_search(spark, lake["path"], since=since, until=lake["until"], limit=1000, ip=ip, use_index=False)
+    assert with_index.tables and _index_hits(with_index) == _index_hits(without)
+    duck = duckdb_search(connect(lake["path"], with_views=False), terms_for({"ip": [ip]}), since, lake["until"],
+                         limit=1000)
+    for table, use in with_index.index.items():
+        # The days DuckDB's search reads through the index, and the files; Spark reads none in part.
+        assert (use.days, use.from_index, use.scanned, use.files_in_range, use.files_read) == \
+            (duck.index[table].days, duck.index[table].from_index, duck.index[table].scanned,
+             duck.index[table].files_in_range, duck.index[table].files_read), table
+    alerts = with_index.index[views.ALERTS_TABLE]
+    assert alerts.from_index and alerts.files_read < alerts.files_in_range, alerts
+    assert without.index[views.ALERTS_TABLE].files_read == alerts.files_in_range
+
+
+def test_a_stale_index_is_not_trusted(spark, lake, tmp_path):
+    """A file rewritten under its name after its day was indexed (another size): the day is read whole, and the
+    row only that file holds is found."""
+    import pyarrow.parquet as pq
+
+    from shared.read import indicator_index
+    from shared.read.spark import search as spark_search
+
+    copy = tmp_path / "lake"
+    shutil.copytree(lake["path"], copy)
+    day_file = sorted((copy / views.ALERTS_TABLE).rglob("*.parquet"))[0]
+    table = pq.read_table(day_file)
+    extra = table.slice(0, 1)
+    extra = extra.set_column(extra.schema.get_field_index("p_row_id"), "p_row_id", pa.array(["stale-row"]))
+    extra = extra.set_column(extra.schema.get_field_index("p_any_ip_addresses"), "p_any_ip_addresses",
+                             pa.array([["45.155.205.99"]], extra.schema.field("p_any_ip_addresses").type))
+    pq.write_table(pa.concat_tables([table, extra.cast(table.schema)]), day_file)
+    found = spark_search(spark, str(copy), since=lake["until"] - dt.timedelta(days=400), until=lake["until"],
+                         all_versions=True, ip="45.155.205.99")
+    assert [(t.table, t.count) for t in found.tables] == [(views.ALERTS_TABLE, 1)]
+    use = found.index[views.ALERTS_TABLE]
+    assert use.scanned[indicator_index.STALE] == 1 and use.from_index == use.days - sum(use.scanned.values()) > 0
