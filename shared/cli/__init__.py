@@ -71,3 +71,25 @@ def _register() -> None:
 
 
 _register()
+
+
+def run() -> None:
+    """The console entry point (`graphlake`, `python -m shared.cli`): the command, then an exit that skips the C++
+    runtime's teardown. pyarrow's threads abort the interpreter's own teardown now and then ('terminate called
+    without an active exception', exit 134: about one run in a hundred of a script that only reads parquet with
+    pyarrow) after the command has done its work and printed its last line; the exit code must be the command's."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed pipe: nothing more can be shown
+    os._exit(code)
+
