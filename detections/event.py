@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 # `properties` is the Azure Monitor log tables' (Panther's Azure.Audit and Azure.MonitorActivity give it as an object).
 JSON_COLUMNS = frozenset({"evidence", "comments", "additionalData", "customDetails", "p_unmapped", "properties"})
-# Log-table columns that hold an object as its JSON text when the record sent one (the Activity log's `identity` of
-# claims, `operationName` as {value, localizedValue} in exports) and plain text otherwise (an Entra display name).
+# Activity log columns that hold an object as its JSON text when the record sent one: `identity` is the caller's
+# claims and authorization in Microsoft's Event Hubs schema, and `operationName` is {value, localizedValue} in the
+# tenant-level records Panther's elevate-access rule reads. Only on Activity log rows: in Entra's records both are
+# free text (`identity` a display name), which a name that happens to be JSON must not turn into an object.
 JSON_OBJECT_COLUMNS = frozenset({"identity", "operationName"})
 # Log types whose records' other top-level keys (kept in p_unmapped) a rule reads as the record's own, as sent.
 RECORD_LOG_TYPES = frozenset({entra_signin.LOG_TYPE, azure_activity.LOG_TYPE})
@@ -244,7 +246,8 @@ class RuleEvent(_CaseInsensitive):
             else:
                 if key in JSON_COLUMNS:
                     value = parsed[key] = _both_spellings(_parse(value))
-                elif key in JSON_OBJECT_COLUMNS and isinstance(value, str) and value.startswith("{"):
+                elif (key in JSON_OBJECT_COLUMNS and isinstance(value, str) and value.startswith("{")
+                      and self._row.get("p_log_type") == azure_activity.LOG_TYPE):
                     value = parsed[key] = _parse(value)
                 elif type(value) is datetime:
                     value = parsed[key] = panther_time(value)

@@ -546,6 +546,9 @@ def test_a_log_record_reads_as_panther_gives_it():
     assert signin["properties"]["riskLevelDuringSignIn"] == "medium"
     assert signin.deep_get("properties", "status", "errorCode") == 50126
     assert signin.get("identity") == "Alex Wilber"  # an Entra record's identity is a name: text
+    # ... even a name that reads as JSON: only the Activity log's identity and operationName are objects.
+    odd = event_of({**log_golden("entra_signin_logs")[1], "identity": '{"a": 1}', "operationName": '{"b": 2}'})
+    assert (odd.get("identity"), odd.get("operationName")) == ('{"a": 1}', '{"b": 2}')
     with pytest.raises(TypeError):
         signin["properties"]["new"] = 1  # read-only, as Panther's
 
