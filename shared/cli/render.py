@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -87,15 +88,23 @@ def print_search(result: Any, lake: str, start: datetime, end: datetime, fmt: st
 
 def index_lines(result: Any) -> list[str]:
     """How the indicator index served each table searched: days narrowed by it, days read whole and why, files
-    read of those in the range."""
-    lines = []
-    for table, use in sorted((t, u) for t, u in result.index.items() if t in result.searched):
-        scanned = sum(use.scanned.values())
-        why = ", ".join(f"{days} {reason}" for reason, days in sorted(use.scanned.items()))
-        whole = f", {count(scanned, 'day')} read whole ({why})" if scanned else ""
-        lines.append(f"index: {table} {use.from_index} of {count(use.days, 'day')} narrowed by the indicator index"
-                     f"{whole}; {use.files_read} of {count(use.files_in_range, 'file')} read")
-    return lines
+    read of those in the range. One line for all tables when the index served none of their days (a new lake, or
+    --no-index), where a line per table would say the same thing over again."""
+    uses = sorted((t, u) for t, u in result.index.items() if t in result.searched)
+    if len(uses) > 1 and not any(use.from_index for _, use in uses):
+        whole = sum((use.scanned for _, use in uses), Counter())
+        return [_index_line(f"{len(uses)} tables", sum(use.days for _, use in uses), 0, whole,
+                            sum(use.files_read for _, use in uses), sum(use.files_in_range for _, use in uses))]
+    return [_index_line(table, use.days, use.from_index, use.scanned, use.files_read, use.files_in_range)
+            for table, use in uses]
+
+
+def _index_line(tables: str, days: int, from_index: int, scanned: Counter, files_read: int, files: int) -> str:
+    read_whole = sum(scanned.values())
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(scanned.items()))
+    whole = f", {count(read_whole, 'day')} read whole ({why})" if read_whole else ""
+    return (f"index: {tables} {from_index} of {count(days, 'day')} narrowed by the indicator index{whole}; "
+            f"{files_read} of {count(files, 'file')} read")
 
 
 def print_audit(report: Any, limit: int) -> None:

@@ -366,9 +366,16 @@ def test_search_says_how_the_index_served(lake: str) -> None:
     line = next(line for line in result.output.splitlines() if line.startswith(f"index: {SIGNINS}"))
     assert line.startswith(f"index: {SIGNINS} {len(CLOSED)} of {len(CLOSED) + 1} days narrowed by the indicator "
                            "index, 1 day read whole (1 no index (open or not yet indexed));")
+    assert len([line for line in result.output.splitlines() if line.startswith("index: ")]) == 2  # one a table
     plain = CliRunner().invoke(main, [*args, "--no-index"])
-    assert f"index: {SIGNINS} 0 of {len(CLOSED) + 1} days narrowed by the indicator index, {len(CLOSED) + 1} days " \
-           f"read whole ({len(CLOSED) + 1} --no-index)" in plain.output
+    # No day of either table narrowed: one line for both, their days and files summed.
+    by_table = run(lake, use_index=False, ip=["203.0.113.1"]).index
+    days = sum(use.days for use in by_table.values())
+    files = sum(use.files_in_range for use in by_table.values())
+    assert len(by_table) == 2 and by_table[SIGNINS].days == len(CLOSED) + 1
+    assert [line for line in plain.output.splitlines() if line.startswith("index: ")] == [
+        f"index: 2 tables 0 of {days} days narrowed by the indicator index, {days} days read whole ({days} "
+        f"--no-index); {files} of {files} files read"]
     hit_lines = [line for line in result.output.splitlines() if not line.startswith("index:")]
     assert hit_lines == [line for line in plain.output.splitlines() if not line.startswith("index:")]
 
