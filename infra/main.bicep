@@ -291,6 +291,11 @@ param alertConsecutiveFailures int = 3
 @maxValue(604800)
 param pullMaxLagSeconds int = 900
 
+@description('LOGS_MAX_SILENCE_SECONDS: streamed Entra and Activity logs that have landed nothing for longer than this have stopped, for graphlake status and for the logs-silent alert rule alike (a deployment that never streamed logs is not judged).')
+@minValue(1)
+@maxValue(86400)
+param logsMaxSilenceSeconds int = 3600
+
 // ------------------------------------------------------------------------------------------------------------
 // Names
 // ------------------------------------------------------------------------------------------------------------
@@ -391,6 +396,7 @@ module alerts 'modules/alerts.bicep' = {
     alertEmail: alertEmail
     alertConsecutiveFailures: alertConsecutiveFailures
     pullMaxLagSeconds: pullMaxLagSeconds
+    logsMaxSilenceSeconds: logsMaxSilenceSeconds
   }
   // The rules' scope: the workspace.
   dependsOn: [
@@ -455,6 +461,7 @@ module app 'modules/functionapp.bicep' = {
     graphSources: graphSources
     pullSchedule: pullSchedule
     pullMaxLagSeconds: pullMaxLagSeconds
+    logsMaxSilenceSeconds: logsMaxSilenceSeconds
     compactSchedule: compactSchedule
     appSettingOverrides: appSettingOverrides
   }

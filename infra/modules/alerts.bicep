@@ -14,6 +14,7 @@ param logAnalyticsName string
 param alertEmail string
 param alertConsecutiveFailures int
 param pullMaxLagSeconds int
+param logsMaxSilenceSeconds int
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: logAnalyticsName
@@ -101,6 +102,17 @@ var alertRules = [
     dimension: 'partition'
     description: 'Azure Monitor records were quarantined by normalize_logs: a record it cannot read (a category or shape it does not know), or a batch it gave up on. graphlake replay re-ingests them after a fix.'
     query: '${healthEvents}| where component == "normalize_logs" | summarize quarantined = sum(toint(h.quarantined)) by key | where quarantined > 0 | project partition = key, quarantined'
+  }
+  {
+    // A day's look-back: logs that stopped more than a day ago are out of the window and the alert resolves
+    // (graphlake status, reading the records, keeps saying so).
+    name: 'logs-silent'
+    severity: 2
+    window: 'PT24H'
+    operator: 'GreaterThan'
+    dimension: ''
+    description: 'normalize_logs has landed no Azure Monitor record for more than ${logsMaxSilenceSeconds} seconds (LOGS_MAX_SILENCE_SECONDS), after landing some in the last day: the logs that were streaming stopped (a diagnostic setting removed or pointed elsewhere, the logs hub renamed, or the trigger stopped). A deployment that never streamed logs never fires it.'
+    query: '${healthEvents}| where component == "normalize_logs" | extend landed = todatetime(h.last_landed) | summarize last_landed = max(landed) | where isnotnull(last_landed) and last_landed < ago(${logsMaxSilenceSeconds}s) | project last_landed'
   }
   {
     name: 'reconcile-late-alerts'

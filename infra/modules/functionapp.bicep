@@ -39,6 +39,7 @@ param sourceLabel string
 param graphSources string
 param pullSchedule string
 param pullMaxLagSeconds int
+param logsMaxSilenceSeconds int
 param compactSchedule string
 param appSettingOverrides object
 
@@ -101,6 +102,7 @@ var appSettings = {
   // normalize_logs's trigger: the logs hub, on the same EventHubConnection.
   LOGS_EVENTHUB_NAME: logsEventHubName
   LOGS_EVENTHUB_CONSUMER_GROUP: logsEventHubConsumerGroupName
+  LOGS_MAX_SILENCE_SECONDS: string(logsMaxSilenceSeconds)
   // SDK clients (Blob, Event Hubs) use DefaultAzureCredential with this client id.
   AZURE_CLIENT_ID: identity.properties.clientId
   // Where things are kept.

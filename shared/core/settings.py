@@ -184,6 +184,10 @@ class Settings(BaseSettings):
         description="Hub Azure Monitor diagnostic settings stream Entra and Activity logs to; normalize_logs reads it.")
     logs_eventhub_consumer_group: str = Field(
         "graphlake-logs", alias="LOGS_EVENTHUB_CONSUMER_GROUP", description="Consumer group of normalize_logs.")
+    logs_max_silence_seconds: int = Field(
+        3600, alias="LOGS_MAX_SILENCE_SECONDS", gt=0,
+        description="graphlake status (and the logs-silent alert rule) calls streamed logs LAGGING when no record "
+                    "has landed for longer than this; a deployment that never streamed logs is not judged.")
     eventhub_provider_hubs: str = Field(
         "", alias="EVENTHUB_PROVIDER_HUBS",
         description='Optional JSON map serviceSource -> hub, e.g. {"microsoftSentinel": "sentinel-alerts"}; '

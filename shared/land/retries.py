@@ -31,7 +31,7 @@ import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
@@ -100,16 +100,19 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
     attempts = previous.get("batch_attempts", 0) if same_batch else 0
     failures = previous.get("consecutive_failures", 0)
     carried = {key: previous.get(key) for key in ("result", "error")}
+    # When the partition last landed a record, carried by every record until the next landing: what status judges
+    # a stream that stopped by.
+    last_landed = previous.get("last_landed")
     if same_batch and previous.get("in_flight") == batch.first_sequence and previous.get("in_flight_by") != _PROCESS_ID:
         attempts, failures = attempts + 1, failures + 1
         carried = {"result": "failed", "error": "the last delivery of this batch stopped without a result (its "
                                                 "process was killed or ran out of memory)"}
         if attempts >= max_attempts:
-            return _give_up(events, batch, state, now, carried["error"], attempts, failures, family)
+            return _give_up(events, batch, state, now, carried["error"], attempts, failures, family, last_landed)
     # Cleared by whatever this delivery records at its end; still there if it dies.
     _write_mark(state, batch, family, now, "in-flight mark", **{"result": "ok", "error": None, **carried},
                 consecutive_failures=failures, batch_attempts=attempts, in_flight=batch.first_sequence,
-                in_flight_by=_PROCESS_ID)
+                in_flight_by=_PROCESS_ID, last_landed=last_landed)
     try:
         result = normalize_events(events, lake=lake, state=state, detector=detector, family=family)
     except Exception as exc:  # noqa: BLE001 - every failure is classified below, then raised or given up
@@ -117,21 +120,23 @@ def normalize_delivery(events: Sequence[InboundEvent], batch: Batch, *, lake: St
         failures += 1
         if is_transient(exc):
             _record_quietly(state, batch, family, now, result="failed", consecutive_failures=failures, error=error,
-                            batch_attempts=attempts)
+                            batch_attempts=attempts, last_landed=last_landed)
             raise
         attempts += 1
         if attempts < max_attempts:
             # Not written in an outage: the mark stays, this process's own, so the attempt is not counted; the
             # outage decides, and an outage never gives a batch up.
             _record_quietly(state, batch, family, now, result="failed", consecutive_failures=failures, error=error,
-                            batch_attempts=attempts)
+                            batch_attempts=attempts, last_landed=last_landed)
             raise
-        return _give_up(events, batch, state, now, error, attempts, failures, family)
+        return _give_up(events, batch, state, now, error, attempts, failures, family, last_landed)
     # The batch landed, but until the mark is cleared the next delivery of it cannot be judged: raise, and the
     # redelivery (its rows deduplicate) clears it once storage takes writes again.
+    if result.rows or result.duplicates:  # a batch quarantined whole landed nothing
+        last_landed = (now or datetime.now(UTC)).isoformat()
     _write_mark(state, batch, family, now, "in-flight mark's clearing", result="ok", consecutive_failures=0,
                 error=None, batch_attempts=0, rows=result.rows, duplicates=result.duplicates, files=len(result.files),
-                quarantined=len(result.quarantined))
+                quarantined=len(result.quarantined), last_landed=last_landed)
     return result
 
 
@@ -145,14 +150,14 @@ def _write_mark(state: Store, batch: Batch, family: Family, now: datetime | None
 
 
 def _give_up(events: Sequence[InboundEvent], batch: Batch, state: Store, now: datetime | None, error: str,
-             attempts: int, failures: int, family: Family) -> NormalizeResult:
+             attempts: int, failures: int, family: Family, last_landed: str | None) -> NormalizeResult:
     """Every event of the batch to quarantine with the reason; the delivery then succeeds and the partition moves
     on."""
     reason = f"batch of {len(events)} events given up after {attempts} attempts: {error}"
     result = NormalizeResult(quarantined=[quarantine_event(state, event, reason, family) for event in events])
     log.error("graphlake.%s partition %s: %s", family.component, batch.partition, reason)
     _record(state, batch, family, now, result="gave_up", consecutive_failures=failures, error=error,
-            batch_attempts=attempts, quarantined=len(result.quarantined))
+            batch_attempts=attempts, quarantined=len(result.quarantined), last_landed=last_landed)
     return result
 
 

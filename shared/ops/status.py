@@ -5,7 +5,8 @@ FAILING: the last run failed (or gave a batch up, or the reconciliation found ve
 source's watermark was ahead of the clock (repaired by the run that found it) or is ahead of this one.
 LAGGING: it runs, but the lake falls behind Graph: the watermark is older than PULL_MAX_LAG_SECONDS (which also
 catches a pull that stopped running), slices could not be confirmed complete, the reconciliation found alerts later
-than the pull's overlap, or events wait in quarantine for `graphlake replay`.
+than the pull's overlap, or events wait in quarantine for `graphlake replay`; or streamed logs stopped landing for
+longer than LOGS_MAX_SILENCE_SECONDS.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ class Finding:
 
 
 def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable[str] = (), *,
-          event_hub: bool = False) -> list[Finding]:
+          event_hub: bool = False, logs_max_silence_seconds: float | None = None) -> list[Finding]:
     """Findings for every health record in `state`, its quarantine, and each of `sources` (the configured source
-    ids) that has no pull record yet. `event_hub`: the pulls send to Event Hubs (see assess)."""
+    ids) that has no pull record yet. `event_hub`, `logs_max_silence_seconds`: see assess."""
     records, unreadable = health.load_all(state)
     quarantined = sum(1 for name in state.list(QUARANTINE_PREFIX) if name.endswith(".json"))
-    findings = assess(records, quarantined, now, max_lag_seconds, sources, event_hub=event_hub)
+    findings = assess(records, quarantined, now, max_lag_seconds, sources, event_hub=event_hub,
+                      logs_max_silence_seconds=logs_max_silence_seconds)
     # An unreadable record hides what its writer last did, so it cannot be taken for OK; its writer replaces it on
     # the next run.
     findings += [Finding(component, key, FAILING, f"{reason}; its writer replaces it on its next run")
@@ -59,10 +61,12 @@ def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable
 
 
 def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now: datetime,
-           max_lag_seconds: float, sources: Iterable[str] = (), *, event_hub: bool = False) -> list[Finding]:
+           max_lag_seconds: float, sources: Iterable[str] = (), *, event_hub: bool = False,
+           logs_max_silence_seconds: float | None = None) -> list[Finding]:
     """Judges each record, and the normalizer as a whole against the pulls' last send. Without normalize records
     that needs `event_hub` (the deployment sends to Event Hubs): a pull into the in-process normalizer lands
-    itself and writes none."""
+    itself and writes none. `logs_max_silence_seconds` (LOGS_MAX_SILENCE_SECONDS; None: not judged) judges
+    streamed logs that stopped arriving."""
     # normalize_logs (Azure Monitor's records) keeps the same records as normalize, so it is judged the same way.
     judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize,
               "normalize_logs": _normalize, "reconcile": _reconcile, "detections": _detections, "compact": _compact}
@@ -74,6 +78,9 @@ def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now
     consumer = _normalizer_lag(records, now, event_hub)
     if consumer:
         findings.append(consumer)
+    silent = _logs_silence(records, now, logs_max_silence_seconds)
+    if silent:
+        findings.append(silent)
     pulled = {key for component, key in records if component == "pull"}
     findings += [Finding("pull", source, LAGGING, "no pull run recorded yet") for source in sources
                  if source not in pulled]
@@ -161,6 +168,38 @@ def _normalizer_lag(records: dict[tuple[str, str], dict[str, Any]], now: datetim
                    f"the normalizer has not landed {since}, while pull/{source} sent {sent} versions by "
                    f"{sent_at.isoformat()}: its Event Hub trigger is stopped or behind, or reads another consumer "
                    "group")
+
+
+def _logs_silence(records: dict[tuple[str, str], dict[str, Any]], now: datetime,
+                  max_silence_seconds: float | None) -> Finding | None:
+    """LAGGING when streamed logs stopped: the newest landing of any normalize_logs partition (a partition Event
+    Hubs sent nothing keeps an old one) is older than the limit. Nothing pushes logs on a schedule, so their
+    stopping (a diagnostic setting removed, a hub renamed) shows nowhere else. No normalize_logs record: the
+    deployment never streamed logs, nothing to judge."""
+    if max_silence_seconds is None:
+        return None
+    landings = [landed for (component, _), doc in records.items()
+                if component == "normalize_logs" and (landed := _last_landed(doc)) is not None]
+    if not landings:
+        return None
+    landed_at = max(landings)
+    silence = (now - landed_at).total_seconds()
+    if silence <= max_silence_seconds:
+        return None
+    return Finding("normalize_logs", "arrival", LAGGING,
+                   f"no Azure Monitor log record has landed since {landed_at.isoformat()}, {_duration(silence)} ago "
+                   f"(LOGS_MAX_SILENCE_SECONDS: {_duration(max_silence_seconds)}): a diagnostic setting was removed "
+                   "or points elsewhere, the logs hub's name changed, or normalize_logs stopped; if the deployment "
+                   "stopped streaming logs on purpose, delete state/health/normalize_logs/")
+
+
+def _last_landed(doc: dict[str, Any]) -> datetime | None:
+    """When the partition last landed records; a record from before `last_landed` knows only its own batch."""
+    if doc.get("last_landed"):
+        return datetime.fromisoformat(doc["last_landed"])
+    if doc.get("updated") and doc.get("result") == "ok" and int(doc.get("rows") or 0) > 0:
+        return datetime.fromisoformat(doc["updated"])
+    return None
 
 
 def _last_send(key: str, doc: dict[str, Any]) -> tuple[datetime, str, int] | None:

@@ -23,8 +23,9 @@ HEALTH_FIELDS = {
     "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent",
              "watermark_ahead_seconds"},
     "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
-    # normalize_logs (the logs hub's trigger) writes the normalizer's record under its own component.
-    "normalize_logs": {"result", "consecutive_failures", "error", "rows", "quarantined"},
+    # normalize_logs (the logs hub's trigger) writes the normalizer's record under its own component, and when it
+    # last landed records (logs-silent reads it).
+    "normalize_logs": {"result", "consecutive_failures", "error", "rows", "quarantined", "last_landed"},
     "reconcile": {"result", "missing", "late_found", "repaired", "resent", "landed", "unsent", "pending",
                   "not_landed", "not_landed_since", "eventhub", "consumer_group", "error"},
     # Beyond the contract's list: the delivery record of detections/delivery.py.
@@ -149,6 +150,11 @@ def test_alert_rules_cover_the_health_model() -> None:
                                                                   'component == "normalize_logs"'), logs_rule
     assert any(r["operator"]["value"] == "LessThan" and 'component == "pull"' in r["query"]["text"]
                for r in _alert_rules()), "no rule for a pull that stopped reporting"
+    # Streamed logs that stopped, judged as graphlake status judges them: by the last landing, against the setting.
+    assert "last_landed < ago(${logsMaxSilenceSeconds}s)" in queries["logs-silent"]
+    assert app_settings()["LOGS_MAX_SILENCE_SECONDS"]["text"] == "string(logsMaxSilenceSeconds)"
+    for file in (var_file("appSettings"), var_file("alertRules")):
+        assert main_param(file, "logsMaxSilenceSeconds") == "logsMaxSilenceSeconds", file
 
 
 def _health_writes() -> dict[str, set[str]]:

@@ -14,7 +14,7 @@ from shared.cli import main
 from shared.land.local_sink import InProcessSink
 from shared.pull.run import pull_all, pull_source
 from shared.land.quarantine import quarantine
-from shared.ops.status import FAILING, LAGGING, OK, assess, check
+from shared.ops.status import FAILING, LAGGING, OK, assess, check, worst
 from shared.core.storage import open_store
 from tests.doubles import RecordingSink
 
@@ -256,3 +256,65 @@ def test_a_stopped_normalizer_stays_lagging_after_the_pulls_go_quiet(make_pipeli
     consumer = findings[("normalize", "consumer")]
     assert consumer.state == LAGGING
     assert f"pull/{first.source_id} sent 12 versions by {sent_at.isoformat()}" in consumer.reason
+
+
+def _logs_landed(*ago: timedelta) -> dict:
+    """normalize_logs records, one a partition, each last landing the given time before NOW."""
+    records = {}
+    for partition, before in enumerate(ago):
+        records |= record("normalize_logs", str(partition), result="ok", rows=0, quarantined=0,
+                          last_landed=(NOW - before).isoformat())
+    return records
+
+
+@pytest.mark.parametrize("ago, expected", [
+    # One partition landed a few minutes ago: logs arrive, whatever the other partition, sent nothing, says.
+    ((timedelta(minutes=4), timedelta(days=3)), None),
+    # Every partition quiet for longer than the limit: the logs that were arriving have stopped.
+    ((timedelta(hours=2), timedelta(days=3)),
+     "no Azure Monitor log record has landed since 2026-11-27T10:00:00+00:00, 2h ago (LOGS_MAX_SILENCE_SECONDS: "
+     "60m): a diagnostic setting was removed or points elsewhere, the logs hub's name changed, or normalize_logs "
+     "stopped; if the deployment stopped streaming logs on purpose, delete state/health/normalize_logs/"),
+])
+def test_logs_that_stopped_arriving_are_lagging(ago, expected):
+    findings = assess(_logs_landed(*ago), 0, NOW, 900, logs_max_silence_seconds=3600)
+    arrival = [(f.state, f.reason) for f in findings if (f.component, f.key) == ("normalize_logs", "arrival")]
+    assert arrival == ([] if expected is None else [(LAGGING, expected)])
+    assert worst(findings) == (OK if expected is None else LAGGING)
+
+
+def test_a_deployment_that_never_streamed_logs_is_not_judged_on_them():
+    records = record("pull", "s", result="ok", watermark=(NOW - timedelta(minutes=3)).isoformat(), sent=7)
+    assert [f.state for f in assess(records, 0, NOW, 900, logs_max_silence_seconds=60)] == [OK]
+
+
+def test_a_logs_record_from_before_last_landed_counts_its_own_batch():
+    # Records written before `last_landed` existed: a batch that landed rows landed at `updated`.
+    old = record("normalize_logs", "0", result="ok", rows=5, quarantined=0)
+    old[("normalize_logs", "0")]["updated"] = (NOW - timedelta(hours=3)).isoformat()
+    findings = assess(old, 0, NOW, 900, logs_max_silence_seconds=3600)
+    assert [(f.key, f.state) for f in findings] == [("0", OK), ("arrival", LAGGING)]
+
+
+def test_status_says_when_streamed_logs_stopped(make_pipeline):
+    # Real landings through normalize_logs' path, then a status run long after the last one.
+    from shared.land.normalize import LOGS, InboundEvent
+    from shared.land.retries import Batch, normalize_delivery
+    from tests.log_records import body, golden as log_golden
+
+    pipe = make_pipeline(alerts=5)
+    pull(pipe)
+    settings = pipe.settings()
+    state, lake = open_store(settings.state_url), open_store(settings.lake_url)
+    landed_at = datetime.now(UTC) - timedelta(hours=3)
+    result = normalize_delivery([InboundEvent(body(log_golden("entra_signin_logs")[:2]))], Batch("0", 1), lake=lake,
+                                state=state, max_attempts=5, now=landed_at, family=LOGS)
+    assert result.rows == 2
+    assert health.load(state, "normalize_logs", "0")["last_landed"] == landed_at.isoformat()
+    code, findings = status(pipe)
+    assert code == 1
+    [arrival] = [f for f in findings if (f["component"], f["key"]) == ("normalize_logs", "arrival")]
+    assert arrival["state"] == LAGGING and f"since {landed_at.isoformat()}, 3h ago" in arrival["reason"]
+    # The limit is the setting's.
+    code, findings = status(pipe, LOGS_MAX_SILENCE_SECONDS=str(4 * 3600))
+    assert code == 0 and not [f for f in findings if f["key"] == "arrival"]
