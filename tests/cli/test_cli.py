@@ -132,3 +132,14 @@ def test_the_readme_examples_return_rows_on_the_demo_lake(tmp_path):
             assert re.search(r"^[1-9]\d* hits? in ", out.output, re.M), (line, out.output)
         else:
             assert re.search(r"^\(([1-9]\d*) rows?\)$", out.output, re.M) or out.output.startswith("{"), (line, out.output)
+
+
+def test_index_check_is_not_refused_for_a_bad_setting_it_does_not_read(tmp_path):
+    # Like normalize and replay: a bad pull setting must not stop a check of the lake's indexes.
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    result = CliRunner().invoke(main, ["index", "check", "--lake", str(lake)], env={"PULL_PAGE_SIZE": "5000"})
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        0, "0 closed partitions checked, 0 indexes not OK, 0 rebuilt, 0 removed"), result.output
+    bad_grace = CliRunner().invoke(main, ["index", "check", "--lake", str(lake)], env={"COMPACT_GRACE_DAYS": "-1"})
+    assert bad_grace.exit_code == 2 and "COMPACT_GRACE_DAYS" in bad_grace.output
