@@ -15,7 +15,6 @@ archive, has the same id; two records differing in anything (a retried operation
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from types import ModuleType
 
@@ -24,7 +23,7 @@ import pyarrow as pa
 
 from normalizers import azure_activity, entra_audit, entra_risk, entra_signin
 from normalizers.core import canonical_lists
-from shared.core.json_text import json_text
+from shared.core.json_text import as_text, canonical_json, json_text
 from normalizers.evidence import Found, check_table, table_indicators
 from normalizers.log_schema import SCHEMA, SCHEMA_VERSION
 from normalizers.schema import rows_to_table
@@ -114,7 +113,7 @@ def normalize_record(record: object, *, source_id: str | None, source_label: str
             properties = key, canonical_json(value)
             row[column] = properties[1].decode()
         else:
-            row[column] = value if type(value) is str else json_text(value)
+            row[column] = as_text(value)
         if row[column] is None:
             unmapped[key] = value  # kept as sent, not nulled away
     family = route(typed.get("category"))
@@ -148,14 +147,6 @@ def row_id(record: dict, properties: tuple[str, bytes] | None = None) -> str:
     except TypeError:  # integers beyond 64 bits, which orjson refuses
         canonical = canonical_json(record)
     return hashlib.blake2b(canonical, digest_size=16).hexdigest()
-
-
-def canonical_json(value: object) -> bytes:
-    """JSON with keys sorted at every level and no whitespace: one text for one value, whatever the writer's order."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers beyond 64 bits, which orjson refuses; the standard library keeps them exactly
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _integer(value: object) -> int | None:

@@ -12,11 +12,21 @@ import orjson
 
 def json_text(value: object) -> str:
     """The value as compact JSON text (UTF-8 kept as is)."""
+    return _dumps(value, sort_keys=False).decode()
+
+
+def canonical_json(value: object) -> bytes:
+    """JSON with keys sorted at every level and no whitespace: one text for one value, whatever the writer's order
+    (what an Azure Monitor record's row id hashes)."""
+    return _dumps(value, sort_keys=True)
+
+
+def _dumps(value: object, *, sort_keys: bool) -> bytes:
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
     except TypeError:
         # orjson refuses integers beyond 64 bits; the standard library keeps them exactly.
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(value, sort_keys=sort_keys, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def as_text(value: object) -> str | None:

@@ -24,9 +24,10 @@ import msgspec
 import pyarrow as pa
 
 from normalizers import AlertBatch, new_batch, log_schema, schema
-from normalizers.logs import LogBatch, canonical_json
+from normalizers.logs import LogBatch
 from normalizers.names import TABLE
 from shared.core.errors import one_line
+from shared.core.json_text import canonical_json
 from shared.core.event_format import CLAIM_CHECK_KEY, CLAIM_CHECK_PREFIX
 from shared.land.detect import Detector
 from shared.land.lake_writer import write_table
