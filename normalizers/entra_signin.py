@@ -4,7 +4,9 @@ and `properties` (the Graph signIn resource); this table says which of its value
 
 Left out on purpose: `properties.resourceId` and `resourceServicePrincipalId` (the app signed in to: Graph or
 Exchange for nearly every sign-in, so as a pivot it would tie them all together), the tenant ids (every record of a
-tenant has them) and display names (not identifiers).
+tenant has them), display names (not identifiers), and a managed identity's
+`managedServiceIdentity.associatedResourceId` (an ARM resource id, which no p_any column holds; the identity itself
+is its `servicePrincipalId`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ INDICATORS = {
         "userId": ACTOR_ID,
         "appId": ACTOR_ID,
         "servicePrincipalId": ACTOR_ID,
-        "managedServiceIdentity": {"msiResourceId": ACTOR_ID},
         "deviceDetail": {"deviceId": ACTOR_ID},
     },
 }
