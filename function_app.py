@@ -102,12 +102,12 @@ def _land(events: list[func.EventHubEvent], family: Family) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%COMPACT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def compact_lake(timer: func.TimerRequest) -> None:
     # No retry policy, like pull_alerts: a run stopped half-way is safe, and the next tick carries on.
-    from shared.ops.compact import MB, compact, record_health
+    from shared.ops.compact import MB, compact_and_record
 
     settings = load_settings()
-    summary = compact(_store(settings.lake_url), grace_days=settings.compact_grace_days,
-                      target_bytes=settings.compact_target_mb * MB, max_seconds=settings.compact_max_run_seconds)
-    record_health(_store(settings.state_url), summary)
+    summary = compact_and_record(_store(settings.lake_url), _store(settings.state_url),
+                                 grace_days=settings.compact_grace_days, target_bytes=settings.compact_target_mb * MB,
+                                 max_seconds=settings.compact_max_run_seconds)
     summary.raise_for_errors()
 
 

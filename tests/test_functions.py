@@ -305,6 +305,36 @@ def test_compact_lake_raises_when_a_partition_cannot_be_merged(monkeypatch, tmp_
     assert finding.state == FAILING and finding.reason.startswith("1 partitions not compacted, first: okta_events/")
 
 
+def test_a_compact_run_that_raises_is_recorded_and_status_is_not_ok(monkeypatch, tmp_path):
+    # A storage refusal is not the data's fault, so it raises out of the run; the last good run's record must not
+    # keep status OK meanwhile.
+    from tests.storage_faults import WriteOutage
+
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    store = open_store(str(lake))
+    _small_files(store, date(2020, 1, 4))
+    monkeypatch.setenv("LAKE_URL", str(lake))
+    monkeypatch.setenv("STATE_URL", str(state))
+    function_app.compact_lake(TimerRequest())
+    assert [f.state for f in check(open_store(str(state)), datetime.now(UTC), 900)] == [OK]
+    _small_files(store, date(2020, 1, 5))
+    outage = WriteOutage(str(lake), "okta_events/year=2020/month=01/day=05/any.parquet")
+    outage.begin()
+    try:
+        for runs in (1, 2):
+            with pytest.raises(OSError):
+                function_app.compact_lake(TimerRequest())
+            [finding] = check(open_store(str(state)), datetime.now(UTC), 900)
+            assert finding.state == FAILING and "failed: " in finding.reason, finding.reason
+            assert finding.reason.startswith("2 runs in a row failed" if runs == 2 else "last run failed"), \
+                finding.reason
+    finally:
+        outage.end()
+    function_app.compact_lake(TimerRequest())
+    [finding] = check(open_store(str(state)), datetime.now(UTC), 900)
+    assert finding.state == OK and finding.reason.startswith("last run: 1 partitions compacted"), finding.reason
+
+
 def test_the_compact_path_does_not_load_the_graph_sdk(tmp_path):
     probe = ("import sys, function_app; from azure.functions.timer import TimerRequest; "
              "function_app.compact_lake(TimerRequest()); "

@@ -42,6 +42,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -170,13 +171,32 @@ class CompactSummary:
 HEALTH_COMPONENT = "compact"
 
 
+def compact_and_record(lake: Store, state: Store, **options: Any) -> CompactSummary:
+    """The compact_lake timer's run: `compact(lake, **options)`, then its health record (`health/compact/lake.json`,
+    judged by `graphlake status`): what the run did to the lake and its indexes, so an operator learns of a
+    partition that cannot be merged and of indexes compaction found missing or stale (built from other files: both
+    told by the listing) and wrote again, without running a command. A run that raises (storage refusing a write or
+    a delete) is recorded as failed, counting the failures in a row, and raises: the last good run's record must
+    not speak for it."""
+    try:
+        summary = compact(lake, **options)
+    except Exception as exc:
+        failures = int(health.previous(state, HEALTH_COMPONENT, "lake").get("consecutive_failures") or 0) + 1
+        try:
+            health.record(state, HEALTH_COMPONENT, "lake", {"result": "failed", "consecutive_failures": failures,
+                                                            "error": one_line(exc, with_type=True)})
+        except Exception:  # noqa: BLE001 - the state store down too: the run's own error is the one to raise
+            log.warning("compact: health record not written", exc_info=True)
+        raise
+    record_health(state, summary)
+    return summary
+
+
 def record_health(state: Store, summary: CompactSummary) -> None:
-    """The compact_lake timer's health record (`health/compact/lake.json`, judged by `graphlake status`): what the
-    run did to the lake and its indexes, so an operator learns of a partition that cannot be merged and of indexes
-    compaction found missing or stale (built from other files: both told by the listing) and wrote again, without
-    running a command."""
+    """The health record of a run that ended (see compact_and_record)."""
     health.record(state, HEALTH_COMPONENT, "lake", {
-        "result": "failed" if summary.errors else "ok", "partitions_compacted": summary.partitions_compacted,
+        "result": "failed" if summary.errors else "ok", "consecutive_failures": 0,
+        "partitions_compacted": summary.partitions_compacted,
         "partitions_failed": summary.partitions_failed, "indexes_written": summary.indexes_written,
         "indexes_repaired": summary.indexes_repaired, "stopped_early": summary.stopped_early,
         "seconds": summary.seconds, "errors": summary.errors[:5]})

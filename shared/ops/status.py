@@ -239,6 +239,8 @@ def _reconcile(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def _compact(doc: dict[str, Any]) -> tuple[str, str]:
+    if doc.get("result") == "failed" and doc.get("error"):  # the run raised: it did not get to count anything
+        return _failed(doc, "runs")
     indexes = (f"indexes: {doc.get('indexes_written', 0)} written with their partitions, "
                f"{doc.get('indexes_repaired', 0)} found missing or stale and written again")
     if doc.get("partitions_failed"):
