@@ -120,7 +120,10 @@ def test_risk_p_fields() -> None:
     _, row = normalize(risky_user)
     assert row["p_any_actor_ids"] == ["0b6c1b1e-5d2f-4c2d-9e3f-1a2b3c4d5e6f"]
     assert row["p_any_usernames"] == ["jordan.finance@contoso.com"]
-    assert normalize(risky_sp)[1]["p_any_actor_ids"] == normalize(sp_detection)[1]["p_any_actor_ids"]
+    # The service principal's object id and app id, from its risk record and from the detection behind it alike.
+    service_principal = sorted([risky_sp["properties"]["id"], risky_sp["properties"]["appId"]])
+    assert normalize(risky_sp)[1]["p_any_actor_ids"] == normalize(sp_detection)[1]["p_any_actor_ids"] == \
+        service_principal
 
 
 def test_activity_identity_is_an_object_kept_whole_and_read_for_indicators() -> None:
