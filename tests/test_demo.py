@@ -122,6 +122,10 @@ def test_the_demo_streams_the_tenants_logs_and_its_search_finds_the_alerts_ip_in
         "WHERE list_has(p_any_ip_addresses, ?)", [pivot.ip]).fetchall()
     assert len(landed) == len(sign_ins) and pivot.upn in {upn for _, upn in landed}
     assert all(correlation in sections["entra_signin_logs"] for correlation, _ in landed)
+    # Nothing compacted yet, so no day of any table is indexed: one index line for all of them, not one a table.
+    [index_line] = [line for line in result.output.splitlines() if line.startswith("index: ")]
+    searched = re.search(r"hits in \d+ of (\d+) tables searched", result.output).group(1)
+    assert re.match(rf"index: {searched} tables 0 of \d+ days narrowed by the indicator index", index_line)
     # The summary counts the log tables.
     for table, rows in streamed.items():
         assert re.search(rf"^{table} +{rows} ", result.output, flags=re.M), table
