@@ -27,6 +27,7 @@ from shared.land.quarantine import PREFIX
 from shared.core.storage import Store
 
 BATCH_EVENTS = 500
+REPLAYED_FROM = "replayed_from"
 
 
 @dataclass
@@ -59,7 +60,7 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
             summary.examined += 1
             try:
                 doc = orjson.loads(found.data)
-                events.append(_event(doc))
+                events.append(_event(doc, name))
                 first_errors.append((doc.get("first_error") or doc.get("error") or "",
                                      doc.get("first_quarantined_at") or doc.get("quarantined_at") or ""))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
@@ -78,24 +79,36 @@ def replay(state: Store, lake: Store, *, detector: Detector | None = None,
             summary.rows += result.rows
             quarantined_again += result.quarantined
         again = {name.rsplit("/", 1)[1].removesuffix(".json"): name for name in quarantined_again}
-        for event, name, (first_error, first_at) in zip(events, origin, first_errors):
-            new_name = again.get(_digest(event.body))
+        firsts = dict(zip(origin, first_errors))
+        for event, name in zip(events, origin):
+            new_name = again.pop(_digest(event.body), None)
             if new_name:
                 if new_name != name:  # quarantined on another day than before: keep one document, the new one
                     state.delete(name)
-                doc = orjson.loads(state.read(new_name).data)
-                # The reason it first failed is what an operator fixed against; today's may only echo it.
-                doc.update(first_error=first_error or doc["error"], first_quarantined_at=first_at or None)
-                state.write(new_name, orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-                _stays(summary, doc["error"], new_name, first_error)
+                _stays_again(state, summary, new_name, firsts[name])
             else:
                 state.delete(name)
                 summary.landed += 1
+        # Left: the bad records of events whose other records landed, each quarantined alone under a name of its
+        # own; they stay, with what their event was first quarantined for.
+        for new_name in again.values():
+            doc = orjson.loads(state.read(new_name).data)
+            _stays_again(state, summary, new_name, firsts.get(doc["metadata"].get(REPLAYED_FROM), ("", "")))
     return summary
 
 
-def _event(doc: dict) -> InboundEvent:
-    metadata = dict(doc["metadata"])
+def _stays_again(state: Store, summary: ReplaySummary, name: str, first: tuple[str, str]) -> None:
+    """A document quarantined again by this replay: it keeps the reason it first failed for, which is what an
+    operator fixed against (today's may only echo it), and counts as staying."""
+    first_error, first_at = first
+    doc = orjson.loads(state.read(name).data)
+    doc.update(first_error=first_error or doc["error"], first_quarantined_at=first_at or None)
+    state.write(name, orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    _stays(summary, doc["error"], name, first_error)
+
+
+def _event(doc: dict, name: str) -> InboundEvent:
+    metadata = {**doc["metadata"], REPLAYED_FROM: name}  # carried into a document one of its records may get
     properties = metadata.pop("properties", None) or {}
     return InboundEvent(body=base64.b64decode(doc["raw_base64"], validate=True), properties=properties,
                         metadata=metadata)

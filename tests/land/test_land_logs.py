@@ -117,6 +117,25 @@ def test_replay_keeps_a_record_of_an_unknown_category_with_its_reason(tmp_path):
     assert read_table(lake, "entra_audit_logs").num_rows == 2
 
 
+def test_replay_of_an_event_whose_bad_record_stays_says_it_stays(tmp_path):
+    # An event quarantined whole (its batch given up), one bad record among good ones: on replay the good ones land,
+    # the bad one is quarantined alone under a name of its own. It stays, and the summary (and exit code) say so.
+    from shared.land.normalize import quarantine_event
+
+    lake, state = open_store(str(tmp_path / "lake")), open_store(str(tmp_path / "state"))
+    event = InboundEvent(body([*golden("entra_audit_logs"), BAD_CATEGORY]), metadata={"partition": "0"})
+    whole = quarantine_event(state, event, "batch of 1 events given up after 5 attempts: boom", LOGS)
+    summary = replay(state, lake)
+    assert read_table(lake, "entra_audit_logs").num_rows == 2
+    [left] = list(state.list("quarantine/"))
+    assert left != whole and "category 'StorageRead'" in orjson.loads(state.read(left).data)["error"]
+    assert (summary.examined, summary.rows, summary.stayed_total) == (1, 2, 1)
+    [(reason, count)] = summary.stayed.items()
+    assert count == 1
+    assert "category 'StorageRead'" in reason and "boom" in reason  # and what the event was first quarantined for
+    assert summary.first_stayed[reason] == left
+
+
 LOGS_HUB = "azure-monitor-logs"
 
 
