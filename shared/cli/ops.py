@@ -37,7 +37,7 @@ def compact(lake: str | None, tables: tuple[str, ...], grace_days: int | None, t
     from shared.ops.compact import MB
     from shared.ops.compact import compact as compact_lake
 
-    settings = load_settings(only=("COMPACT_GRACE_DAYS",))  # a bad setting of the pull's refuses no check
+    settings = load_settings()
     store = open_store(wiring.lake_url(lake))
     if isinstance(store, LocalStore) and not store.root.is_dir():
         raise ConfigError(f"--lake {store.url}: no such folder")
