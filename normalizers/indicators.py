@@ -32,6 +32,7 @@ _URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SID = re.compile(r"s-1(?:-[0-9]+)+")
 _DEFENDER_DEVICE_ID = re.compile(r"[0-9a-f]{40}")
+_GUID_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 def canonical_ip(value: str) -> str | None:
@@ -198,8 +199,10 @@ def canonical_username(value: str) -> str | None:
 def canonical_actor_id(value: str) -> str | None:
     """Entra/AD object GUID, SID or Defender device id in canonical case; None for other shapes.
 
-    GUIDs and Defender device ids (40 hex digits) lower-case without braces, SIDs with an upper-case `S-`. Other
-    shapes are rejected, so a free-form field that happens to be named `objectId` cannot fill the column with noise.
+    GUIDs and Defender device ids (40 hex digits) lower-case without braces, SIDs with an upper-case `S-`; a GUID
+    written as 32 hex digits without dashes (the Activity log's `authorization.evidence.principalId`) with its dashes,
+    so it meets the same object's id from everywhere else. Other shapes are rejected, so a free-form field that
+    happens to be named `objectId` cannot fill the column with noise.
     """
     if not isinstance(value, str):
         return None
@@ -208,6 +211,8 @@ def canonical_actor_id(value: str) -> str | None:
         text = text[1:-1]
     if text[:2] == "s-":
         return "S" + text[1:] if _SID.fullmatch(text) else None
+    if len(text) == 32 and _GUID_HEX.fullmatch(text):
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
     pattern = _DEFENDER_DEVICE_ID if len(text) == 40 else _GUID
     return text if pattern.fullmatch(text) else None
 

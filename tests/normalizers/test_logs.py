@@ -141,6 +141,17 @@ def test_activity_identity_is_an_object_kept_whole_and_read_for_indicators() -> 
     assert row["p_any_ip_addresses"] is None and row["level"] == "Warning"
 
 
+def test_activity_evidence_principal_id_is_read_as_microsoft_writes_it_without_dashes() -> None:
+    # The role came through a group: its object id is in the authorization evidence alone, as 32 hex digits.
+    record = inputs(azure_activity.TABLE)[0]
+    identity = record["identity"]
+    evidence = {**identity["authorization"]["evidence"], "principalType": "Group",
+                "principalId": "31C1E1124780483C8E2EC1FDC4258C7E"}
+    record = {**record, "identity": {**identity, "authorization": {**identity["authorization"], "evidence": evidence}}}
+    _, row = normalize(record)
+    assert "31c1e112-4780-483c-8e2e-c1fdc4258c7e" in row["p_any_actor_ids"]
+
+
 def test_legacy_log_profile_categories_land_in_the_activity_table() -> None:
     record = {**inputs(azure_activity.TABLE)[0], "category": "Write"}
     assert normalize(record)[0] == azure_activity.TABLE
