@@ -109,7 +109,8 @@ def status(state: str | None, fmt: str) -> None:
         sources = []
     state = wiring.state_url(state)
     findings = check(open_store(state), datetime.now(UTC), settings.pull_max_lag_seconds,
-                     sources, event_hub=bool(settings.eventhub_namespace))
+                     sources, event_hub=bool(settings.eventhub_namespace),
+                     max_clock_skew_seconds=settings.pull_max_clock_skew_seconds)
     for finding in findings:
         if fmt == "json":
             click.echo(orjson.dumps(finding.to_dict()).decode())
