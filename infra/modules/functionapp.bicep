@@ -127,6 +127,7 @@ var appSettings = {
   PULL_PAGE_SIZE: '2000'
   PULL_MAX_RUN_SECONDS: '480'
   PULL_MAX_LAG_SECONDS: string(pullMaxLagSeconds)
+  PULL_MAX_CLOCK_SKEW_SECONDS: '60'
   NORMALIZE_MAX_ATTEMPTS: '5'
   // Compaction of the lake.
   COMPACT_SCHEDULE: compactSchedule
