@@ -27,7 +27,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -363,7 +363,8 @@ def run_forever(port: int = 0, alerts: int = 3000, seed: int = 7, days: float = 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    tenant = Tenant(seed=seed, alerts=alerts, days=days)
+    # Built by Graph's clock, which a fault may put behind this host's.
+    tenant = Tenant(seed=seed, alerts=alerts, days=days, now=FaultInjector(faults).graph_clock(datetime.now(UTC)))
     with GraphSimulator(tenant, faults, graph_port=port, token_port=port + 1 if port else 0, live=live,
                         lateness=lateness) as sim:
         for name, value in sim.environment().items():
