@@ -190,8 +190,9 @@ class Pipeline:
 
 @pytest.fixture
 def make_pipeline(make_store_url, monkeypatch):
-    """make_pipeline(kind="local", alerts=..., days=..., faults=..., **settings) -> Pipeline with a fresh tenant, state and
-    lake. The simulator's credentials and CA are put in this process's environment as well, for in-process pulls."""
+    """make_pipeline(kind="local", alerts=..., days=..., faults=..., **settings) -> Pipeline with a fresh tenant,
+    state and lake. The simulator's credentials and CA are put in this process's environment as well, for in-process
+    pulls."""
     from simulator.server import GraphSimulator
     from simulator.tenant import Tenant
 
