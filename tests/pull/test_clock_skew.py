@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from click.testing import CliRunner
+from kiota_abstractions.headers_collection import HeadersCollection
 
 from normalizers.core import row_id
 from shared.cli import main
@@ -18,6 +19,7 @@ from shared.core.storage import open_store
 from shared.land.local_sink import InProcessSink
 from shared.ops.status import FAILING, LAGGING, OK, assess
 from shared.pull.run import pull_all, raise_for_failures
+from shared.pull.graph import GraphTime, graph_time
 from shared.pull.watermark import Watermark, WatermarkStore
 from simulator.faults import Faults
 
@@ -179,3 +181,18 @@ def test_status_judges_the_pulls_clock_against_graphs_both_ways():
         assert finding.state == OK, (within, finding)
     [late] = assess(record(61.0), 0, NOW, 900, max_clock_skew_seconds=120)
     assert late.state == OK
+
+
+def test_a_date_header_that_cannot_bound_the_watermark_says_why():
+    def headers(*values: str) -> HeadersCollection:
+        collection = HeadersCollection()
+        collection.add("Date", list(values))
+        return collection
+
+    assert graph_time(headers("Fri, 27 Nov 2026 12:00:00 GMT"), 1.0) == GraphTime(NOW, 1.0)
+    # A proxy adding its own: the earlier bounds Graph's time safely.
+    assert graph_time(headers("Fri, 27 Nov 2026 12:00:00 GMT", "Fri, 27 Nov 2026 12:00:09 GMT"), 1.0).date == NOW
+    assert graph_time(HeadersCollection(), 1.0).problem == "Graph's answer carried no Date header"
+    assert graph_time(headers("yesterday"), 1.0).problem == "Graph's Date header 'yesterday' does not parse"
+    unzoned = graph_time(headers("Fri, 27 Nov 2026 12:00:00 -0000"), 1.0)
+    assert unzoned.date is None and unzoned.problem.endswith("has no zone")
