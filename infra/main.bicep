@@ -291,6 +291,11 @@ param alertConsecutiveFailures int = 3
 @maxValue(604800)
 param pullMaxLagSeconds int = 900
 
+@description('PULL_MAX_CLOCK_SKEW_SECONDS: a pull whose clock ran further ahead of Graph\'s (the Date header of its answers) than this is failing, for graphlake status and for the pull-failing alert rule alike.')
+@minValue(1)
+@maxValue(604800)
+param pullMaxClockSkewSeconds int = 60
+
 // ------------------------------------------------------------------------------------------------------------
 // Names
 // ------------------------------------------------------------------------------------------------------------
@@ -391,6 +396,7 @@ module alerts 'modules/alerts.bicep' = {
     alertEmail: alertEmail
     alertConsecutiveFailures: alertConsecutiveFailures
     pullMaxLagSeconds: pullMaxLagSeconds
+    pullMaxClockSkewSeconds: pullMaxClockSkewSeconds
   }
   // The rules' scope: the workspace.
   dependsOn: [
@@ -455,6 +461,7 @@ module app 'modules/functionapp.bicep' = {
     graphSources: graphSources
     pullSchedule: pullSchedule
     pullMaxLagSeconds: pullMaxLagSeconds
+    pullMaxClockSkewSeconds: pullMaxClockSkewSeconds
     compactSchedule: compactSchedule
     appSettingOverrides: appSettingOverrides
   }

@@ -21,7 +21,7 @@ from tests.infra.facts import (ROOT, app_settings, bicep_facts, denotes, kql_dia
 HEALTH_COMMON_FIELDS = {"component", "key", "updated"}
 HEALTH_FIELDS = {
     "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent",
-             "watermark_ahead_seconds"},
+             "watermark_ahead_seconds", "clock_skew_seconds"},
     "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
     # normalize_logs (the logs hub's trigger) writes the normalizer's record under its own component.
     "normalize_logs": {"result", "consecutive_failures", "error", "rows", "quarantined"},
@@ -215,6 +215,15 @@ def test_the_lag_rule_and_the_app_use_one_threshold() -> None:
     # One parameter: in modules, both are given main.bicep's.
     for file in (var_file("appSettings"), var_file("alertRules")):
         assert main_param(file, "pullMaxLagSeconds") == "pullMaxLagSeconds", file
+
+
+def test_the_clock_skew_rule_and_the_app_use_one_threshold() -> None:
+    # graphlake status and the pull-failing rule call the same pull's clock too far ahead of Graph's.
+    assert app_settings()["PULL_MAX_CLOCK_SKEW_SECONDS"]["text"] == "string(pullMaxClockSkewSeconds)"
+    (failing,) = [r for r in _alert_rules() if r["name"]["value"] == "pull-failing"]
+    assert "todouble(h.clock_skew_seconds) > ${pullMaxClockSkewSeconds}" in failing["query"]["text"]
+    for file in (var_file("appSettings"), var_file("alertRules")):
+        assert main_param(file, "pullMaxClockSkewSeconds") == "pullMaxClockSkewSeconds", file
 
 
 def test_alert_query_reads_what_health_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
