@@ -295,6 +295,10 @@ param pullMaxLagSeconds int = 900
 @minValue(1)
 @maxValue(86400)
 param logsMaxSilenceSeconds int = 3600
+@description('PULL_MAX_CLOCK_SKEW_SECONDS: a pull whose clock ran further ahead of Graph\'s (the Date header of its answers) than this is failing, for graphlake status and for the pull-failing alert rule alike.')
+@minValue(1)
+@maxValue(604800)
+param pullMaxClockSkewSeconds int = 60
 
 // ------------------------------------------------------------------------------------------------------------
 // Names
@@ -397,6 +401,7 @@ module alerts 'modules/alerts.bicep' = {
     alertConsecutiveFailures: alertConsecutiveFailures
     pullMaxLagSeconds: pullMaxLagSeconds
     logsMaxSilenceSeconds: logsMaxSilenceSeconds
+    pullMaxClockSkewSeconds: pullMaxClockSkewSeconds
   }
   // The rules' scope: the workspace.
   dependsOn: [
@@ -462,6 +467,7 @@ module app 'modules/functionapp.bicep' = {
     pullSchedule: pullSchedule
     pullMaxLagSeconds: pullMaxLagSeconds
     logsMaxSilenceSeconds: logsMaxSilenceSeconds
+    pullMaxClockSkewSeconds: pullMaxClockSkewSeconds
     compactSchedule: compactSchedule
     appSettingOverrides: appSettingOverrides
   }

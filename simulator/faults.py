@@ -1,6 +1,7 @@
 """Failure modes connectors meet on alerts_v2: throttling, 5xx, full pages that lack a nextLink, a tenant that
 changes between the page requests of one query, pages in an order that is not stable, malformed timestamps, alerts
-without an id, a client whose clock runs ahead of Graph's for a run."""
+without an id, a client whose clock runs ahead of Graph's for a run, a Graph whose clock is behind the host's, a
+proxy that strips Graph's Date header."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ class Faults:
     # starts a run asks `pull_clock` (GraphSimulator.pull_clock) what time that run believes it is.
     clock_ahead_rate: float = 0.0
     clock_ahead_seconds: float = 7200.0
+    # Graph's own clock (the tenant's: what it stamps lastUpdateDateTime with and sends in the Date header) runs this
+    # many seconds behind the host's, for every call: a host whose clock is ahead and stays so. Stamp versions at
+    # GraphSimulator.graph_now() to stamp them by this clock.
+    tenant_clock_behind_seconds: float = 0.0
+    # Answers come without a Date header, as behind a proxy that strips it (RFC 9110 lets a server without a clock
+    # omit it; Graph sends it).
+    strip_date_header: bool = False
     seed: int = 0
 
 
@@ -101,6 +109,10 @@ class FaultInjector:
         """Whether this alert is served without its id."""
         rate = self.faults.missing_id_rate
         return bool(rate) and zlib.crc32(f"{self.faults.seed}:id:{alert_id}".encode()) < rate * 2**32
+
+    def graph_clock(self, host_now: datetime) -> datetime:
+        """Graph's time when the host's is `host_now`."""
+        return host_now - timedelta(seconds=self.faults.tenant_clock_behind_seconds)
 
     def pull_clock(self, now: datetime) -> datetime:
         """The time a pull run started at Graph's `now` believes it is: ahead for the chosen share of runs."""

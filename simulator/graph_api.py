@@ -9,6 +9,7 @@ configured share fails with 5xx. Paging choices, none documented by Microsoft (r
 - `/alerts_v2/$count` answers the number of matching alerts as text/plain.
 - `$orderby` is accepted and ignored: the documented order is newest createdDateTime first and consumers must not
   depend on another. `$select`, `$expand` and `$search` are refused.
+- Every answer carries a `Date` header (RFC 9110 §6.6.1) of Graph's own clock (`graph_now`), unless a fault strips it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
@@ -27,6 +30,7 @@ from simulator.faults import FaultInjector
 from simulator.odata import FilterError
 from simulator.response import Response, graph_error, new_request_id
 from simulator.tenant import Tenant
+from simulator.timefmt import from_datetime, to_datetime
 from simulator.tokens import READ_ROLES, Authority, InvalidToken
 
 DEFAULT_PAGE_SIZE = 100
@@ -154,8 +158,20 @@ class GraphApi:
         del alert["id"]
         return orjson.dumps(alert)
 
+    def graph_now(self) -> datetime:
+        """Graph's clock: the host's, behind by the fault's lag; or the tenant's, when a test moved that ahead (the
+        tenant's clock only moves when versions are made, so it is never ahead of a Graph that made them)."""
+        graph = from_datetime(self.faults.graph_clock(datetime.now(UTC)))
+        return to_datetime(max(graph, self.tenant.clock))
+
     def handle(self, method: str, target: str, headers: dict[str, str]) -> Response:
         """`headers` keys are lower-case."""
+        response = self._answer(method, target, headers)
+        if not self.faults.faults.strip_date_header:
+            response.headers["Date"] = format_datetime(self.graph_now(), usegmt=True)
+        return response
+
+    def _answer(self, method: str, target: str, headers: dict[str, str]) -> Response:
         self._pass_hold()
         self._count("calls")
         request_id = new_request_id()
@@ -246,7 +262,7 @@ class GraphApi:
 
         updates = self.faults.faults.page_updates
         if updates and state.skip:
-            made = self.tenant.update_served(self._served.get(state.filter, []), updates)
+            made = self.tenant.update_served(self._served.get(state.filter, []), updates, now=self.graph_now())
             self._count("page_updates", len(made))
         total, items = self.tenant.query_json(state.filter, state.size, state.skip, include_unknown,
                                               shuffle_seed=self.faults.shuffle_seed())

@@ -27,7 +27,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -38,7 +38,6 @@ from simulator.graph_api import Counters, GraphApi
 from simulator.lateness import Lateness
 from simulator.response import Response
 from simulator.tenant import Tenant
-from simulator.timefmt import now_ticks
 from simulator.tls import ThrowawayCA
 from simulator.tokens import App, Authority
 
@@ -105,8 +104,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    # Whether the route dates its answers itself (Graph: by its own clock, or not at all under a fault).
+    route_dates = False
+
     def _send(self, response: Response) -> None:
-        self.send_response(response.status)
+        if self.route_dates:
+            # send_response would add a Date of this host's clock.
+            self.log_request(response.status)
+            self.send_response_only(response.status)
+            self.send_header("Server", self.version_string())
+        else:
+            self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():
@@ -120,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _GraphHandler(_Handler):
+    route_dates = True
+
     def _dispatch(self) -> None:
         self._body()  # drained even though unused, or the next request on this keep-alive connection is garbled
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -198,7 +208,7 @@ class GraphSimulator:
 
     def _run_live(self) -> None:
         while not self._stopping.wait(self._live_interval):
-            self.tenant.advance_to(now_ticks(), lateness=self._lateness)
+            self.tenant.advance_to(self.graph_now(), lateness=self._lateness)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -277,6 +287,11 @@ class GraphSimulator:
         """lastUpdateDateTime as the API prints it for this alert under the current faults."""
         return self._faults.served_timestamp(alert_id, last_update)
 
+    def graph_now(self) -> datetime:
+        """Graph's clock (the Date of its answers): behind this host's under the tenant_clock_behind_seconds fault.
+        Stamp versions at it (tenant.mutate(now=sim.graph_now(), ...)) to stamp them by Graph's clock."""
+        return self._started().graph_now()
+
     def pull_clock(self, now: datetime) -> datetime:
         """What a pull run started at Graph's `now` should take for now: ahead of it under the clock-skew fault
         (counted in `counters.clock_ahead_runs`)."""
@@ -348,7 +363,8 @@ def run_forever(port: int = 0, alerts: int = 3000, seed: int = 7, days: float = 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    tenant = Tenant(seed=seed, alerts=alerts, days=days)
+    # Built by Graph's clock, which a fault may put behind this host's.
+    tenant = Tenant(seed=seed, alerts=alerts, days=days, now=FaultInjector(faults).graph_clock(datetime.now(UTC)))
     with GraphSimulator(tenant, faults, graph_port=port, token_port=port + 1 if port else 0, live=live,
                         lateness=lateness) as sim:
         for name, value in sim.environment().items():

@@ -190,18 +190,24 @@ class Pipeline:
 
 @pytest.fixture
 def make_pipeline(make_store_url, monkeypatch):
-    """make_pipeline(kind="local", alerts=..., days=..., **settings) -> Pipeline with a fresh tenant, state and
-    lake. The simulator's credentials and CA are put in this process's environment as well, for in-process pulls."""
+    """make_pipeline(kind="local", alerts=..., days=..., faults=..., **settings) -> Pipeline with a fresh tenant,
+    state and lake. The simulator's credentials and CA are put in this process's environment as well, for in-process
+    pulls."""
     from simulator.server import GraphSimulator
     from simulator.tenant import Tenant
 
     started = []
 
-    def make(kind: str = "local", alerts: int = 300, days: float = 1.0, seed: int = 11, **settings: str) -> Pipeline:
+    def make(kind: str = "local", alerts: int = 300, days: float = 1.0, seed: int = 11, faults=None,
+             **settings: str) -> Pipeline:
+        from simulator.faults import Faults
+
+        faults = faults or Faults()
         delay = float(settings.get("PULL_DELAY_SECONDS", PIPELINE_DELAY_SECONDS))
-        # The backlog ends a window's delay and a second ago, so the first run reads all of it without waiting.
-        backlog_end = datetime.now(UTC) - timedelta(seconds=delay + 1)
-        sim = GraphSimulator(Tenant(seed=seed, alerts=alerts, days=days, now=backlog_end)).start()
+        # The backlog ends a window's delay and a second ago, so the first run reads all of it without waiting; by
+        # Graph's clock, which a fault may put behind this host's.
+        backlog_end = datetime.now(UTC) - timedelta(seconds=faults.tenant_clock_behind_seconds + delay + 1)
+        sim = GraphSimulator(Tenant(seed=seed, alerts=alerts, days=days, now=backlog_end), faults).start()
         started_at = sim.tenant.now
         started.append(sim)
         env = {

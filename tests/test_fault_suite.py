@@ -73,7 +73,7 @@ FORK = multiprocessing.get_context("fork")
 # Summed over the seeds in this process: each seed's own share of these depends on how its processes interleave.
 # Under xdist this module runs whole on one worker (ONE_WORKER_MODULES in tests/conftest.py).
 FIRED = {"throttled": 0, "errors": 0, "dropped_next_links": 0, "page_updates": 0, "clock_ahead_runs": 0,
-         "watermark_repairs": 0, "storage_outage": 0, "consumer_down": 0}
+         "watermark_repairs": 0, "watermarks_held_at_graphs_clock": 0, "storage_outage": 0, "consumer_down": 0}
 SEEDS_RUN: set[int] = set()
 pytestmark = pytest.mark.fault_suite
 # A budget of 8 calls per 0.2 s and 429s with "Retry-After: 0", which sends the client to its own backoff: one
@@ -91,9 +91,11 @@ DOWN_ROUND = ROUNDS - 1
 
 
 def faults(seed: int, page_updates: int) -> Faults:
+    # Every other seed's Graph answers without a Date header (a proxy strips it), so a run on a clock ahead leaves
+    # its watermark ahead, which the next run repairs; with the Date, the watermark stops at Graph's time.
     return Faults(rate_limit_per_window=8, rate_window_seconds=0.2, retry_after_seconds=0, error_rate=0.01,
                   drop_next_link_rate=0.3, page_updates=page_updates, unstable_order=True, clock_ahead_rate=0.25,
-                  clock_ahead_seconds=7200, seed=seed)
+                  clock_ahead_seconds=7200, strip_date_header=seed % 2 == 1, seed=seed)
 
 
 # --- The Event Hub stand-in and the kill switch --------------------------------------------------------------------
@@ -276,12 +278,18 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     expected: set[str] = set()
     codes: list[int] = []
     late_found = 0
-    repairs = False
+    repairs = holds = False
 
     def repaired() -> bool:
         """Whether the pull that wrote the source's health record last found the watermark ahead and repaired it."""
         record = health.load(state, "pull", tenant.tenant_id) or {}
         return bool(record.get("watermark_ahead_seconds"))
+
+    def held() -> bool:
+        """Whether the pull that wrote the record ran on a clock ahead of Graph's Date (and stopped its watermark
+        there)."""
+        record = health.load(state, "pull", tenant.tenant_id) or {}
+        return (record.get("clock_skew_seconds") or 0) > settings.pull_overlap_seconds
 
     spool = open_store(env["SPOOL_URL"])
     consumer_down = 0
@@ -300,10 +308,10 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
         # two hours ahead of Graph's (the watermark it leaves is ahead of every later run's clock); the normalizer
         # killed at a random point (its spool files are delivered again), unless it is down this round.
         codes += run_processes((_pull, env, sim.pull_clock(now), rng.randint(3, 8), rng.random() < 0.5))
-        repairs = repaired() or repairs
+        repairs, holds = repaired() or repairs, held() or holds
         codes += run_processes(*[(_pull, env, sim.pull_clock(now), rng.choice([None, rng.randint(1, 6)]),
                                   rng.random() < 0.5) for _ in range(2)])
-        repairs = repaired() or repairs
+        repairs, holds = repaired() or repairs, held() or holds
         if not down:
             codes += run_processes((_normalize, env, rng.randint(1, 3), rng.random() < 0.5, now))
         assert set(codes) <= {0, -signal.SIGKILL}, codes  # killed or done; a run losing the race ends cleanly
@@ -311,6 +319,9 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
         # Settling: nothing killed, the tenant still (no updates between page requests); 429s, 5xx, lost
         # nextLinks and unstable order stay on. The spool is drained before the reconciliation reads the lake.
         sim.set_faults(page_updates=0)
+        # The suite's time moves only when the tenant changes: Graph's clock (the Date of its answers, where a pull's
+        # watermark stops) is moved on to the settling run's time, as a real Graph's would have moved.
+        tenant.mutate(now=now)
         assert run_processes((_pull, {**env, "PULL_PAGE_SIZE": SETTLING_PAGE_SIZE}, now, None, False, True)) == [0]
         # Judged at the suite's clock: FAILING when the settling pull had to put back a watermark a run ahead left
         # (it is the one that found it), else OK.
@@ -372,7 +383,10 @@ def test_everything_at_once_ends_complete_and_exactly_once(tenant_env, seed):
     # Updates between page requests fire only when a chaos pull pages the burst; a pull on a clock ahead may leave
     # the burst to the settling pull, where they are off, so they are counted over the seeds, not asked of each.
     assert consumer_down == 1
+    # Where Graph dates its answers, no run on a clock ahead leaves the watermark ahead.
+    assert not (repairs and not sim.faults.strip_date_header), "a watermark passed Graph's Date"
     own = {"consumer_down": consumer_down, "watermark_repairs": int(repairs),  # seeds where a watermark was put back
+           "watermarks_held_at_graphs_clock": int(holds),
            "storage_outage": sum(orjson.loads(spool.read(name).data) for name in spool.list(FIRED_PREFIX))}
     for name in FIRED:
         FIRED[name] += own[name] if name in own else getattr(sim.counters, name)

@@ -15,6 +15,7 @@ param alertEmail string
 param alertConsecutiveFailures int
 param pullMaxLagSeconds int
 param logsMaxSilenceSeconds int
+param pullMaxClockSkewSeconds int
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: logAnalyticsName
@@ -46,8 +47,8 @@ var alertRules = [
     window: 'PT15M'
     operator: 'GreaterThan'
     dimension: 'source'
-    description: 'A source failed ${alertConsecutiveFailures} pull runs in a row or more: its alerts are not reaching the lake. The error says why (403: the Graph permission; 429/5xx: Graph; storage or Event Hubs errors). Or its last run found the watermark ahead of the clock (a host clock that ran ahead, or an edited watermark) and repaired it: versions Graph showed late meanwhile may have passed every window; the hourly reconciliation looks for them.'
-    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where toint(h.consecutive_failures) >= ${alertConsecutiveFailures} or todouble(h.watermark_ahead_seconds) > 0 | project source = key, consecutive_failures = toint(h.consecutive_failures), error = tostring(h.error), watermark_ahead_seconds = todouble(h.watermark_ahead_seconds)'
+    description: 'A source failed ${alertConsecutiveFailures} pull runs in a row or more: its alerts are not reaching the lake. The error says why (403: the Graph permission; 429/5xx: Graph; storage or Event Hubs errors). Or its last run found the watermark ahead of the clock (a host clock that ran ahead, or an edited watermark) and repaired it: versions Graph showed late meanwhile may have passed every window; the hourly reconciliation looks for them. Or its last run ran on a clock more than ${pullMaxClockSkewSeconds} seconds (PULL_MAX_CLOCK_SKEW_SECONDS) ahead of Graph\'s (the Date header of its answers): fix the host\'s time sync.'
+    query: '${healthEvents}| where component == "pull" | summarize arg_max(TimeGenerated, h) by key | where toint(h.consecutive_failures) >= ${alertConsecutiveFailures} or todouble(h.watermark_ahead_seconds) > 0 or todouble(h.clock_skew_seconds) > ${pullMaxClockSkewSeconds} | project source = key, consecutive_failures = toint(h.consecutive_failures), error = tostring(h.error), watermark_ahead_seconds = todouble(h.watermark_ahead_seconds), clock_skew_seconds = todouble(h.clock_skew_seconds)'
   }
   {
     name: 'pull-lagging'

@@ -40,6 +40,7 @@ param graphSources string
 param pullSchedule string
 param pullMaxLagSeconds int
 param logsMaxSilenceSeconds int
+param pullMaxClockSkewSeconds int
 param compactSchedule string
 param appSettingOverrides object
 
@@ -129,6 +130,7 @@ var appSettings = {
   PULL_PAGE_SIZE: '2000'
   PULL_MAX_RUN_SECONDS: '480'
   PULL_MAX_LAG_SECONDS: string(pullMaxLagSeconds)
+  PULL_MAX_CLOCK_SKEW_SECONDS: string(pullMaxClockSkewSeconds)
   NORMALIZE_MAX_ATTEMPTS: '5'
   // Compaction of the lake.
   COMPACT_SCHEDULE: compactSchedule

@@ -65,6 +65,10 @@ def demo(lake: str, state: str, alerts: int, seed: int) -> None:
                                                       "request.")
 @click.option("--malformed-timestamps", type=float, default=0.0, show_default=True,
               help="Share of alerts whose lastUpdateDateTime is printed without its zone.")
+@click.option("--graph-clock-behind", type=float, default=0.0, show_default=True,
+              help="Graph's clock (its Date header, what it stamps alerts with) runs this many seconds behind this "
+                   "host's: a puller on this host has a clock ahead of Graph's.")
+@click.option("--strip-date", is_flag=True, help="Answer without a Date header, as behind a proxy that strips it.")
 @click.option("--late-seconds", type=float, default=240.0, show_default=True,
               help="Live mode: new versions show up to this many seconds after their lastUpdateDateTime ...")
 @click.option("--late-tail", type=float, default=0.0, show_default=True,
@@ -73,7 +77,8 @@ def demo(lake: str, state: str, alerts: int, seed: int) -> None:
               help="Live mode: the latest the late tail shows up, in seconds after its lastUpdateDateTime.")
 def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttle: int | None, error_rate: float,
              drop_next_link: float, updates_during_paging: int, unstable_order: bool, malformed_timestamps: float,
-             late_seconds: float, late_tail: float, late_tail_max: float) -> None:
+             graph_clock_behind: float, strip_date: bool, late_seconds: float, late_tail: float,
+             late_tail_max: float) -> None:
     """Serve a simulated alerts_v2 tenant on 127.0.0.1 and print the settings that point graphlake at it."""
     from simulator.faults import Faults
     from simulator.lateness import Lateness
@@ -83,7 +88,8 @@ def simulate(port: int, alerts: int, days: float, seed: int, live: bool, throttl
         run_forever(port=port, alerts=alerts, seed=seed, days=days, live=live, faults=Faults(
             rate_limit_per_window=throttle, error_rate=error_rate, drop_next_link_rate=drop_next_link,
             page_updates=updates_during_paging, unstable_order=unstable_order,
-            malformed_timestamp_rate=malformed_timestamps, seed=seed),
+            malformed_timestamp_rate=malformed_timestamps, tenant_clock_behind_seconds=graph_clock_behind,
+            strip_date_header=strip_date, seed=seed),
             lateness=Lateness(typical_seconds=late_seconds, tail_share=late_tail, tail_max_seconds=late_tail_max))
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:

@@ -110,7 +110,8 @@ def status(state: str | None, fmt: str) -> None:
     state = wiring.state_url(state)
     findings = check(open_store(state), datetime.now(UTC), settings.pull_max_lag_seconds,
                      sources, event_hub=bool(settings.eventhub_namespace),
-                     logs_max_silence_seconds=settings.logs_max_silence_seconds)
+                     logs_max_silence_seconds=settings.logs_max_silence_seconds,
+                     max_clock_skew_seconds=settings.pull_max_clock_skew_seconds)
     for finding in findings:
         if fmt == "json":
             click.echo(orjson.dumps(finding.to_dict()).decode())

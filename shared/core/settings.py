@@ -105,6 +105,10 @@ class Settings(BaseSettings):
         900, alias="PULL_MAX_LAG_SECONDS", gt=0,
         description="graphlake status (and the lag alert rule) calls a source LAGGING when its watermark is further "
                     "behind now than this.")
+    pull_max_clock_skew_seconds: int = Field(
+        60, alias="PULL_MAX_CLOCK_SKEW_SECONDS", gt=0,
+        description="graphlake status calls a source FAILING when its last pull ran on a clock further ahead of "
+                    "Graph's (the Date header of Graph's answers) than this, LAGGING when further behind.")
 
     # --- Where things are kept ---
     state_url: str = Field(

@@ -1,12 +1,14 @@
 """`graphlake status`: every health record (pull, normalize, reconcile, compact) and the quarantine, judged OK / LAGGING /
 FAILING with the reason, so an operator sees an unattended deployment's state without reading logs.
 
-FAILING: the last run failed (or gave a batch up, or the reconciliation found versions it could not repair), or a
-source's watermark was ahead of the clock (repaired by the run that found it) or is ahead of this one.
+FAILING: the last run failed (or gave a batch up, or the reconciliation found versions it could not repair), a
+source's watermark was ahead of the clock (repaired by the run that found it) or is ahead of this one, or the last
+pull ran on a clock ahead of Graph's by more than PULL_MAX_CLOCK_SKEW_SECONDS.
 LAGGING: it runs, but the lake falls behind Graph: the watermark is older than PULL_MAX_LAG_SECONDS (which also
-catches a pull that stopped running), slices could not be confirmed complete, the reconciliation found alerts later
-than the pull's overlap, or events wait in quarantine for `graphlake replay`; or streamed logs stopped landing for
-longer than LOGS_MAX_SILENCE_SECONDS.
+catches a pull that stopped running), slices could not be confirmed complete, the last pull ran on a clock behind
+Graph's by more than PULL_MAX_CLOCK_SKEW_SECONDS, the reconciliation found alerts later than the pull's overlap, or
+events wait in quarantine for `graphlake replay`; or streamed logs stopped landing for longer than
+LOGS_MAX_SILENCE_SECONDS.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.core import health
+from shared.core.settings import Settings
 from shared.core.storage import Store
 from shared.land.quarantine import PREFIX as QUARANTINE_PREFIX
 
@@ -31,6 +34,7 @@ _RANK = {OK: 0, LAGGING: 1, FAILING: 2}
 # The host running `graphlake status` may be a little behind the pull's; a watermark ahead of it by less than this
 # is shown as ahead, not judged. Further ahead, the run that wrote it had a clock ahead of Graph's.
 CLOCK_TOLERANCE_SECONDS = 60
+_MAX_CLOCK_SKEW_SECONDS = Settings.model_fields["pull_max_clock_skew_seconds"].default
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,15 @@ class Finding:
 
 
 def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable[str] = (), *,
-          event_hub: bool = False, logs_max_silence_seconds: float | None = None) -> list[Finding]:
+          event_hub: bool = False, logs_max_silence_seconds: float | None = None,
+          max_clock_skew_seconds: float = _MAX_CLOCK_SKEW_SECONDS) -> list[Finding]:
     """Findings for every health record in `state`, its quarantine, and each of `sources` (the configured source
     ids) that has no pull record yet. `event_hub`, `logs_max_silence_seconds`: see assess."""
     records, unreadable = health.load_all(state)
     quarantined = sum(1 for name in state.list(QUARANTINE_PREFIX) if name.endswith(".json"))
     findings = assess(records, quarantined, now, max_lag_seconds, sources, event_hub=event_hub,
-                      logs_max_silence_seconds=logs_max_silence_seconds)
+                      logs_max_silence_seconds=logs_max_silence_seconds,
+                      max_clock_skew_seconds=max_clock_skew_seconds)
     # An unreadable record hides what its writer last did, so it cannot be taken for OK; its writer replaces it on
     # the next run.
     findings += [Finding(component, key, FAILING, f"{reason}; its writer replaces it on its next run")
@@ -62,13 +68,14 @@ def check(state: Store, now: datetime, max_lag_seconds: float, sources: Iterable
 
 def assess(records: dict[tuple[str, str], dict[str, Any]], quarantined: int, now: datetime,
            max_lag_seconds: float, sources: Iterable[str] = (), *, event_hub: bool = False,
-           logs_max_silence_seconds: float | None = None) -> list[Finding]:
+           logs_max_silence_seconds: float | None = None,
+           max_clock_skew_seconds: float = _MAX_CLOCK_SKEW_SECONDS) -> list[Finding]:
     """Judges each record, and the normalizer as a whole against the pulls' last send. Without normalize records
     that needs `event_hub` (the deployment sends to Event Hubs): a pull into the in-process normalizer lands
     itself and writes none. `logs_max_silence_seconds` (LOGS_MAX_SILENCE_SECONDS; None: not judged) judges
     streamed logs that stopped arriving."""
     # normalize_logs (Azure Monitor's records) keeps the same records as normalize, so it is judged the same way.
-    judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds), "normalize": _normalize,
+    judges = {"pull": lambda doc: _pull(doc, now, max_lag_seconds, max_clock_skew_seconds), "normalize": _normalize,
               "normalize_logs": _normalize, "reconcile": _reconcile, "detections": _detections, "compact": _compact}
     findings = []
     for (component, key), doc in sorted(records.items()):
@@ -100,7 +107,8 @@ def _failed(doc: dict[str, Any], what: str) -> tuple[str, str]:
     return FAILING, f"{in_a_row} failed: {doc.get('error') or 'no details'}"
 
 
-def _pull(doc: dict[str, Any], now: datetime, max_lag_seconds: float) -> tuple[str, str]:
+def _pull(doc: dict[str, Any], now: datetime, max_lag_seconds: float,
+          max_clock_skew_seconds: float) -> tuple[str, str]:
     repaired = _repaired_ahead(doc)
     if doc.get("result") != "ok":
         state, reason = _failed(doc, "runs")
@@ -108,6 +116,14 @@ def _pull(doc: dict[str, Any], now: datetime, max_lag_seconds: float) -> tuple[s
     watermark = doc.get("watermark")
     if repaired:
         return FAILING, f"{repaired}; the watermark is now {watermark}"
+    skew = float(doc.get("clock_skew_seconds") or 0)
+    if skew > max_clock_skew_seconds:
+        # The pull's watermark stops at Graph's time, but a proxy that ever strips the Date header would let it pass
+        # what Graph stamps next; and everything else this host dates (health records, lags, signed deliveries) is
+        # as far off.
+        return FAILING, (f"the pull's clock is {_duration(skew)} ahead of Graph's (its Date header "
+                         f"{doc.get('graph_date')}; limit {_duration(max_clock_skew_seconds)}): fix the host's time "
+                         f"sync; the watermark {watermark} waits at Graph's time meanwhile")
     if not watermark:
         return LAGGING, "no slice completed yet"
     lag = (now - datetime.fromisoformat(watermark)).total_seconds()
@@ -120,9 +136,15 @@ def _pull(doc: dict[str, Any], now: datetime, max_lag_seconds: float) -> tuple[s
     if doc.get("unconfirmed_slices"):
         problems.append(f"{doc['unconfirmed_slices']} slices could not be confirmed complete in the last run; "
                         "the next run reads them again")
+    if skew < -max_clock_skew_seconds:
+        # Each window ends at the pull's now: what Graph stamped since waits that long for the next runs.
+        problems.append(f"the pull's clock is {_duration(-skew)} behind Graph's (its Date header "
+                        f"{doc.get('graph_date')}): versions reach the lake that much late; fix the host's time sync")
     if problems:
         return LAGGING, "; ".join(problems)
-    return OK, f"watermark {_behind_or_ahead(lag)}, {doc.get('sent', 0)} versions sent by the last run"
+    problem = doc.get("graph_date_problem")
+    unchecked = f"; clock unchecked against Graph's ({problem})" if problem else ""
+    return OK, f"watermark {_behind_or_ahead(lag)}, {doc.get('sent', 0)} versions sent by the last run{unchecked}"
 
 
 def _repaired_ahead(doc: dict[str, Any]) -> str | None:

@@ -7,10 +7,12 @@ authentication, the middleware pipeline and its RetryHandler (429 with Retry-Aft
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,11 +27,12 @@ from azure.identity import (
     ManagedIdentityCredential,
 )
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.headers_collection import HeadersCollection
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from kiota_http.middleware.middleware import BaseMiddleware
-from kiota_http.middleware.options import RetryHandlerOption
+from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryHandlerOption
 from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.security.alerts_v2.alerts_v2_request_builder import Alerts_v2RequestBuilder
@@ -76,6 +79,31 @@ class CallStats:
     rereads: int = 0
     splits: int = 0
     status_counts: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphTime:
+    """Graph's own clock, as the Date header of one of its answers gives it (RFC 9110 §6.6.1: when the answer was
+    made, whole seconds, never later than Graph's time then), and `received`, time.monotonic() when the answer came.
+    `date` is None when the answer had no Date this client can read (a proxy may strip it); `problem` says why."""
+
+    date: datetime | None
+    received: float
+    problem: str | None = None
+
+
+def graph_time(headers: HeadersCollection, received: float) -> GraphTime:
+    values = headers.get("date")
+    if not values:
+        return GraphTime(None, received, "Graph's answer carried no Date header")
+    try:
+        dates = [parsedate_to_datetime(value) for value in values]
+    except (TypeError, ValueError):
+        return GraphTime(None, received, f"Graph's Date header {sorted(values)[0]!r} does not parse")
+    if any(date.tzinfo is None for date in dates):  # "-0000": a time of no known zone
+        return GraphTime(None, received, f"Graph's Date header {sorted(values)[0]!r} has no zone")
+    # Two Date headers (a proxy adding its own): the earlier is the safer bound on Graph's time.
+    return GraphTime(min(dates), received)
 
 
 class _MeterAndLimit(BaseMiddleware):
@@ -187,6 +215,8 @@ class AlertsReader:
         self._settings = settings
         self._stats = stats
         self._source = source
+        # Graph's clock as its first answer to this reader dated it: a pull's watermark never passes it.
+        self.first_answer: GraphTime | None = None
 
     @property
     def page_size(self) -> int:
@@ -229,6 +259,10 @@ class AlertsReader:
 
     async def _fetch(self, request) -> dict:
         adapter = self._client.request_adapter
+        # The SDK's HeadersInspectionHandler fills this with the answer's headers (the last attempt's, after the
+        # RetryHandler's): Graph's Date among them.
+        inspected = HeadersInspectionHandlerOption(inspect_request_headers=False)
+        request.add_request_options([inspected])
         try:
             async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type((httpx.TimeoutException, httpx.NetworkError,
@@ -239,6 +273,8 @@ class AlertsReader:
                     reraise=True):
                 with attempt:
                     body = await adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
+            if self.first_answer is None:
+                self.first_answer = graph_time(inspected.response_headers, time.monotonic())
         except ODataError as exc:
             raise self._explain(exc) from None
         except httpx.ConnectError as exc:

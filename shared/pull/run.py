@@ -19,7 +19,7 @@ from shared.core import health
 from shared.core.errors import GraphlakeError, PreconditionFailed, one_line
 from shared.pull.confirmed import MAX_READS, ConfirmedReader, service_source_of
 from shared.pull.fanout import UNKNOWN_PROVIDER, EventSink, Fanout, ProviderCounts, hub_router
-from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, graph_client
+from shared.pull.graph import AlertsReader, Backoff, CallStats, GraphCallFailed, GraphTime, graph_client
 from shared.core.settings import Settings, Source
 from shared.core.storage import Store
 from shared.pull.watermark import Sent, Watermark, WatermarkStore
@@ -47,6 +47,11 @@ class SourceSummary:
     # blob): by how much, and where this run put it back to before reading.
     watermark_ahead_seconds: float | None = None
     watermark_repaired_to: str | None = None
+    # Graph's clock as the Date header of the run's first answer gave it, and how far this run's clock was ahead of
+    # it (negative: behind); or, when that answer had no usable Date, why (the watermark then follows this clock).
+    graph_date: str | None = None
+    clock_skew_seconds: float | None = None
+    graph_date_problem: str | None = None
     error: str | None = None
 
     @property
@@ -94,6 +99,8 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
                       clock: Callable[[], float] = time.monotonic, backoff: Backoff = Backoff()) -> SourceSummary:
     """`clock` measures the run's budget against `deadline` (seconds on the same clock)."""
     now = now or datetime.now(UTC)
+    started = time.monotonic()  # with `now`, this run's clock at any later moment (see _record_graph_time)
+    reader: AlertsReader | None = None
     summary = SourceSummary(source_id=source.id)
     watermarks = WatermarkStore(state, source.id)
     overlap = timedelta(seconds=settings.pull_overlap_seconds)
@@ -135,6 +142,7 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
                 if summary.unread_gap or summary.unconfirmed_slices:
                     continue
                 position = max(piece.end, mark.position) if mark.position else piece.end
+                position = _within_graph_clock(position, reader.first_answer, source.id)
                 mark = watermarks.advance(mark, position, sent, overlap)
                 summary.watermark_after = position.isoformat()
     except PreconditionFailed:
@@ -145,10 +153,38 @@ async def pull_source(source: Source, settings: Settings, state: Store, sink: Ev
         log.exception("source %s failed", source.id)
         summary.error = one_line(exc, with_type=True)
     finally:
+        if reader is not None and reader.first_answer is not None:
+            _record_graph_time(summary, reader.first_answer, now, started)
         if summary.watermark_after:
             summary.lag_seconds = (now - datetime.fromisoformat(summary.watermark_after)).total_seconds()
         _record_health(state, summary, now)
     return summary
+
+
+def _within_graph_clock(position: datetime, answer: GraphTime | None, source_id: str) -> datetime:
+    """The watermark never passes Graph's own time, as the Date of its first answer to this run gave it. Graph stamps
+    lastUpdateDateTime by its clock: on a host whose clock is ahead of Graph's by more than the overlap, a watermark
+    at this host's now would pass the versions Graph stamps after the read, and no later window would start early
+    enough to read them. The Date is whole seconds and made after the query ran, so a host in step with Graph
+    moves exactly as before; what Graph stamps between its query and its Date is seconds late, which the overlap
+    reads next run like any late version. Also brings back a watermark a run without this bound left ahead of Graph.
+    Without a usable Date (a proxy stripping it), this host's clock alone bounds the window, as before."""
+    if answer is None or answer.date is None or position <= answer.date:
+        return position
+    log.warning("source %s: the watermark stops at Graph's time %s (its Date header), not %s: this host's clock is "
+                "ahead of Graph's", source_id, answer.date.isoformat(), position.isoformat())
+    return answer.date
+
+
+def _record_graph_time(summary: SourceSummary, answer: GraphTime, now: datetime, started: float) -> None:
+    if answer.date is None:
+        summary.graph_date_problem = answer.problem
+        log.warning("source %s: %s: the watermark follows this host's clock alone, unchecked against Graph's",
+                    summary.source_id, answer.problem)
+        return
+    summary.graph_date = answer.date.isoformat()
+    at_answer = now + timedelta(seconds=answer.received - started)
+    summary.clock_skew_seconds = round((at_answer - answer.date).total_seconds(), 1)
 
 
 def _repair_ahead(watermarks: WatermarkStore, mark: Watermark, now: datetime, overlap: timedelta,
@@ -185,7 +221,9 @@ def _record_health(state: Store, summary: SourceSummary, now: datetime) -> None:
             "window": summary.window, "slices_done": summary.slices_done, "slices_planned": summary.slices_planned,
             "unread_gap": summary.unread_gap, "watermark_ahead_seconds": summary.watermark_ahead_seconds,
             "watermark_repaired_to": summary.watermark_repaired_to, "last_sent": last_sent,
-            "last_sent_versions": last_sent_versions}, now=now)
+            "last_sent_versions": last_sent_versions, "graph_date": summary.graph_date,
+            "clock_skew_seconds": summary.clock_skew_seconds, "graph_date_problem": summary.graph_date_problem},
+            now=now)
     except Exception:  # noqa: BLE001 - the state store failing is already the run's error; the summary still goes out
         log.exception("source %s: the health record could not be written", summary.source_id)
 

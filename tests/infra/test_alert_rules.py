@@ -21,7 +21,7 @@ from tests.infra.facts import (ROOT, app_settings, bicep_facts, denotes, kql_dia
 HEALTH_COMMON_FIELDS = {"component", "key", "updated"}
 HEALTH_FIELDS = {
     "pull": {"result", "consecutive_failures", "error", "watermark", "lag_seconds", "unconfirmed_slices", "sent",
-             "watermark_ahead_seconds"},
+             "watermark_ahead_seconds", "clock_skew_seconds"},
     "normalize": {"result", "consecutive_failures", "error", "rows", "quarantined"},
     # normalize_logs (the logs hub's trigger) writes the normalizer's record under its own component, and when it
     # last landed records (logs-silent reads it).
@@ -213,14 +213,18 @@ def test_alert_rule_fields_are_written_by_the_code() -> None:
                 f"{rule['name']['value']} reads {field}, which the {component} writer does not write"
 
 
-def test_the_lag_rule_and_the_app_use_one_threshold() -> None:
-    # graphlake status and the pull-lagging rule call the same source lagging.
-    assert app_settings()["PULL_MAX_LAG_SECONDS"]["text"] == "string(pullMaxLagSeconds)"
-    (lagging,) = [r for r in _alert_rules() if r["name"]["value"] == "pull-lagging"]
-    assert "todouble(h.lag_seconds) > ${pullMaxLagSeconds}" in lagging["query"]["text"]
+@pytest.mark.parametrize("setting, param, rule, field", [
+    ("PULL_MAX_LAG_SECONDS", "pullMaxLagSeconds", "pull-lagging", "lag_seconds"),
+    ("PULL_MAX_CLOCK_SKEW_SECONDS", "pullMaxClockSkewSeconds", "pull-failing", "clock_skew_seconds"),
+])
+def test_the_rule_and_the_app_use_one_threshold(setting: str, param: str, rule: str, field: str) -> None:
+    # graphlake status and the rule call the same source lagging, or its clock too far ahead of Graph's.
+    assert app_settings()[setting]["text"] == f"string({param})"
+    (found,) = [r for r in _alert_rules() if r["name"]["value"] == rule]
+    assert f"todouble(h.{field}) > ${{{param}}}" in found["query"]["text"]
     # One parameter: in modules, both are given main.bicep's.
     for file in (var_file("appSettings"), var_file("alertRules")):
-        assert main_param(file, "pullMaxLagSeconds") == "pullMaxLagSeconds", file
+        assert main_param(file, param) == param, file
 
 
 def test_alert_query_reads_what_health_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -717,3 +718,34 @@ def test_clock_skew_puts_the_chosen_share_of_pull_runs_ahead_of_graphs_clock(fau
     believed = [faults.pull_clock(now) for _ in range(40)]
     assert set(believed) == {now, now + timedelta(hours=1)}
     assert faults.counters.clock_ahead_runs - before == believed.count(now + timedelta(hours=1))
+
+
+def test_answers_are_dated_by_graphs_clock_which_a_fault_puts_behind_the_hosts(runner: asyncio.Runner) -> None:
+    behind = 600.0
+    tenant = Tenant(seed=5, alerts=5, now=datetime.now(timezone.utc) - timedelta(seconds=behind + 1))
+    with GraphSimulator(tenant, Faults(tenant_clock_behind_seconds=behind)) as sim:
+        inspect = HeadersInspectionHandlerOption()
+        host_before, before = datetime.now(timezone.utc), sim.graph_now()
+        runner.run(make_client(sim).security.alerts_v2.get(request_configuration=config(inspect=inspect)))
+        after, host = sim.graph_now(), datetime.now(timezone.utc)
+        [date] = inspect.response_headers.get("date")
+        graph = parsedate_to_datetime(date)
+        assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", date)  # IMF-fixdate
+        assert before.replace(microsecond=0) <= graph <= after  # whole seconds, floored
+        assert host_before - timedelta(seconds=behind + 1) <= before and after <= host - timedelta(seconds=behind)
+        # Errors are dated too, by the same clock.
+        refused = httpx.get(f"{sim.graph_url}/v1.0/security/alerts_v2")
+        assert refused.status_code == 401
+        assert after.replace(microsecond=0) <= parsedate_to_datetime(refused.headers["date"]) <= sim.graph_now()
+        # What the tenant stamps at graph_now() is dated by Graph's clock, not the host's.
+        [made] = tenant.mutate(now=sim.graph_now(), new_alerts=1)
+        assert parse_time(made.last_update_text) <= sim.graph_now() < host - timedelta(seconds=behind - 5)
+
+        sim.set_faults(strip_date_header=True)
+        assert "date" not in httpx.get(f"{sim.graph_url}/v1.0/security/alerts_v2").headers
+
+    # A tenant whose clock a test moved ahead of the host's dates its answers by it.
+    ahead = Tenant(seed=5, alerts=5, now=datetime.now(timezone.utc) + timedelta(hours=2))
+    with GraphSimulator(ahead) as sim:
+        date = parsedate_to_datetime(httpx.get(f"{sim.graph_url}/v1.0/security/alerts_v2").headers["date"])
+        assert date == ahead.now.replace(microsecond=0)
