@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from shared.core import health
@@ -64,15 +65,13 @@ class Detector:
                 f"{', '.join(n for n in r.output_ids if n not in known)}"
                 for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
 
-    def detect(self, tables: pa.Table | Sequence[pa.Table], *, lake: Store, state: Store,
+    def detect(self, tables: Sequence[pa.Table], *, lake: Store, state: Store,
                now: datetime) -> DetectionResult | None:
         """The real-time rules on the tables a batch just landed (`shared.land.detect.Detector`), in one evaluation:
         one health record for the batch, whatever tables its rows went to."""
-        from itertools import chain
-
         from detections.event import TableRows
 
-        landed = [t for t in ([tables] if hasattr(tables, "num_rows") else tables) if t.num_rows]
+        landed = [t for t in tables if t.num_rows]
         if not landed:
             return None
         return detect_rows(self, chain.from_iterable(TableRows(t) for t in landed), lake=lake, state=state, now=now)
