@@ -267,5 +267,11 @@ def match_id(rule_id: str, row: Mapping[str, Any]) -> str:
     return hashlib.blake2b(f"{rule_id}\0{identity}".encode(), digest_size=16).hexdigest()
 
 
+def row_id(row: Mapping[str, Any]) -> str | None:
+    """What names the matched row in rule_matches and rule_errors: a Graph alert's id; a log record has none, so its
+    p_row_id (a search over rule_matches keeps one hit per id, and every log record would share the empty one)."""
+    return _text(row.get("id")) or _text(row.get("p_row_id"))
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)

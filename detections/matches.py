@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from detections.engine import Match
+from detections.engine import Match, row_id
 from normalizers.indicators import INDICATOR_COLUMNS
 from shared.land.lake_writer import write_table
 from shared.core.storage import Store
@@ -25,8 +25,8 @@ SCHEDULED_LOG_TYPE = "Graphlake.ScheduledRule"
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _STRINGS = pa.list_(pa.string())
-# The matched row's identifying columns, copied as they are.
-_ROW_STRINGS = ("id", "tenantId", "serviceSource", "severity", "status", "alertWebUrl")
+# The matched row's identifying columns, copied as they are (`id` beside them: engine.row_id).
+_ROW_STRINGS = ("tenantId", "serviceSource", "severity", "status", "alertWebUrl")
 
 SCHEMA = pa.schema([
     pa.field("p_row_id", pa.string(), nullable=False),
@@ -45,6 +45,7 @@ SCHEMA = pa.schema([
     pa.field("p_alert_context", pa.string()),
     pa.field("title", pa.string()),
     pa.field("dedup", pa.string()),
+    pa.field("id", pa.string()),
     *(pa.field(name, pa.string()) for name in _ROW_STRINGS),
     pa.field("lastUpdateDateTime", _TIMESTAMP),
     *(pa.field(name, _STRINGS) for name in INDICATOR_COLUMNS),
@@ -73,6 +74,7 @@ def match_rows(matches: list[Match], now: datetime) -> list[dict[str, Any]]:
             "p_alert_context": orjson.dumps(m.context, default=str).decode(),
             "title": m.title,
             "dedup": m.dedup,
+            "id": row_id(row),
             **{name: _text(row.get(name)) for name in _ROW_STRINGS},
             "lastUpdateDateTime": row.get("lastUpdateDateTime") if isinstance(row.get("lastUpdateDateTime"),
                                                                                datetime) else None,

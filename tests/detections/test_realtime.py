@@ -209,3 +209,51 @@ def test_each_rule_sees_only_rows_of_its_log_types_through_both_event_hub_functi
     assert {m["id"] for m in new} == {a["id"] for a in golden("identity") if a["status"] == "new"}
     # The log rules never saw an alert: not one of their matches is an alert's row.
     assert all(m["p_log_type"] != "MicrosoftGraph.SecurityAlertV2" for m in risky + admin + role)
+
+
+EVERY_SIGNIN_PY = """\
+def rule(event):
+    if event.get("callerIpAddress") == "203.0.113.250":
+        raise ValueError("this address breaks the rule")
+    return True
+"""
+
+EVERY_SIGNIN_YML = """\
+AnalysisType: rule
+Filename: every_signin.py
+RuleID: Custom.EverySignIn
+LogTypes: [Azure.Audit]
+Severity: Low
+"""
+
+
+def test_a_log_records_match_and_rule_error_have_an_id_and_search_shows_each_match(tmp_path, monkeypatch):
+    # Log records have no Graph alert id; the rule_matches and rule_errors rows still say which record they are (its
+    # p_row_id), so a search over rule_matches shows one hit per match, not one per tenant.
+    from datetime import UTC, datetime
+
+    from tests.log_records import body, signin
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "every_signin.py").write_text(EVERY_SIGNIN_PY)
+    (rules / "every_signin.yml").write_text(EVERY_SIGNIN_YML)
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    for name, value in {"LAKE_URL": lake, "STATE_URL": state, "RULES_ENABLED": "true", "RULES_DIR": str(rules)}.items():
+        monkeypatch.setenv(name, value)
+    moment = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    records = [signin(moment, "198.51.100.77", f"user{n}@contoso.com", number=n) for n in range(3)]
+    records.append(signin(moment, "203.0.113.250", "user9@contoso.com", number=9))
+    function_app.normalize_logs([func.EventHubEvent(body=body(records), sequence_number=0)])
+
+    matches = matches_in(lake, "Custom.EverySignIn")
+    assert len(matches) == 3
+    assert all(m["id"] == m["p_matched_row_id"] and m["id"] for m in matches)
+    errors = read_table(open_store(lake), "rule_errors").to_pylist()
+    assert [(e["error_type"], e["id"] == e["p_matched_row_id"] and bool(e["id"])) for e in errors] == [
+        ("ValueError", True)]
+
+    found = CliRunner().invoke(main, ["search", "--lake", lake, "--ip", "198.51.100.77", "--since", "2026-06-01",
+                                      "--until", "2026-06-03", "--format", "json"], catch_exceptions=False)
+    hits = [orjson.loads(line) for line in found.output.splitlines() if line.startswith("{")]
+    assert sorted(h["id"] for h in hits if h["table"] == MATCHES) == sorted(m["id"] for m in matches)
