@@ -10,12 +10,12 @@ error: reported, recorded, made an alert of its own (detections/rule_errors.py),
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 
 from detections.event import EventContext, FrozenList, RuleEvent
 from detections.loader import SEVERITIES, Rule, RuleSet
@@ -224,7 +224,8 @@ def _destinations(value: Any, rule: Rule) -> list[str] | None:
 
 def _alert_context(value: Any, rule: Rule) -> dict[str, Any]:
     context = plain(_typed(value, Mapping, "alert_context", rule))
-    size = len(orjson.dumps(context))  # raises on a value JSON cannot hold, as Panther's json.dumps does
+    # Serialized as panther-core does, so the same contexts fail (NaN, a datetime) and the limit counts the same text.
+    size = len(json.dumps(context, allow_nan=False))
     if size > MAX_ALERT_CONTEXT_SIZE:
         return {"_error": f"alert_context size is [{size}] characters, bigger than maximum of "
                           f"[{MAX_ALERT_CONTEXT_SIZE}] characters"}
