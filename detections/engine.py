@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from detections.event import EventContext, FrozenList, RuleEvent
 from detections.loader import SEVERITIES, Rule, RuleSet
 from shared.core.errors import one_line
