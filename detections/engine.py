@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detections.event import EventContext, FrozenList, RuleEvent
-from detections.loader import SEVERITIES, Rule, RuleSet
+from detections.loader import RULE_CODE_ERRORS, SEVERITIES, Rule, RuleSet
 from shared.core.errors import one_line
 
 log = logging.getLogger("graphlake.detections")
@@ -150,7 +150,7 @@ def run_rule(rule: Rule, event: RuleEvent, *, batch: bool) -> Outcome:
             outcome.output = True  # a scheduled rule without Python: every result row matches
         else:
             outcome.output = _typed(module.rule(event), bool, "rule", rule)
-    except Exception as exc:  # noqa: BLE001 - a rule's error is an outcome, never the batch's failure
+    except RULE_CODE_ERRORS as exc:  # a rule's error is an outcome, never the batch's failure
         outcome.output, outcome.error = None, exc
     outcome.triggered = outcome.output is True
     if batch and not outcome.triggered:
@@ -163,7 +163,7 @@ def run_rule(rule: Rule, event: RuleEvent, *, batch: bool) -> Outcome:
             continue
         try:
             outcome.values[name] = _AUXILIARY[name](getattr(module, name)(event), rule)
-        except Exception as exc:  # noqa: BLE001 - Panther's fallbacks below
+        except RULE_CODE_ERRORS as exc:  # Panther's fallbacks below
             if not batch:
                 outcome.errors[name] = exc
                 continue
@@ -236,7 +236,7 @@ _AUXILIARY = {"title": _text_of("title"), "description": _text_of("description")
               "destinations": _destinations, "dedup": _dedup, "alert_context": _alert_context}
 
 
-def _fallback(name: str, rule: Rule, exc: Exception) -> Any:
+def _fallback(name: str, rule: Rule, exc: BaseException) -> Any:
     """Panther's default when a function fails in production."""
     return {"title": rule.rule_id, "dedup": default_dedup(rule), "severity": rule.severity,
             "alert_context": {"_error": repr(exc)}, "destinations": None}.get(name, "")

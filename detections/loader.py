@@ -58,6 +58,10 @@ _LEGACY_LOG_TYPES = {
                                     "graphlake holds alerts_v2: use MicrosoftGraph.SecurityAlertV2 and its fields",
 }
 SEVERITIES = ("Info", "Low", "Medium", "High", "Critical")
+# What a rule's own code (its module, its functions, a test file beside it) raising is: that rule's failure, never
+# the run's. SystemExit too (`sys.exit()` in a rule), as Panther's engine catches whatever rule() raises; a
+# KeyboardInterrupt still stops the command.
+RULE_CODE_ERRORS = (Exception, SystemExit)
 _SEVERITY_BY_LOWER = {s.lower(): s for s in SEVERITIES} | {"informational": "Info"}
 RULE, SCHEDULED_RULE = "rule", "scheduled_rule"
 # Other analysis types of panther-analysis: a checkout of it can be a rules folder; these files are passed over
@@ -585,7 +589,7 @@ def _load_module(yml: Path, filename: str, rule_id: str, lookups: helpers.Lookup
     setattr(module, helpers.LOOKUPS, lookups or helpers.Lookups(()))
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - a rule's own import error is that rule's fault, reported in one line
+    except RULE_CODE_ERRORS as exc:  # a rule's own import error is that rule's fault, reported in one line
         raise RuleError(f"{filename} fails to import: {one_line(exc, with_type=True)}") from None
     sys.modules.pop(name, None)
     return module

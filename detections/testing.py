@@ -34,7 +34,7 @@ from unittest.mock import MagicMock, patch
 
 from detections.engine import run_rule
 from detections.event import ENRICHMENT, MOCKED_LOOKUPS, EventContext, RuleEvent
-from detections.loader import LOG_TYPES, RULE, Rule, RuleSet, RuleTest, helper_dirs, importable
+from detections.loader import LOG_TYPES, RULE, RULE_CODE_ERRORS, Rule, RuleSet, RuleTest, helper_dirs, importable
 from normalizers.names import LOG_TYPE as ALERT_LOG_TYPE
 from shared.core.errors import one_line
 
@@ -96,7 +96,7 @@ def _unit_test_file(folder: Path, path: Path) -> list[TestResult]:
                 return [TestResult("unit", label, False, f"not run: it imports {exc.name}, which is not installed",
                                    skipped=True)]
             return [TestResult("unit", label, False, f"cannot import: {one_line(exc, with_type=True)}")]
-        except Exception as exc:  # noqa: BLE001 - a test file that cannot be imported fails, with the reason
+        except RULE_CODE_ERRORS as exc:  # a test file that cannot be imported fails, with the reason
             return [TestResult("unit", label, False, f"cannot import: {one_line(exc, with_type=True)}")]
         finally:
             sys.modules.pop(name, None)

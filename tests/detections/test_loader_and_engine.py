@@ -242,3 +242,31 @@ def test_each_rule_set_reads_the_lookup_tables_of_its_own_folders(tmp_path):
     matched = {name: run_rule(sets[name].by_id("Graphlake.VIP.UserAlert"), RuleEvent(vip_row), batch=True).triggered for name in sets}
     assert matched == {"first": True, "second": False}
     assert load_rules(tmp_path / "first").lookups.values("vip_users.csv", "user") >= {"alice@contoso.com"}
+
+
+def test_a_rule_calling_sys_exit_is_its_own_failure_never_a_silent_exit_0(tmp_path):
+    # Panther's engine catches whatever rule() raises, SystemExit included; graphlake let it end the command, with
+    # exit 0 and nothing said: rows landed, no rule ran after it, `rules test` reported nothing.
+    golden = Path(__file__).resolve().parents[2] / "normalizers" / "golden" / "identity.input.json"
+    source = tmp_path / "alerts.jsonl"
+    source.write_text("\n".join(json.dumps(a) for a in json.loads(golden.read_text())))
+    exits_at_match = RULE_PY.replace("return f\"High: {event.get('title')}\"", "raise SystemExit(0)")
+    write_rule(tmp_path / "in_rule", py="import sys\n\n\ndef rule(event):\n    sys.exit()\n")
+    write_rule(tmp_path / "in_title", py=exits_at_match)
+    write_rule(tmp_path / "at_import", py="import sys\nsys.exit(0)\n" + RULE_PY)
+    write_rule(tmp_path / "unit", py=RULE_PY)
+    (tmp_path / "unit" / "exit_test.py").write_text("import sys\nsys.exit(0)\n")
+
+    runner = CliRunner()
+    landed = runner.invoke(main, ["normalize", str(source), "--lake", str(tmp_path / "lake"), "--state",
+                                  str(tmp_path / "state"), "--rules", str(tmp_path / "in_rule")])
+    assert landed.exit_code == 1, landed.output
+    assert "rule errors on the rows landed" in landed.output.strip().splitlines()[-1]
+    assert "rule Custom.Rule raised on alert" in landed.output and "SystemExit" in landed.output
+
+    tested = {folder: rules_test("--rules", str(tmp_path / folder)) for folder in ("in_title", "at_import", "unit")}
+    assert tested["in_title"].exit_code == 1 and "FAIL  Custom.Rule: high fires" in tested["in_title"].output
+    assert tested["at_import"].exit_code == 1
+    assert "my_rule.py fails to import: SystemExit" in tested["at_import"].output
+    assert tested["unit"].exit_code == 1
+    assert "FAIL  unit: exit_test.py  (cannot import: SystemExit" in tested["unit"].output
