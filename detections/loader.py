@@ -300,12 +300,14 @@ def importable(dirs: list[Path]) -> Iterator[None]:
     if not dirs:
         yield
         return
+    # Imported from the resolved folders, so the modules' __file__ starts with the roots they are forgotten by (a
+    # folder reached through a symlink otherwise left its helpers behind).
     roots = [str(d.resolve()) for d in dirs]
     names = {p.stem if p.suffix == ".py" else p.name for d in dirs for p in d.iterdir()
              if p.suffix == ".py" or (p / "__init__.py").is_file()}
     shadowed = {name: sys.modules.pop(name) for name in names if name in sys.modules}
     saved_path = list(sys.path)
-    sys.path[:0] = [str(d) for d in dirs]
+    sys.path[:0] = roots
     try:
         yield
     finally:

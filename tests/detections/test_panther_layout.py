@@ -225,6 +225,20 @@ def test_two_rule_sets_in_one_process_each_import_their_own_helpers(tmp_path):
     assert "acme_helpers" not in sys.modules  # nothing left behind for the next rule set to pick up
 
 
+def test_helpers_of_a_folder_reached_through_a_symlink_are_forgotten_too(tmp_path):
+    # A rules folder behind a symlink (macOS's /tmp, a mounted share): its helpers are forgotten after loading, so
+    # a rule of another set importing a helper its own folder lacks is refused, not handed the stale one.
+    shutil.copytree(TREE / "global_helpers", tmp_path / "real" / "global_helpers")
+    shutil.copytree(TREE / "rules" / "graph_rules", tmp_path / "real" / "rules")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert load_rules(tmp_path / "link", with_pack=False).by_id("Acme.Admin.InAlert") is not None
+    import sys
+    assert "acme_helpers" not in sys.modules
+    shutil.copytree(TREE / "rules" / "graph_rules", tmp_path / "no_helpers")
+    refused = load_rules(tmp_path / "no_helpers", with_pack=False).refused
+    assert any("ModuleNotFoundError" in r.reason and "acme_helpers" in r.reason for r in refused), refused
+
+
 def test_a_failing_unit_test_in_a_subfolder_is_run(tmp_path):
     shutil.copytree(TREE / "global_helpers", tmp_path / "global_helpers")
     test = tmp_path / "global_helpers" / "acme_helpers_test.py"
