@@ -57,6 +57,7 @@ class Backtest:
     since: datetime
     until: datetime
     rows: int = 0
+    table_rows: dict[str, int] = field(default_factory=dict)  # the rows read, by table
     rules: list[RuleBacktest] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
 
@@ -81,6 +82,7 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
             raise GraphlakeError(f"cannot read {table}: {one_line(exc)}") from None
         for batch in reader:
             result.rows += batch.num_rows
+            result.table_rows[table] = result.table_rows.get(table, 0) + batch.num_rows
             evaluation = evaluate(realtime, TableRows(batch), context_of(rule_set))
             for failure in evaluation.failures:
                 failure.row = None  # the row would keep its whole batch in memory for the rest of the backtest

@@ -94,3 +94,25 @@ def test_backtest_lists_the_alerts_a_rule_would_have_made(tmp_path, command):
     table = CliRunner().invoke(main, args, catch_exceptions=False).output
     assert f"Microsoft.Graph.Passthrough  {made[0]['alert_id']}  2026-06-02 09:41:12 .. 2026-06-02 09:50:00  3  " \
            f"Microsoft Graph Alert ({pth['title']})" in table
+
+
+def test_backtests_last_line_counts_the_rows_of_each_table_it_read(tmp_path):
+    # With rules for the log tables, their rows are backtested too: the last line says which tables it read, never
+    # that every row was an alert.
+    from datetime import UTC, datetime
+
+    from shared.land.normalize import LOGS
+    from tests.log_records import body, signin
+
+    alerts = orjson.loads((GOLDEN / "identity.input.json").read_bytes())
+    moment = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    records = [signin(moment, "198.51.100.7", f"user{n}@contoso.com", number=n) for n in range(3)]
+    lake, state = open_store(str(tmp_path / "lake")), open_store(str(tmp_path / "state"))
+    normalize_events([InboundEvent(orjson.dumps(a)) for a in alerts], lake=lake, state=state)
+    normalize_events([InboundEvent(body(records))], lake=lake, state=state, family=LOGS)
+    rules = Path(__file__).resolve().parent / "fixtures" / "azure_rules"
+    result = CliRunner().invoke(main, ["rules", "backtest", "--lake", str(tmp_path / "lake"), "--rules", str(rules),
+                                       "--since", "2026-06-01", "--until", "2026-06-10"], catch_exceptions=False)
+    assert result.output.strip().splitlines()[-1] == (
+        f"{len(alerts) + len(records)} rows backtested (entra_signin_logs {len(records)}, security_alerts "
+        f"{len(alerts)}), 2026-06-01 00:00 to 2026-06-10 00:00 UTC; nothing written, no alert sent"), result.output
