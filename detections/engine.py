@@ -55,14 +55,12 @@ class RuleFailure:
     error: str
     error_type: str = ""  # the exception's class name: rule-error alerts are one per rule and error type
     row: Mapping[str, Any] | None = None  # the row it raised on, when there is one
+    subject: str = ""  # that row in words (_failure_subject); empty for a failure of the whole rule (its query)
 
     def __str__(self) -> str:
-        if self.alert_id is None:
-            record = self.row.get("p_row_id") if self.row is not None else None
-            if record is not None:  # a log record: no alert id, its row id says which
-                return f"rule {self.rule_id} raised on {self.row.get('p_log_type')} record {record}: {self.error}"
+        if not self.subject:
             return f"rule {self.rule_id} failed: {self.error}"
-        return f"rule {self.rule_id} raised on alert {self.alert_id}: {self.error}"
+        return f"rule {self.rule_id} raised on {self.subject}: {self.error}"
 
 
 @dataclass
@@ -121,7 +119,7 @@ def match_row(rule: Rule, event: RuleEvent, row: Mapping[str, Any]) -> tuple[Mat
     outcome = run_rule(rule, event, batch=True)
     if outcome.error is not None:
         return None, RuleFailure(rule.rule_id, _text(row.get("id")), one_line(outcome.error, with_type=True),
-                                 type(outcome.error).__name__, row)
+                                 type(outcome.error).__name__, row, _failure_subject(row))
     if not outcome.triggered:
         return None, None
     values = outcome.values
@@ -131,6 +129,21 @@ def match_row(rule: Rule, event: RuleEvent, row: Mapping[str, Any]) -> tuple[Mat
                  description=values.get("description") or rule.description,
                  runbook=values.get("runbook") or rule.runbook, reference=values.get("reference") or rule.reference,
                  destinations=values.get("destinations"), summary=summary(rule, event)), None
+
+
+# The columns that name a scheduled rule's result row (the pack's correlations return one of them).
+_RESULT_ROW_KEYS = ("id", "alert_id", "user", "ip", "device")
+
+
+def _failure_subject(row: Mapping[str, Any]) -> str:
+    """The row a rule raised on, in words: a lake row is an alert (its id) or a log record (its p_row_id); a scheduled
+    rule's result row (no p_log_type) is no alert, named by its first naming column."""
+    if row.get("p_log_type") is not None:
+        if row.get("id") is not None:
+            return f"alert {row['id']}"
+        return f"{row['p_log_type']} record {row.get('p_row_id')}"
+    key = next((k for k in _RESULT_ROW_KEYS if row.get(k) is not None), None)
+    return f"result row {key}={row[key]}" if key else "a result row"
 
 
 def passes_inline_filters(rule: Rule, event: RuleEvent) -> bool:

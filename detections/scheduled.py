@@ -77,7 +77,6 @@ def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
         # No data model: Panther gives none to scheduled rules, whose rows are a query's, not a log type's.
         match, failure = match_row(rule, RuleEvent(row, context, data_model=None), row)
         if failure is not None:
-            failure.alert_id = _row_key(row)
             result.failures.append(failure)
         elif match is not None:
             result.matches.append(match)
@@ -183,13 +182,6 @@ def _is_due(state: Store, rule: Rule, now: datetime) -> bool:
     last = datetime.fromisoformat(orjson.loads(found.data)["last_run"])
     # A tick early by seconds still runs: timers fire close to, not exactly at, their minute.
     return now >= last + timedelta(minutes=rule.schedule_minutes) - timedelta(seconds=30)
-
-
-def _row_key(row: dict[str, Any]) -> str | None:
-    for key in ("id", "alert_id", "user", "ip", "device"):
-        if row.get(key) is not None:
-            return str(row[key])
-    return None
 
 
 def run_scheduled(detector: Any, lake_url: str, state: Store, lake: Store, now: datetime | None = None, *,
