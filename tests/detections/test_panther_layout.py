@@ -300,6 +300,19 @@ def test_a_panther_scheduled_rule_runs_its_sql_on_the_lake():
     assert test_matches(rule, versions[:2], None) == []
 
 
+def test_a_panther_scheduled_rules_one_row_test_gets_panther_analysis_tools_verdict(tmp_path):
+    # Its Python runs on the Log as a real-time rule's does in a test: a rule() that raises fails a test expecting
+    # no match, and a title() that raises fails one expecting a match (production would hide both).
+    shutil.copytree(TREE / "queries" / "graph_queries", tmp_path / "queries")
+    python = tmp_path / "queries" / "acme_many_versions.py"
+    python.write_text(python.read_text().replace('return event.get("versions", 0) >= 3',
+                                                 'return event["versions"] / (event["versions"] - 2) >= 3')
+                      .replace('return f"Alert', 'return 1 / 0 or f"Alert'))
+    results = {r.name: r for r in run_tests(load_rules(tmp_path, with_pack=False))}
+    assert not results["two versions"].passed and "ZeroDivisionError" in results["two versions"].detail
+    assert not results["three versions"].passed and "title raised ZeroDivisionError" in results["three versions"].detail
+
+
 def test_a_second_file_with_the_same_rule_id_is_refused_and_the_first_keeps_its_place(tmp_path):
     for stem in ("a", "b"):
         shutil.copy(PASSTHROUGH.with_suffix(".py"), tmp_path / f"{stem}.py")
