@@ -444,7 +444,7 @@ def _both_spellings(value: Any) -> Any:
 
 class TableRows:
     """The rows of an Arrow table as mappings that convert a column to Python only when a rule first reads it,
-    once per batch: most rules read a handful of the table's 60 columns."""
+    once per batch: most rules read a handful of a table's columns."""
 
     def __init__(self, table: Any) -> None:
         self._table = table

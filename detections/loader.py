@@ -40,7 +40,8 @@ from detections.data_models import load_data_models
 from normalizers import azure_activity, entra_audit, entra_risk, entra_signin, names
 from shared.core.errors import one_line
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: a checkout is ~1,400 YAML files
+# libyaml's loader when PyYAML has it: a whole panther-analysis checkout is read at every worker start.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 PACK_DIR = Path(__file__).resolve().parent / "rules"
 APP_ROOT = PACK_DIR.parent.parent  # where function_app.py is
