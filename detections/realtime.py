@@ -56,14 +56,17 @@ class Detector:
     def sends(self) -> bool:
         return bool(self.destinations) or self.destinations_error is not None
 
-    def unknown_output_ids(self) -> list[str]:
-        """Rules whose OutputIds name a destination ALERT_DESTINATIONS does not have: their alerts cannot go there."""
+    def config_errors(self) -> list[str]:
+        """What the rule set's configuration keeps from happening, each with its fix: a refused rule never runs, and
+        the alerts of a rule whose OutputIds name a destination ALERT_DESTINATIONS does not have cannot go there."""
+        refused = [f"rule refused: {r}; fix it (graphlake rules test)" for r in self.rules.refused]
         if not self.destinations:
-            return []
+            return refused
         known = {d.name for d in self.destinations}
-        return [f"rule {r.rule_id}: OutputIds names unknown destination(s) "
-                f"{', '.join(n for n in r.output_ids if n not in known)}"
-                for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
+        return refused + [f"rule {r.rule_id}: OutputIds names unknown destination(s) "
+                          f"{', '.join(n for n in r.output_ids if n not in known)}; fix OutputIds or "
+                          "ALERT_DESTINATIONS"
+                          for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
 
     def detect(self, tables: Sequence[pa.Table], *, lake: Store, state: Store,
                now: datetime) -> DetectionResult | None:
@@ -154,10 +157,10 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
         else:
             result.undelivered = deliver_new(state, list(detector.destinations), batch, len(alerts), now,
                                              budget_seconds=detector.delivery_budget_seconds).undelivered
-    misrouted = detector.unknown_output_ids()
+    misconfigured = detector.config_errors()
     health.record(state, "detections", component_key, {
-        "result": "config_errors" if misrouted else "rule_errors" if evaluation.failures else "ok",
+        "result": "config_errors" if misconfigured else "rule_errors" if evaluation.failures else "ok",
         "rows": evaluation.rows, "matches": len(evaluation.matches), "already_matched": result.already_matched,
-        "rule_errors": len(evaluation.failures), "config_errors": len(misrouted),
-        "errors": (misrouted + [str(f) for f in evaluation.failures])[:10]}, now=now)
+        "rule_errors": len(evaluation.failures), "config_errors": len(misconfigured),
+        "errors": (misconfigured + [str(f) for f in evaluation.failures])[:10]}, now=now)
     return result
