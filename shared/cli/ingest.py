@@ -163,7 +163,7 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
     or not. Azure Monitor records (Entra sign-in, audit and risk logs, the Activity log) come the same ways, or as
     Event Hub bodies ({"records": [...]}) and archive-to-storage JSON lines; each lands in its category's table.
     What is neither is quarantined under --state with its reason. Exit 1 if anything was, or if a
-    rule (--rules) raised on a row.
+    rule (--rules) raised on a row or was refused.
     """
     from shared.core.settings import RULES_SETTINGS, load_settings
     from shared.core.storage import open_store
@@ -204,7 +204,12 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
             click.echo(f"graphlake: {line}", err=True)
         click.echo(f"graphlake: {count(len(landing.rule_errors), 'rule error')} on the rows landed "
                    "(rule_errors table; rule-error alerts queued)", err=True)
-    sys.exit(1 if held or landing.rule_errors else 0)
+    refused = detector.rules.refused if detector is not None else []
+    if refused:
+        # The rows landed and the other rules ran, but not these: said last, with the exit code.
+        click.echo(f"graphlake: {count(len(refused), 'rule')} of --rules refused, not run (graphlake rules test "
+                   "says why)", err=True)
+    sys.exit(1 if held or landing.rule_errors or refused else 0)
 
 
 @click.command()

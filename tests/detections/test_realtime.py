@@ -259,8 +259,8 @@ def test_a_log_records_match_and_rule_error_have_an_id_and_search_shows_each_mat
     assert sorted(h["id"] for h in hits if h["table"] == MATCHES) == sorted(m["id"] for m in matches)
 
 
-def test_a_refused_rule_makes_detections_failing_in_status(tmp_path, user_rules):
-    # A rule of RULES_DIR that does not load never runs: in Azure only a log line said so, and status said OK.
+def test_a_refused_rule_fails_normalize_and_makes_detections_failing_in_status(tmp_path, user_rules):
+    # A rule of RULES_DIR that does not load never runs: only a log line said so, normalize exited 0, status said OK.
     (user_rules / "typo.py").write_text("def rule(event):\n    return True\n")
     (user_rules / "typo.yml").write_text(RAISING_YML.replace("raising.py", "typo.py")
                                          .replace("Custom.Raising", "Custom.Typo").replace("Low", "Urgent"))
@@ -268,8 +268,11 @@ def test_a_refused_rule_makes_detections_failing_in_status(tmp_path, user_rules)
     source.write_bytes(b"\n".join(orjson.dumps(a) for a in golden("identity")))
     lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
     runner = CliRunner()
-    runner.invoke(main, ["normalize", str(source), "--lake", lake, "--state", state, "--rules", str(user_rules)],
-                  catch_exceptions=False)
+    landed = runner.invoke(main, ["normalize", str(source), "--lake", lake, "--state", state, "--rules",
+                                  str(user_rules)], catch_exceptions=False)
+    assert landed.exit_code == 1
+    assert landed.output.strip().splitlines()[-1] == \
+        "graphlake: 1 rule of --rules refused, not run (graphlake rules test says why)"
     status = runner.invoke(main, ["status", "--state", state, "--format", "json"],
                            env={"GRAPH_SOURCES": "", "GRAPH_TENANT_ID": ""})
     findings = {(f["component"], f["key"]): f for f in
