@@ -196,9 +196,12 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
             _load_folder(specs, by_id, rule_set, context)
     rule_set.rules = list(by_id.values())
     # The pack's data models apply even without the pack's rules; the folders' own replace them.
+    specs_of = dict(zip(folders, found))
+    built_in = [(path, spec) for path, spec in specs_of.get(PACK_DIR) or _specs(BUILT_IN_DATA_MODELS, rule_set)
+                if BUILT_IN_DATA_MODELS in path.parents]
     with importable(helper_dirs(*folders)):
-        data_models, broken = load_data_models([BUILT_IN_DATA_MODELS, *(f for f in folders if f != PACK_DIR)],
-                                               LOG_TYPES)
+        data_models, broken = load_data_models(
+            built_in + [item for folder in folders if folder != PACK_DIR for item in specs_of[folder]], LOG_TYPES)
     rule_set.data_models = data_models
     rule_set.refused += [Refusal(path, reason) for path, reason in broken]
     # Data models for graphlake's log types are used (or refused), not passed over.
