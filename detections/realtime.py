@@ -59,14 +59,15 @@ class Detector:
     def config_errors(self) -> list[str]:
         """What the rule set's configuration keeps from happening, each with its fix: a refused rule never runs, and
         the alerts of a rule whose OutputIds name a destination ALERT_DESTINATIONS does not have cannot go there."""
+        from detections.destinations import unknown_names
+
         refused = [f"rule refused: {r}; fix it (graphlake rules test)" for r in self.rules.refused]
         if not self.destinations:
             return refused
-        known = {d.name for d in self.destinations}
-        return refused + [f"rule {r.rule_id}: OutputIds names unknown destination(s) "
-                          f"{', '.join(n for n in r.output_ids if n not in known)}; fix OutputIds or "
-                          "ALERT_DESTINATIONS"
-                          for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
+        unknown = {r.rule_id: unknown_names(r.output_ids, list(self.destinations)) for r in self.rules.rules
+                   if r.enabled}
+        return refused + [f"rule {rule_id}: OutputIds names unknown destination(s) {', '.join(names)}; fix OutputIds "
+                          "or ALERT_DESTINATIONS" for rule_id, names in unknown.items() if names]
 
     def detect(self, tables: Sequence[pa.Table], *, lake: Store, state: Store,
                now: datetime) -> DetectionResult | None:
