@@ -84,10 +84,13 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
             result.rows += batch.num_rows
             result.table_rows[table] = result.table_rows.get(table, 0) + batch.num_rows
             evaluation = evaluate(realtime, TableRows(batch), context_of(rule_set))
+            # A row would keep its whole batch in memory for the rest of the backtest: a failure keeps none, a match
+            # only the event time its alert grouping reads.
             for failure in evaluation.failures:
-                failure.row = None  # the row would keep its whole batch in memory for the rest of the backtest
+                failure.row = None
             result.failures += evaluation.failures
             for m in evaluation.matches:
+                m.row = {"p_event_time": m.row.get("p_event_time")}
                 matches[m.rule.rule_id].append(m)
     for rule in (r for r in rule_set.rules if r.kind == SCHEDULED_RULE):
         try:
