@@ -211,20 +211,10 @@ def test_each_rule_sees_only_rows_of_its_log_types_through_both_event_hub_functi
     assert all(m["p_log_type"] != "MicrosoftGraph.SecurityAlertV2" for m in risky + admin + role)
 
 
-EVERY_SIGNIN_PY = """\
-def rule(event):
-    if event.get("callerIpAddress") == "203.0.113.250":
-        raise ValueError("this address breaks the rule")
-    return True
-"""
-
-EVERY_SIGNIN_YML = """\
-AnalysisType: rule
-Filename: every_signin.py
-RuleID: Custom.EverySignIn
-LogTypes: [Azure.Audit]
-Severity: Low
-"""
+# Matches every sign-in but one, on which it raises.
+EVERY_SIGNIN_PY = 'def rule(event):\n    return event.get("callerIpAddress") != "203.0.113.250" or 1 / 0\n'
+EVERY_SIGNIN_YML = RAISING_YML.replace("raising.py", "every_signin.py").replace("Custom.Raising", "Custom.EverySignIn") \
+    .replace("MicrosoftGraph.SecurityAlertV2", "Azure.Audit")
 
 
 def test_a_log_records_match_and_rule_error_have_an_id_and_search_shows_each_match(tmp_path, monkeypatch):
@@ -251,7 +241,7 @@ def test_a_log_records_match_and_rule_error_have_an_id_and_search_shows_each_mat
     assert all(m["id"] == m["p_matched_row_id"] and m["id"] for m in matches)
     errors = read_table(open_store(lake), "rule_errors").to_pylist()
     assert [(e["error_type"], e["id"] == e["p_matched_row_id"] and bool(e["id"])) for e in errors] == [
-        ("ValueError", True)]
+        ("ZeroDivisionError", True)]
 
     found = CliRunner().invoke(main, ["search", "--lake", lake, "--ip", "198.51.100.77", "--since", "2026-06-01",
                                       "--until", "2026-06-03", "--format", "json"], catch_exceptions=False)
