@@ -334,11 +334,6 @@ def _read_spec(path: Path) -> dict:
     return spec
 
 
-def load_rule(path: Path, lookups: helpers.Lookups | None = None) -> Rule:
-    """The rule of one YAML file; its Python sees `lookups` through `lookup_csv` (none: no lookup tables)."""
-    return rule_from_spec(path, _read_spec(path), _Context(lookups or helpers.Lookups(())))
-
-
 def rule_from_spec(path: Path, spec: dict, context: _Context) -> Rule:
     kind = spec.get("AnalysisType")
     if kind in OTHER_ANALYSIS_TYPES:
