@@ -2,7 +2,7 @@
 
 The wiring (function_app.py, the CLI) builds a `Detector` from the settings once (`build_detector`) and hands it to
 every path that lands alerts (the Event Hub function, `graphlake normalize`, `graphlake pull` without an Event Hub,
-replay, audit --repair); `shared.land.normalize.normalize_events` calls its `detect` with the table it just wrote,
+replay, audit --repair); `shared.land.normalize.normalize_events` calls its `detect` with the tables it just wrote,
 so they share this code. None (RULES_ENABLED off) runs nothing. A rule that raises is logged and recorded, and the
 batch and the other rules go on; a storage failure raises like the normalizer's own, so the batch is delivered
 again (match files and alert counts are idempotent).
