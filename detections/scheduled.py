@@ -119,7 +119,8 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
 
 
 def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
-    """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts): its Tests run this."""
+    """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts and Azure Monitor records): its
+    Tests run this."""
     with _test_lake(logs) as connection:
         if now:
             until = datetime.fromisoformat(now)
@@ -152,7 +153,8 @@ def explain_error(sql: str) -> str | None:
 
 @contextlib.contextmanager
 def _test_lake(logs: list[dict]) -> Iterator[Any]:
-    """A sandboxed connection to a throwaway lake of `logs` (Graph alerts), landed by the normalizer."""
+    """A sandboxed connection to a throwaway lake of `logs`, each landed by its normalizer (alerts, Azure Monitor
+    records)."""
     from detections.testing import TEST_PARSE_TIME, is_log_record
     from shared.land.normalize import LOGS, InboundEvent, normalize_events
     from shared.read.query import connect
