@@ -269,12 +269,7 @@ class RuleEvent(_CaseInsensitive):
                 value = sent[found]
             else:
                 value = self.raw(original)
-        kind = type(value)
-        if kind is dict:
-            return FrozenDict(value)
-        if kind is list or kind is tuple:
-            return FrozenList(value)
-        return value
+        return _frozen(value)
 
     def _keys(self) -> Iterator[str]:
         yield from self._row
