@@ -270,3 +270,26 @@ def test_a_refused_rule_fails_normalize_and_makes_detections_failing_in_status(t
     realtime = findings["detections", "realtime"]
     assert realtime["state"] == "FAILING", realtime
     assert realtime["reason"].startswith(f"rule refused: {user_rules / 'typo.yml'}: Severity 'Urgent' is not one of")
+
+
+def test_search_shows_each_rules_match_of_an_alert(tmp_path, user_rules):
+    # rule_matches holds versions of alerts, shown one row per alert by default: per rule too, or the matches of two
+    # rules on one alert would show as one hit.
+    (user_rules / "every.py").write_text("def rule(event):\n    return True\n")
+    (user_rules / "every.yml").write_text(RAISING_YML.replace("raising.py", "every.py")
+                                          .replace("Custom.Raising", "Custom.Every"))
+    alerts = golden("identity")
+    source = tmp_path / "alerts.jsonl"
+    source.write_bytes(b"\n".join(orjson.dumps(a) for a in alerts))
+    lake = str(tmp_path / "lake")
+    runner = CliRunner()
+    runner.invoke(main, ["normalize", str(source), "--lake", lake, "--state", str(tmp_path / "state"),
+                         "--rules", str(user_rules)], catch_exceptions=False)
+    user = "jordan.finance"
+    matched = {(m["p_rule_id"], m["id"]) for m in read_table(open_store(lake), MATCHES).to_pylist()
+               if user in (m["p_any_usernames"] or [])}
+    assert {rule for rule, _ in matched} == {"Custom.Every", "Microsoft.Graph.Passthrough"}
+    found = runner.invoke(main, ["search", "--lake", lake, "--user", user, "--since", "2020-01-01", "--format",
+                                 "json"], catch_exceptions=False)
+    hits = [orjson.loads(line) for line in found.output.splitlines() if line.startswith("{")]
+    assert len([h for h in hits if h["table"] == MATCHES]) == len(matched), hits
