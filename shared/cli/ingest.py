@@ -115,7 +115,11 @@ def pull(once: bool, since: str | None, rules_dir: str | None) -> None:
                 click.echo(f"graphlake: source {summary.source_id}: {summary.error}", err=True)
         if once or start:
             failed = [s for s in summaries if s.error]
-            sys.exit(1 if failed else 0)
+            refused = detector.rules.refused if detector is not None else []
+            if refused:
+                click.echo(f"graphlake: {count(len(refused), 'rule')} of --rules refused, not run (graphlake rules test "
+                           "says why)", err=True)
+            sys.exit(1 if failed or refused else 0)
         time.sleep(seconds_to_next(settings.pull_schedule))
 
 

@@ -151,6 +151,17 @@ def test_rules_fire_in_graphlake_pull(make_pipeline, user_rules, tmp_path):
     assert expected and {(m["id"], m["p_matched_row_id"]) for m in matches_in(lake)} == expected
 
 
+def test_graphlake_pull_exits_1_when_a_rule_was_refused(make_pipeline, user_rules):
+    (user_rules / "typo.yml").write_text(RAISING_YML.replace("Custom.Raising", "Custom.Typo").replace("Low", "Urgent"))
+    pipe = make_pipeline(alerts=5)
+    pull = CliRunner().invoke(main, ["pull", "--once", "--rules", str(user_rules)], env=pipe.env,
+                              catch_exceptions=False)
+    assert pull.exit_code == 1, pull.output
+    assert pull.output.strip().splitlines()[-1] == \
+        "graphlake: 1 rule of --rules refused, not run (graphlake rules test says why)"
+    assert matches_in(pipe.env["LAKE_URL"]), "the rules that loaded ran"
+
+
 def test_the_function_apps_detector_follows_every_setting_it_is_built_from(tmp_path, monkeypatch):
     # The worker keeps its rules between invocations (loading them costs more than a batch); what else the detector
     # holds (destinations, their named settings, landing's delivery budget) follows the settings as they are now.
