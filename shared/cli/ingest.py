@@ -115,12 +115,18 @@ def pull(once: bool, since: str | None, rules_dir: str | None) -> None:
                 click.echo(f"graphlake: source {summary.source_id}: {summary.error}", err=True)
         if once or start:
             failed = [s for s in summaries if s.error]
-            refused = detector.rules.refused if detector is not None else []
-            if refused:
-                click.echo(f"graphlake: {count(len(refused), 'rule')} of --rules refused, not run (graphlake rules test "
-                           "says why)", err=True)
+            refused = _say_refused(detector)
             sys.exit(1 if failed or refused else 0)
         time.sleep(seconds_to_next(settings.pull_schedule))
+
+
+def _say_refused(detector) -> bool:
+    """Whether rules of --rules were refused, said on stderr: the rest landed and ran, these did not."""
+    refused = detector.rules.refused if detector is not None else []
+    if refused:
+        click.echo(f"graphlake: {count(len(refused), 'rule')} of --rules refused, not run (graphlake rules test says "
+                   "why)", err=True)
+    return bool(refused)
 
 
 def _pull_once(settings, since: datetime | None, detector):
@@ -208,11 +214,7 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
             click.echo(f"graphlake: {line}", err=True)
         click.echo(f"graphlake: {count(len(landing.rule_errors), 'rule error')} on the rows landed "
                    "(rule_errors table; rule-error alerts queued)", err=True)
-    refused = detector.rules.refused if detector is not None else []
-    if refused:
-        # The rows landed and the other rules ran, but not these: said last, with the exit code.
-        click.echo(f"graphlake: {count(len(refused), 'rule')} of --rules refused, not run (graphlake rules test "
-                   "says why)", err=True)
+    refused = _say_refused(detector)
     sys.exit(1 if held or landing.rule_errors or refused else 0)
 
 
