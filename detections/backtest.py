@@ -9,11 +9,13 @@ live alerts' grouping, with periods counted in event time). Nothing is written a
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow as pa
 
 from detections.alerts import alert_id
 from detections.dedup import alert_periods
@@ -57,6 +59,7 @@ class Backtest:
     since: datetime
     until: datetime
     rows: int = 0
+    table_rows: dict[str, int] = field(default_factory=dict)  # the rows read, by table
     rules: list[RuleBacktest] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
 
@@ -73,19 +76,17 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
     matches: dict[str, list[Match]] = defaultdict(list)
     tables = sorted({t for r in realtime for log_type in r.log_types for t in LOG_TYPES.get(log_type, ())})
     for table in (t for t in tables if t in connection.files):
-        try:
-            reader = connection.con.sql(f"SELECT * FROM {table} WHERE p_event_time >= $since AND "
-                                        "p_event_time < $until", params={"since": since, "until": until}
-                                        ).to_arrow_reader(ROWS_PER_BATCH)
-        except duckdb.Error as exc:
-            raise GraphlakeError(f"cannot read {table}: {one_line(exc)}") from None
-        for batch in reader:
+        for batch in _batches(connection, table, since, until):
             result.rows += batch.num_rows
+            result.table_rows[table] = result.table_rows.get(table, 0) + batch.num_rows
             evaluation = evaluate(realtime, TableRows(batch), context_of(rule_set))
+            # A row would keep its whole batch in memory for the rest of the backtest: a failure keeps none, a match
+            # only the event time its alert grouping reads.
             for failure in evaluation.failures:
-                failure.row = None  # the row would keep its whole batch in memory for the rest of the backtest
+                failure.row = None
             result.failures += evaluation.failures
             for m in evaluation.matches:
+                m.row = {"p_event_time": m.row.get("p_event_time")}
                 matches[m.rule.rule_id].append(m)
     for rule in (r for r in rule_set.rules if r.kind == SCHEDULED_RULE):
         try:
@@ -104,6 +105,16 @@ def backtest(rule_set: RuleSet, lake_url: str, since: datetime, until: datetime,
         result.rules.append(RuleBacktest(rule.rule_id, rule.kind, rule.enabled, len(found), len(made),
                                        errors[rule.rule_id], made))
     return result
+
+
+def _batches(connection: Any, table: str, since: datetime, until: datetime) -> Iterator[pa.RecordBatch]:
+    """The table's rows in the range, a batch at a time; a file DuckDB cannot read is a one-line error naming the
+    table, whether it fails the query or a batch as the rows stream (damage past the file's footer)."""
+    try:
+        yield from connection.con.sql(f"SELECT * FROM {table} WHERE p_event_time >= $since AND p_event_time < $until",
+                                      params={"since": since, "until": until}).to_arrow_reader(ROWS_PER_BATCH)
+    except (duckdb.Error, OSError, pa.ArrowException) as exc:
+        raise GraphlakeError(f"cannot read {table}: {one_line(exc)}") from None
 
 
 def _alerts(matches: list[Match], since: datetime) -> list[BacktestAlert]:

@@ -79,6 +79,7 @@ def backtest_command(rules_dir: str | None, lake_url: str, since, until, fmt: st
                         f"{a.last_match:%Y-%m-%d %H:%M:%S}  {a.matches}  {a.title}")
     for failure in result.failures[:10]:
         say(f"graphlake: {failure}", err=True)
-    say(f"{result.rows} rows of security_alerts backtested, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC; "
-        "nothing written, no alert sent", err=fmt == "json")
+    tables = ", ".join(f"{table} {n}" for table, n in sorted(result.table_rows.items()))
+    say(f"{result.rows} rows backtested" + (f" ({tables})" if tables else "") + f", {since:%Y-%m-%d %H:%M} to "
+        f"{until:%Y-%m-%d %H:%M} UTC; nothing written, no alert sent", err=fmt == "json")
     return 1 if result.failures or rule_set.refused else 0

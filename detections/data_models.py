@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from shared.core.errors import one_line
 
 ANALYSIS_TYPE = "datamodel"
@@ -36,40 +34,27 @@ class DataModel:
     methods: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
 
-def load_data_models(folders: Iterable[Path], log_types: Iterable[str]) -> tuple[dict[str, DataModel],
-                                                                                  list[tuple[Path, str]]]:
-    """The enabled data models of the folders for `log_types`, later folders' winning; and (path, reason) of
-    those refused."""
+def load_data_models(specs: Iterable[tuple[Path, dict]], log_types: Iterable[str]) -> tuple[dict[str, DataModel],
+                                                                                          list[tuple[Path, str]]]:
+    """The enabled data models among the rules folders' YAML (the loader's, read once), for `log_types`, later ones
+    winning; and (path, reason) of those refused."""
     wanted = set(log_types)
     by_log_type: dict[str, DataModel] = {}
     refused: list[tuple[Path, str]] = []
-    for folder in folders:
-        if not folder.is_dir():
+    for path, spec in specs:
+        if spec.get("AnalysisType") != ANALYSIS_TYPE or spec.get("Enabled") is False:
             continue
-        for path in sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(folder).parts)):
-            spec = _spec(path)
-            if spec is None or spec.get("Enabled") is False:
-                continue
-            names = [t for t in spec.get("LogTypes") or [] if t in wanted]
-            if not names:
-                continue
-            try:
-                model = _model(path, spec)
-            except ValueError as exc:
-                refused.append((path, str(exc)))
-                continue
-            for log_type in names:
-                by_log_type[log_type] = model
+        names = [t for t in spec.get("LogTypes") or [] if t in wanted]
+        if not names:
+            continue
+        try:
+            model = _model(path, spec)
+        except ValueError as exc:
+            refused.append((path, str(exc)))
+            continue
+        for log_type in names:
+            by_log_type[log_type] = model
     return by_log_type, refused
-
-
-def _spec(path: Path) -> dict | None:
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        return None  # the rules' loader reports the file
-    return spec if isinstance(spec, dict) and spec.get("AnalysisType") == ANALYSIS_TYPE else None
 
 
 def _model(path: Path, spec: dict) -> DataModel:

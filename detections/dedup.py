@@ -41,11 +41,6 @@ def period_at(current: DedupPeriod | None, moment: datetime, minutes: int, thres
     return DedupPeriod(moment, minutes, threshold)
 
 
-def alerts_made(moments: Iterable[datetime], minutes: int, threshold: int) -> int:
-    """How many alerts the matches of one rule and dedup string, at these moments, make."""
-    return len(alert_periods(moments, minutes, threshold))
-
-
 def alert_periods(moments: Iterable[datetime], minutes: int, threshold: int) -> list[tuple[DedupPeriod, list[int]]]:
     """The periods that made an alert, each with the indices (into `moments`) of the matches it counted, in time
     order."""

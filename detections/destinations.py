@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -155,7 +155,7 @@ def route(alert: Mapping[str, Any], destinations: list[Destination]) -> tuple[li
     if asked is not None:
         if not asked:
             return [], []
-        unknown = [n for n in asked if n not in known]
+        unknown = unknown_names(asked, destinations)
         if not unknown:
             return list(dict.fromkeys(asked)), []
         problems.append(f"rule {alert.get('rule_id')}: destinations() named unknown destination(s) "
@@ -163,11 +163,17 @@ def route(alert: Mapping[str, Any], destinations: list[Destination]) -> tuple[li
     output_ids = alert.get("output_ids") or []
     if not output_ids:
         return None, problems
-    unknown = [n for n in output_ids if n not in known]
+    unknown = unknown_names(output_ids, destinations)
     if unknown:
         problems.append(f"rule {alert.get('rule_id')}: OutputIds names unknown destination(s) {', '.join(unknown)}"
                         " (ALERT_DESTINATIONS names: " + (", ".join(sorted(known)) or "none") + ")")
     return [n for n in dict.fromkeys(output_ids) if n in known], problems
+
+
+def unknown_names(names: Iterable[str], destinations: list[Destination]) -> list[str]:
+    """The names (OutputIds, destinations()'s) that no destination of ALERT_DESTINATIONS has."""
+    known = {d.name for d in destinations}
+    return [n for n in names if n not in known]
 
 
 def send(destination: Destination, alert: Mapping[str, Any], client: httpx.Client, *,

@@ -10,15 +10,14 @@ error: reported, recorded, made an alert of its own (detections/rule_errors.py),
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from detections.event import EventContext, FrozenList, RuleEvent
-from detections.loader import SEVERITIES, Rule, RuleSet
+from detections.loader import RULE_CODE_ERRORS, SEVERITIES, Rule, RuleSet
 from shared.core.errors import one_line
 
 log = logging.getLogger("graphlake.detections")
@@ -56,14 +55,12 @@ class RuleFailure:
     error: str
     error_type: str = ""  # the exception's class name: rule-error alerts are one per rule and error type
     row: Mapping[str, Any] | None = None  # the row it raised on, when there is one
+    subject: str = ""  # that row in words (_failure_subject); empty for a failure of the whole rule (its query)
 
     def __str__(self) -> str:
-        if self.alert_id is None:
-            record = self.row.get("p_row_id") if self.row is not None else None
-            if record is not None:  # a log record: no alert id, its row id says which
-                return f"rule {self.rule_id} raised on {self.row.get('p_log_type')} record {record}: {self.error}"
+        if not self.subject:
             return f"rule {self.rule_id} failed: {self.error}"
-        return f"rule {self.rule_id} raised on alert {self.alert_id}: {self.error}"
+        return f"rule {self.rule_id} raised on {self.subject}: {self.error}"
 
 
 @dataclass
@@ -121,8 +118,8 @@ def match_row(rule: Rule, event: RuleEvent, row: Mapping[str, Any]) -> tuple[Mat
     """The match of one rule on one row (or None), or the rule's failure on it."""
     outcome = run_rule(rule, event, batch=True)
     if outcome.error is not None:
-        return None, RuleFailure(rule.rule_id, _text(row.get("id")), one_line(outcome.error, with_type=True),
-                                 type(outcome.error).__name__, row)
+        return None, RuleFailure(rule.rule_id, as_text(row.get("id")), one_line(outcome.error, with_type=True),
+                                 type(outcome.error).__name__, row, _failure_subject(row))
     if not outcome.triggered:
         return None, None
     values = outcome.values
@@ -132,6 +129,21 @@ def match_row(rule: Rule, event: RuleEvent, row: Mapping[str, Any]) -> tuple[Mat
                  description=values.get("description") or rule.description,
                  runbook=values.get("runbook") or rule.runbook, reference=values.get("reference") or rule.reference,
                  destinations=values.get("destinations"), summary=summary(rule, event)), None
+
+
+# The columns that name a scheduled rule's result row (the pack's correlations return one of them).
+_RESULT_ROW_KEYS = ("id", "alert_id", "user", "ip", "device")
+
+
+def _failure_subject(row: Mapping[str, Any]) -> str:
+    """The row a rule raised on, in words: a lake row is an alert (its id) or a log record (its p_row_id); a scheduled
+    rule's result row (no p_log_type) is no alert, named by its first naming column."""
+    if row.get("p_log_type") is not None:
+        if row.get("id") is not None:
+            return f"alert {row['id']}"
+        return f"{row['p_log_type']} record {row.get('p_row_id')}"
+    key = next((k for k in _RESULT_ROW_KEYS if row.get(k) is not None), None)
+    return f"result row {key}={row[key]}" if key else "a result row"
 
 
 def passes_inline_filters(rule: Rule, event: RuleEvent) -> bool:
@@ -151,7 +163,7 @@ def run_rule(rule: Rule, event: RuleEvent, *, batch: bool) -> Outcome:
             outcome.output = True  # a scheduled rule without Python: every result row matches
         else:
             outcome.output = _typed(module.rule(event), bool, "rule", rule)
-    except Exception as exc:  # noqa: BLE001 - a rule's error is an outcome, never the batch's failure
+    except RULE_CODE_ERRORS as exc:  # a rule's error is an outcome, never the batch's failure
         outcome.output, outcome.error = None, exc
     outcome.triggered = outcome.output is True
     if batch and not outcome.triggered:
@@ -164,7 +176,7 @@ def run_rule(rule: Rule, event: RuleEvent, *, batch: bool) -> Outcome:
             continue
         try:
             outcome.values[name] = _AUXILIARY[name](getattr(module, name)(event), rule)
-        except Exception as exc:  # noqa: BLE001 - Panther's fallbacks below
+        except RULE_CODE_ERRORS as exc:  # Panther's fallbacks below
             if not batch:
                 outcome.errors[name] = exc
                 continue
@@ -224,7 +236,8 @@ def _destinations(value: Any, rule: Rule) -> list[str] | None:
 
 def _alert_context(value: Any, rule: Rule) -> dict[str, Any]:
     context = plain(_typed(value, Mapping, "alert_context", rule))
-    size = len(orjson.dumps(context))  # raises on a value JSON cannot hold, as Panther's json.dumps does
+    # Serialized as panther-core does, so the same contexts fail (NaN, a datetime) and the limit counts the same text.
+    size = len(json.dumps(context, allow_nan=False))
     if size > MAX_ALERT_CONTEXT_SIZE:
         return {"_error": f"alert_context size is [{size}] characters, bigger than maximum of "
                           f"[{MAX_ALERT_CONTEXT_SIZE}] characters"}
@@ -236,7 +249,7 @@ _AUXILIARY = {"title": _text_of("title"), "description": _text_of("description")
               "destinations": _destinations, "dedup": _dedup, "alert_context": _alert_context}
 
 
-def _fallback(name: str, rule: Rule, exc: Exception) -> Any:
+def _fallback(name: str, rule: Rule, exc: BaseException) -> Any:
     """Panther's default when a function fails in production."""
     return {"title": rule.rule_id, "dedup": default_dedup(rule), "severity": rule.severity,
             "alert_context": {"_error": repr(exc)}, "destinations": None}.get(name, "")
@@ -263,9 +276,16 @@ def summary(rule: Rule, event: RuleEvent) -> dict[str, Any]:
 
 def match_id(rule_id: str, row: Mapping[str, Any]) -> str:
     """The same rule on the same row version always gives the same id, so a redelivered batch deduplicates."""
-    identity = _text(row.get("p_row_id")) or repr(sorted((k, repr(v)) for k, v in row.items()))
+    identity = as_text(row.get("p_row_id")) or repr(sorted((k, repr(v)) for k, v in row.items()))
     return hashlib.blake2b(f"{rule_id}\0{identity}".encode(), digest_size=16).hexdigest()
 
 
-def _text(value: Any) -> str | None:
+def row_id(row: Mapping[str, Any]) -> str | None:
+    """What names the matched row in rule_matches and rule_errors: a Graph alert's id; a log record has none, so its
+    p_row_id (a search over rule_matches keeps one hit per id, and every log record would share the empty one)."""
+    return as_text(row.get("id")) or as_text(row.get("p_row_id"))
+
+
+def as_text(value: Any) -> str | None:
+    """A row's value as text for the detections' tables and markers; None stays None."""
     return None if value is None else str(value)

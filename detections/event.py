@@ -272,12 +272,7 @@ class RuleEvent(_CaseInsensitive):
                 value = sent[found]
             else:
                 value = self.raw(original)
-        kind = type(value)
-        if kind is dict:
-            return FrozenDict(value)
-        if kind is list or kind is tuple:
-            return FrozenList(value)
-        return value
+        return _frozen(value)
 
     def _keys(self) -> Iterator[str]:
         yield from self._row
@@ -447,7 +442,7 @@ def _both_spellings(value: Any) -> Any:
 
 class TableRows:
     """The rows of an Arrow table as mappings that convert a column to Python only when a rule first reads it,
-    once per batch: most rules read a handful of the table's 60 columns."""
+    once per batch: most rules read a handful of a table's columns."""
 
     def __init__(self, table: Any) -> None:
         self._table = table

@@ -44,7 +44,6 @@ class Lookups:
                 v for row in self.csv(name) if (v := row.get(column, "").strip().lower()))
         return self._values[name, column]
 
-
     def by_key(self, name: str) -> dict[str, dict[str, str]]:
         """Table NAME (`.csv` optional) by its primary key, its first column, as `event.lookup` reads it; the
         first row of a key wins (the user's folder's)."""

@@ -40,7 +40,8 @@ from detections.data_models import load_data_models
 from normalizers import azure_activity, entra_audit, entra_risk, entra_signin, names
 from shared.core.errors import one_line
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: a checkout is ~1,400 YAML files
+# libyaml's loader when PyYAML has it: a whole panther-analysis checkout is read at every worker start.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 PACK_DIR = Path(__file__).resolve().parent / "rules"
 APP_ROOT = PACK_DIR.parent.parent  # where function_app.py is
@@ -58,6 +59,10 @@ _LEGACY_LOG_TYPES = {
                                     "graphlake holds alerts_v2: use MicrosoftGraph.SecurityAlertV2 and its fields",
 }
 SEVERITIES = ("Info", "Low", "Medium", "High", "Critical")
+# What a rule's own code (its module, its functions, a test file beside it) raising is: that rule's failure, never
+# the run's. SystemExit too (`sys.exit()` in a rule), as Panther's engine catches whatever rule() raises; a
+# KeyboardInterrupt still stops the command.
+RULE_CODE_ERRORS = (Exception, SystemExit)
 _SEVERITY_BY_LOWER = {s.lower(): s for s in SEVERITIES} | {"informational": "Info"}
 RULE, SCHEDULED_RULE = "rule", "scheduled_rule"
 # Other analysis types of panther-analysis: a checkout of it can be a rules folder; these files are passed over
@@ -191,9 +196,12 @@ def load_rules(user_dir: str | Path | None = None, *, with_pack: bool = True) ->
             _load_folder(specs, by_id, rule_set, context)
     rule_set.rules = list(by_id.values())
     # The pack's data models apply even without the pack's rules; the folders' own replace them.
+    specs_of = dict(zip(folders, found))
+    built_in = [(path, spec) for path, spec in specs_of.get(PACK_DIR) or _specs(BUILT_IN_DATA_MODELS, rule_set)
+                if BUILT_IN_DATA_MODELS in path.parents]
     with importable(helper_dirs(*folders)):
-        data_models, broken = load_data_models([BUILT_IN_DATA_MODELS, *(f for f in folders if f != PACK_DIR)],
-                                               LOG_TYPES)
+        data_models, broken = load_data_models(
+            built_in + [item for folder in folders if folder != PACK_DIR for item in specs_of[folder]], LOG_TYPES)
     rule_set.data_models = data_models
     rule_set.refused += [Refusal(path, reason) for path, reason in broken]
     # Data models for graphlake's log types are used (or refused), not passed over.
@@ -296,12 +304,14 @@ def importable(dirs: list[Path]) -> Iterator[None]:
     if not dirs:
         yield
         return
+    # Imported from the resolved folders, so the modules' __file__ starts with the roots they are forgotten by (a
+    # folder reached through a symlink otherwise left its helpers behind).
     roots = [str(d.resolve()) for d in dirs]
     names = {p.stem if p.suffix == ".py" else p.name for d in dirs for p in d.iterdir()
              if p.suffix == ".py" or (p / "__init__.py").is_file()}
     shadowed = {name: sys.modules.pop(name) for name in names if name in sys.modules}
     saved_path = list(sys.path)
-    sys.path[:0] = [str(d) for d in dirs]
+    sys.path[:0] = roots
     try:
         yield
     finally:
@@ -322,11 +332,6 @@ def _read_spec(path: Path) -> dict:
     if not isinstance(spec, dict):
         raise RuleError("not a YAML mapping of rule fields")
     return spec
-
-
-def load_rule(path: Path, lookups: helpers.Lookups | None = None) -> Rule:
-    """The rule of one YAML file; its Python sees `lookups` through `lookup_csv` (none: no lookup tables)."""
-    return rule_from_spec(path, _read_spec(path), _Context(lookups or helpers.Lookups(())))
 
 
 def rule_from_spec(path: Path, spec: dict, context: _Context) -> Rule:
@@ -585,7 +590,7 @@ def _load_module(yml: Path, filename: str, rule_id: str, lookups: helpers.Lookup
     setattr(module, helpers.LOOKUPS, lookups or helpers.Lookups(()))
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - a rule's own import error is that rule's fault, reported in one line
+    except RULE_CODE_ERRORS as exc:  # a rule's own import error is that rule's fault, reported in one line
         raise RuleError(f"{filename} fails to import: {one_line(exc, with_type=True)}") from None
     sys.modules.pop(name, None)
     return module

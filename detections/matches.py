@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from detections.engine import Match
+from detections.engine import Match, as_text, row_id
 from normalizers.indicators import INDICATOR_COLUMNS
 from shared.land.lake_writer import write_table
 from shared.core.storage import Store
@@ -25,8 +25,8 @@ SCHEDULED_LOG_TYPE = "Graphlake.ScheduledRule"
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _STRINGS = pa.list_(pa.string())
-# The matched row's identifying columns, copied as they are.
-_ROW_STRINGS = ("id", "tenantId", "serviceSource", "severity", "status", "alertWebUrl")
+# The matched row's identifying columns, copied as they are (`id` beside them: engine.row_id).
+_ROW_STRINGS = ("tenantId", "serviceSource", "severity", "status", "alertWebUrl")
 
 SCHEMA = pa.schema([
     pa.field("p_row_id", pa.string(), nullable=False),
@@ -45,6 +45,7 @@ SCHEMA = pa.schema([
     pa.field("p_alert_context", pa.string()),
     pa.field("title", pa.string()),
     pa.field("dedup", pa.string()),
+    pa.field("id", pa.string()),
     *(pa.field(name, pa.string()) for name in _ROW_STRINGS),
     pa.field("lastUpdateDateTime", _TIMESTAMP),
     *(pa.field(name, _STRINGS) for name in INDICATOR_COLUMNS),
@@ -60,10 +61,10 @@ def match_rows(matches: list[Match], now: datetime) -> list[dict[str, Any]]:
             "p_row_id": m.match_id,
             "p_event_time": event_time if isinstance(event_time, datetime) else now,
             "p_parse_time": now,
-            "p_log_type": _text(row.get("p_log_type")) or SCHEDULED_LOG_TYPE,
-            "p_source_id": _text(row.get("p_source_id")),
-            "p_source_label": _text(row.get("p_source_label")),
-            "p_matched_row_id": _text(row.get("p_row_id")),
+            "p_log_type": as_text(row.get("p_log_type")) or SCHEDULED_LOG_TYPE,
+            "p_source_id": as_text(row.get("p_source_id")),
+            "p_source_label": as_text(row.get("p_source_label")),
+            "p_matched_row_id": as_text(row.get("p_row_id")),
             "p_rule_id": rule.rule_id,
             "p_rule_severity": rule.severity,
             "p_rule_tags": rule.tags or None,
@@ -73,7 +74,8 @@ def match_rows(matches: list[Match], now: datetime) -> list[dict[str, Any]]:
             "p_alert_context": orjson.dumps(m.context, default=str).decode(),
             "title": m.title,
             "dedup": m.dedup,
-            **{name: _text(row.get(name)) for name in _ROW_STRINGS},
+            "id": row_id(row),
+            **{name: as_text(row.get(name)) for name in _ROW_STRINGS},
             "lastUpdateDateTime": row.get("lastUpdateDateTime") if isinstance(row.get("lastUpdateDateTime"),
                                                                                datetime) else None,
             **{name: _strings(row.get(name)) for name in INDICATOR_COLUMNS},
@@ -86,10 +88,6 @@ def write_matches(lake: Store, matches: list[Match], now: datetime) -> list[str]
         return []
     table = pa.Table.from_pylist(match_rows(matches, now), schema=SCHEMA)
     return write_table(lake, table, table_name=TABLE)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _strings(value: Any) -> list[str] | None:

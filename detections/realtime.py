@@ -2,7 +2,7 @@
 
 The wiring (function_app.py, the CLI) builds a `Detector` from the settings once (`build_detector`) and hands it to
 every path that lands alerts (the Event Hub function, `graphlake normalize`, `graphlake pull` without an Event Hub,
-replay, audit --repair); `shared.land.normalize.normalize_events` calls its `detect` with the table it just wrote,
+replay, audit --repair); `shared.land.normalize.normalize_events` calls its `detect` with the tables it just wrote,
 so they share this code. None (RULES_ENABLED off) runs nothing. A rule that raises is logged and recorded, and the
 batch and the other rules go on; a storage failure raises like the normalizer's own, so the batch is delivered
 again (match files and alert counts are idempotent).
@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from shared.core import health
@@ -55,24 +56,26 @@ class Detector:
     def sends(self) -> bool:
         return bool(self.destinations) or self.destinations_error is not None
 
-    def unknown_output_ids(self) -> list[str]:
-        """Rules whose OutputIds name a destination ALERT_DESTINATIONS does not have: their alerts cannot go there."""
-        if not self.destinations:
-            return []
-        known = {d.name for d in self.destinations}
-        return [f"rule {r.rule_id}: OutputIds names unknown destination(s) "
-                f"{', '.join(n for n in r.output_ids if n not in known)}"
-                for r in self.rules.rules if r.enabled and any(n not in known for n in r.output_ids)]
+    def config_errors(self) -> list[str]:
+        """What the rule set's configuration keeps from happening, each with its fix: a refused rule never runs, and
+        the alerts of a rule whose OutputIds name a destination ALERT_DESTINATIONS does not have cannot go there."""
+        from detections.destinations import unknown_names
 
-    def detect(self, tables: pa.Table | Sequence[pa.Table], *, lake: Store, state: Store,
+        refused = [f"rule refused: {r}; fix it (graphlake rules test)" for r in self.rules.refused]
+        if not self.destinations:
+            return refused
+        unknown = {r.rule_id: unknown_names(r.output_ids, list(self.destinations)) for r in self.rules.rules
+                   if r.enabled}
+        return refused + [f"rule {rule_id}: OutputIds names unknown destination(s) {', '.join(names)}; fix OutputIds "
+                          "or ALERT_DESTINATIONS" for rule_id, names in unknown.items() if names]
+
+    def detect(self, tables: Sequence[pa.Table], *, lake: Store, state: Store,
                now: datetime) -> DetectionResult | None:
         """The real-time rules on the tables a batch just landed (`shared.land.detect.Detector`), in one evaluation:
         one health record for the batch, whatever tables its rows went to."""
-        from itertools import chain
-
         from detections.event import TableRows
 
-        landed = [t for t in ([tables] if hasattr(tables, "num_rows") else tables) if t.num_rows]
+        landed = [t for t in tables if t.num_rows]
         if not landed:
             return None
         return detect_rows(self, chain.from_iterable(TableRows(t) for t in landed), lake=lake, state=state, now=now)
@@ -155,10 +158,10 @@ def settle(detector: Detector, evaluation, *, lake: Store, state: Store, now: da
         else:
             result.undelivered = deliver_new(state, list(detector.destinations), batch, len(alerts), now,
                                              budget_seconds=detector.delivery_budget_seconds).undelivered
-    misrouted = detector.unknown_output_ids()
+    misconfigured = detector.config_errors()
     health.record(state, "detections", component_key, {
-        "result": "config_errors" if misrouted else "rule_errors" if evaluation.failures else "ok",
+        "result": "config_errors" if misconfigured else "rule_errors" if evaluation.failures else "ok",
         "rows": evaluation.rows, "matches": len(evaluation.matches), "already_matched": result.already_matched,
-        "rule_errors": len(evaluation.failures), "config_errors": len(misrouted),
-        "errors": (misrouted + [str(f) for f in evaluation.failures])[:10]}, now=now)
+        "rule_errors": len(evaluation.failures), "config_errors": len(misconfigured),
+        "errors": (misconfigured + [str(f) for f in evaluation.failures])[:10]}, now=now)
     return result

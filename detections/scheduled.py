@@ -77,7 +77,6 @@ def evaluate_rows(rule: Rule, rows: list[dict[str, Any]]) -> Evaluation:
         # No data model: Panther gives none to scheduled rules, whose rows are a query's, not a log type's.
         match, failure = match_row(rule, RuleEvent(row, context, data_model=None), row)
         if failure is not None:
-            failure.alert_id = _row_key(row)
             result.failures.append(failure)
         elif match is not None:
             result.matches.append(match)
@@ -120,7 +119,8 @@ def run_due(detector: Any, lake_url: str, state: Store, lake: Store, now: dateti
 
 
 def test_matches(rule: Rule, logs: list[dict], now: str | None) -> list[Any]:
-    """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts): its Tests run this."""
+    """The matches of a scheduled rule over a lake holding just `logs` (Graph alerts and Azure Monitor records): its
+    Tests run this."""
     with _test_lake(logs) as connection:
         if now:
             until = datetime.fromisoformat(now)
@@ -153,7 +153,8 @@ def explain_error(sql: str) -> str | None:
 
 @contextlib.contextmanager
 def _test_lake(logs: list[dict]) -> Iterator[Any]:
-    """A sandboxed connection to a throwaway lake of `logs` (Graph alerts), landed by the normalizer."""
+    """A sandboxed connection to a throwaway lake of `logs`, each landed by its normalizer (alerts, Azure Monitor
+    records)."""
     from detections.testing import TEST_PARSE_TIME, is_log_record
     from shared.land.normalize import LOGS, InboundEvent, normalize_events
     from shared.read.query import connect
@@ -183,13 +184,6 @@ def _is_due(state: Store, rule: Rule, now: datetime) -> bool:
     last = datetime.fromisoformat(orjson.loads(found.data)["last_run"])
     # A tick early by seconds still runs: timers fire close to, not exactly at, their minute.
     return now >= last + timedelta(minutes=rule.schedule_minutes) - timedelta(seconds=30)
-
-
-def _row_key(row: dict[str, Any]) -> str | None:
-    for key in ("id", "alert_id", "user", "ip", "device"):
-        if row.get(key) is not None:
-            return str(row[key])
-    return None
 
 
 def run_scheduled(detector: Any, lake_url: str, state: Store, lake: Store, now: datetime | None = None, *,

@@ -34,7 +34,7 @@ from unittest.mock import MagicMock, patch
 
 from detections.engine import run_rule
 from detections.event import ENRICHMENT, MOCKED_LOOKUPS, EventContext, RuleEvent
-from detections.loader import LOG_TYPES, RULE, Rule, RuleSet, RuleTest, helper_dirs, importable
+from detections.loader import LOG_TYPES, RULE, RULE_CODE_ERRORS, Rule, RuleSet, RuleTest, helper_dirs, importable
 from normalizers.names import LOG_TYPE as ALERT_LOG_TYPE
 from shared.core.errors import one_line
 
@@ -96,7 +96,7 @@ def _unit_test_file(folder: Path, path: Path) -> list[TestResult]:
                 return [TestResult("unit", label, False, f"not run: it imports {exc.name}, which is not installed",
                                    skipped=True)]
             return [TestResult("unit", label, False, f"cannot import: {one_line(exc, with_type=True)}")]
-        except Exception as exc:  # noqa: BLE001 - a test file that cannot be imported fails, with the reason
+        except RULE_CODE_ERRORS as exc:  # a test file that cannot be imported fails, with the reason
             return [TestResult("unit", label, False, f"cannot import: {one_line(exc, with_type=True)}")]
         finally:
             sys.modules.pop(name, None)
@@ -136,6 +136,8 @@ def _last_line(trace: str) -> str:
 def run_test(rule: Rule, test: RuleTest, rule_set: RuleSet | None = None) -> TestResult:
     if rule.kind == RULE:
         return _realtime(rule, test, rule_set)
+    if isinstance(test.log, dict):  # a Panther scheduled rule's test: one result row, the rule's Python on it
+        return _verdict(rule, test, RuleEvent(test.log, data_model=None))
     try:
         matched = _scheduled(rule, test)
     except Exception as exc:  # noqa: BLE001 - a test that raises fails, with the reason
@@ -198,7 +200,15 @@ def _realtime(rule: Rule, test: RuleTest, rule_set: RuleSet | None) -> TestResul
                            mocked if isinstance(mocked, dict) else {},
                            enrichment if isinstance(enrichment, dict) else None)
     log_type = test.log.get("p_log_type")
-    event = RuleEvent(row, context, data_model=models.get(log_type) if isinstance(log_type, str) else None)
+    return _verdict(rule, test, RuleEvent(row, context, data_model=models.get(log_type) if isinstance(log_type, str)
+                                          else None))
+
+
+def _verdict(rule: Rule, test: RuleTest, event: RuleEvent) -> TestResult:
+    """panther_analysis_tool's verdict on the rule's functions run on one event, with the test's Mocks."""
+    def result(passed: bool, detail: str) -> TestResult:
+        return TestResult(rule.rule_id, test.name, passed, detail)
+
     missing = [m["objectName"] for m in test.mocks if "objectName" in m and not hasattr(rule.module, m["objectName"])]
     if missing:  # patch.multiple refuses a name the module does not have: the test fails in Panther's tool too
         return result(False, f"Mocks: {Path(rule.module.__file__ or '').name} has no name {', '.join(missing)}")
@@ -228,8 +238,5 @@ def _mocked(rule: Rule, mocks: list[dict]) -> Iterator[None]:
 
 def _scheduled(rule: Rule, test: RuleTest) -> bool:
     from detections.scheduled import test_matches
-
-    if isinstance(test.log, dict):  # Panther's: one result row, the rule's Python on it
-        return run_rule(rule, RuleEvent(test.log), batch=True).triggered
 
     return bool(test_matches(rule, test.log, test.now))

@@ -121,8 +121,18 @@ def pull(once: bool, since: str | None, rules_dir: str | None) -> None:
                 click.echo(f"graphlake: source {summary.source_id}: {summary.error}", err=True)
         if once or start:
             failed = [s for s in summaries if s.error]
-            sys.exit(1 if failed else 0)
+            refused = _say_refused(detector)
+            sys.exit(1 if failed or refused else 0)
         time.sleep(seconds_to_next(settings.pull_schedule))
+
+
+def _say_refused(detector) -> bool:
+    """Whether rules of --rules were refused, said on stderr: the rest landed and ran, these did not."""
+    refused = detector.rules.refused if detector is not None else []
+    if refused:
+        click.echo(f"graphlake: {count(len(refused), 'rule')} of --rules refused, not run (graphlake rules test says "
+                   "why)", err=True)
+    return bool(refused)
 
 
 def _pull_once(settings, since: datetime | None, detector):
@@ -169,7 +179,7 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
     or not. Azure Monitor records (Entra sign-in, audit and risk logs, the Activity log) come the same ways, or as
     Event Hub bodies ({"records": [...]}) and archive-to-storage JSON lines; each lands in its category's table.
     What is neither is quarantined under --state with its reason. Exit 1 if anything was, or if a
-    rule (--rules) raised on a row.
+    rule (--rules) raised on a row or was refused.
     """
     from shared.core.settings import RULES_SETTINGS, load_settings
     from shared.core.storage import open_store
@@ -210,7 +220,8 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
             click.echo(f"graphlake: {line}", err=True)
         click.echo(f"graphlake: {count(len(landing.rule_errors), 'rule error')} on the rows landed "
                    "(rule_errors table; rule-error alerts queued)", err=True)
-    sys.exit(1 if held or landing.rule_errors else 0)
+    refused = _say_refused(detector)
+    sys.exit(1 if held or landing.rule_errors or refused else 0)
 
 
 @click.command()

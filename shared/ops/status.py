@@ -276,7 +276,8 @@ def _compact(doc: dict[str, Any]) -> tuple[str, str]:
 
 def _detections(doc: dict[str, Any]) -> tuple[str, str]:
     if doc.get("config_errors"):
-        return FAILING, f"{(doc.get('errors') or ['?'])[0]}; fix OutputIds or ALERT_DESTINATIONS"
+        more = doc["config_errors"] - 1
+        return FAILING, f"{(doc.get('errors') or ['?'])[0]}" + (f" (and {more} more)" if more > 0 else "")
     if doc.get("undelivered"):
         return FAILING, (f"{doc['undelivered']} alerts not delivered ({doc.get('error') or 'no details'}); they stay "
                          "queued and every run tries them again")

@@ -334,7 +334,8 @@ def _time_condition(since: dt.datetime, until: dt.datetime) -> str:
 
 def _latest_version(columns: set[str]) -> str:
     """The QUALIFY that keeps each alert's latest version (of the rows it filters), as the latest view orders."""
-    alert = ", ".join(c for c in ("tenantId", "serviceSource", "id") if c in columns)
+    # rule_matches: the latest version each rule matched (two rules' matches of one alert are two hits).
+    alert = ", ".join(c for c in ("tenantId", "serviceSource", "id", "p_rule_id") if c in columns)
     return f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY {views.latest_version_first(columns)}) = 1"
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from detections.dedup import alerts_made
+from detections.dedup import alert_periods
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -22,4 +22,11 @@ T0 = datetime(2026, 6, 1, tzinfo=UTC)
 ])
 def test_matches_group_into_alerts_by_period_and_threshold(minutes_after, period, threshold, alerts) -> None:
     moments = [T0 + timedelta(minutes=m) for m in minutes_after]
-    assert alerts_made(moments, period, threshold) == alerts
+    assert len(alert_periods(moments, period, threshold)) == alerts
+
+
+def test_each_alert_counts_the_matches_of_its_period_in_time_order() -> None:
+    # Indices into the moments given: the 70- and 80-minute matches open and fill the second period.
+    moments = [T0 + timedelta(minutes=m) for m in (80, 0, 10, 70, 200)]
+    made = alert_periods(moments, 60, 2)
+    assert [(period.opened, members) for period, members in made] == [(T0, [1, 2]), (moments[3], [3, 0])]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from detections.engine import run_rule
 from detections.event import RuleEvent, deep_get, deep_walk
-from detections.loader import PACK_DIR, load_rule, load_rules
+from detections.loader import PACK_DIR, load_rules
 from detections.testing import run_tests
 from shared.cli import main
 
@@ -165,7 +165,7 @@ def test_the_event_parses_json_columns_and_deep_gets():
     assert dict(event)["p_unmapped"] is None and set(event) == set(row)
 
 
-def test_load_rule_reads_every_documented_field(tmp_path):
+def test_a_rule_is_loaded_with_every_documented_field(tmp_path):
     yml = textwrap.dedent("""\
         AnalysisType: rule
         Filename: r.py
@@ -183,7 +183,8 @@ def test_load_rule_reads_every_documented_field(tmp_path):
         Tags: [a, b]
         Tests: []
         """)
-    rule = load_rule(write_rule(tmp_path, stem="r", yml=yml))
+    write_rule(tmp_path, stem="r", yml=yml)
+    rule = load_rules(tmp_path, with_pack=False).by_id("Custom.Full")
     assert (rule.enabled, rule.severity, rule.dedup_minutes, rule.threshold, rule.reports, rule.tags,
             rule.description, rule.runbook, rule.reference) == \
         (False, "Low", 15, 3, {"MITRE ATT&CK": ["TA0006:T1110"]}, ["a", "b"], "d", "rb", "https://example.org")
@@ -242,3 +243,33 @@ def test_each_rule_set_reads_the_lookup_tables_of_its_own_folders(tmp_path):
     matched = {name: run_rule(sets[name].by_id("Graphlake.VIP.UserAlert"), RuleEvent(vip_row), batch=True).triggered for name in sets}
     assert matched == {"first": True, "second": False}
     assert load_rules(tmp_path / "first").lookups.values("vip_users.csv", "user") >= {"alice@contoso.com"}
+
+
+def test_a_rule_calling_sys_exit_is_its_own_failure_never_a_silent_exit_0(tmp_path):
+    # Panther's engine catches whatever rule() raises, SystemExit included; graphlake let it end the command, with
+    # exit 0 and nothing said: rows landed, no rule ran after it, `rules test` reported nothing.
+    golden = Path(__file__).resolve().parents[2] / "normalizers" / "golden" / "identity.input.json"
+    source = tmp_path / "alerts.jsonl"
+    source.write_text("\n".join(json.dumps(a) for a in json.loads(golden.read_text())))
+    exits_at_match = RULE_PY.replace("return f\"High: {event.get('title')}\"", "raise SystemExit(0)")
+    write_rule(tmp_path / "in_rule", py="import sys\n\n\ndef rule(event):\n    sys.exit()\n")
+    write_rule(tmp_path / "in_title", py=exits_at_match)
+    write_rule(tmp_path / "at_import", py="import sys\nsys.exit(0)\n" + RULE_PY)
+    write_rule(tmp_path / "unit", py=RULE_PY)
+    (tmp_path / "unit" / "exit_test.py").write_text("import sys\nsys.exit(0)\n")
+
+    runner = CliRunner()
+    landed = runner.invoke(main, ["normalize", str(source), "--lake", str(tmp_path / "lake"), "--state",
+                                  str(tmp_path / "state"), "--rules", str(tmp_path / "in_rule")])
+    assert landed.exit_code == 1, landed.output
+    assert "rule errors on the rows landed" in landed.output.strip().splitlines()[-1]
+    assert "rule Custom.Rule raised on alert" in landed.output and "SystemExit" in landed.output
+
+    # What `rules test` prints and exits 1 on: a failed test, a refused rule.
+    sets = {folder: load_rules(tmp_path / folder, with_pack=False) for folder in ("in_title", "at_import", "unit")}
+    lines = {folder: [r.line() for r in run_tests(rule_set)] for folder, rule_set in sets.items()}
+    assert [line.split("  (")[0] for line in lines["in_title"]] == ["FAIL  Custom.Rule: high fires"]
+    assert "title raised SystemExit" in lines["in_title"][0]
+    [refusal] = sets["at_import"].refused
+    assert "my_rule.py fails to import: SystemExit" in refusal.reason
+    assert any(line.startswith("FAIL  unit: exit_test.py  (cannot import: SystemExit") for line in lines["unit"])

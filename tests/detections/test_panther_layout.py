@@ -225,6 +225,20 @@ def test_two_rule_sets_in_one_process_each_import_their_own_helpers(tmp_path):
     assert "acme_helpers" not in sys.modules  # nothing left behind for the next rule set to pick up
 
 
+def test_helpers_of_a_folder_reached_through_a_symlink_are_forgotten_too(tmp_path):
+    # A rules folder behind a symlink (macOS's /tmp, a mounted share): its helpers are forgotten after loading, so
+    # a rule of another set importing a helper its own folder lacks is refused, not handed the stale one.
+    shutil.copytree(TREE / "global_helpers", tmp_path / "real" / "global_helpers")
+    shutil.copytree(TREE / "rules" / "graph_rules", tmp_path / "real" / "rules")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert load_rules(tmp_path / "link", with_pack=False).by_id("Acme.Admin.InAlert") is not None
+    import sys
+    assert "acme_helpers" not in sys.modules
+    shutil.copytree(TREE / "rules" / "graph_rules", tmp_path / "no_helpers")
+    refused = load_rules(tmp_path / "no_helpers", with_pack=False).refused
+    assert any("ModuleNotFoundError" in r.reason and "acme_helpers" in r.reason for r in refused), refused
+
+
 def test_a_failing_unit_test_in_a_subfolder_is_run(tmp_path):
     shutil.copytree(TREE / "global_helpers", tmp_path / "global_helpers")
     test = tmp_path / "global_helpers" / "acme_helpers_test.py"
@@ -284,6 +298,19 @@ def test_a_panther_scheduled_rule_runs_its_sql_on_the_lake():
     [match] = test_matches(rule, versions, None)
     assert match.title == "Alert a1 changed 3 times"
     assert test_matches(rule, versions[:2], None) == []
+
+
+def test_a_panther_scheduled_rules_one_row_test_gets_panther_analysis_tools_verdict(tmp_path):
+    # Its Python runs on the Log as a real-time rule's does in a test: a rule() that raises fails a test expecting
+    # no match, and a title() that raises fails one expecting a match (production would hide both).
+    shutil.copytree(TREE / "queries" / "graph_queries", tmp_path / "queries")
+    python = tmp_path / "queries" / "acme_many_versions.py"
+    python.write_text(python.read_text().replace('return event.get("versions", 0) >= 3',
+                                                 'return event["versions"] / (event["versions"] - 2) >= 3')
+                      .replace('return f"Alert', 'return 1 / 0 or f"Alert'))
+    results = {r.name: r for r in run_tests(load_rules(tmp_path, with_pack=False))}
+    assert not results["two versions"].passed and "ZeroDivisionError" in results["two versions"].detail
+    assert not results["three versions"].passed and "title raised ZeroDivisionError" in results["three versions"].detail
 
 
 def test_a_second_file_with_the_same_rule_id_is_refused_and_the_first_keeps_its_place(tmp_path):

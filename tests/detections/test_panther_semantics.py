@@ -14,7 +14,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from detections.engine import context_of
+from detections.engine import context_of, run_rule
 from detections.event import RuleEvent, deep_get, deep_walk
 from detections.loader import load_rules
 from detections.realtime import Detector
@@ -577,3 +577,42 @@ def test_a_rule_raising_on_a_log_record_names_the_record(tmp_path):
     [failure] = evaluate(rule_set.rules, [row], context_of(rule_set)).failures
     assert str(failure) == (f"rule Test.RaisesOnSignIns raised on Azure.Audit record {row['p_row_id']}: "
                             "KeyError: 'no_such_key'")
+
+
+CONTEXT_RULES = {
+    "context.py": """\
+        def rule(event):
+            return True
+
+
+        def alert_context(event):
+            return CONTEXTS[event.get("id")]
+
+
+        CONTEXTS = {
+            "nan": {"score": float("nan")},
+            # Under the limit written compactly, over it as Python's json.dumps writes it (", " between items).
+            "spaced": {"items": [0] * 75_000},
+            "fits": {"items": [0] * 60_000},
+        }
+        """,
+    "context.yml": """\
+        AnalysisType: rule
+        Filename: context.py
+        RuleID: Test.Context
+        LogTypes: [MicrosoftGraph.SecurityAlertV2]
+        Severity: Low
+        """,
+}
+
+
+def test_alert_context_is_checked_as_panther_serializes_it(tmp_path):
+    # panther-core measures and checks alert_context as json.dumps(..., allow_nan=False) writes it: a NaN fails, and
+    # the 200 KB limit counts that text's characters (", " and ": " included).
+    rule = load_rules(write(tmp_path / "rules", CONTEXT_RULES), with_pack=False).by_id("Test.Context")
+    context = {key: run_rule(rule, RuleEvent({"id": key}), batch=True).values["alert_context"]
+               for key in ("nan", "spaced", "fits")}
+    assert context["nan"]["_error"].startswith("ValueError('Out of range float values are not JSON compliant")
+    assert context["spaced"] == {"_error": "alert_context size is [225011] characters, bigger than maximum of "
+                                           "[204800] characters"}
+    assert context["fits"] == {"items": [0] * 60_000}

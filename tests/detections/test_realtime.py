@@ -151,6 +151,17 @@ def test_rules_fire_in_graphlake_pull(make_pipeline, user_rules, tmp_path):
     assert expected and {(m["id"], m["p_matched_row_id"]) for m in matches_in(lake)} == expected
 
 
+def test_graphlake_pull_exits_1_when_a_rule_was_refused(make_pipeline, user_rules):
+    (user_rules / "typo.yml").write_text(RAISING_YML.replace("Custom.Raising", "Custom.Typo").replace("Low", "Urgent"))
+    pipe = make_pipeline(alerts=5)
+    pull = CliRunner().invoke(main, ["pull", "--once", "--rules", str(user_rules)], env=pipe.env,
+                              catch_exceptions=False)
+    assert pull.exit_code == 1, pull.output
+    assert pull.output.strip().splitlines()[-1] == \
+        "graphlake: 1 rule of --rules refused, not run (graphlake rules test says why)"
+    assert matches_in(pipe.env["LAKE_URL"]), "the rules that loaded ran"
+
+
 def test_the_function_apps_detector_follows_every_setting_it_is_built_from(tmp_path, monkeypatch):
     # The worker keeps its rules between invocations (loading them costs more than a batch); what else the detector
     # holds (destinations, their named settings, landing's delivery budget) follows the settings as they are now.
@@ -209,3 +220,87 @@ def test_each_rule_sees_only_rows_of_its_log_types_through_both_event_hub_functi
     assert {m["id"] for m in new} == {a["id"] for a in golden("identity") if a["status"] == "new"}
     # The log rules never saw an alert: not one of their matches is an alert's row.
     assert all(m["p_log_type"] != "MicrosoftGraph.SecurityAlertV2" for m in risky + admin + role)
+
+
+# Matches every sign-in but one, on which it raises.
+EVERY_SIGNIN_PY = 'def rule(event):\n    return event.get("callerIpAddress") != "203.0.113.250" or 1 / 0\n'
+EVERY_SIGNIN_YML = RAISING_YML.replace("raising.py", "every_signin.py").replace("Custom.Raising", "Custom.EverySignIn") \
+    .replace("MicrosoftGraph.SecurityAlertV2", "Azure.Audit")
+
+
+def test_a_log_records_match_and_rule_error_have_an_id_and_search_shows_each_match(tmp_path, monkeypatch):
+    # Log records have no Graph alert id; the rule_matches and rule_errors rows still say which record they are (its
+    # p_row_id), so a search over rule_matches shows one hit per match, not one per tenant.
+    from datetime import UTC, datetime
+
+    from tests.log_records import body, signin
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "every_signin.py").write_text(EVERY_SIGNIN_PY)
+    (rules / "every_signin.yml").write_text(EVERY_SIGNIN_YML)
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    for name, value in {"LAKE_URL": lake, "STATE_URL": state, "RULES_ENABLED": "true", "RULES_DIR": str(rules)}.items():
+        monkeypatch.setenv(name, value)
+    moment = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    records = [signin(moment, "198.51.100.77", f"user{n}@contoso.com", number=n) for n in range(3)]
+    records.append(signin(moment, "203.0.113.250", "user9@contoso.com", number=9))
+    function_app.normalize_logs([func.EventHubEvent(body=body(records), sequence_number=0)])
+
+    matches = matches_in(lake, "Custom.EverySignIn")
+    assert len(matches) == 3
+    assert all(m["id"] == m["p_matched_row_id"] and m["id"] for m in matches)
+    errors = read_table(open_store(lake), "rule_errors").to_pylist()
+    assert [(e["error_type"], e["id"] == e["p_matched_row_id"] and bool(e["id"])) for e in errors] == [
+        ("ZeroDivisionError", True)]
+
+    found = CliRunner().invoke(main, ["search", "--lake", lake, "--ip", "198.51.100.77", "--since", "2026-06-01",
+                                      "--until", "2026-06-03", "--format", "json"], catch_exceptions=False)
+    hits = [orjson.loads(line) for line in found.output.splitlines() if line.startswith("{")]
+    assert sorted(h["id"] for h in hits if h["table"] == MATCHES) == sorted(m["id"] for m in matches)
+
+
+def test_a_refused_rule_fails_normalize_and_makes_detections_failing_in_status(tmp_path, user_rules):
+    # A rule of RULES_DIR that does not load never runs: only a log line said so, normalize exited 0, status said OK.
+    (user_rules / "typo.py").write_text("def rule(event):\n    return True\n")
+    (user_rules / "typo.yml").write_text(RAISING_YML.replace("raising.py", "typo.py")
+                                         .replace("Custom.Raising", "Custom.Typo").replace("Low", "Urgent"))
+    source = tmp_path / "alerts.jsonl"
+    source.write_bytes(b"\n".join(orjson.dumps(a) for a in golden("identity")))
+    lake, state = str(tmp_path / "lake"), str(tmp_path / "state")
+    runner = CliRunner()
+    landed = runner.invoke(main, ["normalize", str(source), "--lake", lake, "--state", state, "--rules",
+                                  str(user_rules)], catch_exceptions=False)
+    assert landed.exit_code == 1
+    assert landed.output.strip().splitlines()[-1] == \
+        "graphlake: 1 rule of --rules refused, not run (graphlake rules test says why)"
+    status = runner.invoke(main, ["status", "--state", state, "--format", "json"],
+                           env={"GRAPH_SOURCES": "", "GRAPH_TENANT_ID": ""})
+    findings = {(f["component"], f["key"]): f for f in
+                (orjson.loads(line) for line in status.output.splitlines() if line.startswith("{"))}
+    realtime = findings["detections", "realtime"]
+    assert realtime["state"] == "FAILING", realtime
+    assert realtime["reason"].startswith(f"rule refused: {user_rules / 'typo.yml'}: Severity 'Urgent' is not one of")
+
+
+def test_search_shows_each_rules_match_of_an_alert(tmp_path, user_rules):
+    # rule_matches holds versions of alerts, shown one row per alert by default: per rule too, or the matches of two
+    # rules on one alert would show as one hit.
+    (user_rules / "every.py").write_text("def rule(event):\n    return True\n")
+    (user_rules / "every.yml").write_text(RAISING_YML.replace("raising.py", "every.py")
+                                          .replace("Custom.Raising", "Custom.Every"))
+    alerts = golden("identity")
+    source = tmp_path / "alerts.jsonl"
+    source.write_bytes(b"\n".join(orjson.dumps(a) for a in alerts))
+    lake = str(tmp_path / "lake")
+    runner = CliRunner()
+    runner.invoke(main, ["normalize", str(source), "--lake", lake, "--state", str(tmp_path / "state"),
+                         "--rules", str(user_rules)], catch_exceptions=False)
+    user = "jordan.finance"
+    matched = {(m["p_rule_id"], m["id"]) for m in read_table(open_store(lake), MATCHES).to_pylist()
+               if user in (m["p_any_usernames"] or [])}
+    assert {rule for rule, _ in matched} == {"Custom.Every", "Microsoft.Graph.Passthrough"}
+    found = runner.invoke(main, ["search", "--lake", lake, "--user", user, "--since", "2020-01-01", "--format",
+                                 "json"], catch_exceptions=False)
+    hits = [orjson.loads(line) for line in found.output.splitlines() if line.startswith("{")]
+    assert len([h for h in hits if h["table"] == MATCHES]) == len(matched), hits

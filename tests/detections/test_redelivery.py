@@ -40,7 +40,7 @@ def test_a_version_matched_before_makes_no_second_alert_past_the_dedup_period(ma
     table = read_table(open_store(lake), TABLE)
     half = table.num_rows // 2
     for days, part in ((2, table.slice(0, half)), (3, table.slice(half)), (9, table)):
-        detector.detect(part, lake=open_store(lake), state=open_store(state),
+        detector.detect([part], lake=open_store(lake), state=open_store(state),
                         now=datetime.now(UTC) + timedelta(days=days))
 
     assert sorted(a["alert_id"] for a in receiver.received) == first
@@ -88,7 +88,7 @@ def test_a_batch_that_failed_before_its_matches_were_marked_alerts_once_when_it_
     assert receiver.received == [] and count_waiting(open_store(state)) > 0
 
     # Delivered again only after the alerts' dedup period: the matches counted before keep their alert, sent once.
-    detector.detect(read_table(open_store(lake), TABLE), lake=open_store(lake), state=open_store(state),
+    detector.detect([read_table(open_store(lake), TABLE)], lake=open_store(lake), state=open_store(state),
                     now=datetime.now(UTC) + timedelta(hours=3))
     sent = sorted(a["events"][0]["id"] for a in passthrough(receiver.received))
     assert sent == sorted(expected_passthrough(alerts))

@@ -102,3 +102,24 @@ def test_scheduled_rules_on_an_empty_lake_do_nothing_and_fail_nothing(tmp_path):
     state = open_store(str(tmp_path / "state"))
     report = run_due(Detector(load_rules(), ()), lake_url, state, open_store(lake_url), NOW)
     assert report.failures == [] and report.ran == [] and report.matches == {}
+
+
+def test_a_scheduled_rule_raising_on_a_result_row_names_the_row_not_an_alert(tmp_path):
+    # A result row of IP addresses is no alert: the failure names the row by its column, and rule_errors' alert
+    # context has no Graph alert id made up from the address.
+    from detections.rule_errors import error_matches
+    from detections.scheduled import evaluate_rows
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "by_ip.sql").write_text("SELECT 1")
+    (folder / "by_ip.py").write_text("def rule(event):\n    raise ValueError('no ' + event['ip'])\n")
+    (folder / "by_ip.yml").write_text("AnalysisType: scheduled_rule\nRuleID: Custom.ByIp\nFilename: by_ip.py\n"
+                                      "Severity: Low\nScheduleMinutes: 5\nLookbackMinutes: 5\n")
+    rule = load_rules(folder, with_pack=False).by_id("Custom.ByIp")
+    [failure] = evaluate_rows(rule, [{"ip": "198.51.100.7", "providers": 2}]).failures
+    assert str(failure) == "rule Custom.ByIp raised on result row ip=198.51.100.7: ValueError: no 198.51.100.7"
+    [error] = error_matches([failure], [rule])
+    assert error.context["graph_alert_id"] is None
+    [failure] = evaluate_rows(rule, [{"id": "a1", "ip": "198.51.100.7"}]).failures
+    assert str(failure).startswith("rule Custom.ByIp raised on result row id=a1: ")
