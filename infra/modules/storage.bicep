@@ -137,6 +137,18 @@ var logTableRules = [for table in logTables: {
   }
 }]
 
+// Their indicator indexes (shared/core/layout.py: _index/<table>/...) hold the same users' names and addresses: they
+// go by the same age, or a shorter retention for the logs would leave their indicators behind.
+var logTableIndexRules = [for table in logTables: {
+  name: 'logs-delete-${replace(table, '_', '-')}-index'
+  prefix: '${lakeContainerName}/_index/${table}/'
+  action: {
+    delete: {
+      daysAfterModificationGreaterThan: logTablesDeleteAfterDays
+    }
+  }
+}]
+
 var lifecycleRules = concat([
   {
     name: 'claim-checks'
@@ -206,7 +218,7 @@ var lifecycleRules = concat([
       }
     }
   }
-] : [], logTablesDeleteAfterDays > 0 ? logTableRules : [])
+] : [], logTablesDeleteAfterDays > 0 ? concat(logTableRules, logTableIndexRules) : [])
 
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage

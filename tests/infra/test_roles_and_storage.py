@@ -158,7 +158,19 @@ def test_lifecycle_covers_the_log_tables() -> None:
     assert "prefix: '${lakeContainerName}/${table}/'" in rules
     assert "daysAfterModificationGreaterThan: logTablesDeleteAfterDays" in rules
     assert facts["vars"]["logTableRules"]["text"].startswith("[for table in logTables:")
-    assert "logTablesDeleteAfterDays > 0 ? logTableRules : []" in facts["vars"]["lifecycleRules"]["text"]
+    # A log table's days go sooner, and their indicator indexes (its users' names, addresses) with them: an index
+    # kept past its data would hold what the retention setting promised to delete.
+    from shared.core.layout import INDEX_FOLDER, index_name
+
+    index_rules = facts["vars"]["logTableIndexRules"]["text"]
+    assert index_rules.startswith("[for table in logTables:")
+    assert f"prefix: '${{lakeContainerName}}/{INDEX_FOLDER}/${{table}}/'" in index_rules
+    assert "daysAfterModificationGreaterThan: logTablesDeleteAfterDays" in index_rules
+    import datetime as dt
+    assert index_name("entra_signin_logs", dt.date(2026, 3, 1), ["a.parquet"], "0" * 20).startswith(
+        f"{INDEX_FOLDER}/entra_signin_logs/")
+    assert ("logTablesDeleteAfterDays > 0 ? concat(logTableRules, logTableIndexRules) : []"
+            in facts["vars"]["lifecycleRules"]["text"])
     assert facts["params"]["logTablesDeleteAfterDays"]["default"]["value"] == "0"
     assert main_param(var_file("lifecycleRules"), "logTablesDeleteAfterDays") == "logTablesDeleteAfterDays"
 
@@ -174,7 +186,7 @@ def test_the_indicator_index_lives_and_expires_with_the_lake() -> None:
     rules = bicep_facts()["vars"]["lifecycleRules"]["text"]
     lake_prefixes = re.findall(r"prefix: '\$\{lakeContainerName\}/([^']*)'", rules)
     assert lake_prefixes == ["", ""], "the lake's rules cover the whole container, indexes included"
-    assert INDEX_FOLDER not in rules, "the index has no rule of its own"
+    assert INDEX_FOLDER not in rules, "the index has no rule of its own (a log table's goes with it, above)"
     name = index_name("security_alerts", dt.date(2026, 3, 1), ["compacted-0-1of1.parquet"], "0" * 20)
     assert name.startswith(f"{INDEX_FOLDER}/") and parse_partition_file(name) is None
 
