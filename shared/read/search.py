@@ -333,10 +333,9 @@ def _time_condition(since: dt.datetime, until: dt.datetime) -> str:
 
 
 def _latest_version(columns: set[str]) -> str:
-    """The QUALIFY that keeps each alert's latest version (of the rows it filters), as the latest view orders."""
+    """The QUALIFY that keeps each alert's latest version (of the rows it filters), as the latest view keeps it."""
     # rule_matches: the latest version each rule matched (two rules' matches of one alert are two hits).
-    alert = ", ".join(c for c in ("tenantId", "serviceSource", "id", "p_rule_id") if c in columns)
-    return f"QUALIFY row_number() OVER (PARTITION BY {alert} ORDER BY {views.latest_version_first(columns)}) = 1"
+    return views.latest_version_only(columns, per=("p_rule_id",) if "p_rule_id" in columns else ())
 
 
 def pivot_sql(table: str, terms: Terms, since: dt.datetime, until: dt.datetime,

@@ -82,12 +82,20 @@ def latest_version_first(columns: Collection[str] | None = None) -> str:
     return ", ".join(keys)
 
 
+def latest_version_only(columns: Collection[str], per: tuple[str, ...] = ()) -> str:
+    """The QUALIFY that keeps each alert's latest version, for the latest view and the search alike; `per`: keys
+    that split an alert further (a rule's matches of it); a key column the table lacks (another producer's table)
+    is left out. Versions share p_event_time (createdDateTime) and so its partition; both are in the key so that a
+    filter on them reaches the scan through the window."""
+    key = ", ".join(c for c in ("tenantId", "serviceSource", "id", *per, *_SAME_PARTITION.split(", "))
+                    if c in columns or c == "p_event_time")
+    return f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {latest_version_first(columns)}) = 1"
+
+
 def latest_select(columns: Collection[str]) -> str:
     """The SELECT of `security_alerts_latest` over the alert table's columns (a lake written before p_pull_time has
     none)."""
-    return f"""SELECT * FROM {ALERTS_TABLE}
-QUALIFY row_number() OVER (PARTITION BY tenantId, serviceSource, id, {_SAME_PARTITION}
-                           ORDER BY {latest_version_first(columns)}) = 1"""
+    return f"SELECT * FROM {ALERTS_TABLE}\n{latest_version_only(set(columns) | {'year', 'month', 'day'})}"
 
 
 def _evidence_value(sources: list[tuple[tuple[str, ...], str]]) -> str:
