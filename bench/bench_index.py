@@ -25,8 +25,9 @@ adds to compaction.
 Prints figures, each with the load averages at its end (the machine is shared: a figure taken under load says so);
 asserts nothing about speed. A small --rows (the test's smoke size) runs the same code path.
 
-`--generate DIR` runs step 1 alone, into DIR (kept), for `--lake DIR` runs; `--lake DIR --sweep-only` runs step 3 alone on a lake a full run (or `graphlake index rebuild`) left indexed: the
-sweep again in seconds, e.g. at a quiet moment.
+`--generate DIR` runs step 1 alone, into DIR (kept), for `--lake DIR` runs; `--lake DIR --sweep-only` runs step 3
+alone on a lake a full run (or `graphlake index rebuild --grace-days 0`) left indexed: the sweep again in a minute,
+e.g. at a quiet moment.
 """
 
 from __future__ import annotations
@@ -444,7 +445,8 @@ def main() -> None:
                 shutil.rmtree(copy)
         plain, indexed = min(times[False]), min(times[True])
         print(f"  compaction of {args.sample_days} days of {per_day:,} rows in 8 files each (both tables): "
-              f"{plain:.1f} s without the index, {indexed:.1f} s with it: {indexed / plain:.2f}x ({load()})", flush=True)
+              f"{plain:.1f} s without the index, {indexed:.1f} s with it: {indexed / plain:.2f}x ({load()})",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("file", pa.s
 ROW_GROUP_ENTRIES = 16_384
 # Statistics of kind and value only: a reader chooses row groups by them (or by the manifest's bounds), never by
 # file or row group. No Arrow schema in the footer: pyarrow's copy of it (ARROW:schema) carries the schema's
-# key-value metadata, so the manifest was in every footer twice, hashed twice and decoded again with the schema
+# key-value metadata, so every footer held the manifest twice, and pyarrow decoded the copy again with the schema
 # each time a reader opened the index; the manifest is the footer's one key-value entry instead.
 _WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["kind", "file"], "write_statistics": ["kind", "value"],
                   "write_page_checksum": True, "store_schema": False,
