@@ -22,13 +22,19 @@ adds to compaction.
    alternating: the index's share of compaction's time. Every day of the lake has the same shape, so the ratio
    holds for the year.
 
-Prints figures; asserts nothing about speed. A small --rows (the test's smoke size) runs the same code path.
+Prints figures, each with the load averages at its end (the machine is shared: a figure taken under load says so);
+asserts nothing about speed. A small --rows (the test's smoke size) runs the same code path.
+
+`--generate DIR` runs step 1 alone, into DIR (kept), for `--lake DIR` runs; `--lake DIR --sweep-only` runs step 3
+alone on a lake a full run (or `graphlake index rebuild --grace-days 0`) left indexed: the sweep again in a minute,
+e.g. at a quiet moment.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import statistics
 import sys
@@ -334,6 +340,34 @@ def hits_of(result) -> list:
     return sorted((t.table, t.count, tuple(map(str, row))) for t in result.tables for row in t.rows)
 
 
+def load() -> str:
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def measure_sweep(lake: Path, days: int, repeat: int) -> None:
+    """The IoC swept over the lake's days with the index (best and median of `repeat`) and without (best of 2);
+    stops if the hits differ or there are none."""
+    since = dt.datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=UTC)
+    until = since + dt.timedelta(days=days)
+    with_index = [sweep(str(lake), since, until, True) for _ in range(repeat)]
+    indexed_load = load()
+    without = [sweep(str(lake), since, until, False) for _ in range(2)]
+    result = with_index[-1][1]
+    if any(hits_of(r) != hits_of(result) for _, r in with_index + without):
+        raise SystemExit("the hits differ with and without the index")
+    hits = sum(t.count for t in result.tables)
+    if not hits:
+        raise SystemExit("the IoC was not found")
+    best, slow = min(s for s, _ in with_index), min(s for s, _ in without)
+    for table, use in sorted(result.index.items()):
+        print(f"    {table}: {use.from_index} of {use.days} days narrowed by the index, "
+              f"{use.files_read} of {use.files_in_range} files read ({use.files_in_part} only in the row groups "
+              f"holding a hit)", flush=True)
+    print(f"  search --ip {IOC}, {days} days, {hits} hits (identical with and without): with the index "
+          f"{best * 1000:,.0f} ms best (median {statistics.median(s for s, _ in with_index) * 1000:,.0f} ms; "
+          f"{indexed_load}), --no-index {slow * 1000:,.0f} ms ({load()}): {slow / best:,.0f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000_000, help="rows of the lake, both tables")
@@ -347,7 +381,21 @@ def main() -> None:
     parser.add_argument("--lake", help="a lake this bench generated before (same --rows, --days, --seed, --population;"
                                        " without indexes), used instead of generating one: generation takes most of"
                                        " the full run")
+    parser.add_argument("--generate", metavar="DIR", help="only generate the lake, into DIR (kept), for --lake")
+    parser.add_argument("--sweep-only", action="store_true",
+                        help="with --lake of an indexed lake: only the sweep, with and without the index")
     args = parser.parse_args()
+    if args.generate:
+        seconds, planted = build_lake(Path(args.generate), Pools(np.random.default_rng(args.seed), args.population),
+                                      args.rows, args.days, args.seed)
+        print(f"  generated in {seconds:.0f} s into {args.generate}; IoC planted on {planted} days ({load()})")
+        return
+    if args.sweep_only:
+        if not args.lake or not (Path(args.lake) / "_index").exists():
+            raise SystemExit("--sweep-only needs --lake DIR of a lake with its indexes (a full run's, or one "
+                             "`graphlake index rebuild --grace-days 0` indexed)")
+        measure_sweep(Path(args.lake), args.days, args.repeat)
+        return
 
     with tempfile.TemporaryDirectory(dir=args.work, prefix="bench-index-") as work:
         work = Path(work)
@@ -373,28 +421,11 @@ def main() -> None:
         print(f"  indexed by compaction (every day was one file: indexes written from the lake): "
               f"{summary.indexes_repaired} indexes in {summary.seconds:.0f} s "
               f"({summary.seconds / max(summary.indexes_repaired, 1) * 1000:.0f} ms each); "
-              f"{index / 1e6:,.1f} MB, {index / data:.1%} of the lake's {data / 1e6:,.0f} MB", flush=True)
+              f"{index / 1e6:,.1f} MB, {index / data:.1%} of the lake's {data / 1e6:,.0f} MB ({load()})", flush=True)
         if summary.indexes_repaired != 2 * args.days or summary.errors:
             raise SystemExit(f"expected {2 * args.days} indexes written, got {summary.to_json()}")
 
-        since = dt.datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=UTC)
-        until = since + dt.timedelta(days=args.days)
-        with_index = [sweep(str(lake), since, until, True) for _ in range(args.repeat)]
-        without = [sweep(str(lake), since, until, False) for _ in range(2)]
-        result = with_index[-1][1]
-        if any(hits_of(r) != hits_of(result) for _, r in with_index + without):
-            raise SystemExit("the hits differ with and without the index")
-        hits = sum(t.count for t in result.tables)
-        if not hits:
-            raise SystemExit("the IoC was not found")
-        best, slow = min(s for s, _ in with_index), min(s for s, _ in without)
-        for table, use in sorted(result.index.items()):
-            print(f"    {table}: {use.from_index} of {use.days} days narrowed by the index, "
-                  f"{use.files_read} of {use.files_in_range} files read ({use.files_in_part} only in the row groups "
-                  f"holding a hit)", flush=True)
-        print(f"  search --ip {IOC}, {args.days} days, {hits} hits (identical with and without): with the index "
-              f"{best * 1000:,.0f} ms best (median {statistics.median(s for s, _ in with_index) * 1000:,.0f} ms), "
-              f"--no-index {slow * 1000:,.0f} ms: {slow / best:,.0f}x", flush=True)
+        measure_sweep(lake, args.days, args.repeat)
 
         sample = work / "sample"
         per_day = args.rows // args.days
@@ -414,7 +445,8 @@ def main() -> None:
                 shutil.rmtree(copy)
         plain, indexed = min(times[False]), min(times[True])
         print(f"  compaction of {args.sample_days} days of {per_day:,} rows in 8 files each (both tables): "
-              f"{plain:.1f} s without the index, {indexed:.1f} s with it: {indexed / plain:.2f}x", flush=True)
+              f"{plain:.1f} s without the index, {indexed:.1f} s with it: {indexed / plain:.2f}x ({load()})",
+              flush=True)
 
 
 if __name__ == "__main__":

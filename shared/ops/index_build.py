@@ -40,8 +40,12 @@ SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("file", pa.s
 # filter would hide the hits of its group; the page checksums cover every page a reader uses, and the footer (the
 # statistics, the manifest) is verified by the digest the index's name carries.
 ROW_GROUP_ENTRIES = 16_384
-_WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["kind", "file"], "write_statistics": True,
-                  "write_page_checksum": True,
+# Statistics of kind and value only: a reader chooses row groups by them (or by the manifest's bounds), never by
+# file or row group. No Arrow schema in the footer: pyarrow's copy of it (ARROW:schema) carries the schema's
+# key-value metadata, so every footer held the manifest twice, and pyarrow decoded the copy again with the schema
+# each time a reader opened the index; the manifest is the footer's one key-value entry instead.
+_WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["kind", "file"], "write_statistics": ["kind", "value"],
+                  "write_page_checksum": True, "store_schema": False,
                   "sorting_columns": [pq.SortingColumn(i) for i in range(len(SCHEMA))]}
 
 # Where a data file's bytes are: a local path (compaction's work folder) or the bytes read from the lake.
@@ -121,8 +125,9 @@ def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]
                    for first, last in zip(edges[:len(starts)], edges[len(starts):], strict=True))
     manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups, bounds)
     out = io.BytesIO()
-    pq.write_table(rows.replace_schema_metadata({METADATA_KEY: manifest.to_json()}), out,
-                   row_group_size=ROW_GROUP_ENTRIES, **_WRITE_OPTIONS)
+    with pq.ParquetWriter(out, SCHEMA, **_WRITE_OPTIONS) as writer:
+        writer.write_table(rows, row_group_size=ROW_GROUP_ENTRIES)
+        writer.add_key_value_metadata({METADATA_KEY: manifest.to_json()})
     return out.getvalue()
 
 

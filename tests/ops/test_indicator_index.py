@@ -136,6 +136,17 @@ def test_every_closed_partition_gets_an_index_and_every_value_gives_the_hits_of_
                     all_versions=True, use_index=False))
 
 
+def test_an_index_footer_carries_its_manifest_once(lake: str) -> None:
+    """A reader hashes and parses the footer of every index of a sweep's days: it holds the manifest and the
+    statistics a lookup needs, not pyarrow's copy of the schema, which repeated the manifest."""
+    store = open_store(lake)
+    for names in listed_indexes(store).values():
+        metadata = pq.read_metadata(io.BytesIO(store.read(names[0]).data))
+        assert set(metadata.metadata) == {indicator_index.METADATA_KEY.encode()}
+        group = metadata.row_group(0)
+        assert [group.column(i).is_stats_set for i in range(4)] == [True, True, False, False]
+
+
 def test_a_value_no_file_holds_reads_no_closed_day(lake: str) -> None:
     result = same_with_and_without(lake, ip=["45.155.205.250"])
     use = result.index[SIGNINS]
