@@ -19,17 +19,17 @@ from shared.ops.compact import compact
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "normalizers" / "golden"
 # Each run reads every index and data file of the lake with pyarrow (`graphlake index check`), then exits.
-RUNS = 30
-# The runs are `python -m shared.cli` as a user starts it, forked from one process that imported the command line
-# and pyarrow once (each run costs its own work, not a second of imports). That process first makes the C runtime's
-# teardown (exit(): its handlers and the C++ static destructors, where pyarrow's threads abort) end in abort(), so
-# a run that reaches that teardown fails every time, not one run in a hundred: any one run detects an exit that
-# does not skip it, which 30 plain runs caught about one time in four.
+# The runs are `python -m shared.cli` as a user starts it, forked from one process that imported what the command
+# imports (each run costs its own work, not a second of imports). That process first makes the C runtime's teardown
+# (exit(): its handlers and the C++ static destructors, where pyarrow's threads abort) end in abort(), so a run
+# that reaches that teardown fails every time, not one run in a hundred: any one run detects an exit that does not
+# skip it, which 30 plain runs caught about one time in four. Ten runs, for what else might end a run now and then.
+RUNS = 10
 HARNESS = """
 import ctypes, json, os, runpy, sys
 libc = ctypes.CDLL(None)
 libc.on_exit(libc.abort, None)
-import pyarrow.dataset, shared.cli
+import pyarrow.dataset, shared.cli, shared.core.settings, shared.core.storage, shared.ops.index_build
 out, argv, codes = sys.argv[1], sys.argv[2:], []
 for i in range({runs}):
     pid = os.fork()
