@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import random
+import shutil
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -66,18 +68,33 @@ def build(store: Store, state: Store) -> None:
             write_table(store, signin_rows(day, k * 40, 40, "s"), table_name=SIGNINS)
 
 
-@pytest.fixture
-def lake(tmp_path, monkeypatch) -> str:
-    """A lake of both tables, compacted (and indexed) at NOW with row groups of 16 rows, and indexes in row groups of
-    64 entries (so lookups pick groups by their bounds, across kinds)."""
+def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row groups of 16 rows, and indexes in row groups of 64 entries (so lookups pick groups by their bounds,
+    across kinds)."""
     monkeypatch.setattr(compact_module, "ROW_GROUP_ROWS", 16)
     monkeypatch.setattr(index_build, "ROW_GROUP_ENTRIES", 64)
-    url = str(tmp_path / "lake")
-    store = open_store(url)
-    build(store, open_store(str(tmp_path / "state")))
-    summary = compact(store, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def built_lake(tmp_path_factory) -> Path:
+    """The lake of both tables, compacted (and indexed) at NOW with small_groups: built once a module (and worker),
+    read only through copies."""
+    root = tmp_path_factory.mktemp("indexed")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        small_groups(monkeypatch)
+        store = open_store(str(root / "lake"))
+        build(store, open_store(str(root / "state")))
+        summary = compact(store, now=NOW)
     assert not summary.errors and summary.indexes_written == summary.partitions_compacted > 0
-    return url
+    return root / "lake"
+
+
+@pytest.fixture
+def lake(built_lake, tmp_path, monkeypatch) -> str:
+    """A copy of built_lake of this test's own, and small_groups for what the test compacts or indexes again."""
+    small_groups(monkeypatch)
+    shutil.copytree(built_lake, tmp_path / "lake")
+    return str(tmp_path / "lake")
 
 
 def run(lake: str, use_index: bool = True, **options: list[str]):
