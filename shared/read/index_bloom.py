@@ -59,19 +59,21 @@ def key_hashes(kind: str, values: tuple[str, ...]) -> np.ndarray:
 
 
 def build(kinds: pa.Array, values: pa.Array) -> Bloom:
-    """The filter of these (kind, value) entries, sorted by kind (repeats set the same bits; it is sized by the
-    distinct ones)."""
+    """The filter of these (kind, value) entries, sorted (repeats set the same bits; it is sized by the distinct
+    ones)."""
     kinds, values = _plain(kinds), _plain(values)
-    distinct = len(values) if len(values) < 2 else 1 + int(pc.sum(pc.or_(
-        pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)),
-        pc.not_equal(kinds.slice(1), kinds.slice(0, len(kinds) - 1)))).as_py() or 0)
-    bits = max(64, -(-distinct * BITS_PER_ENTRY // 64) * 64)
+    if len(values) > 1:  # an index repeats a (kind, value) for each file and row group holding it: hashed once
+        first = pc.or_(pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)),
+                       pc.not_equal(kinds.slice(1), kinds.slice(0, len(kinds) - 1)))
+        first = pa.concat_arrays([pa.array([True]), first])
+        kinds, values = kinds.filter(first), values.filter(first)
+    bits = max(64, -(-len(values) * BITS_PER_ENTRY // 64) * 64)
     table = np.zeros(bits, np.bool_)
     runs = pc.run_end_encode(kinds)
     ends, start = runs.run_ends.to_numpy(), 0
     for kind, end in zip(runs.values.to_pylist(), ends, strict=True):
-        for first in range(start, int(end), _CHUNK):
-            chunk = values.slice(first, min(_CHUNK, int(end) - first))
+        for at in range(start, int(end), _CHUNK):
+            chunk = values.slice(at, min(_CHUNK, int(end) - at))
             offsets = np.frombuffer(chunk.buffers()[1], np.int64)[chunk.offset:chunk.offset + len(chunk) + 1]
             data = chunk.buffers()[2]
             data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
