@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import orjson
 
 from shared.core.layout import INDEX_FOLDER, footer_digest, parse_index_file
-from shared.read import index_bloom, views
+from shared.read import views
 
 if TYPE_CHECKING:  # lake_reader imports fsspec: the Spark reader imports this module without it
     from shared.read.lake_reader import LakeFile
@@ -260,6 +260,8 @@ def _footer(handle: BinaryIO) -> bytes:
 
 def _may_hold(manifest: Manifest, bloom: bytes | None, indicators: dict[str, set[str]]) -> bool:
     """Whether the index may hold one of the values, by its bloom filter; True when it has none of this scheme."""
+    from shared.read import index_bloom  # numpy and pyarrow: loaded when an index is read, not when search starts
+
     if manifest.bloom is None or bloom is None or manifest.bloom[0] != index_bloom.SCHEME:
         return True
     filter_ = index_bloom.Bloom(manifest.bloom[1], manifest.bloom[2], bloom)
