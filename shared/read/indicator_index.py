@@ -6,12 +6,14 @@ Compaction writes one index per closed partition (shared/ops/index_build.py), at
 value of it, `file` the name of a data file of the partition holding it in that row group; sorted by (kind, value) in
 small row groups, so a lookup reads the one row group of each index its (kind, value) falls in. Its parquet
 key-value metadata (METADATA_KEY) holds the manifest: the data files it was built from with their sizes and the row
-counts of their row groups, their columns, and the first and last (kind, value) of each of the index's row groups.
+counts of their row groups, their columns, and the first and last (kind, value) of each of the index's row groups;
+BLOOM_KEY a bloom filter of its (kind, value) entries (shared/read/index_bloom.py), so most days of a sweep are done
+at their footer.
 
 Every byte a search uses is verified, so damage makes it read the day whole, never miss a hit: the footer (the
-statistics that choose the row groups, the manifest) against the digest in the index's name, then each page of the
-row groups read against its CRC (pyarrow; DuckDB does not check page checksums). An index whose name carries no
-footer digest (the first format) is not trusted. What is not read (other row groups) is not verified here;
+statistics that choose the row groups, the manifest, the bloom filter) against the digest in the index's name, then
+each page of the row groups read against its CRC (pyarrow; DuckDB does not check page checksums). An index whose name
+carries no footer digest (the first format) is not trusted. What is not read (other row groups) is not verified here;
 `graphlake index check` reads it all.
 
 An index only narrows which files a search reads, and which row groups of them (a file read in part is a scan of

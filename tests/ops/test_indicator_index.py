@@ -153,7 +153,8 @@ def _bloom(data: bytes) -> tuple[indicator_index.Manifest, index_bloom.Bloom]:
     entries = pq.read_metadata(io.BytesIO(data)).metadata
     manifest = indicator_index.Manifest.from_json(entries[indicator_index.METADATA_KEY.encode()])
     assert manifest.bloom and manifest.bloom[0] == index_bloom.SCHEME
-    return manifest, index_bloom.Bloom(manifest.bloom[1], manifest.bloom[2], entries[indicator_index.BLOOM_KEY.encode()])
+    bloom = entries[indicator_index.BLOOM_KEY.encode()]
+    return manifest, index_bloom.Bloom(manifest.bloom[1], manifest.bloom[2], bloom)
 
 
 def test_every_entry_of_a_built_index_is_in_its_bloom_filter(lake: str) -> None:
