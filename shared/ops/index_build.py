@@ -30,15 +30,16 @@ import pyarrow.parquet as pq
 from shared.core.errors import one_line
 from shared.core.layout import INDEX_FOLDER, files_digest, footer_digest, index_folder, index_name, parse_index_file
 from shared.core.storage import Store
-from shared.read.indicator_index import INDICATOR_PREFIX, METADATA_KEY, Manifest
+from shared.read import index_bloom
+from shared.read.indicator_index import BLOOM_KEY, INDICATOR_PREFIX, METADATA_KEY, Manifest
 
 log = logging.getLogger("graphlake.index")
 
 SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("file", pa.string()), ("row_group", pa.int32())])
 # Small row groups: a search reads the one group of each day its value falls in (~16,384 entries,
-# a few hundred KB of values). No bloom filters: a reader could not verify one (it has no checksum), and a damaged
-# filter would hide the hits of its group; the page checksums cover every page a reader uses, and the footer (the
-# statistics, the manifest) is verified by the digest the index's name carries.
+# a few hundred KB of values). No parquet bloom filters: they sit outside the footer, nothing verifies them, and a
+# damaged one would hide its group's hits. The index's own filter (shared/read/index_bloom.py) is in the footer,
+# verified with it by the digest the index's name carries; the page checksums cover every page a reader uses.
 ROW_GROUP_ENTRIES = 16_384
 # Statistics of kind and value only: a reader chooses row groups by them (or by the manifest's bounds), never by
 # file or row group. No Arrow schema in the footer: pyarrow's copy of it (ARROW:schema) carries the schema's
@@ -123,11 +124,13 @@ def build_local(table: str, day: dt.date, files: Sequence[tuple[str, Path, int]]
     edges = rows.select(["kind", "value"]).take(pa.array(starts + lasts, pa.int64())).to_pylist()
     bounds = tuple((first["kind"], first["value"], last["kind"], last["value"])
                    for first, last in zip(edges[:len(starts)], edges[len(starts):], strict=True))
-    manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups, bounds)
+    bloom = index_bloom.build(rows["kind"], rows["value"])
+    manifest = Manifest(table, day, {name: size for name, _, size in files}, tuple(columns), groups, bounds,
+                        (index_bloom.SCHEME, bloom.bits, bloom.hashes))
     out = io.BytesIO()
     with pq.ParquetWriter(out, SCHEMA, **_WRITE_OPTIONS) as writer:
         writer.write_table(rows, row_group_size=ROW_GROUP_ENTRIES)
-        writer.add_key_value_metadata({METADATA_KEY: manifest.to_json()})
+        writer.add_key_value_metadata({METADATA_KEY: manifest.to_json(), BLOOM_KEY: bloom.data})
     return out.getvalue()
 
 
@@ -235,6 +238,8 @@ def check_index(store: Store, table: str, day: dt.date, names: Sequence[str],
     want = Manifest.from_json(expected.schema.metadata[METADATA_KEY.encode()])
     if manifest != want:
         finding.state, finding.detail = DIFFERENT, "its manifest does not match the files"
+    elif stored.schema.metadata.get(BLOOM_KEY.encode()) != expected.schema.metadata.get(BLOOM_KEY.encode()):
+        finding.state, finding.detail = DIFFERENT, "its bloom filter does not match the files"
     elif not stored.replace_schema_metadata(None).equals(expected.replace_schema_metadata(None)):
         finding.state = DIFFERENT
         finding.detail = f"{stored.num_rows} entries where its files give {expected.num_rows}, or other values"

@@ -6,12 +6,14 @@ Compaction writes one index per closed partition (shared/ops/index_build.py), at
 value of it, `file` the name of a data file of the partition holding it in that row group; sorted by (kind, value) in
 small row groups, so a lookup reads the one row group of each index its (kind, value) falls in. Its parquet
 key-value metadata (METADATA_KEY) holds the manifest: the data files it was built from with their sizes and the row
-counts of their row groups, their columns, and the first and last (kind, value) of each of the index's row groups.
+counts of their row groups, their columns, and the first and last (kind, value) of each of the index's row groups;
+BLOOM_KEY a bloom filter of its (kind, value) entries (shared/read/index_bloom.py), so most days of a sweep are done
+at their footer.
 
 Every byte a search uses is verified, so damage makes it read the day whole, never miss a hit: the footer (the
-statistics that choose the row groups, the manifest) against the digest in the index's name, then each page of the
-row groups read against its CRC (pyarrow; DuckDB does not check page checksums). An index whose name carries no
-footer digest (the first format) is not trusted. What is not read (other row groups) is not verified here;
+statistics that choose the row groups, the manifest, the bloom filter) against the digest in the index's name, then
+each page of the row groups read against its CRC (pyarrow; DuckDB does not check page checksums). An index whose name
+carries no footer digest (the first format) is not trusted. What is not read (other row groups) is not verified here;
 `graphlake index check` reads it all.
 
 An index only narrows which files a search reads, and which row groups of them (a file read in part is a scan of
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # lake_reader imports fsspec: the Spark reader imports this m
 
 FORMAT = 1
 METADATA_KEY = "graphlake.indicator_index"
+BLOOM_KEY = "graphlake.indicator_bloom"  # the bloom filter's bytes (shared/read/index_bloom.py), beside the manifest
 INDICATOR_PREFIX = "p_any_"
 # Why a day's files were all read: the reasons a search prints.
 NO_INDEX = "no index (open or not yet indexed)"
@@ -66,11 +69,15 @@ class Manifest:
     # statistics give a group's least kind and least value separately, so a group across two kinds spans every
     # value; these bounds take a lookup to the one group its (kind, value) falls in.
     bounds: tuple[tuple[str, str, str, str], ...] = ()
+    # The bloom filter's parameters (scheme, bits, hashes), its bytes the footer's BLOOM_KEY entry; None: no filter
+    # (an index written before it), every row group its statistics choose is read.
+    bloom: tuple[int, int, int] | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps({"format": FORMAT, "table": self.table, "day": self.day.isoformat(),
                              "files": dict(sorted(self.files.items())), "columns": list(self.columns),
-                             "groups": dict(sorted(self.groups.items())), "bounds": [list(b) for b in self.bounds]})
+                             "groups": dict(sorted(self.groups.items())), "bounds": [list(b) for b in self.bounds],
+                             "bloom": list(self.bloom) if self.bloom else None})
 
     @staticmethod
     def from_json(data: bytes | str) -> Manifest:
@@ -82,7 +89,8 @@ class Manifest:
             return Manifest(str(doc["table"]), dt.date.fromisoformat(doc["day"]),
                             {str(k): int(v) for k, v in doc["files"].items()}, tuple(map(str, doc["columns"])),
                             {str(k): [int(n) for n in v] for k, v in doc["groups"].items()},
-                            tuple(tuple(map(str, b)) for b in doc.get("bounds", [])))
+                            tuple(tuple(map(str, b)) for b in doc.get("bounds", [])),
+                            tuple(int(n) for n in doc["bloom"]) if doc.get("bloom") else None)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an index manifest: {exc}") from None
 
@@ -189,9 +197,12 @@ def _read(open_file: Opener, index: LakeFile, listed: dict[str, int],
             if footer_digest(footer) != parsed.footer:
                 raise Damaged("its footer is not the one its name carries")
             metadata = pq.read_metadata(pa.BufferReader(_MAGIC + footer))
-            manifest = Manifest.from_json((metadata.metadata or {})[METADATA_KEY.encode()])
+            entries = metadata.metadata or {}
+            manifest = Manifest.from_json(entries[METADATA_KEY.encode()])
             if not _holds(manifest, index, listed):
                 return None
+            if not _may_hold(manifest, entries.get(BLOOM_KEY.encode()), indicators):
+                return manifest, {}  # the bloom filter, verified with the footer: no value searched is in the day
             groups = _groups(metadata, manifest, indicators)
             if not groups or not indicators:
                 return manifest, {}
@@ -227,7 +238,9 @@ def _read(open_file: Opener, index: LakeFile, listed: dict[str, int],
 
 _MAGIC = b"PAR1"
 _READERS = 4
-_TAIL = 64 * 1024  # one read holds the footer of a day's index (a few KB a hundred row groups)
+# One read holds the footer of a day's index: a few KB a hundred row groups, and its bloom filter, a byte a distinct
+# value (~300 KB a day of 274,000 sign-ins); a bigger one takes a second read.
+_TAIL = 512 * 1024
 
 
 def _footer(handle: BinaryIO) -> bytes:
@@ -245,6 +258,16 @@ def _footer(handle: BinaryIO) -> bytes:
         handle.seek(size - 8 - length)
         tail = handle.read(length + 8)
     return tail[len(tail) - 8 - length:]
+
+
+def _may_hold(manifest: Manifest, bloom: bytes | None, indicators: dict[str, set[str]]) -> bool:
+    """Whether the index may hold one of the values, by its bloom filter; True when it has none of this scheme."""
+    from shared.read import index_bloom  # numpy and pyarrow: loaded when an index is read, not when search starts
+
+    if manifest.bloom is None or bloom is None or manifest.bloom[0] != index_bloom.SCHEME:
+        return True
+    filter_ = index_bloom.Bloom(manifest.bloom[1], manifest.bloom[2], bloom)
+    return any(filter_.may_hold(kind, values) for kind, values in indicators.items())
 
 
 def _groups(metadata, manifest: Manifest, indicators: dict[str, set[str]]) -> list[int]:

@@ -10,6 +10,7 @@ search reads files in part, by the row groups the index names.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import random
@@ -32,7 +33,8 @@ from shared.ops import index_build
 from shared.ops.compact import compact, partitions
 from shared.ops.index_build import DIFFERENT, MISSING, ORPHAN, STALE, UNREADABLE, check_lake, listed_indexes
 from shared.ops.status import check as check_status
-from shared.read import indicator_index
+from shared.read import index_bloom, indicator_index
+from shared.read.lake_reader import LakeFile
 from shared.read.query import connect
 from shared.read.search import search, terms_for
 from tests.ops.test_compact import NOW, alert_lake
@@ -153,15 +155,134 @@ def test_every_closed_partition_gets_an_index_and_every_value_gives_the_hits_of_
                     all_versions=True, use_index=False))
 
 
-def test_an_index_footer_carries_its_manifest_once(lake: str) -> None:
-    """A reader hashes and parses the footer of every index of a sweep's days: it holds the manifest and the
-    statistics a lookup needs, not pyarrow's copy of the schema, which repeated the manifest."""
+def test_an_index_footer_carries_its_manifest_and_bloom_filter_once(lake: str) -> None:
+    """A reader hashes and parses the footer of every index of a sweep's days: it holds the manifest, the bloom
+    filter and the statistics a lookup needs, not pyarrow's copy of the schema, which repeated the manifest."""
     store = open_store(lake)
     for names in listed_indexes(store).values():
         metadata = pq.read_metadata(io.BytesIO(store.read(names[0]).data))
-        assert set(metadata.metadata) == {indicator_index.METADATA_KEY.encode()}
+        assert set(metadata.metadata) == {indicator_index.METADATA_KEY.encode(), indicator_index.BLOOM_KEY.encode()}
         group = metadata.row_group(0)
         assert [group.column(i).is_stats_set for i in range(4)] == [True, True, False, False]
+
+
+def _bloom(data: bytes) -> tuple[indicator_index.Manifest, index_bloom.Bloom]:
+    entries = pq.read_metadata(io.BytesIO(data)).metadata
+    manifest = indicator_index.Manifest.from_json(entries[indicator_index.METADATA_KEY.encode()])
+    assert manifest.bloom and manifest.bloom[0] == index_bloom.SCHEME
+    bloom = entries[indicator_index.BLOOM_KEY.encode()]
+    return manifest, index_bloom.Bloom(manifest.bloom[1], manifest.bloom[2], bloom)
+
+
+def test_every_entry_of_a_built_index_is_in_its_bloom_filter(lake: str) -> None:
+    store = open_store(lake)
+    for names in listed_indexes(store).values():
+        data = store.read(names[0]).data
+        _, bloom = _bloom(data)
+        entries = pq.read_table(io.BytesIO(data), columns=["kind", "value"]).to_pylist()
+        assert entries and all(bloom.may_hold(e["kind"], {e["value"]}) for e in entries)
+        assert bloom.bits >= index_bloom.BITS_PER_ENTRY * len({(e["kind"], e["value"]) for e in entries})
+
+
+def test_the_bloom_filter_holds_every_string_it_is_built_from(monkeypatch) -> None:
+    # Empty values, non-ASCII ones, a value that is another's prefix, and chunks of 7 (values cut across chunks):
+    # the writer's vectorized hash over Arrow's buffers and the reader's over one value's bytes agree.
+    monkeypatch.setattr(index_bloom, "_CHUNK", 7)
+    values = sorted(["", "a", "a\0", "ab", "ümlaut@contöso.com", "日本語.example", "🙂", "203.0.113.1",
+                     *(f"198.51.100.{i}" for i in range(40))])
+    kinds = ["p_any_domain_names"] * 3 + ["p_any_ip_addresses"] * (len(values) - 3)
+    bloom = index_bloom.build(pa.array(kinds, pa.string()).slice(0), pa.array(values, pa.string()))
+    assert all(bloom.may_hold(kind, {value}) for kind, value in zip(kinds, values, strict=True))
+    absent = [f"45.155.205.{i}" for i in range(200)]
+    assert sum(bloom.may_hold("p_any_ip_addresses", {v}) for v in absent) < 40  # 2% expected; 64 bits at least
+    # The same bits from a slice of a bigger array (Arrow offsets not starting at zero).
+    sliced = index_bloom.build(pa.array(["x", *kinds], pa.string()).slice(1), pa.array(["zz", *values]).slice(1))
+    assert sliced == bloom
+
+
+class _Recorded:
+    """An index file whose reads are recorded (offset, bytes)."""
+
+    def __init__(self, path: str, reads: list[tuple[int, int]]) -> None:
+        self._file, self._reads = open(path, "rb"), reads
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
+
+    def read(self, size: int = -1) -> bytes:
+        offset = self._file.tell()
+        data = self._file.read(size)
+        self._reads.append((offset, len(data)))
+        return data
+
+    def readinto(self, buffer) -> int:
+        offset = self._file.tell()
+        count = self._file.readinto(buffer)
+        self._reads.append((offset, count))
+        return count
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+
+def _read_day(lake: str, table: str, day: dt.date, ip: str) -> tuple[object, list[tuple[int, int]], bytes]:
+    """What the day's index says of `ip`, the reads it took, and the index's bytes."""
+    store = open_store(lake)
+    [name] = listed_indexes(store)[(table, day)]
+    reads: list[tuple[int, int]] = []
+    found = [LakeFile(table, day, f"{lake}/{name}")]
+    listed = {n.rsplit("/", 1)[1]: len(store.read(n).data) for n in day_files(store, table, day)}
+    served = indicator_index.read_day(lambda path: _Recorded(path, reads), found, listed,
+                                      {"p_any_ip_addresses": {ip}})
+    return served, reads, store.read(name).data
+
+
+def test_a_day_its_bloom_filter_rules_out_is_not_read_past_its_footer(lake: str) -> None:
+    # Values the day does not hold but its row groups' bounds span: without the filter each reads a row group.
+    store = open_store(lake)
+    day = CLOSED[0]
+    [name] = listed_indexes(store)[(SIGNINS, day)]
+    manifest, bloom = _bloom(store.read(name).data)
+    absent = [f"203.0.113.{n}{suffix}" for n in range(40) for suffix in ("0", "5", "x")]
+    spanned = [ip for ip in absent if any(b[0] == b[2] == "p_any_ip_addresses" and b[1] <= ip <= b[3]
+                                          for b in manifest.bounds)]
+    negative = [ip for ip in spanned if not bloom.may_hold("p_any_ip_addresses", {ip})]
+    assert len(negative) > len(spanned) * 0.9 and len(spanned) > 20
+    for ip in negative:
+        served, reads, data = _read_day(lake, SIGNINS, day, ip)
+        assert served[1] == {} and served[0] == manifest
+        footer_start, _ = _footer(data)
+        assert reads and all(offset + size <= len(data) and offset + size > footer_start for offset, size in reads)
+        assert len(reads) <= 2
+    # A value the day holds is read in its row group, and found.
+    held = values(lake, "p_any_ip_addresses")[0]
+    served, reads, data = _read_day(lake, SIGNINS, day, held)
+    assert any(offset < _footer(data)[0] for offset, _ in reads)
+
+
+def test_an_index_without_a_bloom_filter_reads_as_before(lake: str) -> None:
+    # Indexes written before the filter: their footer holds the manifest alone; every row group the bounds choose
+    # is read.
+    store = open_store(lake)
+    for (table, day), [name] in listed_indexes(store).items():
+        stored = pq.read_table(io.BytesIO(store.read(name).data))
+        manifest = indicator_index.Manifest.from_json(stored.schema.metadata[indicator_index.METADATA_KEY.encode()])
+        out = io.BytesIO()
+        with pq.ParquetWriter(out, index_build.SCHEMA, **index_build._WRITE_OPTIONS) as writer:
+            writer.write_table(stored.replace_schema_metadata(None), row_group_size=index_build.ROW_GROUP_ENTRIES)
+            writer.add_key_value_metadata({indicator_index.METADATA_KEY: dataclasses.replace(manifest, bloom=None)
+                                           .to_json()})
+        store.delete(name)
+        store.write(_named_for(name, out.getvalue()), out.getvalue())
+    absent = "203.0.113.15x"  # no row holds it; a row group's bounds span it
+    served, reads, data = _read_day(lake, SIGNINS, CLOSED[0], absent)
+    assert served[1] == {} and any(offset < _footer(data)[0] for offset, _ in reads)
+    for ip in [*SIGNIN_IPS, "203.0.113.77"]:
+        result = same_with_and_without(lake, ip=[ip])
+        assert result.index[SIGNINS].from_index == len(CLOSED)
 
 
 def test_a_value_no_file_holds_reads_no_closed_day(lake: str) -> None:
@@ -484,6 +605,32 @@ def test_damage_the_footer_read_passes_never_hides_a_hit(lake: str, damage: str)
     result = same_with_and_without(lake, ip=[HIDDEN_IP])
     assert result.tables
     assert result.index[SIGNINS].scanned[indicator_index.UNREADABLE] == len(CLOSED)
+
+
+def test_a_damaged_bloom_filter_is_refused_with_its_footer_and_never_hides_a_hit(lake: str) -> None:
+    # Every bit of each sign-in day's filter cleared: believed, it would rule every value out.
+    store = open_store(lake)
+    for (table, day), [name] in listed_indexes(store).items():
+        if table != SIGNINS:
+            continue
+        data = store.read(name).data
+        _, bloom = _bloom(data)
+        store.write(name, _in_footer(data, bloom.data, bytes(len(bloom.data))))
+    for ip in SIGNIN_IPS:
+        result = same_with_and_without(lake, ip=[ip])
+        assert result.tables and result.index[SIGNINS].scanned[indicator_index.UNREADABLE] == len(CLOSED)
+    # Written so by a writer that then named the index by that footer: the footer verifies, so only the check,
+    # which builds the index again, can see it.
+    for (table, day), [name] in listed_indexes(store).items():
+        if table == SIGNINS:
+            data = store.read(name).data
+            store.delete(name)
+            store.write(_named_for(name, data), data)
+    findings = check_lake(store, closed_before=OPEN, rebuild=True).findings
+    assert {(f.state, f.detail) for f in findings} == {(DIFFERENT, "its bloom filter does not match the files")}
+    assert len(findings) == len(CLOSED)
+    for ip in SIGNIN_IPS:
+        assert same_with_and_without(lake, ip=[ip]).index[SIGNINS].from_index == len(CLOSED)
 
 
 def _named_for(name: str, data: bytes) -> str:
