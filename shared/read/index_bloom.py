@@ -39,8 +39,8 @@ class Bloom:
 
     def may_hold(self, kind: str, values: set[str]) -> bool:
         """Whether one of the (kind, value) entries may be in the filter (False: certainly none is)."""
-        if not values or len(self.data) * 8 != self.bits:
-            return bool(values)  # not a filter of these parameters: every value may be there
+        if not values or len(self.data) * 8 != self.bits or self.bits <= 0 or self.hashes <= 0:
+            return bool(values)  # not a filter of these parameters, or nothing to probe: every value may be there
         hashes = key_hashes(kind, tuple(sorted(values)))
         positions = _positions(hashes, self.bits, self.hashes)
         table = np.frombuffer(self.data, np.uint8)

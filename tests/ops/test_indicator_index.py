@@ -637,3 +637,13 @@ def _named_for(name: str, data: bytes) -> str:
     """The index's name with the digest of this footer: pages damaged after it was written, their checksums alone
     can tell."""
     return f"{name[:-len('0' * 20 + '.parquet')]}{footer_digest(data)}.parquet"
+
+
+def test_a_bloom_filter_of_no_bits_or_probes_answers_maybe() -> None:
+    # A manifest's parameters are verified with the footer, yet a filter of nothing to probe must not raise (an
+    # IndexError no caller takes for a damaged index) or answer "none": it answers "maybe", and the row groups are
+    # read.
+    from shared.read.index_bloom import Bloom
+
+    for bloom in (Bloom(0, 5, b""), Bloom(64, 0, bytes(8))):
+        assert bloom.may_hold("p_any_ip_addresses", {"198.51.100.7"})
