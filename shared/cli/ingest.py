@@ -114,16 +114,27 @@ def pull(once: bool, since: str | None, rules_dir: str | None) -> None:
     start = parse_time(since, "--since") if since else None
     detector = wiring.detector(settings, rules_dir)
     while True:
-        summaries = _pull_once(settings, start, detector)
+        summaries, rule_errors = _pull_once(settings, start, detector)
         for summary in summaries:
             click.echo(summary.to_json())
             if summary.error:
                 click.echo(f"graphlake: source {summary.source_id}: {summary.error}", err=True)
         if once or start:
             failed = [s for s in summaries if s.error]
+            errors = _say_rule_errors(rule_errors)
             refused = _say_refused(detector)
-            sys.exit(1 if failed or refused else 0)
+            sys.exit(1 if failed or errors or refused else 0)
         time.sleep(seconds_to_next(settings.pull_schedule))
+
+
+def _say_rule_errors(errors: list[str]) -> bool:
+    """Whether rules raised on rows that landed, said last on stderr (with the exit code, so a script sees it)."""
+    if errors:
+        for line in errors[:10]:
+            click.echo(f"graphlake: {line}", err=True)
+        click.echo(f"graphlake: {count(len(errors), 'rule error')} on the rows landed "
+                   "(rule_errors table; rule-error alerts queued)", err=True)
+    return bool(errors)
 
 
 def _say_refused(detector) -> bool:
@@ -139,6 +150,7 @@ def _pull_once(settings, since: datetime | None, detector):
     from tqdm import tqdm
 
     from shared.core.storage import open_store
+    from shared.land.local_sink import InProcessSink
     from shared.pull.run import pull_all
     from shared.pull.sinks import open_sink
 
@@ -156,7 +168,8 @@ def _pull_once(settings, since: datetime | None, detector):
         bar.close()
         sink.close()
     wiring.drain_outbox(detector, settings.state_url)
-    return summaries
+    # The in-process normalizer ran the rules on what it landed; with Event Hubs, normalize_alerts runs them.
+    return summaries, list(sink.result.rule_errors) if isinstance(sink, InProcessSink) else []
 
 
 @click.command()
@@ -214,14 +227,9 @@ def normalize(sources: tuple[str, ...], lake: str | None, state: str | None, sou
                 click.echo(f"{item.location}: {item.reason}")
         if held:
             click.echo(f"quarantined copies: {copies}")
-    if landing.rule_errors:
-        # Rows landed, but rules failed on some: said last, with the exit code, so a script sees it.
-        for line in landing.rule_errors[:10]:
-            click.echo(f"graphlake: {line}", err=True)
-        click.echo(f"graphlake: {count(len(landing.rule_errors), 'rule error')} on the rows landed "
-                   "(rule_errors table; rule-error alerts queued)", err=True)
+    errors = _say_rule_errors(landing.rule_errors)
     refused = _say_refused(detector)
-    sys.exit(1 if held or landing.rule_errors or refused else 0)
+    sys.exit(1 if held or errors or refused else 0)
 
 
 @click.command()

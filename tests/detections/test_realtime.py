@@ -162,6 +162,18 @@ def test_graphlake_pull_exits_1_when_a_rule_was_refused(make_pipeline, user_rule
     assert matches_in(pipe.env["LAKE_URL"]), "the rules that loaded ran"
 
 
+def test_graphlake_pull_exits_1_when_a_rule_raised_on_the_rows_it_landed(make_pipeline, user_rules):
+    # As normalize --rules does: the rows land, and the exit code and last line say rules failed on some.
+    (user_rules / "raising.py").write_text('def rule(event):\n    raise KeyError("no such field")\n')
+    pipe = make_pipeline(alerts=5)
+    pull = CliRunner().invoke(main, ["pull", "--once", "--rules", str(user_rules)], env=pipe.env,
+                              catch_exceptions=False)
+    assert pull.exit_code == 1, pull.output
+    assert pull.output.strip().splitlines()[-1] == \
+        "graphlake: 5 rule errors on the rows landed (rule_errors table; rule-error alerts queued)"
+    assert len(read_table(open_store(pipe.env["LAKE_URL"]), "rule_errors")) == 5
+
+
 def test_the_function_apps_detector_follows_every_setting_it_is_built_from(tmp_path, monkeypatch):
     # The worker keeps its rules between invocations (loading them costs more than a batch); what else the detector
     # holds (destinations, their named settings, landing's delivery budget) follows the settings as they are now.
