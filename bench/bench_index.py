@@ -16,7 +16,7 @@ adds to compaction.
    lake: the time to index a year after the fact, and the index's size against the lake's.
 3. The IoC swept over the whole range in-process (open, list, search: as `graphlake search` runs it), with the
    index (best and median of --repeat) and with --no-index (best of 2). The hits must be identical (the bench
-   stops if not).
+   stops if not). Then the sweep's time in the index's reads and outside them: the floor no index lowers.
 4. Compaction with and without the index, on --sample-days days generated the way the normalizer leaves them
    (each partition in 8 unsorted files, 1% of rows delivered twice), compacted twice each way on fresh copies,
    alternating: the index's share of compaction's time. Every day of the lake has the same shape, so the ratio
@@ -336,6 +336,28 @@ def sweep(lake: str, since: dt.datetime, until: dt.datetime, use_index: bool) ->
     return time.perf_counter() - began, result
 
 
+def sweep_phases(lake: str, since: dt.datetime, until: dt.datetime) -> tuple[float, float]:
+    """One sweep with the index: its time in the index's reads (indicator_index.narrow) and outside them (listing,
+    the SQL on the files with hits): the part no index can make faster."""
+    from shared.read import indicator_index
+
+    narrow, spent = indicator_index.narrow, []
+
+    def timed(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return narrow(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - began)
+
+    indicator_index.narrow = timed
+    try:
+        total, _ = sweep(lake, since, until, True)
+    finally:
+        indicator_index.narrow = narrow
+    return sum(spent), total - sum(spent)
+
+
 def hits_of(result) -> list:
     return sorted((t.table, t.count, tuple(map(str, row))) for t in result.tables for row in t.rows)
 
@@ -366,6 +388,10 @@ def measure_sweep(lake: Path, days: int, repeat: int) -> None:
     print(f"  search --ip {IOC}, {days} days, {hits} hits (identical with and without): with the index "
           f"{best * 1000:,.0f} ms best (median {statistics.median(s for s, _ in with_index) * 1000:,.0f} ms; "
           f"{indexed_load}), --no-index {slow * 1000:,.0f} ms ({load()}): {slow / best:,.0f}x", flush=True)
+    phases = [sweep_phases(str(lake), since, until) for _ in range(repeat)]
+    print(f"  the same sweep's parts, best of {repeat}: index reads {min(p for p, _ in phases) * 1000:,.0f} ms, the "
+          f"rest (listing, SQL on the files with hits) {min(r for _, r in phases) * 1000:,.0f} ms, which alone is "
+          f"{slow / min(r for _, r in phases):,.1f}x of --no-index ({load()})", flush=True)
 
 
 def main() -> None:
