@@ -118,7 +118,7 @@ def match_row(rule: Rule, event: RuleEvent, row: Mapping[str, Any]) -> tuple[Mat
     """The match of one rule on one row (or None), or the rule's failure on it."""
     outcome = run_rule(rule, event, batch=True)
     if outcome.error is not None:
-        return None, RuleFailure(rule.rule_id, as_text(row.get("id")), one_line(outcome.error, with_type=True),
+        return None, RuleFailure(rule.rule_id, row_text(row.get("id")), one_line(outcome.error, with_type=True),
                                  type(outcome.error).__name__, row, _failure_subject(row))
     if not outcome.triggered:
         return None, None
@@ -276,16 +276,17 @@ def summary(rule: Rule, event: RuleEvent) -> dict[str, Any]:
 
 def match_id(rule_id: str, row: Mapping[str, Any]) -> str:
     """The same rule on the same row version always gives the same id, so a redelivered batch deduplicates."""
-    identity = as_text(row.get("p_row_id")) or repr(sorted((k, repr(v)) for k, v in row.items()))
+    identity = row_text(row.get("p_row_id")) or repr(sorted((k, repr(v)) for k, v in row.items()))
     return hashlib.blake2b(f"{rule_id}\0{identity}".encode(), digest_size=16).hexdigest()
 
 
 def row_id(row: Mapping[str, Any]) -> str | None:
     """What names the matched row in rule_matches and rule_errors: a Graph alert's id; a log record has none, so its
     p_row_id (a search over rule_matches keeps one hit per id, and every log record would share the empty one)."""
-    return as_text(row.get("id")) or as_text(row.get("p_row_id"))
+    return row_text(row.get("id")) or row_text(row.get("p_row_id"))
 
 
-def as_text(value: Any) -> str | None:
-    """A row's value as text for the detections' tables and markers; None stays None."""
+def row_text(value: Any) -> str | None:
+    """A row's value as text for the detections' tables and markers (str(), not shared.core.json_text's JSON text of
+    a Graph value); None stays None."""
     return None if value is None else str(value)

@@ -17,7 +17,7 @@ from datetime import datetime
 import orjson
 
 from detections.alerts import safe_name
-from detections.engine import Match, as_text
+from detections.engine import Match, row_text
 from shared.core.storage import Store
 
 PREFIX = "detections/matched/"
@@ -35,6 +35,6 @@ def unmatched(state: Store, matches: list[Match]) -> list[Match]:
 def mark(state: Store, matches: list[Match], now: datetime) -> None:
     for m in matches:
         state.write(marker_name(m), orjson.dumps({
-            "rule_id": m.rule.rule_id, "p_matched_row_id": as_text(m.row.get("p_row_id")), "p_alert_id": m.alert_id,
+            "rule_id": m.rule.rule_id, "p_matched_row_id": row_text(m.row.get("p_row_id")), "p_alert_id": m.alert_id,
             "matched": now.isoformat()}))
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from detections.engine import Match, as_text, row_id
+from detections.engine import Match, row_text, row_id
 from normalizers.indicators import INDICATOR_COLUMNS
 from shared.land.lake_writer import write_table
 from shared.core.storage import Store
@@ -61,10 +61,10 @@ def match_rows(matches: list[Match], now: datetime) -> list[dict[str, Any]]:
             "p_row_id": m.match_id,
             "p_event_time": event_time if isinstance(event_time, datetime) else now,
             "p_parse_time": now,
-            "p_log_type": as_text(row.get("p_log_type")) or SCHEDULED_LOG_TYPE,
-            "p_source_id": as_text(row.get("p_source_id")),
-            "p_source_label": as_text(row.get("p_source_label")),
-            "p_matched_row_id": as_text(row.get("p_row_id")),
+            "p_log_type": row_text(row.get("p_log_type")) or SCHEDULED_LOG_TYPE,
+            "p_source_id": row_text(row.get("p_source_id")),
+            "p_source_label": row_text(row.get("p_source_label")),
+            "p_matched_row_id": row_text(row.get("p_row_id")),
             "p_rule_id": rule.rule_id,
             "p_rule_severity": rule.severity,
             "p_rule_tags": rule.tags or None,
@@ -75,7 +75,7 @@ def match_rows(matches: list[Match], now: datetime) -> list[dict[str, Any]]:
             "title": m.title,
             "dedup": m.dedup,
             "id": row_id(row),
-            **{name: as_text(row.get(name)) for name in _ROW_STRINGS},
+            **{name: row_text(row.get(name)) for name in _ROW_STRINGS},
             "lastUpdateDateTime": row.get("lastUpdateDateTime") if isinstance(row.get("lastUpdateDateTime"),
                                                                                datetime) else None,
             **{name: _strings(row.get(name)) for name in INDICATOR_COLUMNS},

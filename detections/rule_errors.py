@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from detections.engine import Match, RuleFailure, as_text, match_id, row_id
+from detections.engine import Match, RuleFailure, row_text, match_id, row_id
 from detections.loader import Rule
 from shared.core.storage import Store
 from shared.land.lake_writer import write_table
@@ -64,8 +64,8 @@ def error_rows(matches: list[Match], now: datetime) -> list[dict[str, Any]]:
         event_time = m.row.get("p_event_time")
         rows.append({
             "p_row_id": m.match_id, "p_event_time": event_time if isinstance(event_time, datetime) else now,
-            "p_parse_time": now, "p_log_type": as_text(m.row.get("p_log_type")), "p_rule_id": m.rule.rule_id,
-            "p_alert_id": m.alert_id or None, "p_matched_row_id": as_text(m.row.get("p_row_id")),
+            "p_parse_time": now, "p_log_type": row_text(m.row.get("p_log_type")), "p_rule_id": m.rule.rule_id,
+            "p_alert_id": m.alert_id or None, "p_matched_row_id": row_text(m.row.get("p_row_id")),
             "id": row_id(m.row), "error_type": m.context["error_type"], "error": m.context["error"]})
     return rows
 
